@@ -1,0 +1,169 @@
+//! The command line as clap parses it: raw flags only. [`crate::settings`] resolves them with
+//! the configuration file into what the libraries get.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// crmkpi: CRM event dumps in, KPI tables out.
+#[derive(Debug, Parser)]
+#[command(name = "crmkpi", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML). Default: ./crmkpi.toml when present, else built-in defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Worker threads for parsing and query execution (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Log and progress format on stderr; with `json` the final summary on stdout is one JSON
+    /// object.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Only print warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Log and summary format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines and progress bars.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The crmkpi commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, validate, convert and deduplicate dumps into the Parquet event lake.
+    Ingest(IngestArgs),
+    /// Run every KPI (or the named tables) over the lake and write the outputs.
+    Compute(ComputeArgs),
+    /// Ingest then compute; with no input, runs on the bundled data-samples into out/.
+    Pipeline(PipelineArgs),
+    /// Report what ingest would accept and reject, writing nothing.
+    Validate(ValidateArgs),
+    /// Write a realistic synthetic dump.
+    Generate(GenerateArgs),
+}
+
+/// `crmkpi ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Dump files, directories (read recursively) or globs.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// The lake directory (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub lake: PathBuf,
+}
+
+/// `crmkpi compute`.
+#[derive(Debug, Args)]
+pub struct ComputeArgs {
+    /// The lake directory.
+    #[arg(long, value_name = "DIR")]
+    pub lake: PathBuf,
+    /// The output directory, replaced atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub selection: TableSelection,
+}
+
+/// Which tables, as of when.
+#[derive(Debug, Args)]
+pub struct TableSelection {
+    /// Observation instant: RFC 3339, a local timestamp (reporting time zone) or a date
+    /// YYYY-MM-DD (the end of that local day). Default: the latest event in the lake.
+    #[arg(long, value_name = "TS")]
+    pub as_of: Option<String>,
+    /// Only these tables (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub tables: Vec<String>,
+}
+
+/// `crmkpi pipeline`.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Dumps to ingest; none: the bundled data-samples.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// The lake directory.
+    #[arg(long, value_name = "DIR", default_value = "lake")]
+    pub lake: PathBuf,
+    /// The output directory, replaced atomically.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub selection: TableSelection,
+}
+
+/// `crmkpi validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Dump files, directories or globs.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+}
+
+/// `crmkpi generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of records to write.
+    #[arg(long, value_name = "N")]
+    pub events: u64,
+    /// Random seed; the same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Formats to rotate through files.
+    #[arg(long, value_delimiter = ',', default_value = "ndjson")]
+    pub format: Vec<FormatArg>,
+    /// Compressions to rotate through files.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub compress: Vec<CompressArg>,
+    /// Share of records replaced by dirty records of every reject reason, or duplicates.
+    #[arg(long, default_value_t = 0.0)]
+    pub dirty_rate: f64,
+    /// Records per output file.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events_per_file: u64,
+}
+
+/// A dump format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// NDJSON.
+    Ndjson,
+    /// CSV.
+    Csv,
+}
+
+/// A dump compression.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressArg {
+    /// Plain text.
+    None,
+    /// gzip.
+    Gz,
+    /// Zstandard.
+    Zst,
+}

@@ -1,0 +1,247 @@
+//! The five commands: each resolves its settings, calls the libraries, prints its summary on
+//! stdout (one JSON object as the last line with `--log-format json`) and returns the exit
+//! code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use crmkpi_compute::{ComputeError, Context, parse_as_of, select_tables};
+use crmkpi_export::{ManifestInput, OutputTable, manifest::LakeInfo};
+use crmkpi_ingest::generator::{GenerateOptions, generate};
+use crmkpi_ingest::source::{Compression, Format};
+use crmkpi_ingest::{Lake, RunStatus, Summary};
+use crmkpi_schema::Config;
+
+use crate::args::{Cli, CompressArg, FormatArg, GenerateArgs, GlobalArgs, LogFormat, TableSelection};
+use crate::progress::CliProgress;
+use crate::samples;
+use crate::settings::load_config;
+
+/// Why a command failed, by exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad arguments (exit 2).
+    Usage(anyhow::Error),
+    /// I/O, unreadable input, bad configuration (exit 1).
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        let usage = matches!(
+            error.downcast_ref::<ComputeError>(),
+            Some(ComputeError::BadAsOf { .. } | ComputeError::UnknownTable { .. })
+        );
+        if usage { Failure::Usage(error) } else { Failure::Runtime(error) }
+    }
+}
+
+/// Exit code of a run whose reject ratio exceeded `max_reject_ratio`.
+const EXIT_REJECT_RATIO: u8 = 3;
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let global = &cli.global;
+    match &cli.command {
+        crate::args::Command::Ingest(args) => {
+            let (config, _) = load_config(global.config.as_deref(), None)?;
+            let status = run_ingest(global, &config, &args.inputs, &args.lake)?;
+            Ok(exit_for(status))
+        }
+        crate::args::Command::Validate(args) => {
+            let (config, _) = load_config(global.config.as_deref(), None)?;
+            let progress = CliProgress::new(global);
+            let summary = crmkpi_ingest::validate_inputs(&args.inputs, &config, &progress)
+                .context("validation stopped")?;
+            progress.finish();
+            print_summary(global, "validated", &summary, None);
+            let exceeded = summary.reject_ratio() > config.max_reject_ratio;
+            Ok(exit_for(if exceeded { RunStatus::RejectRatioExceeded } else { RunStatus::Committed }))
+        }
+        crate::args::Command::Compute(args) => {
+            let (config, _) = load_config(global.config.as_deref(), None)?;
+            run_compute(global, &config, &args.lake, &args.out, &args.selection)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::args::Command::Pipeline(args) => {
+            let (inputs, fallback_config) = if args.inputs.is_empty() {
+                let samples = samples::bundled_samples()?;
+                tracing::info!(samples = %samples.dumps.display(), "no input given: running on the bundled data-samples");
+                (vec![samples.dumps.to_string_lossy().into_owned()], Some(samples.config))
+            } else {
+                (args.inputs.clone(), None)
+            };
+            let (config, config_path) = load_config(global.config.as_deref(), fallback_config.as_deref())?;
+            if let Some(path) = config_path {
+                tracing::info!(config = %path.display(), "configuration");
+            }
+            let status = run_ingest(global, &config, &inputs, &args.lake)?;
+            if status != RunStatus::Committed {
+                return Ok(exit_for(status));
+            }
+            run_compute(global, &config, &args.lake, &args.out, &args.selection)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::args::Command::Generate(args) => {
+            run_generate(global, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit_for(status: RunStatus) -> ExitCode {
+    match status {
+        RunStatus::Committed => ExitCode::SUCCESS,
+        RunStatus::RejectRatioExceeded => ExitCode::from(EXIT_REJECT_RATIO),
+    }
+}
+
+fn run_ingest(global: &GlobalArgs, config: &Config, inputs: &[String], lake_dir: &Path) -> Result<RunStatus, Failure> {
+    let started = Instant::now();
+    let lake = Lake::new(lake_dir);
+    let progress = CliProgress::new(global);
+    let report = crmkpi_ingest::ingest(&lake, inputs, config, &progress).context("ingest stopped")?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    print_summary(global, "ingested", &report.summary, Some(seconds));
+    if report.status == RunStatus::RejectRatioExceeded {
+        eprintln!(
+            "error: {} of {} records rejected ({:.2}%), more than max_reject_ratio = {}; none of this run's events entered the lake. \
+             Inspect the rejects in {}/rejects (ingest_run = {}), fix the dump or raise max_reject_ratio.",
+            report.summary.rejected_total(),
+            report.summary.read,
+            report.summary.reject_ratio() * 100.0,
+            config.max_reject_ratio,
+            lake_dir.display(),
+            report.run_id,
+        );
+    }
+    Ok(report.status)
+}
+
+fn print_summary(global: &GlobalArgs, verb: &str, summary: &Summary, seconds: Option<f64>) {
+    if global.log_format == LogFormat::Json {
+        println!("{}", serde_json::to_string(summary).unwrap_or_default());
+        return;
+    }
+    let timing = seconds.map(|seconds| format!(" in {seconds:.1} s")).unwrap_or_default();
+    println!(
+        "{verb} {} records from {} files{timing}: {} accepted, {} duplicates, {} rejected",
+        summary.read,
+        summary.files.len(),
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected_total()
+    );
+    for (reason, count) in &summary.rejected {
+        println!("  rejected {reason}: {count}");
+    }
+}
+
+fn run_compute(global: &GlobalArgs, config: &Config, lake_dir: &Path, out: &Path, selection: &TableSelection) -> Result<(), Failure> {
+    let started_at = chrono::Utc::now();
+    let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+    let mut stage_seconds = BTreeMap::new();
+    let tables = select_tables(&selection.tables)?;
+    let as_of = selection.as_of.as_deref().map(|text| parse_as_of(text, config.timezone)).transpose()?;
+    let lake = Lake::new(lake_dir);
+    let runs = lake.runs().context("reading the lake")?;
+    if runs.is_empty() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "{} is not a crmkpi lake (no ingest record under {}/_runs); run `crmkpi ingest <INPUT> --lake {}` first",
+            lake_dir.display(),
+            lake_dir.display(),
+            lake_dir.display()
+        )));
+    }
+    let progress = CliProgress::new(global);
+    let clock = Instant::now();
+    let files = lake.event_files().context("listing the lake's event files")?;
+    let scan = crmkpi_compute::scan_lake(&files)?;
+    let context = Context::new(scan, config.clone(), as_of)?;
+    let lake_stats = context.lake_stats()?;
+    stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
+    let mut outputs = Vec::with_capacity(tables.len());
+    for table in &tables {
+        progress.step(&format!("computing {}", table.name));
+        let clock = Instant::now();
+        let computed = crmkpi_compute::compute_tables(&context, std::slice::from_ref(table))?;
+        let seconds = clock.elapsed().as_secs_f64();
+        stage_seconds.insert(format!("table:{}", table.name), seconds);
+        for computed in computed {
+            tracing::info!(table = computed.name, rows = computed.frame.height(), seconds, "computed");
+            outputs.push(OutputTable { name: computed.name.to_owned(), frame: computed.frame });
+        }
+    }
+    progress.step("writing outputs");
+    let clock = Instant::now();
+    let input = ManifestInput {
+        crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
+        run_id,
+        as_of: crmkpi_compute::context::format_instant(context.as_of),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        config: serde_json::to_value(config).unwrap_or_default(),
+        config_hash: config.hash(),
+        lake: LakeInfo {
+            path: lake_dir.display().to_string(),
+            events: lake_stats.events,
+            per_event_type: lake_stats.per_event_type,
+        },
+        warnings: Vec::new(),
+        stage_seconds: stage_seconds.clone(),
+    };
+    let mut manifest = crmkpi_export::write_outputs(out, &mut outputs, input).context("writing the outputs")?;
+    manifest.input.stage_seconds.insert("export".to_owned(), clock.elapsed().as_secs_f64());
+    progress.finish();
+    if global.log_format == LogFormat::Json {
+        let summary = serde_json::json!({
+            "out": out.display().to_string(),
+            "as_of": manifest.input.as_of,
+            "tables": manifest.tables.iter().map(|table| serde_json::json!({"name": table.name, "rows": table.rows})).collect::<Vec<_>>(),
+        });
+        println!("{summary}");
+    } else {
+        println!("computed {} tables as of {} into {}", manifest.tables.len(), manifest.input.as_of, out.display());
+        for table in &manifest.tables {
+            println!("  {:<20} {:>10} rows", table.name, table.rows);
+        }
+    }
+    Ok(())
+}
+
+fn run_generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<(), Failure> {
+    if !(0.0..=1.0).contains(&args.dirty_rate) {
+        return Err(Failure::Usage(anyhow::anyhow!("--dirty-rate must be between 0 and 1")));
+    }
+    if args.events_per_file == 0 {
+        return Err(Failure::Usage(anyhow::anyhow!("--events-per-file must be at least 1")));
+    }
+    let options = GenerateOptions {
+        events: args.events,
+        seed: args.seed,
+        out: args.out.clone(),
+        formats: args.format.iter().map(|format| match format {
+            FormatArg::Ndjson => Format::Ndjson,
+            FormatArg::Csv => Format::Csv,
+        }).collect(),
+        compressions: args.compress.iter().map(|compress| match compress {
+            CompressArg::None => Compression::None,
+            CompressArg::Gz => Compression::Gzip,
+            CompressArg::Zst => Compression::Zstd,
+        }).collect(),
+        dirty_rate: args.dirty_rate,
+        events_per_file: args.events_per_file,
+    };
+    let started = Instant::now();
+    let files: Vec<PathBuf> = generate(&options).context("generate stopped")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if global.log_format == LogFormat::Json {
+        println!("{}", serde_json::json!({"events": args.events, "files": files, "seconds": seconds}));
+    } else {
+        println!("generated {} records in {} files under {} in {seconds:.1} s", args.events, files.len(), args.out.display());
+    }
+    Ok(())
+}

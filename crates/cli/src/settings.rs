@@ -1,0 +1,64 @@
+//! Resolution of raw flags into run settings: the configuration (an explicit `--config`, else
+//! `./crmkpi.toml`, else a command's fallback, else the built-in defaults), logging and the
+//! size of the thread pools.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use crmkpi_schema::Config;
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::args::{GlobalArgs, LogFormat};
+
+/// The configuration file used by default when present.
+pub const DEFAULT_CONFIG: &str = "crmkpi.toml";
+
+/// Loads the run's configuration; returns it with the file it came from (none: defaults).
+pub fn load_config(explicit: Option<&Path>, fallback: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let candidate = match explicit {
+        Some(path) => Some(path.to_owned()),
+        None => [Some(Path::new(DEFAULT_CONFIG)), fallback]
+            .into_iter()
+            .flatten()
+            .find(|path| path.exists())
+            .map(Path::to_owned),
+    };
+    match candidate {
+        Some(path) => {
+            let config = Config::load(&path).with_context(|| "fix the configuration file or pass another with --config")?;
+            Ok((config, Some(path)))
+        }
+        None => Ok((Config::default(), None)),
+    }
+}
+
+/// Sizes the thread pools: rayon's global pool (parsing) and polars' pool (queries).
+pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let Some(threads) = threads else { return Ok(()) };
+    anyhow::ensure!(threads > 0, "--threads must be at least 1");
+    // SAFETY: called first thing in main, before any other thread exists, so no other thread
+    // can read the environment concurrently. polars sizes its pool from this variable when the
+    // pool is first used, which is after this point.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("POLARS_MAX_THREADS", threads.to_string());
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("sizing the thread pool")?;
+    Ok(())
+}
+
+/// Logs go to stderr: text lines, or one JSON object per line with `--log-format json`.
+pub fn init_logging(global: &GlobalArgs) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => LevelFilter::WARN,
+        (false, 0) => LevelFilter::INFO,
+        (false, 1) => LevelFilter::DEBUG,
+        (false, _) => LevelFilter::TRACE,
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
+    match global.log_format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}

@@ -1,0 +1,78 @@
+//! Table `kpi_monthly`: one row per month, metric and segment with `value`, and for the rate
+//! and share metrics their `numerator` and `denominator`. Each KPI family contributes its rows;
+//! this module turns a family's wide per-month frame into these long rows and assembles them.
+
+use polars::prelude::*;
+
+use crate::context::Context;
+use crate::revenue;
+
+/// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
+pub fn kpi_monthly(context: &Context) -> LazyFrame {
+    let families = [revenue::monthly(context)];
+    concat(families, UnionArgs::default())
+        .unwrap_or_else(|_| empty_rows())
+        .sort(["period", "metric", "segment"], SortMultipleOptions::default())
+}
+
+/// How a metric's row is filled.
+#[derive(Debug, Clone)]
+pub enum MetricValue {
+    /// A count, sum, mean or median: `value` only.
+    Plain(Expr),
+    /// A rate or share: `value = numerator / denominator * scale` (null when the denominator
+    /// is 0), with both parts kept.
+    Ratio {
+        /// Numerator.
+        numerator: Expr,
+        /// Denominator.
+        denominator: Expr,
+        /// 1 for fractions, 100 for the `* 100` metrics.
+        scale: f64,
+    },
+}
+
+/// Long rows of one metric from a wide frame with `period` and `segment` columns.
+pub fn metric_rows(wide: &LazyFrame, metric: &str, value: MetricValue) -> LazyFrame {
+    let (value, numerator, denominator) = match value {
+        MetricValue::Plain(value) => (value.cast(DataType::Float64), null_f64(), null_f64()),
+        MetricValue::Ratio { numerator, denominator, scale } => {
+            let numerator = numerator.cast(DataType::Float64);
+            let denominator = denominator.cast(DataType::Float64);
+            let value = when(denominator.clone().neq(lit(0.0)))
+                .then(numerator.clone() / denominator.clone() * lit(scale))
+                .otherwise(null_f64());
+            (value, numerator, denominator)
+        }
+    };
+    wide.clone().select([
+        col("period"),
+        lit(metric).alias("metric"),
+        col("segment"),
+        value.alias("value"),
+        numerator.alias("numerator"),
+        denominator.alias("denominator"),
+    ])
+}
+
+/// A null of type f64.
+pub fn null_f64() -> Expr {
+    lit(NULL).cast(DataType::Float64)
+}
+
+/// A mean that is null over nothing: `sum / count` when `count > 0`.
+pub fn mean_or_null(sum: Expr, count: Expr) -> Expr {
+    when(count.clone().gt(lit(0))).then(sum.cast(DataType::Float64) / count.cast(DataType::Float64)).otherwise(null_f64())
+}
+
+fn empty_rows() -> LazyFrame {
+    let schema = Schema::from_iter([
+        Field::new("period".into(), DataType::Date),
+        Field::new("metric".into(), DataType::String),
+        Field::new("segment".into(), DataType::String),
+        Field::new("value".into(), DataType::Float64),
+        Field::new("numerator".into(), DataType::Float64),
+        Field::new("denominator".into(), DataType::Float64),
+    ]);
+    DataFrame::empty_with_schema(&schema).lazy()
+}

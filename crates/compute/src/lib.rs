@@ -1,0 +1,71 @@
+//! crmkpi's compute stage: every KPI family of kpis.md as a lazy polars plan over the event
+//! lake. Each family is a module with one public function per output table (or per table's
+//! share of `kpi_monthly`); [`compute_tables`] runs the plans of the requested tables.
+//!
+//! Per-entity steps (a customer's, a deal's, a ticket's events) are grouped by that entity so
+//! they can run on one customer bucket at a time; global steps (monthly aggregates, model fits)
+//! sit on top of them.
+
+pub mod as_of;
+pub mod calendar;
+pub mod context;
+pub mod error;
+pub mod kpi_monthly;
+pub mod revenue;
+
+pub use as_of::parse_as_of;
+pub use calendar::Calendar;
+pub use context::{Context, LakeStats, scan_lake};
+pub use error::ComputeError;
+
+use polars::prelude::*;
+
+/// A computed output table: its name (outputs.md) and its rows, sorted by its key columns.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Table name, e.g. `kpi_monthly`.
+    pub name: &'static str,
+    /// The rows.
+    pub frame: DataFrame,
+}
+
+/// An output table crmkpi computes: its name and the function building its plan.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    /// Table name, as in outputs.md.
+    pub name: &'static str,
+    /// Builds the table's lazy plan, rows sorted by its key columns.
+    pub plan: fn(&Context) -> LazyFrame,
+}
+
+/// The tables this version computes, in output order.
+pub const TABLES: &[TableSpec] = &[TableSpec { name: "kpi_monthly", plan: kpi_monthly::kpi_monthly }];
+
+/// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.
+pub fn select_tables(names: &[String]) -> Result<Vec<TableSpec>, ComputeError> {
+    if names.is_empty() {
+        return Ok(TABLES.to_vec());
+    }
+    names
+        .iter()
+        .map(|name| {
+            TABLES.iter().copied().find(|table| table.name == name).ok_or_else(|| ComputeError::UnknownTable {
+                name: name.clone(),
+                known: TABLES.iter().map(|table| table.name).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// Runs the plans of the given tables.
+pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Table>, ComputeError> {
+    tables
+        .iter()
+        .map(|table| {
+            let frame = (table.plan)(context)
+                .collect()
+                .map_err(|source| ComputeError::Plan { table: table.name.to_owned(), source })?;
+            Ok(Table { name: table.name, frame })
+        })
+        .collect()
+}

@@ -1,0 +1,187 @@
+//! crmkpi's export stage: writes every computed table as Parquet (zstd, column statistics,
+//! `TIMESTAMP(MICROS, UTC)`, `DATE`) and CSV (header, RFC 4180 quoting, ISO 8601 `Z`
+//! timestamps, `YYYY-MM-DD` dates, empty nulls), plus `manifest.json`, into `--out`
+//! atomically: everything is written into a sibling staging directory, which then replaces
+//! `--out` in one `renameat2(RENAME_EXCHANGE)` (a plain rename when `--out` does not exist).
+//! A failure or kill at any moment leaves the previous contents of `--out` as they were.
+
+pub mod manifest;
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+pub use manifest::{ColumnInfo, FileInfo, Manifest, ManifestInput, TableInfo};
+
+/// Why writing the outputs failed; `--out` is unchanged in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A file or directory could not be created, written, read back or renamed.
+    #[error("output I/O on {path}: {source}; the previous contents of the output directory are unchanged")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// polars failed to write a table.
+    #[error("writing table `{table}` to {path}: {source}; the previous contents of the output directory are unchanged")]
+    Write {
+        /// The table.
+        table: String,
+        /// The file.
+        path: PathBuf,
+        /// polars' error.
+        source: PolarsError,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io { path: path.to_owned(), source }
+}
+
+/// A table to write: its name and rows (already sorted by its key columns).
+#[derive(Debug, Clone)]
+pub struct OutputTable {
+    /// Table name; the files are `<name>.parquet` and `<name>.csv`.
+    pub name: String,
+    /// The rows.
+    pub frame: DataFrame,
+}
+
+/// Writes the tables and the manifest into `out`, replacing its previous contents atomically.
+/// Returns the manifest written.
+pub fn write_outputs(out: &Path, tables: &mut [OutputTable], input: ManifestInput) -> Result<Manifest, ExportError> {
+    let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_error(parent))?;
+    let name = out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "out".to_owned());
+    remove_stale_staging(parent, &name)?;
+    let staging = parent.join(format!(".{name}.staging-{}", input.run_id));
+    fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+    let mut infos = Vec::with_capacity(tables.len());
+    for table in tables.iter_mut() {
+        infos.push(write_table(&staging, table)?);
+    }
+    let manifest = Manifest::new(input, infos);
+    let manifest_path = staging.join("manifest.json");
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|error| ExportError::Io {
+        path: manifest_path.clone(),
+        source: std::io::Error::other(error),
+    })?;
+    fs::write(&manifest_path, json).map_err(io_error(&manifest_path))?;
+    sync_dir(&staging)?;
+    crmkpi_schema::pause::pause_at("export:before_swap");
+    replace_dir(&staging, out)?;
+    Ok(manifest)
+}
+
+/// Removes staging directories that killed runs left next to `out`.
+fn remove_stale_staging(parent: &Path, name: &str) -> Result<(), ExportError> {
+    let prefix = format!(".{name}.staging-");
+    for entry in fs::read_dir(parent).map_err(io_error(parent))? {
+        let entry = entry.map_err(io_error(parent))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io_error(&path))?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ExportError> {
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        File::open(&path).and_then(|file| file.sync_all()).map_err(io_error(&path))?;
+    }
+    Ok(())
+}
+
+/// Puts `staging` in the place of `out` in one atomic step, then removes the old contents.
+fn replace_dir(staging: &Path, out: &Path) -> Result<(), ExportError> {
+    if !out.exists() {
+        return fs::rename(staging, out).map_err(io_error(out));
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        staging,
+        rustix::fs::CWD,
+        out,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(|errno| ExportError::Io { path: out.to_owned(), source: errno.into() })?;
+    fs::remove_dir_all(staging).map_err(io_error(staging))
+}
+
+fn write_table(dir: &Path, table: &mut OutputTable) -> Result<TableInfo, ExportError> {
+    let parquet_path = dir.join(format!("{}.parquet", table.name));
+    let csv_path = dir.join(format!("{}.csv", table.name));
+    let write_error = |path: &Path| {
+        let table = table.name.clone();
+        let path = path.to_owned();
+        move |source| ExportError::Write { table, path, source }
+    };
+    let file = File::create(&parquet_path).map_err(io_error(&parquet_path))?;
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .finish(&mut table.frame)
+        .map_err(write_error(&parquet_path))?;
+    let file = File::create(&csv_path).map_err(io_error(&csv_path))?;
+    CsvWriter::new(file)
+        .include_header(true)
+        .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.fZ".into()))
+        .with_date_format(Some("%Y-%m-%d".into()))
+        .with_null_value("".into())
+        .with_quote_style(QuoteStyle::Necessary)
+        .finish(&mut table.frame)
+        .map_err(write_error(&csv_path))?;
+    let columns = table
+        .frame
+        .schema()
+        .iter()
+        .map(|(name, dtype)| ColumnInfo { name: name.to_string(), r#type: type_name(dtype) })
+        .collect();
+    Ok(TableInfo {
+        name: table.name.clone(),
+        rows: table.frame.height() as u64,
+        columns,
+        files: vec![file_info(&parquet_path)?, file_info(&csv_path)?],
+    })
+}
+
+fn file_info(path: &Path) -> Result<FileInfo, ExportError> {
+    let mut file = File::open(path).map_err(io_error(path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let read = file.read(&mut buffer).map_err(io_error(path))?;
+        if read == 0 {
+            break;
+        }
+        bytes += read as u64;
+        hasher.update(&buffer[..read]);
+    }
+    file.sync_all().map_err(io_error(path))?;
+    Ok(FileInfo {
+        name: path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default(),
+        bytes,
+        sha256: hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect(),
+    })
+}
+
+/// The spec's type name of a column (outputs.md: `date`, `ts`, `str`, `i64`, `f64`, `bool`).
+pub fn type_name(dtype: &DataType) -> String {
+    match dtype {
+        DataType::Date => "date".to_owned(),
+        DataType::Datetime(_, _) => "ts".to_owned(),
+        DataType::String => "str".to_owned(),
+        DataType::Int64 => "i64".to_owned(),
+        DataType::Float64 => "f64".to_owned(),
+        DataType::Boolean => "bool".to_owned(),
+        other => other.to_string(),
+    }
+}

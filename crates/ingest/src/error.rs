@@ -1,0 +1,85 @@
+//! The ingest crate's error type: one variant per thing that can stop a run, each naming the
+//! file, lake path or line it concerns. Bad records are not errors: they become rejects.
+
+use std::path::PathBuf;
+
+/// Why an ingest, validate or generate run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An input argument matched no file.
+    #[error("input `{input}` matches no file; check the path or the glob pattern")]
+    NoSuchInput {
+        /// The argument as given.
+        input: String,
+    },
+    /// A glob pattern is not valid.
+    #[error("input `{input}` is not a valid glob pattern: {message}")]
+    BadGlob {
+        /// The argument as given.
+        input: String,
+        /// The glob parser's message.
+        message: String,
+    },
+    /// A named input file does not have a dump extension.
+    #[error("input `{path}` is not a dump: expected .ndjson, .jsonl, .json or .csv, optionally .gz or .zst")]
+    UnknownFormat {
+        /// The file.
+        path: String,
+    },
+    /// A dump could not be opened or read: missing, permission denied, corrupt compression.
+    #[error("cannot read `{path}` (near line {line}): {source}; the lake was left unchanged")]
+    Read {
+        /// The file as given on the command line.
+        path: String,
+        /// The last line read before the failure (0: at the start).
+        line: u64,
+        /// The I/O or decompression error.
+        source: std::io::Error,
+    },
+    /// A dump does not start with UTF-8 text.
+    #[error("`{path}` is not UTF-8 text at its start; is it compressed without a .gz/.zst extension? The lake was left unchanged")]
+    NotUtf8 {
+        /// The file as given on the command line.
+        path: String,
+    },
+    /// Another ingest holds the lake's lock.
+    #[error("the lake {lake} is being written by another ingest (lock {lock} is held); wait for it to finish and run again")]
+    LakeLocked {
+        /// The lake directory.
+        lake: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A file or directory of the lake could not be read or written.
+    #[error("lake I/O on {path}: {source}")]
+    LakeIo {
+        /// The lake path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A run record of the lake is not valid JSON of the expected shape.
+    #[error("the lake's run record {path} is unreadable: {message}")]
+    CorruptRunRecord {
+        /// The record.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// polars failed to build or write a Parquet file of the lake.
+    #[error("writing or reading lake Parquet {path}: {source}")]
+    Parquet {
+        /// The Parquet file.
+        path: PathBuf,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// A generated dump could not be written.
+    #[error("cannot write generated dump {path}: {source}")]
+    GenerateIo {
+        /// The output file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

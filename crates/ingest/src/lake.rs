@@ -1,0 +1,383 @@
+//! The event lake: Hive-partitioned Parquet with a commit log.
+//!
+//! ```text
+//! <lake>/
+//!   _lock                                     held (flock) by the one ingest writing the lake
+//!   _runs/<seq>-<run_id>.json                 one ingest record per run: the commit log
+//!   events/month=YYYY-MM/part-<run_id>-<n>.parquet   accepted events, by UTC month of occurred_at
+//!   rejects/<run_id>-<n>.parquet              rejected records of a run
+//!   _staging/<run_id>/                        files of a run being written
+//! ```
+//!
+//! A run writes its files under `_staging`, moves them into place, and commits by renaming
+//! its record into `_runs/` (an atomic rename). Readers see only the files that committed
+//! records list, so a failed or killed run changes nothing visible; its leftovers are removed
+//! by the next ingest, under the lock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::dedup::EventIndex;
+use crate::error::IngestError;
+use crate::validate::Event;
+
+/// Per input file: records read, accepted, rejected by reason, and plain duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStats {
+    /// The file as given on the command line.
+    pub path: String,
+    /// Records read (blank lines and the CSV header excluded).
+    pub read: u64,
+    /// Records accepted into the lake.
+    pub accepted: u64,
+    /// Plain duplicates dropped.
+    pub duplicates: u64,
+    /// Rejected records by reason.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+impl FileStats {
+    /// Total rejected records.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The run's events were added to the lake.
+    Committed,
+    /// The reject ratio exceeded `max_reject_ratio`: only the rejects were kept.
+    RejectRatioExceeded,
+}
+
+/// The ingest record of one run, stored in `_runs/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub run_id: String,
+    /// The crmkpi version that wrote it.
+    pub crmkpi_version: String,
+    /// Start of the run, RFC 3339 UTC.
+    pub started_at: String,
+    /// Commit time, RFC 3339 UTC.
+    pub finished_at: String,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Hash of the resolved configuration.
+    pub config_hash: String,
+    /// Per input file statistics, in path order.
+    pub files: Vec<FileStats>,
+    /// Event files the run added, relative to the lake.
+    pub event_files: Vec<String>,
+    /// Reject files the run added, relative to the lake.
+    pub reject_files: Vec<String>,
+}
+
+/// An exclusive hold on a lake for writing; released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct LakeLock {
+    _file: File,
+}
+
+/// An event lake directory.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+fn lake_io(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
+    move |source| IngestError::LakeIo { path: path.to_owned(), source }
+}
+
+impl Lake {
+    /// The lake at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Lake {
+        Lake { root: root.into() }
+    }
+
+    /// The lake's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.root.join("_runs")
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.root.join("_staging")
+    }
+
+    /// Takes the lake's write lock, creating the lake if needed; fails at once when another
+    /// ingest holds it.
+    pub fn lock(&self) -> Result<LakeLock, IngestError> {
+        fs::create_dir_all(&self.root).map_err(lake_io(&self.root))?;
+        let path = self.root.join("_lock");
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lake_io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(LakeLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(IngestError::LakeLocked { lake: self.root.clone(), lock: path }),
+            Err(fs::TryLockError::Error(source)) => Err(IngestError::LakeIo { path, source }),
+        }
+    }
+
+    /// The committed run records, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, IngestError> {
+        let dir = self.runs_dir();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(lake_io(&dir))?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|path| {
+                let text = fs::read_to_string(path).map_err(lake_io(path))?;
+                serde_json::from_str(&text)
+                    .map_err(|error| IngestError::CorruptRunRecord { path: path.clone(), message: error.to_string() })
+            })
+            .collect()
+    }
+
+    /// The committed event files, in commit order.
+    pub fn event_files(&self) -> Result<Vec<PathBuf>, IngestError> {
+        Ok(self.runs()?.iter().flat_map(|run| run.event_files.iter().map(|file| self.root.join(file))).collect())
+    }
+
+    /// The committed reject files, in commit order.
+    pub fn reject_files(&self) -> Result<Vec<PathBuf>, IngestError> {
+        Ok(self.runs()?.iter().flat_map(|run| run.reject_files.iter().map(|file| self.root.join(file))).collect())
+    }
+
+    /// Loads the ids and content hashes of every event in the lake, one file at a time.
+    pub fn load_index(&self, index: &mut EventIndex) -> Result<(), IngestError> {
+        for path in self.event_files()? {
+            let file = File::open(&path).map_err(lake_io(&path))?;
+            let frame = ParquetReader::new(file)
+                .with_columns(Some(vec!["event_id".to_owned(), "content_hash".to_owned()]))
+                .finish()
+                .map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
+            let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
+            let ids = frame.column("event_id").and_then(|column| column.str().cloned()).map_err(parquet_error)?;
+            let hashes = frame.column("content_hash").and_then(|column| column.u64().cloned()).map_err(parquet_error)?;
+            for (id, hash) in ids.into_iter().zip(hashes.into_iter()) {
+                if let (Some(id), Some(hash)) = (id, hash) {
+                    index.offer(id, hash);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what failed or killed runs left behind: the staging area and any data file no
+    /// committed record lists. Call only while holding the lock.
+    pub fn remove_leftovers(&self, _lock: &LakeLock) -> Result<(), IngestError> {
+        let staging = self.staging_dir();
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(lake_io(&staging))?;
+        }
+        let runs = self.runs()?;
+        let committed: HashSet<PathBuf> = runs
+            .iter()
+            .flat_map(|run| run.event_files.iter().chain(&run.reject_files))
+            .map(|file| self.root.join(file))
+            .collect();
+        for dir in [self.root.join("events"), self.root.join("rejects")] {
+            remove_uncommitted(&dir, &committed)?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing a run's files under the staging area.
+    pub fn stage(&self, run_id: &str, _lock: &LakeLock) -> Result<StagedRun, IngestError> {
+        let dir = self.staging_dir().join(run_id);
+        fs::create_dir_all(&dir).map_err(lake_io(&dir))?;
+        Ok(StagedRun {
+            lake: self.clone(),
+            dir,
+            run_id: run_id.to_owned(),
+            event_files: Vec::new(),
+            reject_files: Vec::new(),
+            parts_written: 0,
+        })
+    }
+}
+
+fn remove_uncommitted(dir: &Path, committed: &HashSet<PathBuf>) -> Result<(), IngestError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir).map_err(lake_io(dir))? {
+        let path = entry.map_err(lake_io(dir))?.path();
+        if path.is_dir() {
+            remove_uncommitted(&path, committed)?;
+        } else if !committed.contains(&path) {
+            fs::remove_file(&path).map_err(lake_io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The files of one run being written, invisible to readers until [`StagedRun::commit`].
+#[derive(Debug)]
+pub struct StagedRun {
+    lake: Lake,
+    dir: PathBuf,
+    run_id: String,
+    event_files: Vec<String>,
+    reject_files: Vec<String>,
+    parts_written: usize,
+}
+
+/// One rejected record as stored in the lake's rejects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    /// The file as given on the command line.
+    pub source_file: String,
+    /// 1-based line the record starts on.
+    pub line: i64,
+    /// The reason of events.md.
+    pub reason: String,
+    /// The record's text.
+    pub raw: String,
+}
+
+impl StagedRun {
+    /// Writes a chunk of accepted events, one Parquet file per UTC month they fall in.
+    pub fn write_events(&mut self, events: &[Event]) -> Result<(), IngestError> {
+        let mut by_month: BTreeMap<(i32, u32), Vec<&Event>> = BTreeMap::new();
+        for event in events {
+            let instant = DateTime::from_timestamp_micros(event.occurred_at).unwrap_or_default();
+            by_month.entry((instant.year(), instant.month())).or_default().push(event);
+        }
+        for ((year, month), month_events) in by_month {
+            let relative = format!("events/month={year:04}-{month:02}/part-{}-{:05}.parquet", self.run_id, self.parts_written);
+            let mut frame = events_frame(&month_events, &self.run_id)
+                .map_err(|source| IngestError::Parquet { path: self.dir.join(&relative), source })?;
+            write_parquet(&self.dir.join(&relative), &mut frame)?;
+            self.event_files.push(relative);
+            self.parts_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes a chunk of rejects as one Parquet file.
+    pub fn write_rejects(&mut self, rejects: &[Reject]) -> Result<(), IngestError> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let relative = format!("rejects/{}-{:05}.parquet", self.run_id, self.parts_written);
+        let path = self.dir.join(&relative);
+        let mut frame = rejects_frame(rejects, &self.run_id).map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
+        write_parquet(&path, &mut frame)?;
+        self.reject_files.push(relative);
+        self.parts_written += 1;
+        Ok(())
+    }
+
+    /// Drops everything the run wrote; the lake is as it was before the run.
+    pub fn abandon(self) -> Result<(), IngestError> {
+        fs::remove_dir_all(&self.dir).map_err(lake_io(&self.dir))
+    }
+
+    /// Makes the run visible: moves its files into place (only the rejects when the run
+    /// exceeded the reject ratio) and renames its record into the commit log.
+    pub fn commit(mut self, mut record: RunRecord) -> Result<RunRecord, IngestError> {
+        if record.status != RunStatus::Committed {
+            self.event_files.clear();
+        }
+        record.event_files = std::mem::take(&mut self.event_files);
+        record.reject_files = std::mem::take(&mut self.reject_files);
+        for relative in record.event_files.iter().chain(&record.reject_files) {
+            let from = self.dir.join(relative);
+            let to = self.lake.root.join(relative);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(lake_io(parent))?;
+            }
+            fs::rename(&from, &to).map_err(lake_io(&to))?;
+        }
+        crmkpi_schema::pause::pause_at("ingest:before_commit");
+        let runs_dir = self.lake.runs_dir();
+        fs::create_dir_all(&runs_dir).map_err(lake_io(&runs_dir))?;
+        let sequence = self.lake.runs()?.len() + 1;
+        let staged_record = self.dir.join("record.json");
+        let json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        let mut file = File::create(&staged_record).map_err(lake_io(&staged_record))?;
+        file.write_all(&json).and_then(|()| file.sync_all()).map_err(lake_io(&staged_record))?;
+        let committed = runs_dir.join(format!("{sequence:06}-{}.json", self.run_id));
+        fs::rename(&staged_record, &committed).map_err(lake_io(&committed))?;
+        fs::remove_dir_all(&self.dir).map_err(lake_io(&self.dir))?;
+        Ok(record)
+    }
+}
+
+fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), IngestError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(lake_io(parent))?;
+    }
+    let file = File::create(path).map_err(lake_io(path))?;
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default())
+        .finish(frame)
+        .map_err(|source| IngestError::Parquet { path: path.to_owned(), source })?;
+    Ok(())
+}
+
+fn text_column<'a>(name: &str, events: &[&'a Event], get: impl Fn(&'a Event) -> Option<&'a str>) -> Column {
+    Column::new(name.into(), events.iter().map(|event| get(event)).collect::<Vec<_>>())
+}
+
+/// The lake columns (see [`crmkpi_schema::LAKE_COLUMNS`]) of a set of events.
+fn events_frame(events: &[&Event], run_id: &str) -> PolarsResult<DataFrame> {
+    let occurred_at = Int64Chunked::from_vec("occurred_at".into(), events.iter().map(|event| event.occurred_at).collect())
+        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        .into_column();
+    let columns = vec![
+        text_column("event_id", events, |event| Some(event.event_id.as_str())),
+        text_column("event_type", events, |event| Some(event.event_type.name())),
+        occurred_at,
+        text_column("customer_id", events, |event| event.text.customer_id.as_deref()),
+        text_column("deal_id", events, |event| event.text.deal_id.as_deref()),
+        text_column("order_id", events, |event| event.text.order_id.as_deref()),
+        text_column("ticket_id", events, |event| event.text.ticket_id.as_deref()),
+        text_column("campaign_id", events, |event| event.text.campaign_id.as_deref()),
+        text_column("owner_id", events, |event| event.text.owner_id.as_deref()),
+        text_column("stage", events, |event| event.text.stage.as_deref()),
+        Column::new("amount".into(), events.iter().map(|event| event.amount).collect::<Vec<_>>()),
+        text_column("currency", events, |event| event.text.currency.as_deref()),
+        text_column("channel", events, |event| event.text.channel.as_deref()),
+        text_column("kind", events, |event| event.text.kind.as_deref()),
+        text_column("category", events, |event| event.text.category.as_deref()),
+        text_column("survey", events, |event| event.text.survey.as_deref()),
+        Column::new("score".into(), events.iter().map(|event| event.score).collect::<Vec<_>>()),
+        text_column("reason", events, |event| event.text.reason.as_deref()),
+        Column::new("content_hash".into(), events.iter().map(|event| event.content_hash).collect::<Vec<_>>()),
+        Column::new("ingest_run".into(), vec![run_id; events.len()]),
+    ];
+    DataFrame::new(events.len(), columns)
+}
+
+fn rejects_frame(rejects: &[Reject], run_id: &str) -> PolarsResult<DataFrame> {
+    let columns = vec![
+        Column::new("source_file".into(), rejects.iter().map(|reject| reject.source_file.as_str()).collect::<Vec<_>>()),
+        Column::new("line".into(), rejects.iter().map(|reject| reject.line).collect::<Vec<_>>()),
+        Column::new("reason".into(), rejects.iter().map(|reject| reject.reason.as_str()).collect::<Vec<_>>()),
+        Column::new("raw".into(), rejects.iter().map(|reject| reject.raw.as_str()).collect::<Vec<_>>()),
+        Column::new("ingest_run".into(), vec![run_id; rejects.len()]),
+    ];
+    DataFrame::new(rejects.len(), columns)
+}

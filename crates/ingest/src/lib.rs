@@ -1,0 +1,20 @@
+//! crmkpi's ingest stage: reads CRM event dumps (NDJSON or CSV, plain, gzip or zstd),
+//! validates and normalises every record per events.md, deduplicates by `event_id`, and adds
+//! the accepted events to a Hive-partitioned Parquet event lake, atomically and with bounded
+//! memory. Rejected records go to the lake's rejects with their file, line, reason and text.
+//!
+//! The [`generator`] writes realistic synthetic dumps in the same formats.
+
+pub mod dedup;
+pub mod error;
+pub mod generator;
+pub mod lake;
+pub mod read;
+pub mod record;
+pub mod run;
+pub mod source;
+pub mod validate;
+
+pub use error::IngestError;
+pub use lake::{FileStats, Lake, RunRecord, RunStatus};
+pub use run::{IngestReport, NoProgress, Progress, Summary, ingest, validate_inputs};

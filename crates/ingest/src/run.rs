@@ -1,0 +1,229 @@
+//! The ingest and validate runs: read every dump file in path order, validate each record,
+//! deduplicate against the lake and the run so far, and account for every record read:
+//! `read = accepted + duplicates + rejected`, per file and in total.
+
+use std::collections::BTreeMap;
+
+use crmkpi_schema::Config;
+use serde::Serialize;
+
+use crate::dedup::{EventIndex, Seen};
+use crate::error::IngestError;
+use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun};
+use crate::read::{Outcome, read_dump};
+use crate::source::{DumpFile, expand_inputs};
+use crate::validate::{Event, RejectReason};
+
+/// Accepted events buffered before they are written as Parquet.
+const EVENT_CHUNK: usize = 250_000;
+/// Rejects buffered before they are written as Parquet.
+const REJECT_CHUNK: usize = 100_000;
+
+/// Receives progress of a run; the binary shows it as bars or log lines.
+pub trait Progress: Sync {
+    /// A file is about to be read; `bytes` is its size on disk.
+    fn file_started(&self, _path: &str, _bytes: u64) {}
+    /// `bytes` of the current file (as stored, compressed) have been read.
+    fn file_progress(&self, _bytes: u64) {}
+    /// A file was read to its end.
+    fn file_finished(&self, _stats: &FileStats) {}
+}
+
+/// Progress that is not shown.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// What a run read, accepted, dropped and rejected, in total and per file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Records read.
+    pub read: u64,
+    /// Records accepted.
+    pub accepted: u64,
+    /// Plain duplicates dropped.
+    pub duplicates: u64,
+    /// Rejected records by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Per file, in path order.
+    pub files: Vec<FileStats>,
+}
+
+impl Summary {
+    /// Total rejected records.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// rejected / read (0 when nothing was read).
+    pub fn reject_ratio(&self) -> f64 {
+        if self.read == 0 { 0.0 } else { self.rejected_total() as f64 / self.read as f64 }
+    }
+
+    fn add_file(&mut self, file: FileStats) {
+        self.read += file.read;
+        self.accepted += file.accepted;
+        self.duplicates += file.duplicates;
+        for (reason, count) in &file.rejected {
+            *self.rejected.entry(reason.clone()).or_default() += count;
+        }
+        self.files.push(file);
+    }
+}
+
+/// The result of an ingest run.
+#[derive(Debug, Clone)]
+pub struct IngestReport {
+    /// The run's id.
+    pub run_id: String,
+    /// Whether its events entered the lake.
+    pub status: RunStatus,
+    /// What it read.
+    pub summary: Summary,
+}
+
+/// Where accepted events and rejects go.
+trait RecordSink {
+    fn accept(&mut self, event: Event) -> Result<(), IngestError>;
+    fn reject(&mut self, reject: Reject) -> Result<(), IngestError>;
+}
+
+/// `crmkpi validate`: the checks of ingest, deduplicating within the inputs only, writing
+/// nothing.
+pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progress) -> Result<Summary, IngestError> {
+    struct Discard;
+    impl RecordSink for Discard {
+        fn accept(&mut self, _event: Event) -> Result<(), IngestError> {
+            Ok(())
+        }
+        fn reject(&mut self, _reject: Reject) -> Result<(), IngestError> {
+            Ok(())
+        }
+    }
+    let files = expand_inputs(inputs)?;
+    read_files(&files, config, &mut EventIndex::default(), &mut Discard, progress)
+}
+
+/// `crmkpi ingest`: adds the dumps' accepted events to the lake and their rejects to the
+/// lake's rejects, atomically, under the lake's lock. When the reject ratio exceeds
+/// `max_reject_ratio`, only the rejects and the run record are committed.
+pub fn ingest(lake: &Lake, inputs: &[String], config: &Config, progress: &dyn Progress) -> Result<IngestReport, IngestError> {
+    let started_at = chrono::Utc::now();
+    let files = expand_inputs(inputs)?;
+    let lock = lake.lock()?;
+    lake.remove_leftovers(&lock)?;
+    let mut index = EventIndex::default();
+    lake.load_index(&mut index)?;
+    tracing::info!(lake = %lake.root().display(), known_events = index.len(), "loaded the lake's event ids");
+    let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+    let mut sink = LakeSink { staged: lake.stage(&run_id, &lock)?, events: Vec::new(), rejects: Vec::new() };
+    let summary = match read_files(&files, config, &mut index, &mut sink, progress) {
+        Ok(summary) => summary,
+        Err(error) => {
+            sink.staged.abandon()?;
+            return Err(error);
+        }
+    };
+    crmkpi_schema::pause::pause_at("ingest:after_read");
+    let status = if summary.reject_ratio() > config.max_reject_ratio {
+        RunStatus::RejectRatioExceeded
+    } else {
+        RunStatus::Committed
+    };
+    let staged = sink.finish(status)?;
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        status,
+        config_hash: config.hash(),
+        files: summary.files.clone(),
+        event_files: Vec::new(),
+        reject_files: Vec::new(),
+    };
+    staged.commit(record)?;
+    drop(lock);
+    Ok(IngestReport { run_id, status, summary })
+}
+
+struct LakeSink {
+    staged: StagedRun,
+    events: Vec<Event>,
+    rejects: Vec<Reject>,
+}
+
+impl LakeSink {
+    fn finish(mut self, status: RunStatus) -> Result<StagedRun, IngestError> {
+        if status == RunStatus::Committed {
+            self.staged.write_events(&self.events)?;
+        }
+        self.staged.write_rejects(&self.rejects)?;
+        Ok(self.staged)
+    }
+}
+
+impl RecordSink for LakeSink {
+    fn accept(&mut self, event: Event) -> Result<(), IngestError> {
+        self.events.push(event);
+        if self.events.len() >= EVENT_CHUNK {
+            self.staged.write_events(&self.events)?;
+            self.events.clear();
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, reject: Reject) -> Result<(), IngestError> {
+        self.rejects.push(reject);
+        if self.rejects.len() >= REJECT_CHUNK {
+            self.staged.write_rejects(&self.rejects)?;
+            self.rejects.clear();
+        }
+        Ok(())
+    }
+}
+
+fn read_files(
+    files: &[DumpFile],
+    config: &Config,
+    index: &mut EventIndex,
+    sink: &mut dyn RecordSink,
+    progress: &dyn Progress,
+) -> Result<Summary, IngestError> {
+    let mut summary = Summary::default();
+    for file in files {
+        let path = file.display_path();
+        let size = std::fs::metadata(&file.path).map(|metadata| metadata.len()).unwrap_or(0);
+        progress.file_started(&path, size);
+        let mut stats = FileStats { path: path.clone(), ..FileStats::default() };
+        read_dump(
+            file,
+            config,
+            |outcome| {
+                stats.read += 1;
+                let (line, raw, reason) = match outcome {
+                    Outcome::Valid { line, raw, event } => match index.offer(&event.event_id, event.content_hash) {
+                        Seen::New => {
+                            stats.accepted += 1;
+                            return sink.accept(*event);
+                        }
+                        Seen::Duplicate => {
+                            stats.duplicates += 1;
+                            return Ok(());
+                        }
+                        Seen::Conflict => (line, raw, RejectReason::ConflictingDuplicate),
+                    },
+                    Outcome::Invalid { line, raw, reason } => (line, raw, reason),
+                };
+                let reason = reason.to_string();
+                *stats.rejected.entry(reason.clone()).or_default() += 1;
+                sink.reject(Reject { source_file: path.clone(), line: line as i64, reason, raw })
+            },
+            |bytes| progress.file_progress(bytes),
+        )?;
+        progress.file_finished(&stats);
+        summary.add_file(stats);
+    }
+    Ok(summary)
+}

@@ -1,0 +1,412 @@
+//! Validation and normalisation of one raw record into an [`Event`], or the reject reason of
+//! events.md, checked in the spec's order: `malformed_record`; `missing_field` for the common
+//! fields; `unknown_event_type`; `missing_field` for the type's required fields; then
+//! `invalid_timestamp`, `invalid_amount`, `invalid_score`, `invalid_category`,
+//! `unknown_currency`. (`conflicting_duplicate` is decided by deduplication, after this.)
+
+use std::fmt;
+
+use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono_tz::Tz;
+use crmkpi_schema::{Config, EventType, Field};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::record::{RawRecord, Value};
+
+/// Why a record was rejected: the reasons of events.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// Not valid JSON, wrong number of CSV fields, not an object.
+    MalformedRecord,
+    /// A common or required field is null, empty or absent.
+    MissingField(Field),
+    /// `event_type` is not one of the 23 types.
+    UnknownEventType,
+    /// `occurred_at` cannot be parsed (or is a local time in a DST gap).
+    InvalidTimestamp,
+    /// `amount` present but not a number, negative, NaN or infinite.
+    InvalidAmount,
+    /// Unknown survey, or score not an integer in the survey's range.
+    InvalidScore,
+    /// `category` not one of `acquisition`, `retention`, `crm`.
+    InvalidCategory,
+    /// A currency with no `[fx]` rate.
+    UnknownCurrency,
+    /// An `event_id` seen before with different content.
+    ConflictingDuplicate,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::MalformedRecord => f.write_str("malformed_record"),
+            RejectReason::MissingField(field) => write!(f, "missing_field:{field}"),
+            RejectReason::UnknownEventType => f.write_str("unknown_event_type"),
+            RejectReason::InvalidTimestamp => f.write_str("invalid_timestamp"),
+            RejectReason::InvalidAmount => f.write_str("invalid_amount"),
+            RejectReason::InvalidScore => f.write_str("invalid_score"),
+            RejectReason::InvalidCategory => f.write_str("invalid_category"),
+            RejectReason::UnknownCurrency => f.write_str("unknown_currency"),
+            RejectReason::ConflictingDuplicate => f.write_str("conflicting_duplicate"),
+        }
+    }
+}
+
+/// An accepted, normalised event: text fields as text, `occurred_at` as UTC microseconds,
+/// `amount` converted to the reporting currency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Unique id of the event.
+    pub event_id: String,
+    /// Its type.
+    pub event_type: EventType,
+    /// The instant, UTC microseconds since the epoch.
+    pub occurred_at: i64,
+    /// Text fields from `customer_id` to `reason` in lake order (amount and score excluded).
+    pub text: TextFields,
+    /// Amount in the reporting currency.
+    pub amount: Option<f64>,
+    /// Survey answer (only on `survey_answered`).
+    pub score: Option<i64>,
+    /// Hash of the parsed content, equal for identical events from CSV and NDJSON.
+    pub content_hash: u64,
+}
+
+/// The optional text fields of an event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextFields {
+    /// Lead / contact / account id.
+    pub customer_id: Option<String>,
+    /// Opportunity id.
+    pub deal_id: Option<String>,
+    /// Order id.
+    pub order_id: Option<String>,
+    /// Ticket id.
+    pub ticket_id: Option<String>,
+    /// Campaign id.
+    pub campaign_id: Option<String>,
+    /// CRM user.
+    pub owner_id: Option<String>,
+    /// Pipeline stage.
+    pub stage: Option<String>,
+    /// Currency code as given.
+    pub currency: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Order kind.
+    pub kind: Option<String>,
+    /// Spend category (only on `spend_recorded`).
+    pub category: Option<String>,
+    /// Survey name (only on `survey_answered`).
+    pub survey: Option<String>,
+    /// Lost reason.
+    pub reason: Option<String>,
+}
+
+/// The text form of a value in a string field: JSON numbers and booleans become their JSON
+/// text. `Err` for an object or array (a malformed record).
+fn text_of(value: &Value) -> Result<Option<String>, RejectReason> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Text(text) => Ok(Some(text.clone())),
+        Value::Int(number) => Ok(Some(number.to_string())),
+        Value::Float(number) => Ok(Some(serde_json::Number::from_f64(*number).map_or_else(|| number.to_string(), |n| n.to_string()))),
+        Value::Bool(flag) => Ok(Some(flag.to_string())),
+        Value::Nested => Err(RejectReason::MalformedRecord),
+    }
+}
+
+/// Validates and normalises one raw record under the run's configuration.
+pub fn validate(record: &RawRecord, config: &Config) -> Result<Event, RejectReason> {
+    if Field::ALL.iter().any(|field| matches!(record.get(*field), Value::Nested)) {
+        return Err(RejectReason::MalformedRecord);
+    }
+    let text = |field: Field| text_of(record.get(field));
+    let present = |field: Field| !matches!(record.get(field), Value::Null);
+    for field in [Field::EventId, Field::EventType, Field::OccurredAt] {
+        if !present(field) {
+            return Err(RejectReason::MissingField(field));
+        }
+    }
+    let event_id = text(Field::EventId)?.unwrap_or_default();
+    let type_name = text(Field::EventType)?.unwrap_or_default();
+    let event_type = EventType::from_name(&type_name).ok_or(RejectReason::UnknownEventType)?;
+    if let Some(missing) = event_type.required_fields().iter().find(|field| !present(**field)) {
+        return Err(RejectReason::MissingField(*missing));
+    }
+    let occurred_at = parse_occurred_at(record.get(Field::OccurredAt), config.source_timezone)
+        .ok_or(RejectReason::InvalidTimestamp)?;
+    let given_amount = parse_amount(record.get(Field::Amount))?;
+    let (survey, score) = if event_type == EventType::SurveyAnswered {
+        let survey = text(Field::Survey)?.unwrap_or_default();
+        let score = parse_score(&survey, record.get(Field::Score)).ok_or(RejectReason::InvalidScore)?;
+        (Some(survey), Some(score))
+    } else {
+        (None, None)
+    };
+    let category = if event_type == EventType::SpendRecorded {
+        let category = text(Field::Category)?.unwrap_or_default();
+        if !matches!(category.as_str(), "acquisition" | "retention" | "crm") {
+            return Err(RejectReason::InvalidCategory);
+        }
+        Some(category)
+    } else {
+        None
+    };
+    let currency = text(Field::Currency)?;
+    let rate = match &currency {
+        Some(code) => config.fx_rate(code).ok_or(RejectReason::UnknownCurrency)?,
+        None => 1.0,
+    };
+    let fields = TextFields {
+        customer_id: text(Field::CustomerId)?,
+        deal_id: text(Field::DealId)?,
+        order_id: text(Field::OrderId)?,
+        ticket_id: text(Field::TicketId)?,
+        campaign_id: text(Field::CampaignId)?,
+        owner_id: text(Field::OwnerId)?,
+        stage: text(Field::Stage)?,
+        currency,
+        channel: text(Field::Channel)?,
+        kind: text(Field::Kind)?,
+        category,
+        survey,
+        reason: text(Field::Reason)?,
+    };
+    let content_hash = content_hash(&event_id, event_type, occurred_at, &fields, given_amount, score);
+    Ok(Event {
+        event_id,
+        event_type,
+        occurred_at,
+        text: fields,
+        amount: given_amount.map(|amount| amount * rate),
+        score,
+        content_hash,
+    })
+}
+
+/// A stable 64-bit hash of an event's parsed content (amount as given, before conversion).
+fn content_hash(
+    event_id: &str,
+    event_type: EventType,
+    occurred_at: i64,
+    fields: &TextFields,
+    amount: Option<f64>,
+    score: Option<i64>,
+) -> u64 {
+    let mut hasher = Xxh3::new();
+    let mut put_text = |text: Option<&str>| match text {
+        Some(text) => {
+            hasher.update(&[1]);
+            hasher.update(&(text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        None => hasher.update(&[0]),
+    };
+    put_text(Some(event_id));
+    put_text(Some(event_type.name()));
+    for text in [
+        &fields.customer_id,
+        &fields.deal_id,
+        &fields.order_id,
+        &fields.ticket_id,
+        &fields.campaign_id,
+        &fields.owner_id,
+        &fields.stage,
+        &fields.currency,
+        &fields.channel,
+        &fields.kind,
+        &fields.category,
+        &fields.survey,
+        &fields.reason,
+    ] {
+        put_text(text.as_deref());
+    }
+    hasher.update(&occurred_at.to_le_bytes());
+    match amount {
+        Some(amount) => {
+            hasher.update(&[1]);
+            hasher.update(&amount.to_bits().to_le_bytes());
+        }
+        None => hasher.update(&[0]),
+    }
+    match score {
+        Some(score) => {
+            hasher.update(&[1]);
+            hasher.update(&score.to_le_bytes());
+        }
+        None => hasher.update(&[0]),
+    }
+    hasher.digest()
+}
+
+/// `amount`: a JSON number or a numeric string, finite and >= 0; `Ok(None)` when absent.
+fn parse_amount(value: &Value) -> Result<Option<f64>, RejectReason> {
+    let amount = match value {
+        Value::Null => return Ok(None),
+        Value::Int(number) => *number as f64,
+        Value::Float(number) => *number,
+        Value::Text(text) => text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?,
+        Value::Bool(_) | Value::Nested => return Err(RejectReason::InvalidAmount),
+    };
+    if amount.is_finite() && amount >= 0.0 {
+        Ok(Some(amount + 0.0))
+    } else {
+        Err(RejectReason::InvalidAmount)
+    }
+}
+
+/// `score` of a `survey_answered`: an integer, an integral float or an integer string, inside
+/// the survey's range (`nps` 0..10, `csat` 1..5, `ces` 1..7).
+fn parse_score(survey: &str, value: &Value) -> Option<i64> {
+    let range = match survey {
+        "nps" => 0..=10,
+        "csat" => 1..=5,
+        "ces" => 1..=7,
+        _ => return None,
+    };
+    let score = match value {
+        Value::Int(number) => *number,
+        Value::Float(number) if number.fract() == 0.0 && number.abs() < 1e15 => *number as i64,
+        Value::Text(text) => text.parse::<i64>().ok()?,
+        _ => return None,
+    };
+    range.contains(&score).then_some(score)
+}
+
+/// `occurred_at`: RFC 3339 text (offset optional, then read in `source_timezone`), or in
+/// NDJSON a JSON integer of Unix epoch milliseconds. Returns UTC microseconds.
+pub fn parse_occurred_at(value: &Value, source_timezone: Tz) -> Option<i64> {
+    match value {
+        Value::Int(millis) => millis.checked_mul(1000),
+        Value::Text(text) => parse_timestamp(text, source_timezone),
+        _ => None,
+    }
+}
+
+/// Parses `YYYY-MM-DD(T| )HH:MM:SS[.fraction][Z|+HH:MM|-HH:MM]` into UTC microseconds.
+/// Fractions beyond microseconds are truncated; second 60 is invalid; a timestamp without an
+/// offset is local time in `zone`, the earlier instant when ambiguous, invalid in a DST gap.
+pub fn parse_timestamp(text: &str, zone: Tz) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = bytes.get(range)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
+    };
+    if bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't' | b' ') || bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)?;
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if second >= 60 {
+        return None;
+    }
+    let mut rest = &bytes[19..];
+    let mut micros = 0u32;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let digits = fraction.iter().take_while(|byte| byte.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        for position in 0..6 {
+            let digit = fraction.get(position).filter(|_| position < digits).map_or(0, |d| u32::from(d - b'0'));
+            micros = micros * 10 + digit;
+        }
+        rest = &fraction[digits..];
+    }
+    let time = NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?;
+    let local = NaiveDateTime::new(date, time);
+    let utc = match rest {
+        [] => match zone.from_local_datetime(&local) {
+            LocalResult::Single(instant) => instant.naive_utc(),
+            LocalResult::Ambiguous(earlier, _) => earlier.naive_utc(),
+            LocalResult::None => return None,
+        },
+        [b'Z' | b'z'] => local,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
+            let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = chrono::Duration::minutes(hours * 60 + minutes);
+            if *sign == b'+' { local - offset } else { local + offset }
+        }
+        _ => return None,
+    };
+    Some(utc.and_utc().timestamp_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Europe::Berlin;
+
+    fn micros(text: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(text).expect("reference instant").timestamp_micros()
+    }
+
+    #[test]
+    fn rfc3339_forms() {
+        let utc = Tz::UTC;
+        assert_eq!(parse_timestamp("2024-03-04T17:32:58+01:00", utc), Some(micros("2024-03-04T16:32:58Z")));
+        assert_eq!(parse_timestamp("2024-03-04 16:32:58Z", utc), Some(micros("2024-03-04T16:32:58Z")));
+        assert_eq!(parse_timestamp("2024-03-04T16:32:58.1234567Z", utc), Some(micros("2024-03-04T16:32:58.123456Z")));
+        assert_eq!(parse_timestamp("2024-03-04T16:32:58.5-02:30", utc), Some(micros("2024-03-04T19:02:58.5Z")));
+        for bad in [
+            "2024-03-04T16:32Z",
+            "2024-03-04T16:32:60Z",
+            "2024-03-04T16:32:58+0100",
+            "2024-02-30T10:00:00Z",
+            "2024-03-04T24:00:00Z",
+            "2024-03-04T16:32:58.Z",
+            "2024-03-04T16:32:58Zjunk",
+            "04.03.2024 16:32:58",
+        ] {
+            assert_eq!(parse_timestamp(bad, utc), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn naive_times_in_a_dst_zone() {
+        assert_eq!(parse_timestamp("2024-01-15T10:00:00", Berlin), Some(micros("2024-01-15T09:00:00Z")));
+        // Fall back: 02:30 happens twice on 2024-10-27; the earlier is CEST (+02:00).
+        assert_eq!(parse_timestamp("2024-10-27T02:30:00", Berlin), Some(micros("2024-10-27T00:30:00Z")));
+        // Spring forward: 02:30 does not exist on 2024-03-31.
+        assert_eq!(parse_timestamp("2024-03-31T02:30:00", Berlin), None);
+        assert_eq!(parse_timestamp("2024-03-31T03:00:00", Berlin), Some(micros("2024-03-31T01:00:00Z")));
+    }
+
+    #[test]
+    fn epoch_millis_only_as_json_integer() {
+        let utc = Tz::UTC;
+        assert_eq!(parse_occurred_at(&Value::Int(1_709_569_978_000), utc), Some(micros("2024-03-04T16:32:58Z")));
+        assert_eq!(parse_occurred_at(&Value::Text("1709569978000".into()), utc), None);
+        assert_eq!(parse_occurred_at(&Value::Float(1.5), utc), None);
+        assert_eq!(parse_occurred_at(&Value::Int(i64::MAX), utc), None);
+    }
+
+    #[test]
+    fn amounts_and_scores() {
+        assert_eq!(parse_amount(&Value::Text("12.50".into())), Ok(Some(12.5)));
+        assert_eq!(parse_amount(&Value::Int(3)), Ok(Some(3.0)));
+        for bad in ["-1", "NaN", "inf", "12,50", "abc"] {
+            assert_eq!(parse_amount(&Value::Text(bad.into())), Err(RejectReason::InvalidAmount), "{bad}");
+        }
+        assert_eq!(parse_amount(&Value::Bool(true)), Err(RejectReason::InvalidAmount));
+        assert_eq!(parse_score("nps", &Value::Float(7.0)), Some(7));
+        assert_eq!(parse_score("nps", &Value::Text("10".into())), Some(10));
+        assert_eq!(parse_score("nps", &Value::Int(11)), None);
+        assert_eq!(parse_score("csat", &Value::Int(0)), None);
+        assert_eq!(parse_score("ces", &Value::Int(7)), Some(7));
+        assert_eq!(parse_score("nps", &Value::Float(7.5)), None);
+        assert_eq!(parse_score("NPS", &Value::Int(7)), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the ingest crate: one binary (uv's `tests/it` layout).
+
+mod common;
+mod conservation;
+mod incremental;
+mod rejects;
+mod timestamps;

@@ -1,0 +1,12 @@
+//! The vocabulary every crmkpi stage shares: the event record of events.md (its fields, its 23
+//! event types and the fields each type requires), the columns of the event lake, and the run
+//! configuration of cli.md.
+//!
+//! Kept deliberately small: no I/O besides reading the configuration file.
+
+pub mod config;
+pub mod event;
+pub mod pause;
+
+pub use config::{BusinessHours, ClvConfig, Config, ConfigError, HealthWeights};
+pub use event::{EventType, Field, LakeColumn, LAKE_COLUMNS};
