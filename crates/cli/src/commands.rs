@@ -39,6 +39,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<ComputeError> for Failure {
+    fn from(error: ComputeError) -> Failure {
+        Failure::from(anyhow::Error::from(error))
+    }
+}
+
 /// Exit code of a run whose reject ratio exceeded `max_reject_ratio`.
 const EXIT_REJECT_RATIO: u8 = 3;
 
@@ -54,8 +60,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         crate::args::Command::Validate(args) => {
             let (config, _) = load_config(global.config.as_deref(), None)?;
             let progress = CliProgress::new(global);
-            let summary = crmkpi_ingest::validate_inputs(&args.inputs, &config, &progress)
-                .context("validation stopped")?;
+            let summary =
+                crmkpi_ingest::validate_inputs(&args.inputs, &config, &progress).context("validation stopped")?;
             progress.finish();
             print_summary(global, "validated", &summary, None);
             let exceeded = summary.reject_ratio() > config.max_reject_ratio;
@@ -141,7 +147,13 @@ fn print_summary(global: &GlobalArgs, verb: &str, summary: &Summary, seconds: Op
     }
 }
 
-fn run_compute(global: &GlobalArgs, config: &Config, lake_dir: &Path, out: &Path, selection: &TableSelection) -> Result<(), Failure> {
+fn run_compute(
+    global: &GlobalArgs,
+    config: &Config,
+    lake_dir: &Path,
+    out: &Path,
+    selection: &TableSelection,
+) -> Result<(), Failure> {
     let started_at = chrono::Utc::now();
     let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let mut stage_seconds = BTreeMap::new();
@@ -223,15 +235,23 @@ fn run_generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<(), Failure>
         events: args.events,
         seed: args.seed,
         out: args.out.clone(),
-        formats: args.format.iter().map(|format| match format {
-            FormatArg::Ndjson => Format::Ndjson,
-            FormatArg::Csv => Format::Csv,
-        }).collect(),
-        compressions: args.compress.iter().map(|compress| match compress {
-            CompressArg::None => Compression::None,
-            CompressArg::Gz => Compression::Gzip,
-            CompressArg::Zst => Compression::Zstd,
-        }).collect(),
+        formats: args
+            .format
+            .iter()
+            .map(|format| match format {
+                FormatArg::Ndjson => Format::Ndjson,
+                FormatArg::Csv => Format::Csv,
+            })
+            .collect(),
+        compressions: args
+            .compress
+            .iter()
+            .map(|compress| match compress {
+                CompressArg::None => Compression::None,
+                CompressArg::Gz => Compression::Gzip,
+                CompressArg::Zst => Compression::Zstd,
+            })
+            .collect(),
         dirty_rate: args.dirty_rate,
         events_per_file: args.events_per_file,
     };
@@ -241,7 +261,12 @@ fn run_generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<(), Failure>
     if global.log_format == LogFormat::Json {
         println!("{}", serde_json::json!({"events": args.events, "files": files, "seconds": seconds}));
     } else {
-        println!("generated {} records in {} files under {} in {seconds:.1} s", args.events, files.len(), args.out.display());
+        println!(
+            "generated {} records in {} files under {} in {seconds:.1} s",
+            args.events,
+            files.len(),
+            args.out.display()
+        );
     }
     Ok(())
 }

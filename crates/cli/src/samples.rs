@@ -20,5 +20,9 @@ pub fn bundled_samples() -> anyhow::Result<Samples> {
         .into_iter()
         .find(|dir| dir.join("dumps").is_dir())
         .map(|dir| Samples { dumps: dir.join("dumps"), config: dir.join("crmkpi.toml") })
-        .ok_or_else(|| anyhow::anyhow!("no input given and no data-samples/ directory here; pass the dumps to read: crmkpi pipeline <INPUT>..."))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no input given and no data-samples/ directory here; pass the dumps to read: crmkpi pipeline <INPUT>..."
+            )
+        })
 }

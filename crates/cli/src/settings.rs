@@ -26,7 +26,8 @@ pub fn load_config(explicit: Option<&Path>, fallback: Option<&Path>) -> anyhow::
     };
     match candidate {
         Some(path) => {
-            let config = Config::load(&path).with_context(|| "fix the configuration file or pass another with --config")?;
+            let config =
+                Config::load(&path).with_context(|| "fix the configuration file or pass another with --config")?;
             Ok((config, Some(path)))
         }
         None => Ok((Config::default(), None)),

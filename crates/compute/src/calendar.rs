@@ -4,7 +4,8 @@
 //! A month is identified by `month_index = year * 12 + (month - 1)` of its local days; tables
 //! carry its first day as `period` (a `DATE`).
 
-use chrono::{Datelike, NaiveDate, TimeZone};
+use chrono::TimeZone as _;
+use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use polars::prelude::*;
 

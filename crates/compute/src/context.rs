@@ -55,7 +55,8 @@ pub fn scan_lake(files: &[PathBuf]) -> Result<LazyFrame, ComputeError> {
         return Ok(DataFrame::empty_with_schema(&lake_schema()).lazy());
     };
     let scan_error = |source| ComputeError::Scan { first: first.clone(), source };
-    let paths: Vec<PlRefPath> = files.iter().map(|path| PlRefPath::try_from_path(path)).collect::<PolarsResult<_>>().map_err(scan_error)?;
+    let paths: Vec<PlRefPath> =
+        files.iter().map(|path| PlRefPath::try_from_path(path)).collect::<PolarsResult<_>>().map_err(scan_error)?;
     let args = ScanArgsParquet { schema: Some(Arc::new(lake_schema())), ..ScanArgsParquet::default() };
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map_err(scan_error)
 }
@@ -107,9 +108,12 @@ impl Context {
             .map_err(|source| ComputeError::Plan { table: "lake statistics".to_owned(), source })?;
         let mut stats = LakeStats::default();
         let types = counts.column("event_type").and_then(|column| column.str().cloned());
-        let numbers = counts.column("events").and_then(|column| column.cast(&DataType::UInt64)).and_then(|column| column.u64().cloned());
+        let numbers = counts
+            .column("events")
+            .and_then(|column| column.cast(&DataType::UInt64))
+            .and_then(|column| column.u64().cloned());
         if let (Ok(types), Ok(numbers)) = (types, numbers) {
-            for (event_type, count) in types.into_iter().zip(numbers.into_iter()) {
+            for (event_type, count) in types.iter().zip(numbers.iter()) {
                 if let (Some(event_type), Some(count)) = (event_type, count) {
                     stats.events += count;
                     stats.per_event_type.insert(event_type.to_owned(), count);

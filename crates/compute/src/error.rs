@@ -12,7 +12,9 @@ pub enum ComputeError {
         as_of: String,
     },
     /// `--as-of` is not an RFC 3339 instant, a local timestamp or a date.
-    #[error("--as-of `{text}` is not an RFC 3339 instant, a local timestamp YYYY-MM-DDTHH:MM:SS or a date YYYY-MM-DD{detail}")]
+    #[error(
+        "--as-of `{text}` is not an RFC 3339 instant, a local timestamp YYYY-MM-DDTHH:MM:SS or a date YYYY-MM-DD{detail}"
+    )]
     BadAsOf {
         /// The text given.
         text: String,

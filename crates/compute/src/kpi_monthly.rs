@@ -62,7 +62,9 @@ pub fn null_f64() -> Expr {
 
 /// A mean that is null over nothing: `sum / count` when `count > 0`.
 pub fn mean_or_null(sum: Expr, count: Expr) -> Expr {
-    when(count.clone().gt(lit(0))).then(sum.cast(DataType::Float64) / count.cast(DataType::Float64)).otherwise(null_f64())
+    when(count.clone().gt(lit(0)))
+        .then(sum.cast(DataType::Float64) / count.cast(DataType::Float64))
+        .otherwise(null_f64())
 }
 
 fn empty_rows() -> LazyFrame {

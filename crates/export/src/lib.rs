@@ -67,10 +67,8 @@ pub fn write_outputs(out: &Path, tables: &mut [OutputTable], input: ManifestInpu
     }
     let manifest = Manifest::new(input, infos);
     let manifest_path = staging.join("manifest.json");
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|error| ExportError::Io {
-        path: manifest_path.clone(),
-        source: std::io::Error::other(error),
-    })?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|error| ExportError::Io { path: manifest_path.clone(), source: std::io::Error::other(error) })?;
     fs::write(&manifest_path, json).map_err(io_error(&manifest_path))?;
     sync_dir(&staging)?;
     crmkpi_schema::pause::pause_at("export:before_swap");
@@ -104,14 +102,8 @@ fn replace_dir(staging: &Path, out: &Path) -> Result<(), ExportError> {
     if !out.exists() {
         return fs::rename(staging, out).map_err(io_error(out));
     }
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        staging,
-        rustix::fs::CWD,
-        out,
-        rustix::fs::RenameFlags::EXCHANGE,
-    )
-    .map_err(|errno| ExportError::Io { path: out.to_owned(), source: errno.into() })?;
+    rustix::fs::renameat_with(rustix::fs::CWD, staging, rustix::fs::CWD, out, rustix::fs::RenameFlags::EXCHANGE)
+        .map_err(|errno| ExportError::Io { path: out.to_owned(), source: errno.into() })?;
     fs::remove_dir_all(staging).map_err(io_error(staging))
 }
 

@@ -37,13 +37,17 @@ pub enum IngestError {
         source: std::io::Error,
     },
     /// A dump does not start with UTF-8 text.
-    #[error("`{path}` is not UTF-8 text at its start; is it compressed without a .gz/.zst extension? The lake was left unchanged")]
+    #[error(
+        "`{path}` is not UTF-8 text at its start; is it compressed without a .gz/.zst extension? The lake was left unchanged"
+    )]
     NotUtf8 {
         /// The file as given on the command line.
         path: String,
     },
     /// Another ingest holds the lake's lock.
-    #[error("the lake {lake} is being written by another ingest (lock {lock} is held); wait for it to finish and run again")]
+    #[error(
+        "the lake {lake} is being written by another ingest (lock {lock} is held); wait for it to finish and run again"
+    )]
     LakeLocked {
         /// The lake directory.
         lake: PathBuf,

@@ -44,7 +44,11 @@ pub struct GenerateOptions {
 /// Start of the generated window: 2024-01-01T00:00:00Z.
 const WINDOW_START: i64 = 1_704_067_200;
 /// Length of the generated window: 18 months.
-const WINDOW_SECONDS: i64 = 548 * 86_400;
+const WINDOW_DAYS: u64 = 548;
+const WINDOW_SECONDS: i64 = WINDOW_DAYS as i64 * 86_400;
+/// Rough number of records one customer's story produces, to spread daily activity over the
+/// whole window whatever the dump's size.
+const EVENTS_PER_CUSTOMER: u64 = 20;
 const CHANNELS: [&str; 6] = ["organic", "paid_search", "email", "referral", "social", "events"];
 const STAGES: [&str; 3] = ["qualification", "proposal", "negotiation"];
 const LOST_REASONS: [&str; 4] = ["price", "competitor", "no_budget", "timing"];
@@ -88,7 +92,12 @@ pub fn generate(options: &GenerateOptions) -> Result<Vec<PathBuf>, IngestError> 
     };
     fs::create_dir_all(&options.out).map_err(io_error(&options.out))?;
     let mut rng = Pcg64Mcg::seed_from_u64(options.seed);
-    let mut world = World::default();
+    let expected_customers = (options.events / EVENTS_PER_CUSTOMER).max(1);
+    let mut world = World {
+        customers_per_day: (expected_customers / WINDOW_DAYS).max(1),
+        days_per_step: (WINDOW_DAYS / expected_customers).max(1),
+        ..World::default()
+    };
     let mut writer: Option<DumpWriter> = None;
     let mut written_files = Vec::new();
     let mut written = 0u64;
@@ -139,13 +148,15 @@ struct World {
     dirty_counter: u64,
     last_clean: Option<(String, Draft)>,
     next_daily_at: i64,
+    customers_per_day: u64,
+    days_per_step: u64,
 }
 
 impl World {
     /// Appends the next story: usually one customer's life, and the daily spend and CRM-user
     /// activity whenever the story clock passes a new day.
     fn next_story(&mut self, rng: &mut Pcg64Mcg, out: &mut Vec<Draft>) {
-        if self.customers % 40 == 0 {
+        if self.customers.is_multiple_of(self.customers_per_day) {
             self.daily_activity(rng, out);
         }
         self.customers += 1;
@@ -162,7 +173,11 @@ impl World {
         let rep = rng.random_range(1..=REPS);
         if rng.random::<f64>() < 0.8 {
             let contacted = at + rng.random_range(-3_600..172_800);
-            out.push(Draft { customer: Some(customer), owner: Some(rep), ..Draft::new(EventType::LeadContacted, contacted) });
+            out.push(Draft {
+                customer: Some(customer),
+                owner: Some(rep),
+                ..Draft::new(EventType::LeadContacted, contacted)
+            });
         }
         if rng.random::<f64>() < 0.5 {
             at += rng.random_range(3_600..604_800);
@@ -173,22 +188,30 @@ impl World {
         }
         let buys = rng.random::<f64>() < 0.65;
         if buys {
-            at = self.order_story(rng, customer, at.max(lead_at + rng.random_range(0..2_592_000)), out);
+            let first_order_at = at.max(lead_at + rng.random_range(0..2_592_000));
+            at = self.order_story(rng, customer, first_order_at, out);
         }
         if rng.random::<f64>() < 0.35 {
-            self.ticket_story(rng, customer, at + rng.random_range(0..5_184_000), out);
+            let opened_at = at + rng.random_range(0..5_184_000);
+            self.ticket_story(rng, customer, opened_at, out);
         }
         if rng.random::<f64>() < 0.3 {
             let survey_at = at + rng.random_range(0..2_592_000);
             let (survey, max) = [("nps", 10), ("csat", 5), ("ces", 7)][rng.random_range(0..3)];
             let low = i64::from(survey != "nps");
             let score = rng.random_range(low..=max);
-            out.push(Draft { customer: Some(customer), survey: Some(survey), score: Some(score), ..Draft::new(EventType::SurveyAnswered, survey_at) });
+            out.push(Draft {
+                customer: Some(customer),
+                survey: Some(survey),
+                score: Some(score),
+                ..Draft::new(EventType::SurveyAnswered, survey_at)
+            });
         }
         if rng.random::<f64>() < 0.4 {
             let mut email_at = lead_at + rng.random_range(0..604_800);
             for _ in 0..rng.random_range(1..=3) {
-                let event_type = if rng.random::<f64>() < 0.7 { EventType::EmailSubscribed } else { EventType::EmailUnsubscribed };
+                let event_type =
+                    if rng.random::<f64>() < 0.7 { EventType::EmailSubscribed } else { EventType::EmailUnsubscribed };
                 out.push(Draft { customer: Some(customer), ..Draft::new(event_type, email_at) });
                 email_at += rng.random_range(86_400..10_000_000);
             }
@@ -196,10 +219,18 @@ impl World {
         for _ in 0..rng.random_range(0..=3) {
             let campaign = rng.random_range(1..=CAMPAIGNS);
             let sent_at = WINDOW_START + rng.random_range(0..WINDOW_SECONDS);
-            out.push(Draft { customer: Some(customer), campaign: Some(campaign), ..Draft::new(EventType::CampaignSent, sent_at) });
+            out.push(Draft {
+                customer: Some(customer),
+                campaign: Some(campaign),
+                ..Draft::new(EventType::CampaignSent, sent_at)
+            });
             if rng.random::<f64>() < 0.25 {
                 let responded_at = sent_at + rng.random_range(60..259_200);
-                out.push(Draft { customer: Some(customer), campaign: Some(campaign), ..Draft::new(EventType::CampaignResponded, responded_at) });
+                out.push(Draft {
+                    customer: Some(customer),
+                    campaign: Some(campaign),
+                    ..Draft::new(EventType::CampaignResponded, responded_at)
+                });
             }
         }
         out.retain(|draft| draft.at < WINDOW_START + WINDOW_SECONDS);
@@ -230,10 +261,15 @@ impl World {
                 let event_type = if rng.random::<f64>() < 0.55 { EventType::DealWon } else { EventType::DealLost };
                 let reason = (event_type == EventType::DealLost && rng.random::<f64>() < 0.8)
                     .then(|| LOST_REASONS[rng.random_range(0..LOST_REASONS.len())]);
-                let final_amount = (event_type == EventType::DealWon && rng.random::<f64>() < 0.3).then_some(amount * 0.9);
+                let final_amount =
+                    (event_type == EventType::DealWon && rng.random::<f64>() < 0.3).then_some(amount * 0.9);
                 out.push(Draft { deal: Some(deal), reason, amount: final_amount, ..Draft::new(event_type, at) });
                 if rng.random::<f64>() < 0.05 {
-                    out.push(Draft { deal: Some(deal), stage: Some(STAGES[2]), ..Draft::new(EventType::DealStageChanged, at + 3_600) });
+                    out.push(Draft {
+                        deal: Some(deal),
+                        stage: Some(STAGES[2]),
+                        ..Draft::new(EventType::DealStageChanged, at + 3_600)
+                    });
                 }
                 return at;
             }
@@ -283,12 +319,21 @@ impl World {
             });
             if number == 0 && rng.random::<f64>() < 0.1 {
                 self.orders += 1;
-                out.push(Draft { customer: Some(customer), order: Some(self.orders), amount: Some(amount / 2.0), ..Draft::new(EventType::OrderPlaced, at + 600) });
+                out.push(Draft {
+                    customer: Some(customer),
+                    order: Some(self.orders),
+                    amount: Some(amount / 2.0),
+                    ..Draft::new(EventType::OrderPlaced, at + 600)
+                });
             }
             at += rng.random_range(86_400..(120 * 86_400));
         }
         if rng.random::<f64>() < 0.3 {
-            let event_type = if rng.random::<f64>() < 0.75 { EventType::SubscriptionRenewed } else { EventType::SubscriptionCancelled };
+            let event_type = if rng.random::<f64>() < 0.75 {
+                EventType::SubscriptionRenewed
+            } else {
+                EventType::SubscriptionCancelled
+            };
             out.push(Draft { customer: Some(customer), ..Draft::new(event_type, at) });
         }
         at
@@ -298,11 +343,20 @@ impl World {
         self.tickets += 1;
         let ticket = self.tickets;
         let channel = Some(["email", "phone", "chat"][rng.random_range(0..3)]);
-        out.push(Draft { ticket: Some(ticket), customer: Some(customer), channel, ..Draft::new(EventType::TicketOpened, at) });
+        out.push(Draft {
+            ticket: Some(ticket),
+            customer: Some(customer),
+            channel,
+            ..Draft::new(EventType::TicketOpened, at)
+        });
         let agent = rng.random_range(1..=AGENTS);
         for _ in 0..rng.random_range(0..=3) {
             at += rng.random_range(300..259_200);
-            out.push(Draft { ticket: Some(ticket), owner: Some(agent), ..Draft::new(EventType::TicketAgentReplied, at) });
+            out.push(Draft {
+                ticket: Some(ticket),
+                owner: Some(agent),
+                ..Draft::new(EventType::TicketAgentReplied, at)
+            });
             if rng.random::<f64>() < 0.4 {
                 at += rng.random_range(300..86_400);
                 out.push(Draft { ticket: Some(ticket), ..Draft::new(EventType::TicketCustomerReplied, at) });
@@ -325,16 +379,22 @@ impl World {
     /// Spend per category and CRM-user activity, one day per call, walking through the window.
     fn daily_activity(&mut self, rng: &mut Pcg64Mcg, out: &mut Vec<Draft>) {
         let day = WINDOW_START + (self.next_daily_at % WINDOW_SECONDS);
-        self.next_daily_at += 86_400;
+        self.next_daily_at += 86_400 * self.days_per_step as i64;
         for (category, scale) in [("acquisition", 900.0), ("retention", 300.0), ("crm", 120.0)] {
             let channel = (category == "acquisition").then(|| CHANNELS[rng.random_range(0..CHANNELS.len())]);
             let campaign = (category != "crm" && rng.random::<f64>() < 0.6).then(|| rng.random_range(1..=CAMPAIGNS));
             let amount = (scale * rng.random_range(0.5..1.5_f64) * 100.0).round() / 100.0;
             let at = day + rng.random_range(0..86_400);
-            out.push(Draft { amount: Some(amount), category: Some(category), channel, campaign, ..Draft::new(EventType::SpendRecorded, at) });
+            out.push(Draft {
+                amount: Some(amount),
+                category: Some(category),
+                channel,
+                campaign,
+                ..Draft::new(EventType::SpendRecorded, at)
+            });
         }
         for user in 1..=(REPS + AGENTS) {
-            if rng.random::<f64>() < 0.6 {
+            if rng.random::<f64>() < 0.2 {
                 let at = day + rng.random_range(25_200..64_800);
                 out.push(Draft { owner: Some(user), ..Draft::new(EventType::CrmUserActive, at) });
             }
@@ -348,7 +408,9 @@ impl World {
         let mut bad = draft.clone();
         let mut bad_id = id.to_owned();
         match self.dirty_counter % 13 {
-            0 => return if format == Format::Csv { "only,two".to_owned() } else { "{\"event_id\": \"broken".to_owned() },
+            0 => {
+                return if format == Format::Csv { "only,two".to_owned() } else { "{\"event_id\": \"broken".to_owned() };
+            }
             1 => bad_id.clear(),
             2 => bad.event_type = None,
             3 => return render_with_time(format, id, draft, "yesterday at noon"),
@@ -421,19 +483,39 @@ fn render_with_time(format: Format, id: &str, draft: &Draft, time: &str) -> Stri
 }
 
 fn render_with_amount(format: Format, id: &str, draft: &Draft, amount: &str) -> String {
-    let time = TimeText::Text(DateTime::from_timestamp(draft.at, 0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true));
+    let time = TimeText::Text(
+        DateTime::from_timestamp(draft.at, 0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true),
+    );
     render_fields(format, id, draft, &time, Some(amount), None)
 }
 
 fn render_with_type(format: Format, id: &str, draft: &Draft, event_type: &str) -> String {
-    let time = TimeText::Text(DateTime::from_timestamp(draft.at, 0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true));
+    let time = TimeText::Text(
+        DateTime::from_timestamp(draft.at, 0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true),
+    );
     render_fields(format, id, draft, &time, None, Some(event_type))
 }
 
 /// The CSV header of generated dumps (in a deliberately different order from the field table).
 const CSV_COLUMNS: [&str; 18] = [
-    "occurred_at", "event_type", "event_id", "customer_id", "deal_id", "order_id", "ticket_id", "campaign_id",
-    "owner_id", "stage", "amount", "currency", "channel", "kind", "category", "survey", "score", "reason",
+    "occurred_at",
+    "event_type",
+    "event_id",
+    "customer_id",
+    "deal_id",
+    "order_id",
+    "ticket_id",
+    "campaign_id",
+    "owner_id",
+    "stage",
+    "amount",
+    "currency",
+    "channel",
+    "kind",
+    "category",
+    "survey",
+    "score",
+    "reason",
 ];
 
 fn render_fields(
@@ -491,7 +573,8 @@ fn render_fields(
                     line.push_str(", ");
                 }
                 first = false;
-                let bare = matches!(*name, "amount" | "score") || (*name == "occurred_at" && matches!(time, TimeText::Millis(_)));
+                let bare = matches!(*name, "amount" | "score")
+                    || (*name == "occurred_at" && matches!(time, TimeText::Millis(_)));
                 if bare && value.parse::<f64>().is_ok() {
                     let _ = write!(line, "\"{name}\": {value}");
                 } else {
@@ -566,7 +649,8 @@ impl DumpWriter {
 
     fn write_record(&mut self, record: &str) -> Result<(), IngestError> {
         self.records += 1;
-        writeln!(self.sink.writer(), "{record}").map_err(|source| IngestError::GenerateIo { path: self.path.clone(), source })
+        writeln!(self.sink.writer(), "{record}")
+            .map_err(|source| IngestError::GenerateIo { path: self.path.clone(), source })
     }
 
     fn finish(self) -> Result<PathBuf, IngestError> {

@@ -172,8 +172,9 @@ impl Lake {
                 .map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
             let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
             let ids = frame.column("event_id").and_then(|column| column.str().cloned()).map_err(parquet_error)?;
-            let hashes = frame.column("content_hash").and_then(|column| column.u64().cloned()).map_err(parquet_error)?;
-            for (id, hash) in ids.into_iter().zip(hashes.into_iter()) {
+            let hashes =
+                frame.column("content_hash").and_then(|column| column.u64().cloned()).map_err(parquet_error)?;
+            for (id, hash) in ids.iter().zip(hashes.iter()) {
                 if let (Some(id), Some(hash)) = (id, hash) {
                     index.offer(id, hash);
                 }
@@ -199,6 +200,11 @@ impl Lake {
             remove_uncommitted(&dir, &committed)?;
         }
         Ok(())
+    }
+
+    /// Removes the staging area when no run uses it any more (a non-empty one is left alone).
+    fn remove_empty_staging(&self) {
+        let _ = fs::remove_dir(self.staging_dir());
     }
 
     /// Starts writing a run's files under the staging area.
@@ -264,7 +270,8 @@ impl StagedRun {
             by_month.entry((instant.year(), instant.month())).or_default().push(event);
         }
         for ((year, month), month_events) in by_month {
-            let relative = format!("events/month={year:04}-{month:02}/part-{}-{:05}.parquet", self.run_id, self.parts_written);
+            let relative =
+                format!("events/month={year:04}-{month:02}/part-{}-{:05}.parquet", self.run_id, self.parts_written);
             let mut frame = events_frame(&month_events, &self.run_id)
                 .map_err(|source| IngestError::Parquet { path: self.dir.join(&relative), source })?;
             write_parquet(&self.dir.join(&relative), &mut frame)?;
@@ -281,7 +288,8 @@ impl StagedRun {
         }
         let relative = format!("rejects/{}-{:05}.parquet", self.run_id, self.parts_written);
         let path = self.dir.join(&relative);
-        let mut frame = rejects_frame(rejects, &self.run_id).map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
+        let mut frame = rejects_frame(rejects, &self.run_id)
+            .map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
         write_parquet(&path, &mut frame)?;
         self.reject_files.push(relative);
         self.parts_written += 1;
@@ -290,7 +298,9 @@ impl StagedRun {
 
     /// Drops everything the run wrote; the lake is as it was before the run.
     pub fn abandon(self) -> Result<(), IngestError> {
-        fs::remove_dir_all(&self.dir).map_err(lake_io(&self.dir))
+        fs::remove_dir_all(&self.dir).map_err(lake_io(&self.dir))?;
+        self.lake.remove_empty_staging();
+        Ok(())
     }
 
     /// Makes the run visible: moves its files into place (only the rejects when the run
@@ -320,6 +330,7 @@ impl StagedRun {
         let committed = runs_dir.join(format!("{sequence:06}-{}.json", self.run_id));
         fs::rename(&staged_record, &committed).map_err(lake_io(&committed))?;
         fs::remove_dir_all(&self.dir).map_err(lake_io(&self.dir))?;
+        self.lake.remove_empty_staging();
         Ok(record)
     }
 }
@@ -343,9 +354,10 @@ fn text_column<'a>(name: &str, events: &[&'a Event], get: impl Fn(&'a Event) -> 
 
 /// The lake columns (see [`crmkpi_schema::LAKE_COLUMNS`]) of a set of events.
 fn events_frame(events: &[&Event], run_id: &str) -> PolarsResult<DataFrame> {
-    let occurred_at = Int64Chunked::from_vec("occurred_at".into(), events.iter().map(|event| event.occurred_at).collect())
-        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-        .into_column();
+    let occurred_at =
+        Int64Chunked::from_vec("occurred_at".into(), events.iter().map(|event| event.occurred_at).collect())
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column();
     let columns = vec![
         text_column("event_id", events, |event| Some(event.event_id.as_str())),
         text_column("event_type", events, |event| Some(event.event_type.name())),

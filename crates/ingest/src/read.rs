@@ -67,10 +67,8 @@ pub fn read_dump(
                 header = Some(CsvHeader::parse(&header_text.text));
             }
             let csv_header = header.as_ref().and_then(Option::as_ref);
-            let outcomes: Vec<Outcome> = batch
-                .into_par_iter()
-                .map(|record| parse_record(file.format, csv_header, record, config))
-                .collect();
+            let outcomes: Vec<Outcome> =
+                batch.into_par_iter().map(|record| parse_record(file.format, csv_header, record, config)).collect();
             for outcome in outcomes {
                 on_outcome(outcome)?;
             }

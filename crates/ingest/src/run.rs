@@ -108,7 +108,12 @@ pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progre
 /// `crmkpi ingest`: adds the dumps' accepted events to the lake and their rejects to the
 /// lake's rejects, atomically, under the lake's lock. When the reject ratio exceeds
 /// `max_reject_ratio`, only the rejects and the run record are committed.
-pub fn ingest(lake: &Lake, inputs: &[String], config: &Config, progress: &dyn Progress) -> Result<IngestReport, IngestError> {
+pub fn ingest(
+    lake: &Lake,
+    inputs: &[String],
+    config: &Config,
+    progress: &dyn Progress,
+) -> Result<IngestReport, IngestError> {
     let started_at = chrono::Utc::now();
     let files = expand_inputs(inputs)?;
     let lock = lake.lock()?;

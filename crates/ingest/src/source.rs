@@ -158,14 +158,12 @@ pub fn open(file: &DumpFile, counter: ByteCounter) -> Result<Box<dyn BufRead + S
     const BUFFER: usize = 1 << 20;
     Ok(match file.compression {
         Compression::None => Box::new(BufReader::with_capacity(BUFFER, counted)),
-        Compression::Gzip => Box::new(BufReader::with_capacity(
-            BUFFER,
-            flate2::read::MultiGzDecoder::new(BufReader::new(counted)),
-        )),
-        Compression::Zstd => Box::new(BufReader::with_capacity(
-            BUFFER,
-            zstd::stream::read::Decoder::new(counted).map_err(read_error)?,
-        )),
+        Compression::Gzip => {
+            Box::new(BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(BufReader::new(counted))))
+        }
+        Compression::Zstd => {
+            Box::new(BufReader::with_capacity(BUFFER, zstd::stream::read::Decoder::new(counted).map_err(read_error)?))
+        }
     })
 }
 

@@ -110,7 +110,9 @@ fn text_of(value: &Value) -> Result<Option<String>, RejectReason> {
         Value::Null => Ok(None),
         Value::Text(text) => Ok(Some(text.clone())),
         Value::Int(number) => Ok(Some(number.to_string())),
-        Value::Float(number) => Ok(Some(serde_json::Number::from_f64(*number).map_or_else(|| number.to_string(), |n| n.to_string()))),
+        Value::Float(number) => {
+            Ok(Some(serde_json::Number::from_f64(*number).map_or_else(|| number.to_string(), |n| n.to_string())))
+        }
         Value::Bool(flag) => Ok(Some(flag.to_string())),
         Value::Nested => Err(RejectReason::MalformedRecord),
     }
@@ -249,11 +251,7 @@ fn parse_amount(value: &Value) -> Result<Option<f64>, RejectReason> {
         Value::Text(text) => text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?,
         Value::Bool(_) | Value::Nested => return Err(RejectReason::InvalidAmount),
     };
-    if amount.is_finite() && amount >= 0.0 {
-        Ok(Some(amount + 0.0))
-    } else {
-        Err(RejectReason::InvalidAmount)
-    }
+    if amount.is_finite() && amount >= 0.0 { Ok(Some(amount + 0.0)) } else { Err(RejectReason::InvalidAmount) }
 }
 
 /// `score` of a `survey_answered`: an integer, an integral float or an integer string, inside
@@ -296,7 +294,12 @@ pub fn parse_timestamp(text: &str, zone: Tz) -> Option<i64> {
         let digits = bytes.get(range)?;
         digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
     };
-    if bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't' | b' ') || bytes[13] != b':' || bytes[16] != b':' {
+    if bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
         return None;
     }
     let date = NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)?;

@@ -198,8 +198,8 @@ impl Default for HealthWeights {
 impl Config {
     /// Reads, parses and validates a TOML configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml(&text).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
@@ -215,7 +215,8 @@ impl Config {
 
     /// Checks ranges and fills the defaults that depend on other keys.
     pub fn resolved(mut self) -> Result<Config, ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid { key: key.to_owned(), message: message.to_owned() };
+        let invalid =
+            |key: &str, message: &str| ConfigError::Invalid { key: key.to_owned(), message: message.to_owned() };
         if !(0.0..=1.0).contains(&self.max_reject_ratio) {
             return Err(invalid("max_reject_ratio", "must be between 0 and 1"));
         }

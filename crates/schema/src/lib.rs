@@ -9,4 +9,4 @@ pub mod event;
 pub mod pause;
 
 pub use config::{BusinessHours, ClvConfig, Config, ConfigError, HealthWeights};
-pub use event::{EventType, Field, LakeColumn, LAKE_COLUMNS};
+pub use event::{EventType, Field, LAKE_COLUMNS, LakeColumn};

@@ -59,9 +59,9 @@ pub fn lake_rejects(lake_dir: &Path) -> Vec<(String, i64, String)> {
     let line = all.column("line").expect("line").i64().expect("i64").clone();
     let reason = all.column("reason").expect("reason").str().expect("str").clone();
     source
-        .into_iter()
-        .zip(line.into_iter())
-        .zip(reason.into_iter())
+        .iter()
+        .zip(line.iter())
+        .zip(reason.iter())
         .map(|((source, line), reason)| {
             let name = Path::new(source.expect("source")).file_name().expect("name").to_string_lossy().into_owned();
             (name, line.expect("line"), reason.expect("reason").to_owned())
@@ -71,13 +71,13 @@ pub fn lake_rejects(lake_dir: &Path) -> Vec<(String, i64, String)> {
 
 /// The values of a string column of a frame.
 pub fn strings(frame: &DataFrame, name: &str) -> Vec<Option<String>> {
-    frame.column(name).expect("column").str().expect("str").into_iter().map(|value| value.map(str::to_owned)).collect()
+    frame.column(name).expect("column").str().expect("str").iter().map(|value| value.map(str::to_owned)).collect()
 }
 
 /// The physical microsecond values of the `occurred_at` column.
 pub fn instants(frame: &DataFrame) -> Vec<i64> {
     let column = frame.column("occurred_at").expect("occurred_at").cast(&DataType::Int64).expect("cast");
-    column.i64().expect("i64").into_no_null_iter().collect()
+    column.i64().expect("i64").no_null_iter().collect()
 }
 
 /// An RFC 3339 instant as UTC microseconds (test reference values).

@@ -22,7 +22,11 @@ fn records_in(path: &std::path::Path) -> u64 {
     } else {
         Box::new(file)
     };
-    let lines = std::io::BufReader::new(reader).lines().map(|line| line.expect("line")).filter(|line| !line.trim().is_empty()).count();
+    let lines = std::io::BufReader::new(reader)
+        .lines()
+        .map(|line| line.expect("line"))
+        .filter(|line| !line.trim().is_empty())
+        .count();
     lines as u64 - u64::from(name.contains(".csv"))
 }
 
@@ -55,7 +59,8 @@ fn read_equals_accepted_plus_duplicates_plus_rejected() {
         assert_eq!(lake_events(&lake).height() as u64, summary.accepted);
         let rejects = lake_rejects(&lake);
         assert_eq!(rejects.len() as u64, summary.rejected_total());
-        reasons_seen.extend(rejects.into_iter().map(|(_, _, reason)| reason.split(':').next().unwrap_or_default().to_owned()));
+        reasons_seen
+            .extend(rejects.into_iter().map(|(_, _, reason)| reason.split(':').next().unwrap_or_default().to_owned()));
     }
     let all_reasons: BTreeSet<String> = [
         "malformed_record",

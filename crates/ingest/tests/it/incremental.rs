@@ -28,7 +28,8 @@ fn overlapping_dumps_equal_one_combined_ingest() {
         dirty_rate: 0.02,
         events_per_file: 1_000,
     };
-    let files: Vec<String> = generate(&options).expect("generate").iter().map(|path| path.to_string_lossy().into_owned()).collect();
+    let files: Vec<String> =
+        generate(&options).expect("generate").iter().map(|path| path.to_string_lossy().into_owned()).collect();
     assert_eq!(files.len(), 4);
     let config = config_with(1.0);
 
@@ -66,7 +67,8 @@ fn late_events_land_in_their_own_month() {
     let files = Lake::new(&lake).event_files().expect("files");
     assert!(files.len() > 10, "18 months of events span many partitions");
     for path in files {
-        let partition = path.parent().and_then(|dir| dir.file_name()).expect("partition").to_string_lossy().into_owned();
+        let partition =
+            path.parent().and_then(|dir| dir.file_name()).expect("partition").to_string_lossy().into_owned();
         let frame = ParquetReader::new(std::fs::File::open(&path).expect("open")).finish().expect("read");
         for instant in instants(&frame) {
             let utc = DateTime::from_timestamp_micros(instant).expect("instant");

@@ -9,31 +9,88 @@ use crate::common::{config_with, ingest_into, lake_events, lake_rejects, strings
 
 /// Line by line: the record, and what must become of it.
 const NDJSON_FIXTURE: &[(&str, Option<&str>)] = &[
-    (r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o1","amount":10}"#, None),
+    (
+        r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o1","amount":10}"#,
+        None,
+    ),
     (r#"{"event_id": "e2", "event_type": "order_placed""#, Some("malformed_record")),
     (r#"[1, 2, 3]"#, Some("malformed_record")),
     ("", None),
-    (r#"{"event_id":{"x":1},"event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#, Some("malformed_record")),
+    (
+        r#"{"event_id":{"x":1},"event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#,
+        Some("malformed_record"),
+    ),
     (r#"{"event_type":"site_visited","occurred_at":"bad","customer_id":"c1"}"#, Some("missing_field:event_id")),
     (r#"{"event_id":"e7","occurred_at":"bad"}"#, Some("missing_field:event_type")),
     (r#"{"event_id":"e8","event_type":"deal_closed"}"#, Some("missing_field:occurred_at")),
-    (r#"{"event_id":"e9","event_type":"deal_closed","occurred_at":"2024-01-05T10:00:00Z"}"#, Some("unknown_event_type")),
-    (r#"{"event_id":"e10","event_type":"order_placed","occurred_at":"bad","amount":-1}"#, Some("missing_field:customer_id")),
-    (r#"{"event_id":"e11","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","amount":5}"#, Some("missing_field:order_id")),
-    (r#"{"event_id":"e12","event_type":"order_placed","occurred_at":"2024-13-05T10:00:00Z","customer_id":"c1","order_id":"o12","amount":-5}"#, Some("invalid_timestamp")),
-    (r#"{"event_id":"e13","event_type":"deal_created","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","deal_id":"d1","amount":"ten"}"#, Some("invalid_amount")),
-    (r#"{"event_id":"e14","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"nps","score":11,"currency":"GBP"}"#, Some("invalid_score")),
-    (r#"{"event_id":"e15","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"stars","score":3}"#, Some("invalid_score")),
-    (r#"{"event_id":"e16","event_type":"spend_recorded","occurred_at":"2024-01-05T10:00:00Z","amount":100,"category":"branding","currency":"GBP"}"#, Some("invalid_category")),
-    (r#"{"event_id":"e17","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o17","amount":5,"currency":"usd"}"#, Some("unknown_currency")),
-    (r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o1","amount":11}"#, Some("conflicting_duplicate")),
-    (r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o1","amount":10}"#, None),
-    (r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"never","customer_id":"c1","order_id":"o1","amount":10}"#, Some("invalid_timestamp")),
-    (r#"{"event_id":"","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#, Some("missing_field:event_id")),
-    (r#"{"event_id":"e22","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":null}"#, Some("missing_field:customer_id")),
-    (r#"{"event_id":"e23","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"csat","score":4.0,"amount":true}"#, Some("invalid_amount")),
-    (r#"{"event_id":23,"event_type":"site_visited","occurred_at":1704448800000,"customer_id":42,"extra":{"ignored":true}}"#, None),
-    (r#"{"event_id":"e25","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"csat","score":"4.5"}"#, Some("invalid_score")),
+    (
+        r#"{"event_id":"e9","event_type":"deal_closed","occurred_at":"2024-01-05T10:00:00Z"}"#,
+        Some("unknown_event_type"),
+    ),
+    (
+        r#"{"event_id":"e10","event_type":"order_placed","occurred_at":"bad","amount":-1}"#,
+        Some("missing_field:customer_id"),
+    ),
+    (
+        r#"{"event_id":"e11","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","amount":5}"#,
+        Some("missing_field:order_id"),
+    ),
+    (
+        r#"{"event_id":"e12","event_type":"order_placed","occurred_at":"2024-13-05T10:00:00Z","customer_id":"c1","order_id":"o12","amount":-5}"#,
+        Some("invalid_timestamp"),
+    ),
+    (
+        r#"{"event_id":"e13","event_type":"deal_created","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","deal_id":"d1","amount":"ten"}"#,
+        Some("invalid_amount"),
+    ),
+    (
+        r#"{"event_id":"e14","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"nps","score":11,"currency":"GBP"}"#,
+        Some("invalid_score"),
+    ),
+    (
+        r#"{"event_id":"e15","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"stars","score":3}"#,
+        Some("invalid_score"),
+    ),
+    (
+        r#"{"event_id":"e16","event_type":"spend_recorded","occurred_at":"2024-01-05T10:00:00Z","amount":100,"category":"branding","currency":"GBP"}"#,
+        Some("invalid_category"),
+    ),
+    (
+        r#"{"event_id":"e17","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o17","amount":5,"currency":"usd"}"#,
+        Some("unknown_currency"),
+    ),
+    (
+        r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o1","amount":11}"#,
+        Some("conflicting_duplicate"),
+    ),
+    (
+        r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","order_id":"o1","amount":10}"#,
+        None,
+    ),
+    (
+        r#"{"event_id":"e1","event_type":"order_placed","occurred_at":"never","customer_id":"c1","order_id":"o1","amount":10}"#,
+        Some("invalid_timestamp"),
+    ),
+    (
+        r#"{"event_id":"","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#,
+        Some("missing_field:event_id"),
+    ),
+    (
+        r#"{"event_id":"e22","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":null}"#,
+        Some("missing_field:customer_id"),
+    ),
+    (
+        r#"{"event_id":"e23","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"csat","score":4.0,"amount":true}"#,
+        Some("invalid_amount"),
+    ),
+    (
+        r#"{"event_id":23,"event_type":"site_visited","occurred_at":1704448800000,"customer_id":42,"extra":{"ignored":true}}"#,
+        None,
+    ),
+    (
+        r#"{"event_id":"e25","event_type":"survey_answered","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1","survey":"csat","score":"4.5"}"#,
+        Some("invalid_score"),
+    ),
 ];
 
 #[test]
@@ -47,7 +104,9 @@ fn every_ndjson_reject_reason_with_its_line() {
     let expected: Vec<(String, i64, String)> = NDJSON_FIXTURE
         .iter()
         .enumerate()
-        .filter_map(|(index, (_, reason))| reason.map(|reason| ("fixture.ndjson".to_owned(), index as i64 + 1, reason.to_owned())))
+        .filter_map(|(index, (_, reason))| {
+            reason.map(|reason| ("fixture.ndjson".to_owned(), index as i64 + 1, reason.to_owned()))
+        })
         .collect();
     assert_eq!(lake_rejects(&lake), expected);
     // 25 lines, one blank: 24 records; e1 and "23" accepted, one plain duplicate.
@@ -86,7 +145,7 @@ c5,order_placed,\"2024-01-05T10:00:00Z\",cust,o5,abc,,\"unterminated\n";
     let events = lake_events(&lake);
     assert_eq!(strings(&events, "customer_id"), vec![Some("cust".to_owned()), Some("multi\nline".to_owned())]);
     // 12.5 USD at 0.5 EUR per USD.
-    let amounts: Vec<Option<f64>> = events.column("amount").expect("amount").f64().expect("f64").into_iter().collect();
+    let amounts: Vec<Option<f64>> = events.column("amount").expect("amount").f64().expect("f64").iter().collect();
     assert_eq!(amounts, vec![Some(6.25), None]);
     assert_eq!(strings(&events, "currency"), vec![Some("USD".to_owned()), None]);
 }
@@ -114,7 +173,8 @@ fn an_event_in_csv_and_in_ndjson_is_one_event() {
 #[test]
 fn reject_ratio_over_the_limit_keeps_only_rejects() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let good = r#"{"event_id":"e1","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#;
+    let good =
+        r#"{"event_id":"e1","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#;
     let bad = r#"{"event_id":"e2","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z"}"#;
     let path = write_dump(dir.path(), "half.ndjson", &format!("{good}\n{bad}\n"));
     // Exactly at the limit passes: 1 of 2 rejected with max 0.5.
@@ -144,6 +204,7 @@ fn corrupt_zstd_fails_and_leaves_the_lake_as_it_was() {
     let files_before = lake.event_files().expect("files");
 
     let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+    encoder.include_checksum(true).expect("checksum");
     for number in 0..20_000 {
         writeln!(encoder, r#"{{"event_id":"z{number}","event_type":"site_visited","occurred_at":"2024-02-05T10:00:00Z","customer_id":"c{number}"}}"#)
             .expect("write");
@@ -170,11 +231,13 @@ fn corrupt_zstd_fails_and_leaves_the_lake_as_it_was() {
 fn unreadable_inputs_are_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::new(dir.path().join("lake"));
-    let missing = ingest(&lake, &["no/such/file.ndjson".to_owned()], &config_with(0.0), &NoProgress).expect_err("missing");
+    let missing =
+        ingest(&lake, &["no/such/file.ndjson".to_owned()], &config_with(0.0), &NoProgress).expect_err("missing");
     assert!(matches!(missing, IngestError::NoSuchInput { .. }), "{missing}");
     let binary = dir.path().join("binary.ndjson");
     std::fs::write(&binary, [0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, b'\n']).expect("write");
-    let not_text = ingest(&lake, &[binary.to_string_lossy().into_owned()], &config_with(0.0), &NoProgress).expect_err("binary");
+    let not_text =
+        ingest(&lake, &[binary.to_string_lossy().into_owned()], &config_with(0.0), &NoProgress).expect_err("binary");
     assert!(matches!(not_text, IngestError::NotUtf8 { .. }), "{not_text}");
     assert!(lake.runs().expect("runs").is_empty());
 }

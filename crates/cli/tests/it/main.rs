@@ -1,0 +1,5 @@
+//! End-to-end tests of the `crmkpi` binary: one integration binary (uv's `tests/it` layout).
+
+mod commands;
+mod common;
+mod crash;

@@ -1,0 +1,213 @@
+//! Test context: builds a lake from NDJSON lines or generated dumps with the ingest crate,
+//! runs a table's plan, and reads the lake's events back as plain rows for the reference
+//! implementations.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crmkpi_compute::{Context, scan_lake};
+use crmkpi_ingest::generator::{GenerateOptions, generate};
+use crmkpi_ingest::source::{Compression, Format};
+use crmkpi_ingest::{Lake, NoProgress, ingest};
+use crmkpi_schema::Config;
+use polars::prelude::*;
+
+/// A lake in a temporary directory.
+pub struct TestLake {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestLake {
+    /// A lake holding the given NDJSON records.
+    pub fn from_lines(lines: &[String], config: &Config) -> TestLake {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dump = dir.path().join("dump.ndjson");
+        std::fs::write(&dump, lines.join("\n")).expect("write dump");
+        ingest(&Lake::new(dir.path().join("lake")), &[dump.to_string_lossy().into_owned()], config, &NoProgress)
+            .expect("ingest");
+        TestLake { dir }
+    }
+
+    /// A lake holding a generated dirty dump.
+    pub fn generated(seed: u64, events: u64, config: &Config) -> TestLake {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = GenerateOptions {
+            events,
+            seed,
+            out: dir.path().join("dump"),
+            formats: vec![Format::Ndjson, Format::Csv],
+            compressions: vec![Compression::None],
+            dirty_rate: 0.01,
+            events_per_file: events,
+        };
+        generate(&options).expect("generate");
+        let mut config = config.clone();
+        config.max_reject_ratio = 1.0;
+        config.fx.insert("USD".to_owned(), 0.92);
+        ingest(
+            &Lake::new(dir.path().join("lake")),
+            &[options.out.to_string_lossy().into_owned()],
+            &config,
+            &NoProgress,
+        )
+        .expect("ingest");
+        TestLake { dir }
+    }
+
+    fn lake_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// The compute context over this lake.
+    pub fn context(&self, config: &Config, as_of: Option<i64>) -> Context {
+        let files = Lake::new(self.lake_dir()).event_files().expect("files");
+        Context::new(scan_lake(&files).expect("scan"), config.clone(), as_of).expect("context")
+    }
+
+    /// Every event of the lake as a plain row.
+    pub fn rows(&self) -> Vec<EventRow> {
+        let files = Lake::new(self.lake_dir()).event_files().expect("files");
+        files.iter().flat_map(|path| read_rows(path)).collect()
+    }
+}
+
+/// One lake event as plain Rust values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// `event_id`.
+    pub event_id: String,
+    /// `event_type`.
+    pub event_type: String,
+    /// `occurred_at`, UTC microseconds.
+    pub occurred_at: i64,
+    /// Text fields by column name (null values absent).
+    pub text: BTreeMap<String, String>,
+    /// `amount` in the reporting currency.
+    pub amount: Option<f64>,
+    /// `score`.
+    pub score: Option<i64>,
+}
+
+impl EventRow {
+    /// A text field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.text.get(name).map(String::as_str)
+    }
+}
+
+fn read_rows(path: &Path) -> Vec<EventRow> {
+    let frame = ParquetReader::new(std::fs::File::open(path).expect("open")).finish().expect("read");
+    let text_columns = [
+        "customer_id",
+        "deal_id",
+        "order_id",
+        "ticket_id",
+        "campaign_id",
+        "owner_id",
+        "stage",
+        "currency",
+        "channel",
+        "kind",
+        "category",
+        "survey",
+        "reason",
+    ];
+    let string = |name: &str| -> Vec<Option<String>> {
+        frame.column(name).expect("column").str().expect("str").iter().map(|value| value.map(str::to_owned)).collect()
+    };
+    let ids = string("event_id");
+    let types = string("event_type");
+    let instants: Vec<i64> = frame
+        .column("occurred_at")
+        .expect("occurred_at")
+        .cast(&DataType::Int64)
+        .expect("cast")
+        .i64()
+        .expect("i64")
+        .no_null_iter()
+        .collect();
+    let amounts: Vec<Option<f64>> = frame.column("amount").expect("amount").f64().expect("f64").iter().collect();
+    let scores: Vec<Option<i64>> = frame.column("score").expect("score").i64().expect("i64").iter().collect();
+    let texts: Vec<(&str, Vec<Option<String>>)> = text_columns.iter().map(|name| (*name, string(name))).collect();
+    (0..frame.height())
+        .map(|row| EventRow {
+            event_id: ids[row].clone().expect("id"),
+            event_type: types[row].clone().expect("type"),
+            occurred_at: instants[row],
+            text: texts
+                .iter()
+                .filter_map(|(name, values)| values[row].clone().map(|value| ((*name).to_owned(), value)))
+                .collect(),
+            amount: amounts[row],
+            score: scores[row],
+        })
+        .collect()
+}
+
+/// One row of `kpi_monthly`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    /// `period` as days since the epoch.
+    pub period: i32,
+    /// `metric`.
+    pub metric: String,
+    /// `segment`.
+    pub segment: String,
+    /// `value`.
+    pub value: Option<f64>,
+    /// `numerator`.
+    pub numerator: Option<f64>,
+    /// `denominator`.
+    pub denominator: Option<f64>,
+}
+
+/// The rows of a `kpi_monthly` frame.
+pub fn metric_rows(frame: &DataFrame) -> Vec<MetricRow> {
+    let periods: Vec<i32> = frame
+        .column("period")
+        .expect("period")
+        .cast(&DataType::Int32)
+        .expect("cast")
+        .i32()
+        .expect("i32")
+        .no_null_iter()
+        .collect();
+    let text = |name: &str| -> Vec<String> {
+        frame.column(name).expect("column").str().expect("str").no_null_iter().map(str::to_owned).collect()
+    };
+    let number =
+        |name: &str| -> Vec<Option<f64>> { frame.column(name).expect("column").f64().expect("f64").iter().collect() };
+    let (metrics, segments) = (text("metric"), text("segment"));
+    let (values, numerators, denominators) = (number("value"), number("numerator"), number("denominator"));
+    (0..frame.height())
+        .map(|row| MetricRow {
+            period: periods[row],
+            metric: metrics[row].clone(),
+            segment: segments[row].clone(),
+            value: values[row],
+            numerator: numerators[row],
+            denominator: denominators[row],
+        })
+        .collect()
+}
+
+/// Whether two optional numbers agree to a relative 1e-9.
+pub fn close(left: Option<f64>, right: Option<f64>) -> bool {
+    match (left, right) {
+        (None, None) => true,
+        (Some(left), Some(right)) => (left - right).abs() <= 1e-9 * left.abs().max(right.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+/// An RFC 3339 instant as UTC microseconds.
+pub fn micros(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text).expect("instant").timestamp_micros()
+}
+
+/// Days since the epoch of a date written `YYYY-MM-DD`.
+pub fn day(text: &str) -> i32 {
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("date");
+    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}

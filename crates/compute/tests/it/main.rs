@@ -1,0 +1,5 @@
+//! Integration tests of the compute crate: hand-computed fixtures and differential tests
+//! against row-by-row reference implementations, one binary (uv's `tests/it` layout).
+
+mod common;
+mod revenue;

@@ -1,0 +1,44 @@
+# crmkpi recipes: every recipe is a plain crmkpi or cargo call.
+# Install just with `cargo install just`.
+
+bin := "target/release/crmkpi"
+
+# Build the release binary.
+build:
+    cargo build --release -p crmkpi
+
+# Ingest then compute. No arguments: the bundled data-samples into lake/ and out/.
+pipeline *ARGS: build
+    {{bin}} pipeline {{ARGS}}
+
+# Ingest dumps into a lake: just ingest dumps/2024-11-24 lake
+ingest INPUT LAKE="lake": build
+    {{bin}} ingest {{INPUT}} --lake {{LAKE}}
+
+# Compute every table from a lake: just compute lake out 2024-11-24
+compute LAKE="lake" OUT="out" AS_OF="": build
+    {{bin}} compute --lake {{LAKE}} --out {{OUT}} {{ if AS_OF != "" { "--as-of " + AS_OF } else { "" } }}
+
+# Check dumps without writing anything.
+validate +INPUTS: build
+    {{bin}} validate {{INPUTS}}
+
+# Write a synthetic dump: just generate 1000000 dumps/generated
+generate EVENTS="1000000" OUT="dumps/generated": build
+    {{bin}} generate --events {{EVENTS}} --seed 1 --out {{OUT}} --format ndjson,csv --compress none,gz,zst --dirty-rate 0.002
+
+# The test suite (what CI runs, without fmt and clippy).
+test:
+    cargo test --workspace
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# Benchmarks on a generated dump (default 10 million events): timings and peak RSS.
+bench EVENTS="10000000":
+    bash scripts/bench.sh {{EVENTS}}
+
+# Regenerate the committed data-samples dump.
+samples: build
+    bash scripts/make-samples.sh

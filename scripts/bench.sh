@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# End-to-end benchmark on a generated dump: generate, ingest (peak RSS via /usr/bin/time -v),
+# compute per table (median of runs), and optionally DuckDB converting the same dump to
+# Parquet for comparison (when the duckdb Python module is installed).
+# Usage: scripts/bench.sh [EVENTS] [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=${1:-10000000}
+runs=${2:-3}
+data=${BENCH_DIR:-bench-data}
+dump="$data/dump-$events"
+bin="$PWD/target/release/crmkpi"
+cargo build --release -q -p crmkpi -p crmkpi-benches
+
+mkdir -p "$data"
+if [ ! -d "$dump" ]; then
+    /usr/bin/time -f "generate: %e s, peak RSS %M KiB" \
+        "$bin" -q generate --events "$events" --seed 1 --out "$dump" --events-per-file 2000000 --dirty-rate 0.001
+fi
+bytes=$(du -sb "$dump" | cut -f1)
+echo "dump: $events events, $((bytes / 1000000)) MB in $(ls "$dump" | wc -l) files ($(nproc) cores)"
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+ingest_times=(); ingest_rss=()
+for run in $(seq "$runs"); do
+    rm -rf "$data/lake"
+    /usr/bin/time -v "$bin" -q ingest "$dump" --lake "$data/lake" > /dev/null 2> "$data/time.txt"
+    ingest_times+=("$(grep 'Elapsed (wall' "$data/time.txt" | awk -F': ' '{print $2}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')")
+    ingest_rss+=("$(grep 'Maximum resident' "$data/time.txt" | awk '{print $6}')")
+done
+ingest_s=$(printf '%s\n' "${ingest_times[@]}" | median)
+ingest_kib=$(printf '%s\n' "${ingest_rss[@]}" | median)
+echo "ingest: median ${ingest_s} s over $runs runs, peak RSS $((ingest_kib / 1024)) MiB, $(awk -v e="$events" -v s="$ingest_s" 'BEGIN {printf "%.0f", e / s}') events/s, $(awk -v b="$bytes" -v s="$ingest_s" 'BEGIN {printf "%.1f", b / s / 1e6}') MB/s"
+
+compute_times=(); compute_rss=()
+for run in $(seq "$runs"); do
+    /usr/bin/time -v "$bin" -q compute --lake "$data/lake" --out "$data/out" > /dev/null 2> "$data/time.txt"
+    compute_times+=("$(grep 'Elapsed (wall' "$data/time.txt" | awk -F': ' '{print $2}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')")
+    compute_rss+=("$(grep 'Maximum resident' "$data/time.txt" | awk '{print $6}')")
+done
+echo "compute (all tables, incl. export): median $(printf '%s\n' "${compute_times[@]}" | median) s, peak RSS $(( $(printf '%s\n' "${compute_rss[@]}" | median) / 1024 )) MiB"
+
+CRMKPI_BENCH_LAKE="$data/lake" CRMKPI_BENCH_RUNS="$runs" cargo bench -q -p crmkpi-benches --bench tables
+
+if python3 -c "import duckdb" 2> /dev/null; then
+    for run in $(seq "$runs"); do
+        rm -f "$data/duckdb.parquet"
+        /usr/bin/time -f "duckdb read_json_auto -> parquet: %e s, peak RSS %M KiB" python3 -c "
+import duckdb, sys
+duckdb.sql(\"COPY (SELECT * FROM read_json_auto('$dump/*.ndjson')) TO '$data/duckdb.parquet' (FORMAT parquet)\")
+"
+    done
+else
+    echo "duckdb comparison skipped: pip install duckdb"
+fi
