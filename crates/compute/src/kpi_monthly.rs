@@ -5,14 +5,12 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::revenue;
+use crate::{leads, revenue, sales};
 
 /// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
-pub fn kpi_monthly(context: &Context) -> LazyFrame {
-    let families = [revenue::monthly(context)];
-    concat(families, UnionArgs::default())
-        .unwrap_or_else(|_| empty_rows())
-        .sort(["period", "metric", "segment"], SortMultipleOptions::default())
+pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
+    let families = [revenue::monthly(context)?, sales::monthly(context)?, leads::monthly(context)?];
+    Ok(concat(families, UnionArgs::default())?.sort(["period", "metric", "segment"], SortMultipleOptions::default()))
 }
 
 /// How a metric's row is filled.
@@ -65,16 +63,4 @@ pub fn mean_or_null(sum: Expr, count: Expr) -> Expr {
     when(count.clone().gt(lit(0)))
         .then(sum.cast(DataType::Float64) / count.cast(DataType::Float64))
         .otherwise(null_f64())
-}
-
-fn empty_rows() -> LazyFrame {
-    let schema = Schema::from_iter([
-        Field::new("period".into(), DataType::Date),
-        Field::new("metric".into(), DataType::String),
-        Field::new("segment".into(), DataType::String),
-        Field::new("value".into(), DataType::Float64),
-        Field::new("numerator".into(), DataType::Float64),
-        Field::new("denominator".into(), DataType::Float64),
-    ]);
-    DataFrame::empty_with_schema(&schema).lazy()
 }

@@ -11,7 +11,9 @@ pub mod calendar;
 pub mod context;
 pub mod error;
 pub mod kpi_monthly;
+pub mod leads;
 pub mod revenue;
+pub mod sales;
 
 pub use as_of::parse_as_of;
 pub use calendar::Calendar;
@@ -35,11 +37,19 @@ pub struct TableSpec {
     /// Table name, as in outputs.md.
     pub name: &'static str,
     /// Builds the table's lazy plan, rows sorted by its key columns.
-    pub plan: fn(&Context) -> LazyFrame,
+    pub plan: fn(&Context) -> PolarsResult<LazyFrame>,
 }
 
 /// The tables this version computes, in output order.
-pub const TABLES: &[TableSpec] = &[TableSpec { name: "kpi_monthly", plan: kpi_monthly::kpi_monthly }];
+pub const TABLES: &[TableSpec] = &[
+    TableSpec { name: "kpi_monthly", plan: kpi_monthly::kpi_monthly },
+    TableSpec { name: "deals", plan: sales::deals },
+    TableSpec { name: "deal_stage_visits", plan: sales::deal_stage_visits },
+    TableSpec { name: "stage_durations", plan: sales::stage_durations },
+    TableSpec { name: "pipeline_forecast", plan: sales::pipeline_forecast },
+    TableSpec { name: "rep_performance", plan: sales::rep_performance },
+    TableSpec { name: "lost_reasons", plan: sales::lost_reasons },
+];
 
 /// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.
 pub fn select_tables(names: &[String]) -> Result<Vec<TableSpec>, ComputeError> {
@@ -63,7 +73,7 @@ pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Tab
         .iter()
         .map(|table| {
             let frame = (table.plan)(context)
-                .collect()
+                .and_then(LazyFrame::collect)
                 .map_err(|source| ComputeError::Plan { table: table.name.to_owned(), source })?;
             Ok(Table { name: table.name, frame })
         })

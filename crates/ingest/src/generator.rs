@@ -409,7 +409,11 @@ impl World {
         let mut bad_id = id.to_owned();
         match self.dirty_counter % 13 {
             0 => {
-                return if format == Format::Csv { "only,two".to_owned() } else { "{\"event_id\": \"broken".to_owned() };
+                return if format == Format::Csv {
+                    "only,two".to_owned()
+                } else {
+                    "{\"event_id\": \"broken".to_owned()
+                };
             }
             1 => bad_id.clear(),
             2 => bad.event_type = None,

@@ -8,6 +8,7 @@ use chrono_tz::Europe::Berlin;
 use chrono_tz::Tz;
 use crmkpi_compute::kpi_monthly::kpi_monthly;
 use crmkpi_schema::Config;
+use polars::prelude::LazyFrame;
 
 use crate::common::{MetricRow, TestLake, close, day, metric_rows, micros};
 
@@ -41,7 +42,7 @@ fn fixture_in_berlin_around_midnight_and_dst() {
     ];
     let lake = TestLake::from_lines(&lines, &config);
     let as_of = micros("2024-04-15T12:00:00Z");
-    let frame = kpi_monthly(&lake.context(&config, Some(as_of))).collect().expect("plan runs");
+    let frame = kpi_monthly(&lake.context(&config, Some(as_of))).and_then(LazyFrame::collect).expect("plan runs");
     let rows = revenue_rows(metric_rows(&frame));
 
     let expect = |period: &str, metric: &str, value: Option<f64>| MetricRow {
@@ -133,7 +134,7 @@ fn differential_against_row_by_row_reference() {
         let lake = TestLake::generated(seed, 4_000, &config);
         // An as_of inside the data, so that later events are cut off and the last month is partial.
         let as_of = micros("2025-02-14T23:30:00Z") + seed as i64 * 3_600_000_000;
-        let frame = kpi_monthly(&lake.context(&config, Some(as_of))).collect().expect("plan runs");
+        let frame = kpi_monthly(&lake.context(&config, Some(as_of))).and_then(LazyFrame::collect).expect("plan runs");
         let actual: BTreeMap<(i32, String), Option<f64>> = revenue_rows(metric_rows(&frame))
             .into_iter()
             .map(|row| {
