@@ -211,3 +211,137 @@ pub fn day(text: &str) -> i32 {
     let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("date");
     (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
 }
+
+/// One NDJSON record: `fields` are extra `"key": value` pairs written as given.
+pub fn event(id: &str, event_type: &str, at: &str, fields: &[(&str, &str)]) -> String {
+    let mut line = format!(r#"{{"event_id":"{id}","event_type":"{event_type}","occurred_at":"{at}""#);
+    for (key, value) in fields {
+        line.push_str(&format!(r#","{key}":{value}"#));
+    }
+    line.push('}');
+    line
+}
+
+/// The rows of a frame as text cells (null as `None`; floats in full; timestamps as
+/// microseconds), for comparing whole tables.
+pub fn cells(frame: &DataFrame) -> Vec<Vec<Option<String>>> {
+    let columns: Vec<Vec<Option<String>>> = frame
+        .columns()
+        .iter()
+        .map(|column| {
+            let column = match column.dtype() {
+                DataType::Datetime(_, _) => column.cast(&DataType::Int64).expect("cast"),
+                _ => column.clone(),
+            };
+            (0..column.len())
+                .map(|row| {
+                    let value = column.get(row).expect("value");
+                    (!value.is_null()).then(|| match value {
+                        AnyValue::Float64(number) => format!("{number:?}"),
+                        other => other.to_string().trim_matches('"').to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    (0..frame.height()).map(|row| columns.iter().map(|column| column[row].clone()).collect()).collect()
+}
+
+/// The value of a quantile by linear interpolation (numpy's default) of sorted values.
+pub fn linear_quantile(sorted: &[f64], quantile: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let position = quantile * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = position.ceil() as usize;
+    Some(sorted[below] + (sorted[above] - sorted[below]) * (position - below as f64))
+}
+
+/// The mean of values, `None` over nothing.
+pub fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// The local date of an instant in `zone`.
+pub fn local_date(micros: i64, zone: chrono_tz::Tz) -> chrono::NaiveDate {
+    use chrono::TimeZone as _;
+    zone.from_utc_datetime(&chrono::DateTime::from_timestamp_micros(micros).expect("instant").naive_utc()).date_naive()
+}
+
+/// The reported months (first days) from the earliest event through `as_of`, in `zone`.
+pub fn report_months(rows: &[EventRow], as_of: i64, zone: chrono_tz::Tz) -> Vec<chrono::NaiveDate> {
+    use chrono::Datelike as _;
+    let first = rows
+        .iter()
+        .filter(|row| row.occurred_at <= as_of)
+        .map(|row| local_date(row.occurred_at, zone))
+        .min()
+        .expect("events");
+    let last = local_date(as_of, zone);
+    let mut months = Vec::new();
+    let mut month = first.with_day(1).expect("first day");
+    while month <= last {
+        months.push(month);
+        month = month.checked_add_months(chrono::Months::new(1)).expect("next month");
+    }
+    months
+}
+
+/// Days since the epoch of a date.
+pub fn epoch_day(date: chrono::NaiveDate) -> i32 {
+    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}
+
+/// `kpi_monthly` rows keyed by (period, metric, segment), for the given metrics only.
+pub fn metrics_by_key(
+    frame: &DataFrame,
+    metrics: &[&str],
+) -> BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)> {
+    metric_rows(frame)
+        .into_iter()
+        .filter(|row| metrics.contains(&row.metric.as_str()))
+        .map(|row| ((row.period, row.metric, row.segment), (row.value, row.numerator, row.denominator)))
+        .collect()
+}
+
+/// Asserts two keyed metric maps agree: same keys, values within 1e-9 relative.
+pub fn assert_metrics_match(
+    actual: &BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)>,
+    expected: &BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)>,
+    label: &str,
+) {
+    let missing: Vec<_> = expected.keys().filter(|key| !actual.contains_key(*key)).collect();
+    let extra: Vec<_> = actual.keys().filter(|key| !expected.contains_key(*key)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "{label}: missing {missing:?}, extra {extra:?}");
+    for (key, (value, numerator, denominator)) in expected {
+        let (actual_value, actual_numerator, actual_denominator) = actual[key];
+        assert!(
+            close(actual_value, *value)
+                && close(actual_numerator, *numerator)
+                && close(actual_denominator, *denominator),
+            "{label} {key:?}: plan {:?}, reference {:?}",
+            actual[key],
+            (value, numerator, denominator)
+        );
+    }
+}
+
+/// Asserts two tables of cells are equal, numbers with a decimal point within 1e-9 relative.
+pub fn assert_cells(actual: Vec<Vec<Option<String>>>, expected: Vec<Vec<Option<String>>>, label: &str) {
+    let same = |left: &Option<String>, right: &Option<String>| match (left, right) {
+        (Some(left), Some(right)) if left.contains('.') || right.contains('.') => {
+            match (left.parse::<f64>(), right.parse::<f64>()) {
+                (Ok(left), Ok(right)) => close(Some(left), Some(right)),
+                _ => left == right,
+            }
+        }
+        _ => left == right,
+    };
+    let equal = actual.len() == expected.len()
+        && actual
+            .iter()
+            .zip(&expected)
+            .all(|(left, right)| left.len() == right.len() && left.iter().zip(right).all(|(l, r)| same(l, r)));
+    assert!(equal, "{label}:\n  plan:     {actual:?}\n  expected: {expected:?}");
+}

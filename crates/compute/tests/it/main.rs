@@ -2,4 +2,6 @@
 //! against row-by-row reference implementations, one binary (uv's `tests/it` layout).
 
 mod common;
+mod leads;
 mod revenue;
+mod sales;
