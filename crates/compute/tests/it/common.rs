@@ -293,11 +293,11 @@ pub fn epoch_day(date: chrono::NaiveDate) -> i32 {
     (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
 }
 
+/// `kpi_monthly` values (value, numerator, denominator) keyed by (period, metric, segment).
+pub type Metrics = BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)>;
+
 /// `kpi_monthly` rows keyed by (period, metric, segment), for the given metrics only.
-pub fn metrics_by_key(
-    frame: &DataFrame,
-    metrics: &[&str],
-) -> BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)> {
+pub fn metrics_by_key(frame: &DataFrame, metrics: &[&str]) -> Metrics {
     metric_rows(frame)
         .into_iter()
         .filter(|row| metrics.contains(&row.metric.as_str()))
@@ -306,11 +306,7 @@ pub fn metrics_by_key(
 }
 
 /// Asserts two keyed metric maps agree: same keys, values within 1e-9 relative.
-pub fn assert_metrics_match(
-    actual: &BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)>,
-    expected: &BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)>,
-    label: &str,
-) {
+pub fn assert_metrics_match(actual: &Metrics, expected: &Metrics, label: &str) {
     let missing: Vec<_> = expected.keys().filter(|key| !actual.contains_key(*key)).collect();
     let extra: Vec<_> = actual.keys().filter(|key| !expected.contains_key(*key)).collect();
     assert!(missing.is_empty() && extra.is_empty(), "{label}: missing {missing:?}, extra {extra:?}");

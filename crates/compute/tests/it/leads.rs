@@ -11,8 +11,8 @@ use crmkpi_schema::Config;
 use polars::prelude::*;
 
 use crate::common::{
-    EventRow, TestLake, assert_metrics_match, day, epoch_day, event, linear_quantile, local_date, mean, metrics_by_key,
-    micros, report_months,
+    EventRow, Metrics, TestLake, assert_metrics_match, day, epoch_day, event, linear_quantile, local_date, mean,
+    metrics_by_key, micros, report_months,
 };
 
 const LEAD_METRICS: [&str; 9] = [
@@ -26,8 +26,6 @@ const LEAD_METRICS: [&str; 9] = [
     "site_visitors",
     "site_conversion_rate",
 ];
-
-type Metrics = BTreeMap<(i32, String, String), (Option<f64>, Option<f64>, Option<f64>)>;
 
 fn customer(id: &str) -> (&'static str, String) {
     ("customer_id", format!("\"{id}\""))

@@ -393,10 +393,10 @@ fn type_rank(event_type: &str) -> u8 {
 fn reference_deals(rows: &[EventRow], as_of: i64) -> BTreeMap<String, ReferenceDeal> {
     let mut by_deal: BTreeMap<String, Vec<&EventRow>> = BTreeMap::new();
     for row in rows {
-        if row.occurred_at <= as_of && row.event_type.starts_with("deal_") {
-            if let Some(deal_id) = row.get("deal_id") {
-                by_deal.entry(deal_id.to_owned()).or_default().push(row);
-            }
+        if let Some(deal_id) =
+            row.get("deal_id").filter(|_| row.occurred_at <= as_of && row.event_type.starts_with("deal_"))
+        {
+            by_deal.entry(deal_id.to_owned()).or_default().push(row);
         }
     }
     let mut deals = BTreeMap::new();
@@ -440,10 +440,8 @@ fn reference_deals(rows: &[EventRow], as_of: i64) -> BTreeMap<String, ReferenceD
                 }
                 _ => None,
             };
-            if let Some(stage) = moved_to {
-                if deal.stage() != Some(stage) {
-                    deal.visits.push((stage.to_owned(), event.occurred_at));
-                }
+            if let Some(stage) = moved_to.filter(|stage| deal.stage() != Some(*stage)) {
+                deal.visits.push((stage.to_owned(), event.occurred_at));
             }
         }
         deals.insert(deal_id, deal);
@@ -473,7 +471,10 @@ fn opt_number(value: Option<f64>) -> Option<String> {
     value.map(|value| format!("{value:?}"))
 }
 
-fn visit_rows(deals: &BTreeMap<String, ReferenceDeal>) -> Vec<(String, i64, String, i64, Option<i64>, &'static str)> {
+/// A reference visit: deal, number, stage, entered, exited, outcome.
+type ReferenceVisit = (String, i64, String, i64, Option<i64>, &'static str);
+
+fn visit_rows(deals: &BTreeMap<String, ReferenceDeal>) -> Vec<ReferenceVisit> {
     let mut rows = Vec::new();
     for (deal_id, deal) in deals {
         for (index, (stage, entered)) in deal.visits.iter().enumerate() {
@@ -651,7 +652,7 @@ fn check_seed(seed: u64, zone: Tz, as_of: i64) {
             .values()
             .filter(|deal| {
                 local_date(deal.created_at, zone) <= last_day
-                    && !deal.closed_at.is_some_and(|closed| local_date(closed, zone) <= last_day)
+                    && deal.closed_at.is_none_or(|closed| local_date(closed, zone) > last_day)
             })
             .collect();
         let win_rate = (!closed.is_empty()).then(|| won.len() as f64 / closed.len() as f64);
