@@ -189,7 +189,6 @@ fn run_compute(
         }
     }
     progress.step("writing outputs");
-    let clock = Instant::now();
     let input = ManifestInput {
         crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
         run_id,
@@ -203,10 +202,9 @@ fn run_compute(
             per_event_type: lake_stats.per_event_type,
         },
         warnings: Vec::new(),
-        stage_seconds: stage_seconds.clone(),
+        stage_seconds,
     };
-    let mut manifest = crmkpi_export::write_outputs(out, &mut outputs, input).context("writing the outputs")?;
-    manifest.input.stage_seconds.insert("export".to_owned(), clock.elapsed().as_secs_f64());
+    let manifest = crmkpi_export::write_outputs(out, &mut outputs, input).context("writing the outputs")?;
     progress.finish();
     if global.log_format == LogFormat::Json {
         let summary = serde_json::json!({
