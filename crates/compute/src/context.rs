@@ -18,6 +18,8 @@ pub struct Context {
     pub config: Config,
     /// The run's observation instant, UTC microseconds.
     pub as_of: i64,
+    /// The earliest `occurred_at` up to `as_of`, UTC microseconds.
+    pub earliest_event: i64,
     /// Reported months and `day(as_of)`.
     pub calendar: Calendar,
 }
@@ -84,7 +86,7 @@ impl Context {
         let as_of = as_of.unwrap_or(latest);
         let calendar = Calendar::new(earliest, as_of, config.timezone);
         let events = lake.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
-        Ok(Context { events, config, as_of, calendar })
+        Ok(Context { events, config, as_of, earliest_event: earliest, calendar })
     }
 
     /// The lake's events with `occurred_at <= as_of`.

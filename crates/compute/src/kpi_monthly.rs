@@ -5,11 +5,17 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::{leads, revenue, sales};
+use crate::{leads, revenue, sales, service};
 
 /// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
 pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let families = [revenue::monthly(context)?, sales::monthly(context)?, leads::monthly(context)?];
+    let families = [
+        revenue::monthly(context)?,
+        sales::monthly(context)?,
+        leads::monthly(context)?,
+        service::monthly(context)?,
+        service::surveys_monthly(context)?,
+    ];
     Ok(concat(families, UnionArgs::default())?.sort(["period", "metric", "segment"], SortMultipleOptions::default()))
 }
 

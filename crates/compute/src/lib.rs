@@ -7,6 +7,7 @@
 //! sit on top of them.
 
 pub mod as_of;
+pub mod business_time;
 pub mod calendar;
 pub mod context;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod kpi_monthly;
 pub mod leads;
 pub mod revenue;
 pub mod sales;
+pub mod service;
 
 pub use as_of::parse_as_of;
 pub use calendar::Calendar;
@@ -49,6 +51,7 @@ pub const TABLES: &[TableSpec] = &[
     TableSpec { name: "pipeline_forecast", plan: sales::pipeline_forecast },
     TableSpec { name: "rep_performance", plan: sales::rep_performance },
     TableSpec { name: "lost_reasons", plan: sales::lost_reasons },
+    TableSpec { name: "tickets", plan: service::tickets },
 ];
 
 /// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.

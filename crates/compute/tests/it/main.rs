@@ -5,3 +5,4 @@ mod common;
 mod leads;
 mod revenue;
 mod sales;
+mod service;
