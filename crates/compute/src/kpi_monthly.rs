@@ -5,7 +5,7 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::{leads, revenue, sales, service};
+use crate::{leads, marketing, revenue, sales, service};
 
 /// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
 pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
@@ -15,6 +15,7 @@ pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
         leads::monthly(context)?,
         service::monthly(context)?,
         service::surveys_monthly(context)?,
+        marketing::monthly(context)?,
     ];
     Ok(concat(families, UnionArgs::default())?.sort(["period", "metric", "segment"], SortMultipleOptions::default()))
 }

@@ -13,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod kpi_monthly;
 pub mod leads;
+pub mod marketing;
 pub mod revenue;
 pub mod sales;
 pub mod service;
@@ -52,6 +53,7 @@ pub const TABLES: &[TableSpec] = &[
     TableSpec { name: "rep_performance", plan: sales::rep_performance },
     TableSpec { name: "lost_reasons", plan: sales::lost_reasons },
     TableSpec { name: "tickets", plan: service::tickets },
+    TableSpec { name: "campaigns", plan: marketing::campaigns },
 ];
 
 /// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.

@@ -49,6 +49,9 @@ const WINDOW_SECONDS: i64 = WINDOW_DAYS as i64 * 86_400;
 /// Rough number of records one customer's story produces, to spread daily activity over the
 /// whole window whatever the dump's size.
 const EVENTS_PER_CUSTOMER: u64 = 20;
+/// Records per simulated day (stories and daily activity together) below which daily activity
+/// skips days, so that small dumps still spread spend and CRM activity over the whole window.
+const DAILY_SPREAD: u64 = 30;
 const CHANNELS: [&str; 6] = ["organic", "paid_search", "email", "referral", "social", "events"];
 const STAGES: [&str; 3] = ["qualification", "proposal", "negotiation"];
 const LOST_REASONS: [&str; 4] = ["price", "competitor", "no_budget", "timing"];
@@ -95,7 +98,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Vec<PathBuf>, IngestError> 
     let expected_customers = (options.events / EVENTS_PER_CUSTOMER).max(1);
     let mut world = World {
         customers_per_day: (expected_customers / WINDOW_DAYS).max(1),
-        days_per_step: (WINDOW_DAYS / expected_customers).max(1),
+        days_per_step: (WINDOW_DAYS * DAILY_SPREAD / options.events.max(1)).max(1),
         ..World::default()
     };
     let mut writer: Option<DumpWriter> = None;
@@ -231,6 +234,18 @@ impl World {
                     campaign: Some(campaign),
                     ..Draft::new(EventType::CampaignResponded, responded_at)
                 });
+                if rng.random::<f64>() < 0.3 {
+                    self.orders += 1;
+                    let ordered_at = responded_at + rng.random_range(0..8 * 86_400);
+                    let amount = (rng.random_range(20.0..300.0_f64) * 100.0).round() / 100.0;
+                    out.push(Draft {
+                        customer: Some(customer),
+                        order: Some(self.orders),
+                        amount: Some(amount),
+                        kind: Some("new"),
+                        ..Draft::new(EventType::OrderPlaced, ordered_at)
+                    });
+                }
             }
         }
         out.retain(|draft| draft.at < WINDOW_START + WINDOW_SECONDS);
