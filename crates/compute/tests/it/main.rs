@@ -3,6 +3,7 @@
 
 mod common;
 mod leads;
+mod marketing;
 mod revenue;
 mod sales;
 mod service;
