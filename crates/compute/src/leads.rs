@@ -7,6 +7,8 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
+use crate::aggregate::{DAYS, HOURS, exact_mean};
+
 use crate::calendar::local_month;
 use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, metric_rows};
@@ -75,9 +77,9 @@ fn lead_aggregates() -> [Expr; 7] {
         len().cast(DataType::Int64).alias("leads_created"),
         col("qualified").cast(DataType::Int64).sum().alias("qualified"),
         col("converted").cast(DataType::Int64).sum().alias("converted"),
-        col("response_hours").mean().alias("lead_response_hours_mean"),
+        exact_mean(col("response_hours"), HOURS).alias("lead_response_hours_mean"),
         col("response_hours").median().alias("lead_response_hours_median"),
-        col("conversion_days").mean().alias("time_to_conversion_days_mean"),
+        exact_mean(col("conversion_days"), DAYS).alias("time_to_conversion_days_mean"),
         col("conversion_days").median().alias("time_to_conversion_days_median"),
     ]
 }

@@ -6,6 +6,7 @@
 //! they can run on one customer bucket at a time; global steps (monthly aggregates, model fits)
 //! sit on top of them.
 
+pub mod aggregate;
 pub mod as_of;
 pub mod business_time;
 pub mod calendar;

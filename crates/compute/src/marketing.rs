@@ -5,6 +5,8 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
+use crate::aggregate::{MONEY, exact_sum};
+
 use crate::calendar::local_month;
 use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows, null_f64};
@@ -20,7 +22,7 @@ fn is(event_type: EventType) -> Expr {
 
 /// Spend per month by category: `acquisition_spend`, `retention_spend`, `crm_spend`.
 fn spend_per_month(context: &Context) -> LazyFrame {
-    let category = |name: &str| col("amount").filter(col("category").eq(lit(name))).sum();
+    let category = |name: &str| exact_sum(col("amount").filter(col("category").eq(lit(name))), MONEY);
     context.events_of(EventType::SpendRecorded).with_column(month_of_event(context)).group_by([col("month_index")]).agg(
         [
             category("acquisition").alias("acquisition_spend"),
@@ -79,7 +81,8 @@ fn campaign_pairs_per_month(context: &Context) -> LazyFrame {
 /// The marketing rows of `kpi_monthly` (segment `all`).
 pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
     let order_rows = orders(context);
-    let revenue = order_rows.clone().group_by([col("month_index")]).agg([col("amount").sum().alias("revenue")]);
+    let revenue =
+        order_rows.clone().group_by([col("month_index")]).agg([exact_sum(col("amount"), MONEY).alias("revenue")]);
     let new_customers = first_order_days(order_rows)
         .select([crate::calendar::month_of_day(col("first_order_day")).alias("month_index")])
         .group_by([col("month_index")])
@@ -195,7 +198,7 @@ pub fn campaigns(context: &Context) -> PolarsResult<LazyFrame> {
         .events_of(EventType::SpendRecorded)
         .filter(col("campaign_id").is_not_null())
         .group_by([col("campaign_id")])
-        .agg([col("amount").sum().alias("spend")]);
+        .agg([exact_sum(col("amount"), MONEY).alias("spend")]);
     let window = i64::from(context.config.attribution_window_days) * 86_400_000_000;
     let responses = context.events_of(EventType::CampaignResponded).select([
         col("customer_id"),
@@ -221,7 +224,10 @@ pub fn campaigns(context: &Context) -> PolarsResult<LazyFrame> {
         .group_by([col("order_event_id")])
         .agg([col("campaign_id").last(), col("amount").first()])
         .group_by([col("campaign_id")])
-        .agg([len().cast(DataType::Int64).alias("attributed_orders"), col("amount").sum().alias("attributed_revenue")]);
+        .agg([
+            len().cast(DataType::Int64).alias("attributed_orders"),
+            exact_sum(col("amount"), MONEY).alias("attributed_revenue"),
+        ]);
     let campaign_ids = concat(
         [
             context.events_of(EventType::CampaignSent).select([col("campaign_id")]),

@@ -6,6 +6,8 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
+use crate::aggregate::{MONEY, exact_sum};
+
 use crate::calendar::{local_day, local_month, month_of_day};
 use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows};
@@ -34,7 +36,7 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
     let per_month = orders
         .clone()
         .group_by([col("month_index")])
-        .agg([col("amount").sum().alias("revenue"), len().cast(DataType::Int64).alias("orders")]);
+        .agg([exact_sum(col("amount"), MONEY).alias("revenue"), len().cast(DataType::Int64).alias("orders")]);
     let new_customers = first_order_days(orders)
         .select([month_of_day(col("first_order_day")).alias("month_index")])
         .group_by([col("month_index")])

@@ -11,6 +11,8 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
+use crate::aggregate::{DAYS, HOURS, MONEY, exact_mean, exact_sum};
+
 use crate::calendar::local_month;
 use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, metric_rows, null_f64};
@@ -209,7 +211,7 @@ pub fn stage_durations(context: &Context) -> PolarsResult<LazyFrame> {
         .agg([
             len().cast(DataType::Int64).alias("visits"),
             col("outcome").neq(lit("open")).cast(DataType::Int64).sum().alias("completed_visits"),
-            col("hours").mean().alias("mean_hours"),
+            exact_mean(col("hours"), HOURS).alias("mean_hours"),
             col("hours").median().alias("median_hours"),
             col("hours").quantile(lit(0.9), QuantileMethod::Linear).alias("p90_hours"),
             count_of("advanced").alias("advanced"),
@@ -243,7 +245,7 @@ pub fn pipeline_forecast(context: &Context) -> PolarsResult<LazyFrame> {
         .group_by([col("stage")])
         .agg([
             len().cast(DataType::Int64).alias("open_deals"),
-            col("amount").fill_null(lit(0.0)).sum().alias("open_amount"),
+            exact_sum(col("amount").fill_null(lit(0.0)), MONEY).alias("open_amount"),
         ])
         .left_join(configured, col("stage"), col("stage"))
         .with_column((col("open_amount") * col("win_probability")).alias("weighted_amount"))
@@ -267,10 +269,10 @@ fn close_aggregates() -> [Expr; 7] {
     [
         won.clone().cast(DataType::Int64).sum().alias("deals_won"),
         lost.clone().cast(DataType::Int64).sum().alias("deals_lost"),
-        col("amount").fill_null(lit(0.0)).filter(won.clone()).sum().alias("won_amount"),
-        col("amount").fill_null(lit(0.0)).filter(lost).sum().alias("lost_amount"),
-        col("amount").filter(won.clone()).mean().alias("avg_deal_size"),
-        col("cycle_days").filter(won.clone()).mean().alias("sales_cycle_days_mean"),
+        exact_sum(col("amount").fill_null(lit(0.0)).filter(won.clone()), MONEY).alias("won_amount"),
+        exact_sum(col("amount").fill_null(lit(0.0)).filter(lost), MONEY).alias("lost_amount"),
+        exact_mean(col("amount").filter(won.clone()), MONEY).alias("avg_deal_size"),
+        exact_mean(col("cycle_days").filter(won.clone()), DAYS).alias("sales_cycle_days_mean"),
         col("cycle_days").filter(won).median().alias("sales_cycle_days_median"),
     ]
 }
@@ -309,7 +311,7 @@ pub fn lost_reasons(context: &Context) -> PolarsResult<LazyFrame> {
         .group_by([col("month_index"), col("reason")])
         .agg([
             len().cast(DataType::Int64).alias("deals_lost"),
-            col("amount").fill_null(lit(0.0)).sum().alias("amount_lost"),
+            exact_sum(col("amount").fill_null(lit(0.0)), MONEY).alias("amount_lost"),
         ])
         .inner_join(context.calendar.month_grid(), col("month_index"), col("month_index"))
         .select([col("period"), col("reason"), col("deals_lost"), col("amount_lost")])
@@ -324,14 +326,14 @@ fn open_pipeline(context: &Context) -> PolarsResult<LazyFrame> {
     let summaries = deal_summaries(deal_timeline(context)?);
     let created = summaries.clone().group_by([local_month(col("created_at"), zone).alias("month_index")]).agg([
         len().cast(DataType::Int64).alias("created"),
-        col("amount").fill_null(lit(0.0)).sum().alias("created_amount"),
+        exact_sum(col("amount").fill_null(lit(0.0)), MONEY).alias("created_amount"),
     ]);
     let closed = summaries
         .filter(col("closed_at").is_not_null())
         .group_by([local_month(col("closed_at"), zone).alias("month_index")])
         .agg([
             len().cast(DataType::Int64).alias("closed"),
-            col("amount").fill_null(lit(0.0)).sum().alias("closed_amount"),
+            exact_sum(col("amount").fill_null(lit(0.0)), MONEY).alias("closed_amount"),
         ]);
     Ok(context
         .calendar

@@ -8,6 +8,8 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
+use crate::aggregate::{MINUTES, exact_mean};
+
 use crate::business_time::{business_calendar, with_business_clock};
 use crate::calendar::local_month;
 use crate::context::Context;
@@ -123,12 +125,12 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         .group_by([col("month_index")])
         .agg([
             len().cast(DataType::Int64).alias("tickets_opened"),
-            col("first_response_minutes").mean().alias("first_response_minutes_mean"),
+            exact_mean(col("first_response_minutes"), MINUTES).alias("first_response_minutes_mean"),
             col("first_response_minutes").median().alias("first_response_minutes_median"),
-            col("first_response_business_minutes").mean().alias("first_response_business_minutes_mean"),
-            col("resolution_minutes").mean().alias("resolution_minutes_mean"),
+            exact_mean(col("first_response_business_minutes"), MINUTES).alias("first_response_business_minutes_mean"),
+            exact_mean(col("resolution_minutes"), MINUTES).alias("resolution_minutes_mean"),
             col("resolution_minutes").median().alias("resolution_minutes_median"),
-            col("resolution_business_minutes").mean().alias("resolution_business_minutes_mean"),
+            exact_mean(col("resolution_business_minutes"), MINUTES).alias("resolution_business_minutes_mean"),
             col("agent_replies").filter(resolved.clone()).mean().alias("agent_replies_per_ticket"),
             resolved.clone().cast(DataType::Int64).sum().alias("resolved_tickets"),
             resolved.clone().and(col("reopens").gt(lit(0i64))).cast(DataType::Int64).sum().alias("reopened_tickets"),

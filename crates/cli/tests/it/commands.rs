@@ -51,11 +51,23 @@ fn two_computes_of_one_lake_write_identical_tables() {
     assert_success(&workdir.run(&["ingest", "dump", "--lake", "lake"]));
     assert_success(&workdir.run(&["compute", "--lake", "lake", "--out", "first", "--as-of", "2024-12-31"]));
     assert_success(&workdir.run(&["compute", "--lake", "lake", "--out", "second", "--as-of", "2024-12-31"]));
-    for file in ["kpi_monthly.parquet", "kpi_monthly.csv"] {
-        let first = std::fs::read(workdir.path("first").join(file)).expect("first");
-        let second = std::fs::read(workdir.path("second").join(file)).expect("second");
-        assert!(first == second, "{file} differs between runs");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(workdir.path("first")).expect("list") {
+        let file = entry.expect("entry").file_name();
+        if file == "manifest.json" {
+            continue;
+        }
+        let first = std::fs::read(workdir.path("first").join(&file)).expect("first");
+        let second = std::fs::read(workdir.path("second").join(&file)).expect("second");
+        assert!(first == second, "{file:?} differs between runs");
+        compared += 1;
     }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workdir.path("first/manifest.json")).expect("manifest"))
+            .expect("json");
+    let tables = manifest["tables"].as_array().expect("tables").len();
+    assert!(tables >= 9, "{tables} tables");
+    assert_eq!(compared, 2 * tables, "every table as Parquet and CSV");
 }
 
 #[test]
