@@ -57,12 +57,16 @@ impl Calendar {
         }
     }
 
-    /// One row per reported month: `month_index` (i32) and `period` (date of its first day).
+    /// One row per reported month: `month_index` (i32), `period` (date of its first day `F`)
+    /// and `last_day` (its last day `L`: `day(as_of)` for the month of `as_of`).
     pub fn month_grid(&self) -> LazyFrame {
         let months: Vec<i32> = (self.first_month..=self.last_month).collect();
         let periods: Vec<i32> = months.iter().map(|month| epoch_days(month_start(*month))).collect();
+        let last_days: Vec<i32> =
+            months.iter().map(|month| (epoch_days(month_start(month + 1)) - 1).min(self.as_of_day)).collect();
         let period = Int32Chunked::from_vec("period".into(), periods).into_date().into_column();
-        let frame = DataFrame::new(months.len(), vec![Column::new("month_index".into(), months), period]);
+        let last_day = Int32Chunked::from_vec("last_day".into(), last_days).into_date().into_column();
+        let frame = DataFrame::new(months.len(), vec![Column::new("month_index".into(), months), period, last_day]);
         frame.unwrap_or_default().lazy()
     }
 }

@@ -5,12 +5,13 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::{leads, marketing, revenue, sales, service};
+use crate::{customers, leads, marketing, revenue, sales, service};
 
 /// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
 pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
     let families = [
         revenue::monthly(context)?,
+        customers::monthly(context)?,
         sales::monthly(context)?,
         leads::monthly(context)?,
         service::monthly(context)?,

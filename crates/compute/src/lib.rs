@@ -11,6 +11,7 @@ pub mod as_of;
 pub mod business_time;
 pub mod calendar;
 pub mod context;
+pub mod customers;
 pub mod error;
 pub mod kpi_monthly;
 pub mod leads;

@@ -2,6 +2,7 @@
 //! against row-by-row reference implementations, one binary (uv's `tests/it` layout).
 
 mod common;
+mod customers;
 mod leads;
 mod marketing;
 mod revenue;

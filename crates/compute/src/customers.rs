@@ -1,0 +1,131 @@
+//! Customers, activity and churn (kpis.md): a customer is a `customer_id` with an
+//! `order_placed`; `alive(c, d)` holds when c has an order on a local day in
+//! `(d - churn_after_days, d]`. For month m with days `F..L`: `S(m)` (alive on `F - 1`), `E(m)`
+//! (alive on `L`), `new(m)` (first order day in m). Rows of `kpi_monthly`: `customers_start`,
+//! `customers_end`, `churned_customers`, `reactivated_customers`, `churn_rate`,
+//! `retention_rate`, `retention_cost_per_customer` and `engagement_rate`.
+
+use crmkpi_schema::EventType;
+use polars::prelude::*;
+
+use crate::aggregate::{MONEY, exact_sum};
+use crate::calendar::{local_month, month_of_day};
+use crate::context::Context;
+use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows};
+use crate::revenue::{first_order_days, orders};
+
+fn days(date: Expr) -> Expr {
+    date.cast(DataType::Int32)
+}
+
+/// Per customer and reported month in which the customer is alive at the start or the end:
+/// `alive_start` (member of `S(m)`), `alive_end` (of `E(m)`), `is_new` (of `new(m)`).
+pub fn alive_months(context: &Context) -> LazyFrame {
+    let churn = lit(i32::try_from(context.config.churn_after_days).unwrap_or(i32::MAX));
+    let order_rows = orders(context);
+    let order_days = order_rows.clone().select([col("customer_id"), col("day")]).unique(None, UniqueKeepStrategy::Any);
+    let new_months = first_order_days(order_rows)
+        .select([col("customer_id"), month_of_day(col("first_order_day")).alias("month_index")])
+        .with_column(lit(true).alias("is_new"));
+    let day = days(col("day"));
+    let start_of_month = days(col("period"));
+    let end_of_month = days(col("last_day"));
+    let alive_start = day.clone().gt_eq(start_of_month.clone() - churn.clone()).and(day.clone().lt(start_of_month));
+    let alive_end = day.clone().gt(end_of_month.clone() - churn).and(day.lt_eq(end_of_month));
+    order_days
+        .with_column(lit(1i32).alias("join_key"))
+        .inner_join(
+            context.calendar.month_grid().with_column(lit(1i32).alias("join_key")),
+            col("join_key"),
+            col("join_key"),
+        )
+        .with_columns([alive_start.alias("alive_start"), alive_end.alias("alive_end")])
+        .filter(col("alive_start").or(col("alive_end")))
+        .group_by([col("customer_id"), col("month_index")])
+        .agg([col("alive_start").any(true), col("alive_end").any(true)])
+        .join(
+            new_months,
+            [col("customer_id"), col("month_index")],
+            [col("customer_id"), col("month_index")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("is_new").fill_null(lit(false)))
+}
+
+/// The churn and engagement rows of `kpi_monthly` (segment `all`).
+pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
+    let engaging = Series::new(
+        "engaging_types".into(),
+        [
+            EventType::CampaignResponded.name(),
+            EventType::SiteVisited.name(),
+            EventType::SurveyAnswered.name(),
+            EventType::EmailSubscribed.name(),
+        ],
+    );
+    let engaged = context
+        .events()
+        .filter(col("event_type").is_in(lit(engaging).implode(false), false))
+        .select([col("customer_id"), local_month(col("occurred_at"), context.config.timezone).alias("month_index")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .with_column(lit(true).alias("engaged"));
+    let counted = |flag: Expr| flag.cast(DataType::Int64).sum();
+    let (start, end, new) = (col("alive_start"), col("alive_end"), col("is_new"));
+    let per_month = alive_months(context)
+        .join(
+            engaged,
+            [col("customer_id"), col("month_index")],
+            [col("customer_id"), col("month_index")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .group_by([col("month_index")])
+        .agg([
+            counted(start.clone()).alias("customers_start"),
+            counted(end.clone()).alias("customers_end"),
+            counted(start.clone().and(end.clone().not())).alias("churned_customers"),
+            counted(start.clone().and(end.clone())).alias("retained_customers"),
+            counted(end.and(start.clone().not()).and(new.not())).alias("reactivated_customers"),
+            counted(start.and(col("engaged").fill_null(lit(false)))).alias("engaged_customers"),
+        ]);
+    let retention_spend = context
+        .events_of(EventType::SpendRecorded)
+        .filter(col("category").eq(lit("retention")))
+        .with_column(local_month(col("occurred_at"), context.config.timezone).alias("month_index"))
+        .group_by([col("month_index")])
+        .agg([exact_sum(col("amount"), MONEY).alias("retention_spend")]);
+    let counts = [
+        "customers_start",
+        "customers_end",
+        "churned_customers",
+        "retained_customers",
+        "reactivated_customers",
+        "engaged_customers",
+    ];
+    let wide = context
+        .calendar
+        .month_grid()
+        .left_join(per_month, col("month_index"), col("month_index"))
+        .left_join(retention_spend, col("month_index"), col("month_index"))
+        .with_columns(counts.map(|name| col(name).fill_null(lit(0i64))))
+        .with_columns([col("retention_spend").fill_null(lit(0.0)), lit("all").alias("segment")]);
+    let share = |numerator: &str| MetricValue::Ratio {
+        numerator: col(numerator),
+        denominator: col("customers_start"),
+        scale: 1.0,
+    };
+    let rows = vec![
+        metric_rows(&wide, "customers_start", MetricValue::Plain(col("customers_start"))),
+        metric_rows(&wide, "customers_end", MetricValue::Plain(col("customers_end"))),
+        metric_rows(&wide, "churned_customers", MetricValue::Plain(col("churned_customers"))),
+        metric_rows(&wide, "reactivated_customers", MetricValue::Plain(col("reactivated_customers"))),
+        metric_rows(&wide, "churn_rate", share("churned_customers")),
+        metric_rows(&wide, "retention_rate", share("retained_customers")),
+        metric_rows(
+            &wide,
+            "retention_cost_per_customer",
+            MetricValue::Plain(mean_or_null(col("retention_spend"), col("customers_start"))),
+        ),
+        metric_rows(&wide, "engagement_rate", share("engaged_customers")),
+    ];
+    concat(rows, UnionArgs::default())
+}
