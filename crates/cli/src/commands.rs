@@ -175,6 +175,10 @@ fn run_compute(
     let scan = crmkpi_compute::scan_lake(&files)?;
     let context = Context::new(scan, config.clone(), as_of)?;
     let lake_stats = context.lake_stats()?;
+    let warnings = crmkpi_compute::data_warnings(&context)?;
+    for warning in &warnings {
+        tracing::warn!(warning = %warning, "data warning");
+    }
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
     let mut outputs = Vec::with_capacity(tables.len());
     for table in &tables {
@@ -201,7 +205,7 @@ fn run_compute(
             events: lake_stats.events,
             per_event_type: lake_stats.per_event_type,
         },
-        warnings: Vec::new(),
+        warnings,
         stage_seconds,
     };
     let manifest = crmkpi_export::write_outputs(out, &mut outputs, input).context("writing the outputs")?;

@@ -86,3 +86,14 @@ pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Tab
         })
         .collect()
 }
+
+/// Warnings about the data a run reads, for the manifest and the log: records that the KPI
+/// definitions leave out.
+pub fn data_warnings(context: &Context) -> Result<Vec<String>, ComputeError> {
+    let plan_error = |source| ComputeError::Plan { table: "tickets".to_owned(), source };
+    let unopened = service::tickets_without_opening(context).map_err(plan_error)?;
+    Ok((unopened > 0)
+        .then(|| format!("{unopened} tickets have events but no ticket_opened and are left out of the service KPIs"))
+        .into_iter()
+        .collect())
+}

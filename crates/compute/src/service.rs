@@ -213,3 +213,14 @@ pub fn surveys_monthly(context: &Context) -> PolarsResult<LazyFrame> {
     ];
     concat(rows, UnionArgs::default())
 }
+
+/// The number of tickets that have events but no `ticket_opened` (left out of `tickets`).
+pub fn tickets_without_opening(context: &Context) -> PolarsResult<u64> {
+    let counts = ticket_events(context)
+        .group_by([col("ticket_id")])
+        .agg([is(EventType::TicketOpened).any(true).alias("has_opening")])
+        .filter(col("has_opening").not())
+        .select([len().cast(DataType::UInt64).alias("tickets")])
+        .collect()?;
+    Ok(counts.column("tickets")?.u64()?.get(0).unwrap_or(0))
+}

@@ -175,6 +175,12 @@ fn fixture_tickets_in_business_minutes() {
         ),
     ];
     assert_cells(actual, expected, "tickets");
+    // t6 has a reply but no ticket_opened: left out, and said so in the manifest's warnings.
+    let warnings = crmkpi_compute::data_warnings(&context).expect("warnings");
+    assert_eq!(
+        warnings,
+        vec!["1 tickets have events but no ticket_opened and are left out of the service KPIs".to_owned()]
+    );
 }
 
 #[test]
@@ -406,4 +412,28 @@ fn differential_against_day_by_day_reference() {
     ] {
         check_seed(seed, config, micros(as_of));
     }
+}
+
+#[test]
+fn fixture_business_days_spanning_dst_switches() {
+    // A night schedule, Sundays 01:00-05:00 in Berlin. On 2024-03-31 the clocks jump from
+    // 02:00 to 03:00, so that business day lasts 3 hours (180 minutes); on 2024-10-27 they
+    // fall back from 03:00 to 02:00, so it lasts 5 hours (300 minutes).
+    let config = Config::from_toml(
+        "[business_hours]\ntimezone = \"Europe/Berlin\"\ndays = [\"sun\"]\nstart = \"01:00\"\nend = \"05:00\"\n",
+    )
+    .expect("config");
+    let lines = vec![
+        // Saturday noon to Monday noon around each switch.
+        ticket("s1", "ticket_opened", "2024-03-30T11:00:00Z", "spring"),
+        ticket("s2", "ticket_resolved", "2024-04-01T10:00:00Z", "spring"),
+        ticket("f1", "ticket_opened", "2024-10-26T10:00:00Z", "autumn"),
+        ticket("f2", "ticket_resolved", "2024-10-28T11:00:00Z", "autumn"),
+    ];
+    let lake = TestLake::from_lines(&lines, &config);
+    let frame = service::tickets(&lake.context(&config, None)).and_then(LazyFrame::collect).expect("plan runs");
+    let business: Vec<Option<f64>> =
+        frame.column("resolution_business_minutes").expect("column").f64().expect("f64").iter().collect();
+    // Rows are sorted by ticket_id: autumn, spring.
+    assert_eq!(business, vec![Some(300.0), Some(180.0)]);
 }
