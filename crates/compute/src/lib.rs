@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod as_of;
 pub mod business_time;
 pub mod calendar;
+pub mod cohorts;
 pub mod context;
 pub mod customers;
 pub mod error;
@@ -48,6 +49,7 @@ pub struct TableSpec {
 /// The tables this version computes, in output order.
 pub const TABLES: &[TableSpec] = &[
     TableSpec { name: "kpi_monthly", plan: kpi_monthly::kpi_monthly },
+    TableSpec { name: "cohort_retention", plan: cohorts::cohort_retention },
     TableSpec { name: "deals", plan: sales::deals },
     TableSpec { name: "deal_stage_visits", plan: sales::deal_stage_visits },
     TableSpec { name: "stage_durations", plan: sales::stage_durations },
