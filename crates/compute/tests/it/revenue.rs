@@ -216,23 +216,23 @@ fn fixture_net_new_upsell_and_cross_sell() {
     let config = Config { new_revenue_window_days: 30, ..Config::default() };
     let lake = TestLake::from_lines(&lines, &config);
     let frame = kpi_monthly(&lake.context(&config, None)).and_then(LazyFrame::collect).expect("plan runs");
-    let rows: Vec<(i32, String, Option<f64>, Option<f64>, Option<f64>)> = metric_rows(&frame)
+    let rows: Vec<(i32, String, Value)> = metric_rows(&frame)
         .into_iter()
         .filter(|row| ["net_new_revenue", "upsell_rate", "cross_sell_rate"].contains(&row.metric.as_str()))
-        .map(|row| (row.period, row.metric, row.value, row.numerator, row.denominator))
+        .map(|row| (row.period, row.metric, (row.value, row.numerator, row.denominator)))
         .collect();
     let (january, february) = (day("2024-01-01"), day("2024-02-01"));
     assert_eq!(
         rows,
         vec![
             // January: 100 + 20 + 10 new; c1 of the two ordering customers upsold and cross-sold.
-            (january, "cross_sell_rate".to_owned(), Some(0.5), Some(1.0), Some(2.0)),
-            (january, "net_new_revenue".to_owned(), Some(130.0), None, None),
-            (january, "upsell_rate".to_owned(), Some(0.5), Some(1.0), Some(2.0)),
+            (january, "cross_sell_rate".to_owned(), (Some(0.5), Some(1.0), Some(2.0))),
+            (january, "net_new_revenue".to_owned(), (Some(130.0), None, None)),
+            (january, "upsell_rate".to_owned(), (Some(0.5), Some(1.0), Some(2.0))),
             // February: no order.
-            (february, "cross_sell_rate".to_owned(), None, Some(0.0), Some(0.0)),
-            (february, "net_new_revenue".to_owned(), Some(0.0), None, None),
-            (february, "upsell_rate".to_owned(), None, Some(0.0), Some(0.0)),
+            (february, "cross_sell_rate".to_owned(), (None, Some(0.0), Some(0.0))),
+            (february, "net_new_revenue".to_owned(), (Some(0.0), None, None)),
+            (february, "upsell_rate".to_owned(), (None, Some(0.0), Some(0.0))),
         ]
     );
 }
