@@ -129,3 +129,62 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
     ];
     concat(rows, UnionArgs::default())
 }
+
+/// The `clv_formula` rows of `kpi_monthly` (segment `all`), the textbook recipe over the 12
+/// months W ending with month m: `apv = revenue / orders` in W, `purchase_frequency = orders /
+/// distinct ordering customers` in W, `lifespan_years = 1 / annual_churn` with `annual_churn =
+/// |S12 \ E12| / |S12|` (S12 alive on the day before W starts, that is `S(m - 11)`; E12 alive
+/// on L, that is `E(m)`), and `clv_formula = apv * purchase_frequency * lifespan_years` (null
+/// when any part is null).
+pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
+    let key = || lit(1i32).alias("join_key");
+    let customer_months = orders(context)
+        .group_by([col("customer_id"), col("month_index")])
+        .agg([exact_sum(col("amount"), MONEY).alias("revenue"), len().cast(DataType::Int64).alias("orders")]);
+    let windows = context.calendar.month_grid().select([col("month_index").alias("window_month"), key()]);
+    let window_orders = customer_months
+        .with_column(key())
+        .inner_join(windows, col("join_key"), col("join_key"))
+        .filter(col("month_index").gt(col("window_month") - lit(12)).and(col("month_index").lt_eq(col("window_month"))))
+        .group_by([col("window_month")])
+        .agg([
+            exact_sum(col("revenue"), MONEY).alias("revenue"),
+            col("orders").sum().alias("orders"),
+            col("customer_id").n_unique().cast(DataType::Int64).alias("customers"),
+        ]);
+    let alive = alive_months(context);
+    let alive_before = alive
+        .clone()
+        .filter(col("alive_start"))
+        .select([col("customer_id"), (col("month_index") + lit(11)).alias("window_month")]);
+    let alive_after = alive.filter(col("alive_end")).select([
+        col("customer_id"),
+        col("month_index").alias("window_month"),
+        lit(true).alias("still_alive"),
+    ]);
+    let churn = alive_before
+        .join(
+            alive_after,
+            [col("customer_id"), col("window_month")],
+            [col("customer_id"), col("window_month")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .group_by([col("window_month")])
+        .agg([
+            len().cast(DataType::Int64).alias("alive_before"),
+            col("still_alive").fill_null(lit(false)).cast(DataType::Int64).sum().alias("still_alive"),
+        ]);
+    let apv = mean_or_null(col("revenue"), col("orders"));
+    let purchase_frequency = mean_or_null(col("orders"), col("customers"));
+    let annual_churn = mean_or_null(col("alive_before") - col("still_alive"), col("alive_before"));
+    let lifespan_years = when(annual_churn.clone().gt(lit(0.0)))
+        .then(lit(1.0) / annual_churn)
+        .otherwise(lit(NULL).cast(DataType::Float64));
+    let wide = context
+        .calendar
+        .month_grid()
+        .left_join(window_orders, col("month_index"), col("window_month"))
+        .left_join(churn, col("month_index"), col("window_month"))
+        .with_column(lit("all").alias("segment"));
+    Ok(metric_rows(&wide, "clv_formula", MetricValue::Plain(apv * purchase_frequency * lifespan_years)))
+}

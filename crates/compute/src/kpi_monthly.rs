@@ -12,6 +12,7 @@ pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
     let families = [
         revenue::monthly(context)?,
         customers::monthly(context)?,
+        customers::clv_formula(context)?,
         sales::monthly(context)?,
         leads::monthly(context)?,
         service::monthly(context)?,

@@ -182,3 +182,110 @@ fn differential_against_day_by_day_reference() {
         assert_metrics_match(&metrics_by_key(&frame, &CHURN_METRICS), &expected, &format!("seed {seed}"));
     }
 }
+
+#[test]
+fn fixture_clv_formula() {
+    let order = |id: &str, customer: &str, at: &str, amount: &str| {
+        event(
+            id,
+            "order_placed",
+            at,
+            &[("customer_id", &format!("\"{customer}\"")), ("order_id", &format!("\"{id}\"")), ("amount", amount)],
+        )
+    };
+    let lines = vec![
+        order("o1", "c1", "2023-01-15T12:00:00Z", "100"),
+        order("o2", "c2", "2023-01-20T12:00:00Z", "20"),
+        order("o3", "c1", "2023-06-10T12:00:00Z", "50"),
+        order("o4", "c1", "2024-01-05T12:00:00Z", "30"),
+    ];
+    let config = Config { churn_after_days: 30, ..Config::default() };
+    let lake = TestLake::from_lines(&lines, &config);
+    let frame = kpi_monthly(&lake.context(&config, Some(micros("2024-01-31T12:00:00Z"))))
+        .and_then(LazyFrame::collect)
+        .expect("plan runs");
+    let values: BTreeMap<i32, Option<f64>> = metrics_by_key(&frame, &["clv_formula"])
+        .into_iter()
+        .map(|((period, _, _), (value, numerator, denominator))| {
+            assert_eq!((numerator, denominator), (None, None));
+            (period, value)
+        })
+        .collect();
+    assert_eq!(values.len(), 13);
+    // Only January 2024 has a 12-month window (Feb 2023 - Jan 2024) whose start has customers
+    // alive: S12 = alive on 2023-01-31 = {c1, c2}, E12 = alive on 2024-01-31 = {c1}: annual
+    // churn 1/2, lifespan 2 years. W holds o3 and o4: apv 40, 2 orders by 1 customer.
+    // 40 * 2 * 2 = 160. Every earlier window starts before anyone was alive: null.
+    for (period, value) in &values {
+        let expected = (*period == day("2024-01-01")).then_some(160.0);
+        assert_eq!(*value, expected, "{period}");
+    }
+}
+
+/// Day-by-day reference of `clv_formula`.
+fn reference_clv(rows: &[EventRow], as_of: i64, config: &Config) -> BTreeMap<i32, Option<f64>> {
+    let zone = config.timezone;
+    let all: Vec<EventRow> = rows.iter().filter(|row| row.occurred_at <= as_of).cloned().collect();
+    let orders: Vec<&EventRow> = all.iter().filter(|row| row.event_type == "order_placed").collect();
+    let churn = i64::from(config.churn_after_days);
+    let mut order_days: HashMap<String, BTreeSet<NaiveDate>> = HashMap::new();
+    for row in &orders {
+        order_days
+            .entry(row.get("customer_id").expect("customer").to_owned())
+            .or_default()
+            .insert(local_date(row.occurred_at, zone));
+    }
+    let alive = |customer: &str, on: NaiveDate| {
+        order_days[customer].iter().any(|day| *day > on - Duration::days(churn) && *day <= on)
+    };
+    let as_of_day = local_date(as_of, zone);
+    let mut values = BTreeMap::new();
+    for month in report_months(&all, as_of, zone) {
+        let window_start = month.checked_sub_months(chrono::Months::new(11)).expect("window start");
+        let last = (month.checked_add_months(chrono::Months::new(1)).expect("next") - Duration::days(1)).min(as_of_day);
+        let in_window: Vec<&&EventRow> =
+            orders.iter().filter(|row| (window_start..=last).contains(&local_date(row.occurred_at, zone))).collect();
+        let revenue: f64 = in_window.iter().filter_map(|row| row.amount).sum();
+        let count = in_window.len() as f64;
+        let customers = in_window.iter().filter_map(|row| row.get("customer_id")).collect::<BTreeSet<_>>().len() as f64;
+        let before: BTreeSet<&str> =
+            order_days.keys().map(String::as_str).filter(|c| alive(c, window_start - Duration::days(1))).collect();
+        let lost = before.iter().filter(|c| !alive(c, last)).count() as f64;
+        let apv = (count > 0.0).then(|| revenue / count);
+        let frequency = (customers > 0.0).then(|| count / customers);
+        let annual_churn = (!before.is_empty()).then(|| lost / before.len() as f64);
+        let lifespan = annual_churn.filter(|churn| *churn > 0.0).map(|churn| 1.0 / churn);
+        let value = match (apv, frequency, lifespan) {
+            (Some(apv), Some(frequency), Some(lifespan)) => Some(apv * frequency * lifespan),
+            _ => None,
+        };
+        values.insert(epoch_day(month), value);
+    }
+    values
+}
+
+#[test]
+fn differential_clv_formula() {
+    for (seed, zone, churn) in
+        [(71u64, Tz::UTC, 90), (72, chrono_tz::Europe::Berlin, 30), (73, chrono_tz::America::Denver, 60)]
+    {
+        let config = Config { timezone: zone, churn_after_days: churn, ..Config::default() };
+        let lake = TestLake::generated(seed, 6_000, &config);
+        let as_of = micros("2025-06-30T23:00:00Z");
+        let frame = kpi_monthly(&lake.context(&config, Some(as_of))).and_then(LazyFrame::collect).expect("plan runs");
+        let actual: BTreeMap<i32, Option<f64>> = metrics_by_key(&frame, &["clv_formula"])
+            .into_iter()
+            .map(|((period, _, _), (value, _, _))| (period, value))
+            .collect();
+        let expected = reference_clv(&lake.rows(), as_of, &config);
+        assert!(expected.values().any(Option::is_some), "seed {seed}: some month has a value");
+        assert_eq!(actual.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+        for (period, value) in &expected {
+            assert!(
+                crate::common::close(actual[period], *value),
+                "seed {seed} {period}: plan {:?}, reference {value:?}",
+                actual[period]
+            );
+        }
+    }
+}
