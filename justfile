@@ -5,7 +5,7 @@ bin := "target/release/crmkpi"
 
 # Build the release binary.
 build:
-    cargo build --release -p crmkpi
+    cargo build --release -p crmkpi -p crmkpi-benches --bins --benches
 
 # Ingest then compute. No arguments: the bundled data-samples into lake/ and out/.
 pipeline *ARGS: build

@@ -30,7 +30,10 @@ fn cohort_members(context: &Context, customer_months: LazyFrame) -> LazyFrame {
     ])
 }
 
-/// Table `cohort_retention`, sorted by `segment`, `cohort_month`, `months_since`.
+/// Table `cohort_retention`, sorted by `segment`, `cohort_month`, `months_since`. Counts are
+/// aggregated before they meet the month grid: retained customers per (segment, cohort,
+/// month), and `retained_or_after` from the number of members whose last order month is at
+/// or after each month.
 pub fn cohort_retention(context: &Context) -> PolarsResult<LazyFrame> {
     let customer_months =
         orders(context).select([col("customer_id"), col("month_index")]).unique(None, UniqueKeepStrategy::Any);
@@ -38,42 +41,53 @@ pub fn cohort_retention(context: &Context) -> PolarsResult<LazyFrame> {
     let months = context.calendar.month_grid().select([col("month_index"), col("period")]);
     let last_month = context.calendar.last_month;
     let key = || lit(1i32).alias("join_key");
-    // Every member against every month from its cohort on: counts retained_or_after.
-    let member_months = members
+    let sizes = members
         .clone()
-        .with_column(key())
-        .inner_join(months.clone().with_column(key()), col("join_key"), col("join_key"))
-        .filter(col("month_index").gt_eq(col("cohort")));
-    let ordered = customer_months.with_column(lit(true).alias("ordered"));
-    let counts = member_months
-        .join(
-            ordered,
-            [col("customer_id"), col("month_index")],
-            [col("customer_id"), col("month_index")],
-            JoinArgs::new(JoinType::Left),
+        .group_by([col("segment"), col("cohort")])
+        .agg([len().cast(DataType::Int64).alias("cohort_size")]);
+    let retained = customer_months
+        .inner_join(
+            members.clone().select([col("customer_id"), col("segment"), col("cohort")]),
+            col("customer_id"),
+            col("customer_id"),
         )
         .group_by([col("segment"), col("cohort"), col("month_index")])
-        .agg([
-            col("ordered").fill_null(lit(false)).cast(DataType::Int64).sum().alias("retained"),
-            col("last_order_month").gt_eq(col("month_index")).cast(DataType::Int64).sum().alias("retained_or_after"),
-        ]);
-    let sizes =
-        members.group_by([col("segment"), col("cohort")]).agg([len().cast(DataType::Int64).alias("cohort_size")]);
-    let cohort_months =
-        months.clone().select([col("month_index").alias("cohort"), col("period").alias("cohort_month")]);
+        .agg([len().cast(DataType::Int64).alias("retained")]);
+    let last_orders = members
+        .group_by([col("segment"), col("cohort"), col("last_order_month")])
+        .agg([len().cast(DataType::Int64).alias("members")]);
+    let cells = sizes
+        .with_column(key())
+        .inner_join(months.clone().with_column(key()), col("join_key"), col("join_key"))
+        .filter(col("month_index").gt_eq(col("cohort")))
+        .select([col("segment"), col("cohort"), col("month_index"), col("cohort_size")]);
+    let retained_or_after = cells
+        .clone()
+        .join(
+            last_orders,
+            [col("segment"), col("cohort")],
+            [col("segment"), col("cohort")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(col("last_order_month").gt_eq(col("month_index")))
+        .group_by([col("segment"), col("cohort"), col("month_index")])
+        .agg([col("members").sum().alias("retained_or_after")]);
+    let cell_keys = || [col("segment"), col("cohort"), col("month_index")];
+    let cohort_months = months.select([col("month_index").alias("cohort"), col("period").alias("cohort_month")]);
     let rate = |count: &str| col(count).cast(DataType::Float64) / col("cohort_size").cast(DataType::Float64);
-    Ok(counts
-        .join(sizes, [col("segment"), col("cohort")], [col("segment"), col("cohort")], JoinArgs::new(JoinType::Inner))
+    Ok(cells
+        .join(retained, cell_keys(), cell_keys(), JoinArgs::new(JoinType::Left))
+        .join(retained_or_after, cell_keys(), cell_keys(), JoinArgs::new(JoinType::Left))
         .inner_join(cohort_months, col("cohort"), col("cohort"))
         .select([
             col("segment"),
             col("cohort_month"),
             (col("month_index") - col("cohort")).cast(DataType::Int64).alias("months_since"),
             col("cohort_size"),
-            col("retained"),
-            rate("retained").alias("retention_rate"),
-            col("retained_or_after"),
-            rate("retained_or_after").alias("retention_rate_or_after"),
+            col("retained").fill_null(lit(0i64)),
+            rate("retained").fill_null(lit(0.0)).alias("retention_rate"),
+            col("retained_or_after").fill_null(lit(0i64)),
+            rate("retained_or_after").fill_null(lit(0.0)).alias("retention_rate_or_after"),
             col("month_index").lt(lit(last_month)).alias("is_complete"),
         ])
         .sort(["segment", "cohort_month", "months_since"], SortMultipleOptions::default()))

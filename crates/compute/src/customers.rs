@@ -20,13 +20,29 @@ fn days(date: Expr) -> Expr {
 
 /// Per customer and reported month in which the customer is alive at the start or the end:
 /// `alive_start` (member of `S(m)`), `alive_end` (of `E(m)`), `is_new` (of `new(m)`).
+///
+/// An order day `d` keeps its customer alive on the days `d ..= d + churn_after_days - 1`, so
+/// it can only matter for the few months from the month of `d` to the month of
+/// `d + churn_after_days`: each distinct order day is paired with those months only.
 pub fn alive_months(context: &Context) -> LazyFrame {
-    let churn = lit(i32::try_from(context.config.churn_after_days).unwrap_or(i32::MAX));
+    let churn_days = i32::try_from(context.config.churn_after_days).unwrap_or(i32::MAX / 2);
+    let churn = lit(churn_days);
     let order_rows = orders(context);
-    let order_days = order_rows.clone().select([col("customer_id"), col("day")]).unique(None, UniqueKeepStrategy::Any);
+    let order_days = order_rows
+        .clone()
+        .select([col("customer_id"), col("day"), col("month_index")])
+        .unique(None, UniqueKeepStrategy::Any);
     let new_months = first_order_days(order_rows)
         .select([col("customer_id"), month_of_day(col("first_order_day")).alias("month_index")])
         .with_column(lit(true).alias("is_new"));
+    let month_span = churn_days / 28 + 2;
+    let offsets = DataFrame::new(
+        usize::try_from(month_span).unwrap_or(0),
+        vec![Column::new("month_offset".into(), (0..month_span).collect::<Vec<i32>>())],
+    )
+    .unwrap_or_default()
+    .lazy()
+    .with_column(lit(1i32).alias("join_key"));
     let day = days(col("day"));
     let start_of_month = days(col("period"));
     let end_of_month = days(col("last_day"));
@@ -34,11 +50,9 @@ pub fn alive_months(context: &Context) -> LazyFrame {
     let alive_end = day.clone().gt(end_of_month.clone() - churn).and(day.lt_eq(end_of_month));
     order_days
         .with_column(lit(1i32).alias("join_key"))
-        .inner_join(
-            context.calendar.month_grid().with_column(lit(1i32).alias("join_key")),
-            col("join_key"),
-            col("join_key"),
-        )
+        .inner_join(offsets, col("join_key"), col("join_key"))
+        .select([col("customer_id"), col("day"), (col("month_index") + col("month_offset")).alias("month_index")])
+        .inner_join(context.calendar.month_grid(), col("month_index"), col("month_index"))
         .with_columns([alive_start.alias("alive_start"), alive_end.alias("alive_end")])
         .filter(col("alive_start").or(col("alive_end")))
         .group_by([col("customer_id"), col("month_index")])
