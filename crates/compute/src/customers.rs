@@ -155,11 +155,15 @@ pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
     let customer_months = orders(context)
         .group_by([col("customer_id"), col("month_index")])
         .agg([exact_sum(col("amount"), MONEY).alias("revenue"), len().cast(DataType::Int64).alias("orders")]);
-    let windows = context.calendar.month_grid().select([col("month_index").alias("window_month"), key()]);
+    // A month's orders belong to the windows ending in that month and the 11 after it.
+    let offsets = DataFrame::new(12, vec![Column::new("month_offset".into(), (0..12).collect::<Vec<i32>>())])?
+        .lazy()
+        .with_column(key());
     let window_orders = customer_months
         .with_column(key())
-        .inner_join(windows, col("join_key"), col("join_key"))
-        .filter(col("month_index").gt(col("window_month") - lit(12)).and(col("month_index").lt_eq(col("window_month"))))
+        .inner_join(offsets, col("join_key"), col("join_key"))
+        .with_column((col("month_index") + col("month_offset")).alias("window_month"))
+        .filter(col("window_month").lt_eq(lit(context.calendar.last_month)))
         .group_by([col("window_month")])
         .agg([
             exact_sum(col("revenue"), MONEY).alias("revenue"),
