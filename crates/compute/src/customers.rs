@@ -206,3 +206,262 @@ pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
         .with_column(lit("all").alias("segment"));
     Ok(metric_rows(&wide, "clv_formula", MetricValue::Plain(apv * purchase_frequency * lifespan_years)))
 }
+
+/// Per customer: the RFM summary at `as_of` with the conventions of the BG/NBD literature and
+/// `lifetimes` (orders of one local day are one purchase, amounts summed): `first_order_at`,
+/// `last_order_at`, `orders`, `revenue`, `frequency` (order days - 1), `recency` and `t` in
+/// `clv.unit_days` units, `monetary_value` (mean of the repeat days' totals, 0 without repeat),
+/// `last_order_day`, and `recent_order_days` (order days in `(day(as_of) - 365, day(as_of)]`).
+fn rfm(context: &Context) -> LazyFrame {
+    let unit = f64::from(context.config.clv.unit_days);
+    let as_of_day = context.calendar.as_of_day;
+    let order_events = context.events_of(EventType::OrderPlaced).select([
+        col("customer_id"),
+        col("occurred_at"),
+        col("amount"),
+        crate::calendar::local_day(col("occurred_at"), context.config.timezone).alias("day"),
+    ]);
+    let day_totals =
+        order_events
+            .clone()
+            .group_by([col("customer_id"), col("day")])
+            .agg([exact_sum(col("amount"), MONEY).alias("day_total")]);
+    let per_customer_days = day_totals
+        .group_by([col("customer_id")])
+        .agg([
+            len().cast(DataType::Int64).alias("order_days"),
+            col("day").min().alias("first_order_day"),
+            col("day").max().alias("last_order_day"),
+            days(col("day")).gt(lit(as_of_day - 365)).cast(DataType::Int64).sum().alias("recent_order_days"),
+            exact_sum(col("day_total"), MONEY).alias("days_revenue"),
+            exact_sum(col("day_total").filter(col("day").neq(col("day").min())), MONEY).alias("repeat_revenue"),
+        ])
+        .with_columns([
+            (col("order_days") - lit(1i64)).alias("frequency"),
+            ((days(col("last_order_day")) - days(col("first_order_day"))).cast(DataType::Float64) / lit(unit))
+                .alias("recency"),
+            ((lit(as_of_day) - days(col("first_order_day"))).cast(DataType::Float64) / lit(unit)).alias("t"),
+        ])
+        .with_column(mean_or_null(col("repeat_revenue"), col("frequency")).fill_null(lit(0.0)).alias("monetary_value"));
+    let per_customer_orders = order_events.group_by([col("customer_id")]).agg([
+        col("occurred_at").min().alias("first_order_at"),
+        col("occurred_at").max().alias("last_order_at"),
+        len().cast(DataType::Int64).alias("orders"),
+        exact_sum(col("amount"), MONEY).alias("revenue"),
+    ]);
+    per_customer_orders.left_join(per_customer_days, col("customer_id"), col("customer_id"))
+}
+
+/// The fitted models of a run, with the number of customers each was fitted on.
+pub struct ClvFits {
+    /// BG/NBD over all customers (None: fewer than 2 customers).
+    pub bg_nbd: Option<crate::clv_model::Fit<crate::clv_model::BgNbd>>,
+    /// Gamma-Gamma over customers with repeat purchases (None: fewer than 2).
+    pub gamma_gamma: Option<crate::clv_model::Fit<crate::clv_model::GammaGamma>>,
+    /// Customers of the BG/NBD fit.
+    pub bg_nbd_customers: usize,
+    /// Customers of the Gamma-Gamma fit.
+    pub gamma_gamma_customers: usize,
+}
+
+/// Collects the RFM summaries and fits both models (a global step on top of the per-customer
+/// summaries). Returns the summaries (sorted by `customer_id`) and the fits.
+fn fit_models(context: &Context) -> PolarsResult<(DataFrame, Vec<crate::clv_model::Rfm>, ClvFits)> {
+    let summaries = rfm(context).sort(["customer_id"], SortMultipleOptions::default()).collect()?;
+    let column = |name: &str| -> PolarsResult<Vec<f64>> {
+        Ok(summaries.column(name)?.cast(&DataType::Float64)?.f64()?.iter().map(|value| value.unwrap_or(0.0)).collect())
+    };
+    let (frequency, recency, t, monetary) =
+        (column("frequency")?, column("recency")?, column("t")?, column("monetary_value")?);
+    let customers: Vec<crate::clv_model::Rfm> = (0..summaries.height())
+        .map(|row| crate::clv_model::Rfm {
+            frequency: frequency[row],
+            recency: recency[row],
+            t: t[row],
+            monetary_value: monetary[row],
+        })
+        .collect();
+    let spenders =
+        customers.iter().filter(|customer| customer.frequency > 0.0 && customer.monetary_value > 0.0).count();
+    let fits = ClvFits {
+        bg_nbd: crate::clv_model::fit_bg_nbd(&customers),
+        gamma_gamma: crate::clv_model::fit_gamma_gamma(&customers),
+        bg_nbd_customers: customers.len(),
+        gamma_gamma_customers: spenders,
+    };
+    Ok((summaries, customers, fits))
+}
+
+/// One month in model units: 4.345 for weekly units, 30 for daily units, else `30 / unit_days`.
+fn month_in_units(unit_days: u32) -> f64 {
+    match unit_days {
+        7 => 4.345,
+        1 => 30.0,
+        other => 30.0 / f64::from(other),
+    }
+}
+
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}
+
+/// Table `customers`: per customer with an order, the RFM summary, historical CLV, BG/NBD
+/// `expected_purchases` (next `clv.horizon_units`) and `p_alive`, Gamma-Gamma
+/// `expected_avg_order_value`, `predicted_clv` (discounted monthly sum over
+/// `clv.horizon_months`), `is_alive` and `health_score`.
+pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
+    let (summaries, rfm_rows, fits) = fit_models(context)?;
+    let clv = &context.config.clv;
+    let month = month_in_units(clv.unit_days);
+    let (mut expected, mut alive, mut average, mut predicted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for customer in &rfm_rows {
+        let bg = fits.bg_nbd.as_ref().map(|fit| &fit.params);
+        let eaov = fits
+            .gamma_gamma
+            .as_ref()
+            .and_then(|fit| fit.params.expected_average_value(customer.frequency, customer.monetary_value))
+            .and_then(finite);
+        expected.push(
+            bg.and_then(|model| finite(model.conditional_expected_purchases(f64::from(clv.horizon_units), customer))),
+        );
+        alive.push(bg.and_then(|model| finite(model.p_alive(customer))));
+        average.push(eaov);
+        let clv_value = match (bg, eaov) {
+            (Some(model), Some(value)) => finite((1..=clv.horizon_months).fold(0.0, |total, i| {
+                let upto = |months: u32| model.conditional_expected_purchases(f64::from(months) * month, customer);
+                total
+                    + value * (upto(i) - upto(i - 1))
+                        / (1.0 + clv.monthly_discount_rate).powi(i32::try_from(i).unwrap_or(i32::MAX))
+            })),
+            _ => None,
+        };
+        predicted.push(clv_value);
+    }
+    let predictions = DataFrame::new(
+        summaries.height(),
+        vec![
+            summaries.column("customer_id")?.clone(),
+            Column::new("expected_purchases".into(), expected),
+            Column::new("p_alive".into(), alive),
+            Column::new("expected_avg_order_value".into(), average),
+            Column::new("predicted_clv".into(), predicted),
+        ],
+    )?;
+    let churn = f64::from(context.config.churn_after_days);
+    let as_of_day = context.calendar.as_of_day;
+    let weights = &context.config.health;
+    let latest_nps = context
+        .events_of(EventType::SurveyAnswered)
+        .filter(col("survey").eq(lit("nps")))
+        .sort(["customer_id", "occurred_at", "event_id"], SortMultipleOptions::default())
+        .group_by([col("customer_id")])
+        .agg([col("score").last().alias("latest_nps")]);
+    let open_tickets = crate::service::tickets(context)?
+        .filter(col("resolved").not())
+        .group_by([col("customer_id")])
+        .agg([len().cast(DataType::Int64).alias("open_tickets")]);
+    let days_since_last = (lit(as_of_day) - days(col("last_order_day"))).cast(DataType::Float64);
+    let recency_part = (lit(1.0) - days_since_last.clone() / lit(churn)).clip_min(lit(0.0));
+    let frequency_part = (col("recent_order_days").cast(DataType::Float64) / lit(12.0)).clip_max(lit(1.0));
+    let sentiment_part = (col("latest_nps").cast(DataType::Float64) / lit(10.0)).fill_null(lit(0.5));
+    let support_part =
+        lit(1.0) - (col("open_tickets").fill_null(lit(0i64)).cast(DataType::Float64) / lit(3.0)).clip_max(lit(1.0));
+    let health = lit(100.0)
+        * (lit(weights.w_recency) * recency_part
+            + lit(weights.w_frequency) * frequency_part
+            + lit(weights.w_sentiment) * sentiment_part
+            + lit(weights.w_support) * support_part);
+    let channels = crate::leads::lead_origins(context).select([col("customer_id"), col("channel")]);
+    Ok(summaries
+        .lazy()
+        .left_join(predictions.lazy(), col("customer_id"), col("customer_id"))
+        .left_join(channels, col("customer_id"), col("customer_id"))
+        .left_join(latest_nps, col("customer_id"), col("customer_id"))
+        .left_join(open_tickets, col("customer_id"), col("customer_id"))
+        .select([
+            col("customer_id"),
+            col("channel").fill_null(lit("unknown")).alias("acquisition_channel"),
+            col("first_order_at"),
+            col("last_order_at"),
+            col("orders"),
+            col("revenue"),
+            col("frequency"),
+            col("recency"),
+            col("t"),
+            col("monetary_value"),
+            col("revenue").alias("historical_clv"),
+            col("expected_purchases"),
+            col("p_alive"),
+            col("expected_avg_order_value"),
+            col("predicted_clv"),
+            days_since_last.lt(lit(churn)).alias("is_alive"),
+            health.alias("health_score"),
+        ])
+        .sort(["customer_id"], SortMultipleOptions::default()))
+}
+
+/// Table `clv_model`: the maximum-likelihood fits of BG/NBD (`r`, `alpha`, `a`, `b`) and
+/// Gamma-Gamma (`p`, `q`, `v`) with `log_likelihood`, `customers`, `iterations` and `converged`
+/// (1 or 0). A model with fewer than 2 customers to fit has null parameters and converged 0.
+pub fn clv_model(context: &Context) -> PolarsResult<LazyFrame> {
+    let (_, _, fits) = fit_models(context)?;
+    let mut rows: Vec<(&str, &str, Option<f64>)> = Vec::new();
+    let bg = fits.bg_nbd.as_ref();
+    for (name, value) in [
+        ("r", bg.map(|fit| fit.params.r)),
+        ("alpha", bg.map(|fit| fit.params.alpha)),
+        ("a", bg.map(|fit| fit.params.a)),
+        ("b", bg.map(|fit| fit.params.b)),
+        ("log_likelihood", bg.map(|fit| fit.log_likelihood)),
+        ("customers", Some(fits.bg_nbd_customers as f64)),
+        ("iterations", Some(bg.map_or(0.0, |fit| fit.iterations as f64))),
+        ("converged", Some(bg.map_or(0.0, |fit| f64::from(u8::from(fit.converged))))),
+    ] {
+        rows.push(("bg_nbd", name, value));
+    }
+    let gg = fits.gamma_gamma.as_ref();
+    for (name, value) in [
+        ("p", gg.map(|fit| fit.params.p)),
+        ("q", gg.map(|fit| fit.params.q)),
+        ("v", gg.map(|fit| fit.params.v)),
+        ("log_likelihood", gg.map(|fit| fit.log_likelihood)),
+        ("customers", Some(fits.gamma_gamma_customers as f64)),
+        ("iterations", Some(gg.map_or(0.0, |fit| fit.iterations as f64))),
+        ("converged", Some(gg.map_or(0.0, |fit| f64::from(u8::from(fit.converged))))),
+    ] {
+        rows.push(("gamma_gamma", name, value));
+    }
+    let frame = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new("model".into(), rows.iter().map(|row| row.0).collect::<Vec<_>>()),
+            Column::new("parameter".into(), rows.iter().map(|row| row.1).collect::<Vec<_>>()),
+            Column::new("value".into(), rows.iter().map(|row| row.2.and_then(finite)).collect::<Vec<_>>()),
+        ],
+    )?;
+    Ok(frame.lazy().sort(["model", "parameter"], SortMultipleOptions::default()))
+}
+
+/// Warnings about the model fits: a model not fitted or not converged.
+pub fn clv_warnings(context: &Context) -> PolarsResult<Vec<String>> {
+    let (_, _, fits) = fit_models(context)?;
+    let mut warnings = Vec::new();
+    match &fits.bg_nbd {
+        None => warnings.push(format!("BG/NBD not fitted: {} customers, at least 2 needed", fits.bg_nbd_customers)),
+        Some(fit) if !fit.converged => {
+            warnings.push(format!("BG/NBD fit did not converge after {} iterations", fit.iterations))
+        }
+        Some(_) => {}
+    }
+    match &fits.gamma_gamma {
+        None => warnings.push(format!(
+            "Gamma-Gamma not fitted: {} customers with repeat purchases, at least 2 needed",
+            fits.gamma_gamma_customers
+        )),
+        Some(fit) if !fit.converged => {
+            warnings.push(format!("Gamma-Gamma fit did not converge after {} iterations", fit.iterations))
+        }
+        Some(_) => {}
+    }
+    Ok(warnings)
+}

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod as_of;
 pub mod business_time;
 pub mod calendar;
+pub mod clv_model;
 pub mod cohorts;
 pub mod context;
 pub mod customers;
@@ -50,6 +51,8 @@ pub struct TableSpec {
 pub const TABLES: &[TableSpec] = &[
     TableSpec { name: "kpi_monthly", plan: kpi_monthly::kpi_monthly },
     TableSpec { name: "cohort_retention", plan: cohorts::cohort_retention },
+    TableSpec { name: "customers", plan: customers::customers },
+    TableSpec { name: "clv_model", plan: customers::clv_model },
     TableSpec { name: "deals", plan: sales::deals },
     TableSpec { name: "deal_stage_visits", plan: sales::deal_stage_visits },
     TableSpec { name: "stage_durations", plan: sales::stage_durations },
@@ -94,8 +97,11 @@ pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Tab
 pub fn data_warnings(context: &Context) -> Result<Vec<String>, ComputeError> {
     let plan_error = |source| ComputeError::Plan { table: "tickets".to_owned(), source };
     let unopened = service::tickets_without_opening(context).map_err(plan_error)?;
-    Ok((unopened > 0)
+    let mut warnings: Vec<String> = (unopened > 0)
         .then(|| format!("{unopened} tickets have events but no ticket_opened and are left out of the service KPIs"))
         .into_iter()
-        .collect())
+        .collect();
+    let model_error = |source| ComputeError::Plan { table: "clv_model".to_owned(), source };
+    warnings.extend(customers::clv_warnings(context).map_err(model_error)?);
+    Ok(warnings)
 }

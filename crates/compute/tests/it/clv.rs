@@ -1,0 +1,209 @@
+//! Table `customers` and `clv_model`: a hand-computed fixture of the RFM conventions (orders of
+//! one day merged), `is_alive` and the health score, and a differential test of the RFM
+//! summaries against a row-by-row reference whose model fits must equal the table's.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use crmkpi_compute::clv_model::{Rfm, fit_bg_nbd, fit_gamma_gamma};
+use crmkpi_compute::customers::{clv_model, customers};
+use crmkpi_schema::Config;
+use polars::prelude::*;
+
+use crate::common::{EventRow, TestLake, cells, close, event, local_date, micros};
+
+fn order(id: &str, customer: &str, at: &str, amount: &str) -> String {
+    event(
+        id,
+        "order_placed",
+        at,
+        &[("customer_id", &format!("\"{customer}\"")), ("order_id", &format!("\"{id}\"")), ("amount", amount)],
+    )
+}
+
+#[test]
+fn fixture_rfm_alive_and_health() {
+    let lines = vec![
+        order("o0", "c2", "2023-12-01T10:00:00Z", "20"),
+        // c1: two orders on January 1st are one purchase of 150.
+        order("o1", "c1", "2024-01-01T10:00:00Z", "100"),
+        order("o2", "c1", "2024-01-01T15:00:00Z", "50"),
+        order("o3", "c1", "2024-01-15T10:00:00Z", "30"),
+        order("o4", "c1", "2024-03-04T10:00:00Z", "60"),
+        event(
+            "n1",
+            "survey_answered",
+            "2024-02-01T10:00:00Z",
+            &[("customer_id", "\"c1\""), ("survey", "\"nps\""), ("score", "4")],
+        ),
+        event(
+            "n2",
+            "survey_answered",
+            "2024-03-01T10:00:00Z",
+            &[("customer_id", "\"c1\""), ("survey", "\"nps\""), ("score", "8")],
+        ),
+        event("k1", "ticket_opened", "2024-03-10T10:00:00Z", &[("customer_id", "\"c1\""), ("ticket_id", "\"t1\"")]),
+        event("l1", "lead_created", "2023-11-20T10:00:00Z", &[("customer_id", "\"c2\""), ("channel", "\"email\"")]),
+    ];
+    let config = Config::default();
+    let lake = TestLake::from_lines(&lines, &config);
+    let context = lake.context(&config, Some(micros("2024-03-31T12:00:00Z")));
+    let frame = customers(&context).and_then(LazyFrame::collect).expect("plan runs");
+    let actual: Vec<Vec<Option<String>>> = cells(
+        &frame
+            .select([
+                "customer_id",
+                "acquisition_channel",
+                "orders",
+                "revenue",
+                "frequency",
+                "recency",
+                "t",
+                "monetary_value",
+                "historical_clv",
+                "is_alive",
+            ])
+            .expect("columns"),
+    );
+    let number = |value: f64| Some(format!("{value:?}"));
+    let text = |value: &str| Some(value.to_owned());
+    let expected = vec![
+        // c1: days Jan 1 (150), Jan 15 (30), Mar 4 (60): frequency 2, recency 63 days = 9
+        // weeks, t = 90 days to Mar 31, monetary (30 + 60) / 2; last order 27 days ago: alive.
+        vec![
+            text("c1"),
+            text("unknown"),
+            text("4"),
+            number(240.0),
+            text("2"),
+            number(9.0),
+            number(90.0 / 7.0),
+            number(45.0),
+            number(240.0),
+            text("true"),
+        ],
+        // c2: one order 121 days before as_of: frequency 0, monetary 0, not alive.
+        vec![
+            text("c2"),
+            text("email"),
+            text("1"),
+            number(20.0),
+            text("0"),
+            number(0.0),
+            number(121.0 / 7.0),
+            number(0.0),
+            number(20.0),
+            text("false"),
+        ],
+    ];
+    crate::common::assert_cells(actual, expected, "customers");
+    // Health, weights 0.4 / 0.3 / 0.2 / 0.1:
+    // c1: recency 1 - 27/90 = 0.7; frequency 3/12; latest NPS 8 -> 0.8; one open ticket -> 2/3.
+    // c2: recency 0 (121 days > 90); frequency 1/12; no NPS -> 0.5; no ticket -> 1.
+    let health: Vec<Option<f64>> = frame.column("health_score").expect("health").f64().expect("f64").iter().collect();
+    let c1 = 100.0 * (0.4 * 0.7 + 0.3 * 0.25 + 0.2 * 0.8 + 0.1 * (2.0 / 3.0));
+    let c2 = 100.0 * (0.3 / 12.0 + 0.2 * 0.5 + 0.1);
+    assert!(close(health[0], Some(c1)) && close(health[1], Some(c2)), "{health:?}");
+    // Only one customer with repeat purchases: Gamma-Gamma is not fitted.
+    let models = clv_model(&context).and_then(LazyFrame::collect).expect("plan runs");
+    let gamma: Vec<Vec<Option<String>>> =
+        cells(&models).into_iter().filter(|row| row[0].as_deref() == Some("gamma_gamma")).collect();
+    let value_of = |name: &str| gamma.iter().find(|row| row[1].as_deref() == Some(name)).and_then(|row| row[2].clone());
+    assert_eq!(value_of("p"), None);
+    assert_eq!(value_of("converged"), Some("0.0".to_owned()));
+    assert_eq!(value_of("customers"), Some("1.0".to_owned()));
+    let warnings = crmkpi_compute::data_warnings(&context).expect("warnings");
+    assert!(warnings.iter().any(|warning| warning.starts_with("Gamma-Gamma not fitted")), "{warnings:?}");
+}
+
+/// Row-by-row RFM reference, by customer.
+fn reference_rfm(rows: &[EventRow], as_of: i64, config: &Config) -> BTreeMap<String, Rfm> {
+    let zone = config.timezone;
+    let unit = f64::from(config.clv.unit_days);
+    let mut days: HashMap<String, BTreeMap<NaiveDate, f64>> = HashMap::new();
+    for row in rows.iter().filter(|row| row.event_type == "order_placed" && row.occurred_at <= as_of) {
+        *days
+            .entry(row.get("customer_id").expect("customer").to_owned())
+            .or_default()
+            .entry(local_date(row.occurred_at, zone))
+            .or_default() += row.amount.expect("amount");
+    }
+    let as_of_day = local_date(as_of, zone);
+    days.into_iter()
+        .map(|(customer, totals)| {
+            let first = *totals.keys().next().expect("a day");
+            let last = *totals.keys().last().expect("a day");
+            let repeat: Vec<f64> = totals.iter().skip(1).map(|(_, total)| *total).collect();
+            let frequency = repeat.len() as f64;
+            let rfm = Rfm {
+                frequency,
+                recency: (last - first).num_days() as f64 / unit,
+                t: (as_of_day - first).num_days() as f64 / unit,
+                monetary_value: if repeat.is_empty() { 0.0 } else { repeat.iter().sum::<f64>() / frequency },
+            };
+            (customer, rfm)
+        })
+        .collect()
+}
+
+#[test]
+fn differential_rfm_and_fits() {
+    for (seed, zone, unit_days) in [(81u64, Tz::UTC, 7u32), (82, chrono_tz::Europe::Berlin, 1)] {
+        let mut config = Config { timezone: zone, ..Config::default() };
+        config.clv.unit_days = unit_days;
+        let lake = TestLake::generated(seed, 6_000, &config);
+        let as_of = micros("2025-05-31T21:00:00Z");
+        let context = lake.context(&config, Some(as_of));
+        let expected = reference_rfm(&lake.rows(), as_of, &config);
+        let frame = customers(&context).and_then(LazyFrame::collect).expect("plan runs");
+        let ids: Vec<String> = frame
+            .column("customer_id")
+            .expect("id")
+            .str()
+            .expect("str")
+            .iter()
+            .map(|id| id.expect("id").to_owned())
+            .collect();
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>(), expected.keys().collect::<BTreeSet<_>>(), "seed {seed}");
+        for name in ["frequency", "recency", "t", "monetary_value"] {
+            let column = frame.column(name).expect("column").cast(&DataType::Float64).expect("cast");
+            for (id, value) in ids.iter().zip(column.f64().expect("f64").iter()) {
+                let rfm = &expected[id];
+                let want = match name {
+                    "frequency" => rfm.frequency,
+                    "recency" => rfm.recency,
+                    "t" => rfm.t,
+                    _ => rfm.monetary_value,
+                };
+                assert!(close(value, Some(want)), "seed {seed} {id} {name}: plan {value:?}, reference {want}");
+            }
+        }
+        // The table's fits are the fits of the reference summaries.
+        let summaries: Vec<Rfm> = expected.values().copied().collect();
+        let bg = fit_bg_nbd(&summaries).expect("enough customers");
+        let gg = fit_gamma_gamma(&summaries).expect("enough spenders");
+        let models = clv_model(&context).and_then(LazyFrame::collect).expect("plan runs");
+        let values: BTreeMap<(String, String), Option<f64>> = cells(&models)
+            .into_iter()
+            .map(|row| {
+                (
+                    (row[0].clone().expect("model"), row[1].clone().expect("parameter")),
+                    row[2].as_ref().map(|v| v.parse().expect("number")),
+                )
+            })
+            .collect();
+        let near = |model: &str, parameter: &str, want: f64| {
+            let found = values[&(model.to_owned(), parameter.to_owned())].expect("fitted");
+            assert!(
+                (found - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "seed {seed} {model}.{parameter}: table {found}, reference fit {want}"
+            );
+        };
+        near("bg_nbd", "log_likelihood", bg.log_likelihood);
+        near("gamma_gamma", "log_likelihood", gg.log_likelihood);
+        near("gamma_gamma", "p", gg.params.p);
+        near("bg_nbd", "r", bg.params.r);
+        assert_eq!(values[&("bg_nbd".to_owned(), "customers".to_owned())], Some(summaries.len() as f64));
+    }
+}
