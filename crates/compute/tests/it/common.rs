@@ -341,3 +341,18 @@ pub fn assert_cells(actual: Vec<Vec<Option<String>>>, expected: Vec<Vec<Option<S
             .all(|(left, right)| left.len() == right.len() && left.iter().zip(right).all(|(l, r)| same(l, r)));
     assert!(equal, "{label}:\n  plan:     {actual:?}\n  expected: {expected:?}");
 }
+
+/// A text cell.
+pub fn text(value: &str) -> Option<String> {
+    Some(value.to_owned())
+}
+
+/// A timestamp cell: the microseconds of an RFC 3339 instant.
+pub fn instant(value: &str) -> Option<String> {
+    Some(micros(value).to_string())
+}
+
+/// A float cell, as [`cells`] writes it.
+pub fn number(value: f64) -> Option<String> {
+    Some(format!("{value:?}"))
+}

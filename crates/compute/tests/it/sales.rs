@@ -11,8 +11,8 @@ use crmkpi_schema::Config;
 use polars::prelude::*;
 
 use crate::common::{
-    EventRow, TestLake, assert_cells, assert_metrics_match, cells, epoch_day, event, linear_quantile, local_date, mean,
-    metrics_by_key, micros, report_months,
+    EventRow, TestLake, assert_cells, assert_metrics_match, cells, epoch_day, event, instant, linear_quantile,
+    local_date, mean, metrics_by_key, micros, number, report_months, text,
 };
 
 const DEAL_METRICS: [&str; 10] = [
@@ -113,18 +113,6 @@ fn fixture_lines() -> Vec<String> {
         deal("d2", "deal_stage_changed", "2024-02-02T00:00:00Z", "\"dd\"", &[("stage", "\"qualification\"")]),
         deal("d3", "deal_lost", "2024-02-03T00:00:00Z", "\"dd\"", &[]),
     ]
-}
-
-fn text(value: &str) -> Option<String> {
-    Some(value.to_owned())
-}
-
-fn instant(value: &str) -> Option<String> {
-    Some(micros(value).to_string())
-}
-
-fn number(value: f64) -> Option<String> {
-    Some(format!("{value:?}"))
 }
 
 #[test]

@@ -11,8 +11,8 @@ use crmkpi_schema::Config;
 use polars::prelude::*;
 
 use crate::common::{
-    EventRow, Metrics, TestLake, assert_cells, assert_metrics_match, cells, day, epoch_day, event, linear_quantile,
-    local_date, mean, metrics_by_key, micros, report_months,
+    EventRow, Metrics, TestLake, assert_cells, assert_metrics_match, cells, day, epoch_day, event, instant,
+    linear_quantile, local_date, mean, metrics_by_key, micros, number, report_months, text,
 };
 
 const SERVICE_METRICS: [&str; 10] = [
@@ -93,18 +93,6 @@ fn fixture_lines() -> Vec<String> {
         ticket("h1", "ticket_opened", "2024-02-01T08:00:00Z", "t8"),
         ticket("h2", "ticket_resolved", "2024-05-02T07:00:00Z", "t8"),
     ]
-}
-
-fn text(value: &str) -> Option<String> {
-    Some(value.to_owned())
-}
-
-fn instant(value: &str) -> Option<String> {
-    Some(micros(value).to_string())
-}
-
-fn number(value: f64) -> Option<String> {
-    Some(format!("{value:?}"))
 }
 
 #[test]
