@@ -57,7 +57,7 @@ if python3 -c "import duckdb" 2> /dev/null; then
         rm -f "$data/duckdb.parquet"
         /usr/bin/time -f "duckdb read_json_auto -> parquet: %e s, peak RSS %M KiB" python3 -c "
 import duckdb, sys
-duckdb.sql(\"COPY (SELECT * FROM read_json_auto('$dump/*.ndjson')) TO '$data/duckdb.parquet' (FORMAT parquet)\")
+duckdb.sql(\"COPY (SELECT * FROM read_json_auto('$dump/*.ndjson', format='newline_delimited', ignore_errors=true)) TO '$data/duckdb.parquet' (FORMAT parquet)\")
 "
     done
 else

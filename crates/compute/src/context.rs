@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crmkpi_schema::{Config, EventType, LAKE_COLUMNS, event::LakeType};
 use polars::prelude::*;
@@ -22,6 +23,9 @@ pub struct Context {
     pub earliest_event: i64,
     /// Reported months and `day(as_of)`.
     pub calendar: Calendar,
+    /// The customer summaries and model fits, computed once per run and shared by the
+    /// `customers` and `clv_model` tables and the manifest warnings.
+    pub(crate) clv_fits: Arc<OnceLock<Arc<crate::customers::FittedModels>>>,
 }
 
 /// What the lake holds up to `as_of`: event count per event type.
@@ -86,7 +90,7 @@ impl Context {
         let as_of = as_of.unwrap_or(latest);
         let calendar = Calendar::new(earliest, as_of, config.timezone);
         let events = lake.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
-        Ok(Context { events, config, as_of, earliest_event: earliest, calendar })
+        Ok(Context { events, config, as_of, earliest_event: earliest, calendar, clv_fits: Arc::default() })
     }
 
     /// The lake's events with `occurred_at <= as_of`.

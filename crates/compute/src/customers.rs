@@ -264,6 +264,23 @@ pub struct ClvFits {
     pub gamma_gamma_customers: usize,
 }
 
+/// The customer summaries (sorted by `customer_id`), their model inputs and the fits.
+pub struct FittedModels {
+    summaries: DataFrame,
+    rfm_rows: Vec<crate::clv_model::Rfm>,
+    fits: ClvFits,
+}
+
+/// The fitted models of the run, computed on first use and kept in the context.
+fn fitted_models(context: &Context) -> PolarsResult<std::sync::Arc<FittedModels>> {
+    if let Some(fitted) = context.clv_fits.get() {
+        return Ok(fitted.clone());
+    }
+    let (summaries, rfm_rows, fits) = fit_models(context)?;
+    let fitted = std::sync::Arc::new(FittedModels { summaries, rfm_rows, fits });
+    Ok(context.clv_fits.get_or_init(|| fitted).clone())
+}
+
 /// Collects the RFM summaries and fits both models (a global step on top of the per-customer
 /// summaries). Returns the summaries (sorted by `customer_id`) and the fits.
 fn fit_models(context: &Context) -> PolarsResult<(DataFrame, Vec<crate::clv_model::Rfm>, ClvFits)> {
@@ -310,11 +327,12 @@ fn finite(value: f64) -> Option<f64> {
 /// `expected_avg_order_value`, `predicted_clv` (discounted monthly sum over
 /// `clv.horizon_months`), `is_alive` and `health_score`.
 pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
-    let (summaries, rfm_rows, fits) = fit_models(context)?;
+    let fitted = fitted_models(context)?;
+    let (summaries, rfm_rows, fits) = (&fitted.summaries, &fitted.rfm_rows, &fitted.fits);
     let clv = &context.config.clv;
     let month = month_in_units(clv.unit_days);
     let (mut expected, mut alive, mut average, mut predicted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for customer in &rfm_rows {
+    for customer in rfm_rows {
         let bg = fits.bg_nbd.as_ref().map(|fit| &fit.params);
         let eaov = fits
             .gamma_gamma
@@ -373,6 +391,7 @@ pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
             + lit(weights.w_support) * support_part);
     let channels = crate::leads::lead_origins(context).select([col("customer_id"), col("channel")]);
     Ok(summaries
+        .clone()
         .lazy()
         .left_join(predictions.lazy(), col("customer_id"), col("customer_id"))
         .left_join(channels, col("customer_id"), col("customer_id"))
@@ -404,7 +423,8 @@ pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
 /// Gamma-Gamma (`p`, `q`, `v`) with `log_likelihood`, `customers`, `iterations` and `converged`
 /// (1 or 0). A model with fewer than 2 customers to fit has null parameters and converged 0.
 pub fn clv_model(context: &Context) -> PolarsResult<LazyFrame> {
-    let (_, _, fits) = fit_models(context)?;
+    let fitted = fitted_models(context)?;
+    let fits = &fitted.fits;
     let mut rows: Vec<(&str, &str, Option<f64>)> = Vec::new();
     let bg = fits.bg_nbd.as_ref();
     for (name, value) in [
@@ -444,7 +464,8 @@ pub fn clv_model(context: &Context) -> PolarsResult<LazyFrame> {
 
 /// Warnings about the model fits: a model not fitted or not converged.
 pub fn clv_warnings(context: &Context) -> PolarsResult<Vec<String>> {
-    let (_, _, fits) = fit_models(context)?;
+    let fitted = fitted_models(context)?;
+    let fits = &fitted.fits;
     let mut warnings = Vec::new();
     match &fits.bg_nbd {
         None => warnings.push(format!("BG/NBD not fitted: {} customers, at least 2 needed", fits.bg_nbd_customers)),

@@ -45,6 +45,8 @@ fn fixture_rfm_alive_and_health() {
         ),
         event("k1", "ticket_opened", "2024-03-10T10:00:00Z", &[("customer_id", "\"c1\""), ("ticket_id", "\"t1\"")]),
         event("l1", "lead_created", "2023-11-20T10:00:00Z", &[("customer_id", "\"c2\""), ("channel", "\"email\"")]),
+        // c3: first order on as_of's own day.
+        order("o5", "c3", "2024-03-31T05:00:00Z", "40"),
     ];
     let config = Config::default();
     let lake = TestLake::from_lines(&lines, &config);
@@ -96,6 +98,19 @@ fn fixture_rfm_alive_and_health() {
             number(20.0),
             text("false"),
         ],
+        // c3: ordered on as_of's day: frequency, recency and t all 0; alive.
+        vec![
+            text("c3"),
+            text("unknown"),
+            text("1"),
+            number(40.0),
+            text("0"),
+            number(0.0),
+            number(0.0),
+            number(0.0),
+            number(40.0),
+            text("true"),
+        ],
     ];
     crate::common::assert_cells(actual, expected, "customers");
     // Health, weights 0.4 / 0.3 / 0.2 / 0.1:
@@ -104,7 +119,9 @@ fn fixture_rfm_alive_and_health() {
     let health: Vec<Option<f64>> = frame.column("health_score").expect("health").f64().expect("f64").iter().collect();
     let c1 = 100.0 * (0.4 * 0.7 + 0.3 * 0.25 + 0.2 * 0.8 + 0.1 * (2.0 / 3.0));
     let c2 = 100.0 * (0.3 / 12.0 + 0.2 * 0.5 + 0.1);
-    assert!(close(health[0], Some(c1)) && close(health[1], Some(c2)), "{health:?}");
+    // c3: ordered on as_of's day: recency 1; one order day; no NPS; no ticket.
+    let c3 = 100.0 * (0.4 + 0.3 / 12.0 + 0.2 * 0.5 + 0.1);
+    assert!(close(health[0], Some(c1)) && close(health[1], Some(c2)) && close(health[2], Some(c3)), "{health:?}");
     // Only one customer with repeat purchases: Gamma-Gamma is not fitted.
     let models = clv_model(&context).and_then(LazyFrame::collect).expect("plan runs");
     let gamma: Vec<Vec<Option<String>>> =
