@@ -175,7 +175,7 @@ fn run_compute(
     let scan = crmkpi_compute::scan_lake(&files)?;
     let context = Context::new(scan, config.clone(), as_of)?;
     let lake_stats = context.lake_stats()?;
-    let warnings = crmkpi_compute::data_warnings(&context)?;
+    let warnings = crmkpi_compute::data_warnings(&context, &tables)?;
     for warning in &warnings {
         tracing::warn!(warning = %warning, "data warning");
     }

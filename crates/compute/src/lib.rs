@@ -92,16 +92,23 @@ pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Tab
         .collect()
 }
 
-/// Warnings about the data a run reads, for the manifest and the log: records that the KPI
-/// definitions leave out.
-pub fn data_warnings(context: &Context) -> Result<Vec<String>, ComputeError> {
-    let plan_error = |source| ComputeError::Plan { table: "tickets".to_owned(), source };
-    let unopened = service::tickets_without_opening(context).map_err(plan_error)?;
-    let mut warnings: Vec<String> = (unopened > 0)
-        .then(|| format!("{unopened} tickets have events but no ticket_opened and are left out of the service KPIs"))
-        .into_iter()
-        .collect();
-    let model_error = |source| ComputeError::Plan { table: "clv_model".to_owned(), source };
-    warnings.extend(customers::clv_warnings(context).map_err(model_error)?);
+/// Warnings about the data behind the selected tables, for the manifest and the log: tickets
+/// the service KPIs leave out, and model fits that could not be made or did not converge.
+pub fn data_warnings(context: &Context, tables: &[TableSpec]) -> Result<Vec<String>, ComputeError> {
+    let selected = |names: &[&str]| tables.iter().any(|table| names.contains(&table.name));
+    let mut warnings = Vec::new();
+    if selected(&["kpi_monthly", "tickets"]) {
+        let plan_error = |source| ComputeError::Plan { table: "tickets".to_owned(), source };
+        let unopened = service::tickets_without_opening(context).map_err(plan_error)?;
+        if unopened > 0 {
+            warnings.push(format!(
+                "{unopened} tickets have events but no ticket_opened and are left out of the service KPIs"
+            ));
+        }
+    }
+    if selected(&["customers", "clv_model"]) {
+        let model_error = |source| ComputeError::Plan { table: "clv_model".to_owned(), source };
+        warnings.extend(customers::clv_warnings(context).map_err(model_error)?);
+    }
     Ok(warnings)
 }

@@ -130,7 +130,7 @@ fn fixture_rfm_alive_and_health() {
     assert_eq!(value_of("p"), None);
     assert_eq!(value_of("converged"), Some("0.0".to_owned()));
     assert_eq!(value_of("customers"), Some("1.0".to_owned()));
-    let warnings = crmkpi_compute::data_warnings(&context).expect("warnings");
+    let warnings = crmkpi_compute::data_warnings(&context, crmkpi_compute::TABLES).expect("warnings");
     assert!(warnings.iter().any(|warning| warning.starts_with("Gamma-Gamma not fitted")), "{warnings:?}");
 }
 
