@@ -458,7 +458,15 @@ impl BgNbd {
         let second = -((a - 1.0) * ln_1mz + f.ln()).exp_m1();
         // lifetimes divides by 1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x),
         // which is exactly 1 / p_alive.
-        first * second * self.p_alive(c)
+        let transformed = first * second * self.p_alive(c);
+        if transformed.is_finite() {
+            return transformed;
+        }
+        // With very large a and b (data without dropout heterogeneity) the transformed
+        // series overflows while the direct one, whose terms shrink like (b / (a + b) z)^k,
+        // converges: 1 - (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z).
+        let direct = hyp2f1(r + x, b + x, cc, z);
+        first * -((r + x) * ln_1mz + direct.ln()).exp_m1() * self.p_alive(c)
     }
 
     /// P(alive | x, t_x, T) (lifetimes' conditional_probability_alive); 1 when frequency = 0.
@@ -1394,5 +1402,29 @@ mod tests {
         data.push(c_early);
         let fit = fit_bg_nbd(&data).expect("fit");
         assert!(fit.log_likelihood.is_finite() && fit.converged, "{fit:?}");
+    }
+
+    #[test]
+    fn expected_purchases_stay_finite_for_huge_a_and_b() {
+        let customer = Rfm { frequency: 3.0, recency: 30.857, t: 55.857, monetary_value: 0.0 };
+        // Moderate parameters: the fallback's direct form agrees with the transformed one.
+        let moderate = BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
+        let (r, alpha, a, b, x) = (moderate.r, moderate.alpha, moderate.a, moderate.b, customer.frequency);
+        let t = 52.0;
+        let z = t / (alpha + customer.t + t);
+        let ln_1mz = -(t / (alpha + customer.t)).ln_1p();
+        let direct = (a + b + x - 1.0) / (a - 1.0)
+            * -((r + x) * ln_1mz + hyp2f1(r + x, b + x, a + b + x - 1.0, z).ln()).exp_m1()
+            * moderate.p_alive(&customer);
+        let transformed = moderate.conditional_expected_purchases(t, &customer);
+        assert!((direct - transformed).abs() < 1e-9 * transformed.abs().max(1.0), "{direct} vs {transformed}");
+        // Huge a and b, as fitted on data without dropout heterogeneity: finite and positive,
+        // and close to the constant-dropout limit's value of a nearby moderate-variance model.
+        let huge = BgNbd { r: 1.717, alpha: 28.64, a: 1_274_564.6, b: 6_436_506.0 };
+        let value = huge.conditional_expected_purchases(52.0, &customer);
+        assert!(value.is_finite() && value > 0.0, "{value}");
+        let large = BgNbd { r: 1.717, alpha: 28.64, a: 1_274.5646, b: 6_436.506 };
+        let nearby = large.conditional_expected_purchases(52.0, &customer);
+        assert!((value - nearby).abs() < 0.01 * nearby, "{value} vs {nearby}");
     }
 }
