@@ -1423,7 +1423,7 @@ mod tests {
         let huge = BgNbd { r: 1.717, alpha: 28.64, a: 1_274_564.6, b: 6_436_506.0 };
         let value = huge.conditional_expected_purchases(52.0, &customer);
         assert!(value.is_finite() && value > 0.0, "{value}");
-        let large = BgNbd { r: 1.717, alpha: 28.64, a: 1_274.5646, b: 6_436.506 };
+        let large = BgNbd { r: 1.717, alpha: 28.64, a: 1_274.564_6, b: 6_436.506 };
         let nearby = large.conditional_expected_purchases(52.0, &customer);
         assert!((value - nearby).abs() < 0.01 * nearby, "{value} vs {nearby}");
     }
