@@ -100,7 +100,7 @@ impl Context {
 
     /// The events of one type, up to `as_of`.
     pub fn events_of(&self, event_type: EventType) -> LazyFrame {
-        self.events().filter(col("event_type").eq(lit(event_type.name())))
+        self.events().filter(is_type(event_type))
     }
 
     /// Counts the events up to `as_of` by type, for the manifest.
@@ -128,6 +128,11 @@ impl Context {
         }
         Ok(stats)
     }
+}
+
+/// Whether an event row is of the given type.
+pub fn is_type(event_type: EventType) -> Expr {
+    col("event_type").eq(lit(event_type.name()))
 }
 
 /// The polars type of the lake's `occurred_at`.

@@ -14,9 +14,6 @@ use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, metric_rows};
 use crate::sales::elapsed;
 
-const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
-const MICROS_PER_DAY: f64 = 86_400_000_000.0;
-
 /// Per lead (a `customer_id` with a `lead_created`): its earliest `lead_created`
 /// (`lead_created_at`, ties by `event_id`) and that event's `channel` (`unknown` when null).
 pub fn lead_origins(context: &Context) -> LazyFrame {
@@ -64,9 +61,9 @@ fn lead_facts(context: &Context) -> LazyFrame {
             col("channel"),
             col("qualified").fill_null(lit(false)),
             col("first_order_at").is_not_null().alias("converted"),
-            elapsed(col("first_contact_at"), col("lead_created_at"), MICROS_PER_HOUR).alias("response_hours"),
+            elapsed(col("first_contact_at"), col("lead_created_at"), HOURS).alias("response_hours"),
             when(col("first_order_at").gt_eq(col("lead_created_at")))
-                .then(elapsed(col("first_order_at"), col("lead_created_at"), MICROS_PER_DAY))
+                .then(elapsed(col("first_order_at"), col("lead_created_at"), DAYS))
                 .otherwise(lit(NULL).cast(DataType::Float64))
                 .alias("conversion_days"),
         ])

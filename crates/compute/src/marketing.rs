@@ -8,16 +8,12 @@ use polars::prelude::*;
 use crate::aggregate::{MONEY, exact_sum};
 
 use crate::calendar::local_month;
-use crate::context::Context;
+use crate::context::{Context, is_type};
 use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows, null_f64};
 use crate::revenue::{first_order_days, orders};
 
 fn month_of_event(context: &Context) -> Expr {
     local_month(col("occurred_at"), context.config.timezone).alias("month_index")
-}
-
-fn is(event_type: EventType) -> Expr {
-    col("event_type").eq(lit(event_type.name()))
 }
 
 /// Spend per month by category: `acquisition_spend`, `retention_spend`, `crm_spend`.
@@ -35,11 +31,11 @@ fn spend_per_month(context: &Context) -> LazyFrame {
 /// Email list changes per month: a customer's state starts unsubscribed; only events that
 /// change it count (`subscribes`, `unsubscribes`).
 fn email_changes_per_month(context: &Context) -> PolarsResult<LazyFrame> {
-    let subscribed = is(EventType::EmailSubscribed);
+    let subscribed = is_type(EventType::EmailSubscribed);
     let previous = col("subscribed").shift(lit(1)).over([col("customer_id")])?.fill_null(lit(false));
     Ok(context
         .events()
-        .filter(subscribed.clone().or(is(EventType::EmailUnsubscribed)))
+        .filter(subscribed.clone().or(is_type(EventType::EmailUnsubscribed)))
         .select([col("customer_id"), col("occurred_at"), col("event_id"), subscribed.alias("subscribed")])
         .sort(["customer_id", "occurred_at", "event_id"], SortMultipleOptions::default())
         .with_column(previous.alias("was_subscribed"))
@@ -89,12 +85,12 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         .agg([len().cast(DataType::Int64).alias("new_customers")]);
     let renewals = context
         .events()
-        .filter(is(EventType::SubscriptionRenewed).or(is(EventType::SubscriptionCancelled)))
+        .filter(is_type(EventType::SubscriptionRenewed).or(is_type(EventType::SubscriptionCancelled)))
         .with_column(month_of_event(context))
         .group_by([col("month_index")])
         .agg([
-            is(EventType::SubscriptionRenewed).cast(DataType::Int64).sum().alias("renewed"),
-            is(EventType::SubscriptionCancelled).cast(DataType::Int64).sum().alias("cancelled"),
+            is_type(EventType::SubscriptionRenewed).cast(DataType::Int64).sum().alias("renewed"),
+            is_type(EventType::SubscriptionCancelled).cast(DataType::Int64).sum().alias("cancelled"),
         ]);
     let active_users = context
         .events_of(EventType::CrmUserActive)

@@ -23,9 +23,6 @@ const STAGE_CHANGED: &str = EventType::DealStageChanged.name();
 const WON: &str = EventType::DealWon.name();
 const LOST: &str = EventType::DealLost.name();
 
-const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
-const MICROS_PER_DAY: f64 = 86_400_000_000.0;
-
 /// A null of type str.
 fn null_str() -> Expr {
     lit(NULL).cast(DataType::String)
@@ -121,7 +118,7 @@ fn deal_summaries(timeline: LazyFrame) -> LazyFrame {
                 .then(lit("won"))
                 .otherwise(lit("lost"))
                 .alias("status"),
-            elapsed(col("closed_at"), col("created_at"), MICROS_PER_DAY).alias("cycle_days"),
+            elapsed(col("closed_at"), col("created_at"), DAYS).alias("cycle_days"),
         ])
 }
 
@@ -178,7 +175,7 @@ fn stage_visits(timeline: LazyFrame) -> PolarsResult<LazyFrame> {
                 .otherwise(lit("open"))
                 .alias("outcome"),
         ])
-        .with_column(elapsed(col("exited_at"), col("entered_at"), MICROS_PER_HOUR).alias("hours"))
+        .with_column(elapsed(col("exited_at"), col("entered_at"), HOURS).alias("hours"))
         .select([
             col("deal_id"),
             col("visit"),

@@ -12,11 +12,9 @@ use crate::aggregate::{MINUTES, exact_mean};
 
 use crate::business_time::{business_calendar, with_business_clock};
 use crate::calendar::local_month;
-use crate::context::Context;
+use crate::context::{Context, is_type};
 use crate::kpi_monthly::{MetricValue, metric_rows};
 use crate::sales::elapsed;
-
-const MICROS_PER_MINUTE: f64 = 60_000_000.0;
 
 fn ticket_events(context: &Context) -> LazyFrame {
     let types = Series::new(
@@ -43,10 +41,6 @@ fn ticket_events(context: &Context) -> LazyFrame {
         .sort(["ticket_id", "occurred_at", "event_id"], SortMultipleOptions::default())
 }
 
-fn is(event_type: EventType) -> Expr {
-    col("event_type").eq(lit(event_type.name()))
-}
-
 /// Table `tickets`, one row per opened ticket, sorted by `ticket_id`: opening, first agent
 /// response at or after it, resolution (the last `ticket_resolved`, when resolved), calendar
 /// and business minutes, agent replies, reopens, `resolved` and `fcr` (resolved with exactly
@@ -54,20 +48,20 @@ fn is(event_type: EventType) -> Expr {
 pub fn tickets(context: &Context) -> PolarsResult<LazyFrame> {
     let events = ticket_events(context)
         .with_column(col("occurred_at").cum_count(false).over([col("ticket_id")])?.alias("position"));
-    let opened = events.clone().filter(is(EventType::TicketOpened)).group_by([col("ticket_id")]).agg([
+    let opened = events.clone().filter(is_type(EventType::TicketOpened)).group_by([col("ticket_id")]).agg([
         col("occurred_at").first().alias("opened_at"),
         col("customer_id").first().alias("customer_id"),
         col("channel").first().alias("channel"),
     ]);
     let per_ticket = events.clone().group_by([col("ticket_id")]).agg([
-        is(EventType::TicketAgentReplied).cast(DataType::Int64).sum().alias("agent_replies"),
-        is(EventType::TicketReopened).cast(DataType::Int64).sum().alias("reopens"),
-        col("position").filter(is(EventType::TicketResolved)).max().alias("last_resolved_position"),
-        col("position").filter(is(EventType::TicketReopened)).max().alias("last_reopened_position"),
-        col("occurred_at").filter(is(EventType::TicketResolved)).last().alias("last_resolved_at"),
+        is_type(EventType::TicketAgentReplied).cast(DataType::Int64).sum().alias("agent_replies"),
+        is_type(EventType::TicketReopened).cast(DataType::Int64).sum().alias("reopens"),
+        col("position").filter(is_type(EventType::TicketResolved)).max().alias("last_resolved_position"),
+        col("position").filter(is_type(EventType::TicketReopened)).max().alias("last_reopened_position"),
+        col("occurred_at").filter(is_type(EventType::TicketResolved)).last().alias("last_resolved_at"),
     ]);
     let first_responses = events
-        .filter(is(EventType::TicketAgentReplied))
+        .filter(is_type(EventType::TicketAgentReplied))
         .select([col("ticket_id"), col("occurred_at")])
         .inner_join(opened.clone().select([col("ticket_id"), col("opened_at")]), col("ticket_id"), col("ticket_id"))
         .filter(col("occurred_at").gt_eq(col("opened_at")))
@@ -93,8 +87,7 @@ pub fn tickets(context: &Context) -> PolarsResult<LazyFrame> {
         [("opened_at", "opened_clock"), ("first_response_at", "response_clock"), ("resolved_at", "resolved_clock")]
             .into_iter()
             .fold(joined, |frame, (instant, clock)| with_business_clock(frame, calendar.clone(), zone, instant, clock));
-    let business_minutes =
-        |clock: &str| (col(clock) - col("opened_clock")).cast(DataType::Float64) / lit(MICROS_PER_MINUTE);
+    let business_minutes = |clock: &str| (col(clock) - col("opened_clock")).cast(DataType::Float64) / lit(MINUTES);
     Ok(clocked
         .select([
             col("ticket_id"),
@@ -102,10 +95,10 @@ pub fn tickets(context: &Context) -> PolarsResult<LazyFrame> {
             col("channel"),
             col("opened_at"),
             col("first_response_at"),
-            elapsed(col("first_response_at"), col("opened_at"), MICROS_PER_MINUTE).alias("first_response_minutes"),
+            elapsed(col("first_response_at"), col("opened_at"), MINUTES).alias("first_response_minutes"),
             business_minutes("response_clock").alias("first_response_business_minutes"),
             col("resolved_at"),
-            elapsed(col("resolved_at"), col("opened_at"), MICROS_PER_MINUTE).alias("resolution_minutes"),
+            elapsed(col("resolved_at"), col("opened_at"), MINUTES).alias("resolution_minutes"),
             business_minutes("resolved_clock").alias("resolution_business_minutes"),
             col("agent_replies"),
             col("reopens"),
@@ -218,7 +211,7 @@ pub fn surveys_monthly(context: &Context) -> PolarsResult<LazyFrame> {
 pub fn tickets_without_opening(context: &Context) -> PolarsResult<u64> {
     let counts = ticket_events(context)
         .group_by([col("ticket_id")])
-        .agg([is(EventType::TicketOpened).any(true).alias("has_opening")])
+        .agg([is_type(EventType::TicketOpened).any(true).alias("has_opening")])
         .filter(col("has_opening").not())
         .select([len().cast(DataType::UInt64).alias("tickets")])
         .collect()?;

@@ -101,18 +101,27 @@ fn fixture_churn_and_reactivation() {
     assert_metrics_match(&metrics_by_key(&frame, &CHURN_METRICS), &expected, "fixture");
 }
 
-/// Day-by-day reference of the churn metrics.
-fn reference(rows: &[EventRow], as_of: i64, config: &Config) -> Metrics {
-    let zone = config.timezone;
-    let rows: Vec<&EventRow> = rows.iter().filter(|row| row.occurred_at <= as_of).collect();
-    let churn = i64::from(config.churn_after_days);
+/// The local order days of each customer.
+fn order_days_by_customer<'a>(
+    rows: impl Iterator<Item = &'a EventRow>,
+    zone: Tz,
+) -> HashMap<String, BTreeSet<NaiveDate>> {
     let mut order_days: HashMap<String, BTreeSet<NaiveDate>> = HashMap::new();
-    for row in rows.iter().filter(|row| row.event_type == "order_placed") {
+    for row in rows.filter(|row| row.event_type == "order_placed") {
         order_days
             .entry(row.get("customer_id").expect("customer").to_owned())
             .or_default()
             .insert(local_date(row.occurred_at, zone));
     }
+    order_days
+}
+
+/// Day-by-day reference of the churn metrics.
+fn reference(rows: &[EventRow], as_of: i64, config: &Config) -> Metrics {
+    let zone = config.timezone;
+    let rows: Vec<&EventRow> = rows.iter().filter(|row| row.occurred_at <= as_of).collect();
+    let churn = i64::from(config.churn_after_days);
+    let order_days = order_days_by_customer(rows.iter().copied(), zone);
     let alive = |customer: &str, on: NaiveDate| {
         order_days[customer].iter().any(|day| *day > on - Duration::days(churn) && *day <= on)
     };
@@ -228,13 +237,7 @@ fn reference_clv(rows: &[EventRow], as_of: i64, config: &Config) -> BTreeMap<i32
     let all: Vec<EventRow> = rows.iter().filter(|row| row.occurred_at <= as_of).cloned().collect();
     let orders: Vec<&EventRow> = all.iter().filter(|row| row.event_type == "order_placed").collect();
     let churn = i64::from(config.churn_after_days);
-    let mut order_days: HashMap<String, BTreeSet<NaiveDate>> = HashMap::new();
-    for row in &orders {
-        order_days
-            .entry(row.get("customer_id").expect("customer").to_owned())
-            .or_default()
-            .insert(local_date(row.occurred_at, zone));
-    }
+    let order_days = order_days_by_customer(orders.iter().copied(), zone);
     let alive = |customer: &str, on: NaiveDate| {
         order_days[customer].iter().any(|day| *day > on - Duration::days(churn) && *day <= on)
     };
