@@ -44,12 +44,14 @@ pub fn bench_config() -> Config {
     config
 }
 
-/// Runs `work` `runs` times and returns the median duration.
-pub fn median_of(runs: usize, mut work: impl FnMut()) -> Duration {
+/// Runs `prepare` then `work` on its result `runs` times and returns the median duration of
+/// `work` alone.
+pub fn median_of<T>(runs: usize, mut prepare: impl FnMut() -> T, mut work: impl FnMut(T)) -> Duration {
     let mut durations: Vec<Duration> = (0..runs.max(1))
         .map(|_| {
+            let input = prepare();
             let started = Instant::now();
-            work();
+            work(input);
             started.elapsed()
         })
         .collect();

@@ -389,48 +389,137 @@ fn sum_terms<T: Sync, const K: usize>(items: &[T], f: impl Fn(&T) -> [f64; K] + 
 // BG/NBD
 // ---------------------------------------------------------------------------------------------
 
-impl BgNbd {
-    /// Per-customer log-likelihood and its gradient [ll, ∂r, ∂alpha, ∂a, ∂b]
-    /// (lifetimes' `BetaGeoFitter._negative_log_likelihood`, negated, unweighted).
-    fn term(&self, c: &Rfm, with_gradient: bool) -> [f64; 5] {
-        let BgNbd { r, alpha, a, b } = *self;
-        let x = c.frequency;
-        let a1 = lgamma(r + x) - lgamma(r) + r * alpha.ln();
-        let a2 = lgamma(a + b) + lgamma(b + x) - lgamma(b) - lgamma(a + b + x);
-        let ln_at = (alpha + c.t).ln();
-        let a3 = -(r + x) * ln_at;
-        // ln(exp(A3) + [x > 0] exp(A4)) by log-sum-exp; w4 = share of the A4 term.
-        let (lse, w4, ln_atx, bx1) = if x > 0.0 {
-            let bx1 = b + x.max(1.0) - 1.0;
-            let ln_atx = (alpha + c.recency).ln();
-            let a4 = a.ln() - bx1.ln() - (r + x) * ln_atx;
-            let m = a3.max(a4);
-            let e3 = (a3 - m).exp();
-            let e4 = (a4 - m).exp();
-            (m + (e3 + e4).ln(), e4 / (e3 + e4), ln_atx, bx1)
-        } else {
-            (a3, 0.0, 0.0, 1.0)
-        };
-        let ll = a1 + a2 + lse;
-        if !with_gradient {
-            return [ll, 0.0, 0.0, 0.0, 0.0];
+/// Customers with the same (frequency, recency, T), counted: the BG/NBD likelihood is evaluated
+/// once per group.
+#[derive(Debug, Clone, Copy)]
+struct BgGroup {
+    /// Index of the group's frequency in [`BgData::frequencies`].
+    frequency_index: usize,
+    frequency: f64,
+    recency: f64,
+    t: f64,
+    customers: f64,
+}
+
+/// The BG/NBD input as the likelihood reads it.
+struct BgData {
+    /// The distinct frequencies, ascending (whole numbers).
+    frequencies: Vec<f64>,
+    groups: Vec<BgGroup>,
+}
+
+impl BgData {
+    /// Groups the customers; None when a record is invalid (see [`valid_bg_record`]).
+    fn new(customers: &[Rfm]) -> Option<BgData> {
+        if !customers.iter().all(valid_bg_record) {
+            return None;
         }
-        let w3 = 1.0 - w4;
-        let psi_ab = digamma(a + b);
-        let psi_abx = digamma(a + b + x);
-        let (d_r_gamma, d_b_gamma) =
-            if x > 0.0 { (digamma(r + x) - digamma(r), digamma(b + x) - digamma(b)) } else { (0.0, 0.0) };
-        let d_r = d_r_gamma + alpha.ln() - w3 * ln_at - w4 * ln_atx;
-        let d_alpha = r / alpha - (r + x) * (w3 / (alpha + c.t) + if x > 0.0 { w4 / (alpha + c.recency) } else { 0.0 });
-        let d_a = psi_ab - psi_abx + w4 / a;
-        let d_b = psi_ab + d_b_gamma - psi_abx - w4 / bx1;
-        [ll, d_r, d_alpha, d_a, d_b]
+        let mut keys: Vec<(f64, f64, f64)> = customers.iter().map(|c| (c.frequency, c.recency, c.t)).collect();
+        keys.sort_by(|u, v| u.0.total_cmp(&v.0).then(u.1.total_cmp(&v.1)).then(u.2.total_cmp(&v.2)));
+        let mut frequencies: Vec<f64> = Vec::new();
+        let mut groups: Vec<BgGroup> = Vec::new();
+        for (frequency, recency, t) in keys {
+            match groups.last_mut() {
+                Some(last) if last.frequency == frequency && last.recency == recency && last.t == t => {
+                    last.customers += 1.0;
+                }
+                _ => {
+                    if frequencies.last() != Some(&frequency) {
+                        frequencies.push(frequency);
+                    }
+                    groups.push(BgGroup {
+                        frequency_index: frequencies.len() - 1,
+                        frequency,
+                        recency,
+                        t,
+                        customers: 1.0,
+                    });
+                }
+            }
+        }
+        Some(BgData { frequencies, groups })
+    }
+}
+
+/// The parts of a customer's log-likelihood that depend on the frequency x and the parameters
+/// only, with their derivatives with respect to ln r, ln a and ln b.
+#[derive(Debug, Clone, Copy, Default)]
+struct FrequencyTerms {
+    /// ln Γ(r + x) - ln Γ(r) = Σ_{k<x} ln(r + k).
+    ln_gamma_ratio: f64,
+    /// r ∂/∂r of `ln_gamma_ratio`.
+    d_ln_r: f64,
+    /// ln B(a, b + x) - ln B(a, b) = -Σ_{k<x} ln(1 + a / (b + k)).
+    ln_beta_ratio: f64,
+    /// a ∂/∂a of `ln_beta_ratio`.
+    d_ln_a: f64,
+    /// b ∂/∂b of `ln_beta_ratio`.
+    d_ln_b: f64,
+    /// ln(b + x - 1) (the dropout term's denominator; only read when x > 0).
+    ln_b_x1: f64,
+    /// b / (b + x - 1), its derivative with respect to ln b.
+    d_ln_b_x1: f64,
+}
+
+/// [`FrequencyTerms`] for each of the ascending whole-number `frequencies`, by running sums over
+/// k = 0, 1, … (no differences of large ln Γ values, so they stay exact when a and b are huge).
+fn frequency_terms(p: &BgNbd, frequencies: &[f64]) -> Vec<FrequencyTerms> {
+    let BgNbd { r, a, b, .. } = *p;
+    let mut sums = FrequencyTerms::default();
+    let mut k = 0.0;
+    frequencies
+        .iter()
+        .map(|&x| {
+            while k < x {
+                sums.ln_gamma_ratio += (r + k).ln();
+                sums.d_ln_r += r / (r + k);
+                sums.ln_beta_ratio -= (a / (b + k)).ln_1p();
+                sums.d_ln_a -= a / (a + b + k);
+                sums.d_ln_b += a * b / ((b + k) * (a + b + k));
+                k += 1.0;
+            }
+            let b_x1 = b + x.max(1.0) - 1.0;
+            FrequencyTerms { ln_b_x1: b_x1.ln(), d_ln_b_x1: b / b_x1, ..sums }
+        })
+        .collect()
+}
+
+impl BgNbd {
+    /// Σ over groups of customers × [log-likelihood, and its derivatives with respect to
+    /// ln r, ln alpha, ln a, ln b] (lifetimes' `BetaGeoFitter._negative_log_likelihood`,
+    /// negated, unweighted). ln(A3 + [x > 0] A4) is taken by log-sum-exp.
+    fn log_likelihood_terms(&self, data: &BgData) -> [f64; 5] {
+        let BgNbd { r, alpha, a, .. } = *self;
+        let terms = frequency_terms(self, &data.frequencies);
+        let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
+        sum_terms(&data.groups, |group| {
+            let ft = &terms[group.frequency_index];
+            let x = group.frequency;
+            let ln_at = (alpha + group.t).ln();
+            let a3 = -(r + x) * ln_at;
+            let (lse, w4, ln_atx, inv_atx) = if x > 0.0 {
+                let ln_atx = (alpha + group.recency).ln();
+                let a4 = ln_a - ft.ln_b_x1 - (r + x) * ln_atx;
+                let m = a3.max(a4);
+                let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
+                (m + (e3 + e4).ln(), e4 / (e3 + e4), ln_atx, 1.0 / (alpha + group.recency))
+            } else {
+                (a3, 0.0, 0.0, 0.0)
+            };
+            let w3 = 1.0 - w4;
+            let ll = ft.ln_gamma_ratio + r * ln_alpha + ft.ln_beta_ratio + lse;
+            let d_r = ft.d_ln_r + r * (ln_alpha - w3 * ln_at - w4 * ln_atx);
+            let d_alpha = r - (r + x) * alpha * (w3 / (alpha + group.t) + w4 * inv_atx);
+            let d_a = ft.d_ln_a + w4;
+            let d_b = ft.d_ln_b - w4 * ft.d_ln_b_x1;
+            [ll, d_r, d_alpha, d_a, d_b].map(|value| value * group.customers)
+        })
     }
 
-    /// Total log-likelihood (sum over customers) at these parameters.
+    /// Total log-likelihood (sum over customers) at these parameters; NaN when a record is
+    /// invalid (see [`fit_bg_nbd`]).
     pub fn log_likelihood(&self, customers: &[Rfm]) -> f64 {
-        let p = *self;
-        sum_terms(customers, move |c| [p.term(c, false)[0]])[0]
+        BgData::new(customers).map_or(f64::NAN, |data| self.log_likelihood_terms(&data)[0])
     }
 
     /// E[X(t) | x, t_x, T]: expected purchases in the next `t` units (lifetimes'
@@ -486,83 +575,167 @@ fn valid_bg_record(c: &Rfm) -> bool {
         && c.recency.is_finite()
         && c.t.is_finite()
         && c.frequency >= 0.0
+        && c.frequency.fract() == 0.0
         && c.recency >= 0.0
         && c.recency <= c.t
 }
 
+/// ln(1 + e^s) without overflow.
+fn softplus(s: f64) -> f64 {
+    s.max(0.0) + (-s.abs()).exp().ln_1p()
+}
+
+/// BG/NBD parameters from the optimiser's coordinates (ln r, ln alpha, logit μ, ln κ), where
+/// μ = a / (a + b) is the mean dropout probability and κ = a + b the Beta's concentration.
+/// Data whose dropout probabilities do not vary across customers push κ to infinity with μ
+/// fixed; in these coordinates that is one axis with a vanishing gradient, which the optimiser
+/// follows to convergence instead of crawling along the a/b ridge.
+fn bg_params(theta: &[f64; 4]) -> BgNbd {
+    let [ln_r, ln_alpha, logit_mean, ln_concentration] = *theta;
+    BgNbd {
+        r: ln_r.exp(),
+        alpha: ln_alpha.exp(),
+        a: (ln_concentration - softplus(-logit_mean)).exp(),
+        b: (ln_concentration - softplus(logit_mean)).exp(),
+    }
+}
+
+/// Optimiser coordinates of BG/NBD parameters (inverse of [`bg_params`]).
+fn bg_coordinates(p: &BgNbd) -> [f64; 4] {
+    [p.r.ln(), p.alpha.ln(), p.a.ln() - p.b.ln(), (p.a + p.b).ln()]
+}
+
+/// The fit's objective at optimiser coordinates `theta` (see [`bg_params`]): the negative mean
+/// log-likelihood and its gradient.
+fn bg_objective(data: &BgData, theta: &[f64; 4]) -> (f64, [f64; 4]) {
+    let p = bg_params(theta);
+    let n: f64 = data.groups.iter().map(|group| group.customers).sum();
+    let [ll, d_r, d_alpha, d_a, d_b] = p.log_likelihood_terms(data);
+    let mean = p.a / (p.a + p.b);
+    // ln a = ln κ + ln μ and ln b = ln κ + ln(1 - μ): chain rule to logit μ and ln κ.
+    let d_logit_mean = (1.0 - mean) * d_a - mean * d_b;
+    (-ll / n, [-d_r / n, -d_alpha / n, -d_logit_mean / n, -(d_a + d_b) / n])
+}
+
 /// Maximum-likelihood fit over all customers (each weight 1). None when fewer than 2 customers.
 ///
-/// Also None when a record is invalid (non-finite field, negative frequency or recency, or
-/// recency > T) or no starting point has a finite likelihood. The negative mean log-likelihood is
-/// minimised over ln(r, alpha, a, b) from several starting points; the best run is returned.
+/// Also None when a record is invalid (non-finite field, negative or fractional frequency,
+/// negative recency, or recency > T) or no starting point has a finite likelihood. The negative
+/// mean log-likelihood is minimised over (ln r, ln alpha, logit a / (a + b), ln(a + b)) from
+/// several starting points; the best run is returned.
 pub fn fit_bg_nbd(customers: &[Rfm]) -> Option<Fit<BgNbd>> {
-    if customers.len() < 2 || !customers.iter().all(valid_bg_record) {
+    if customers.len() < 2 {
         return None;
     }
+    let data = BgData::new(customers)?;
     let n = customers.len() as f64;
-    let params = |th: &[f64; 4]| BgNbd { r: th[0].exp(), alpha: th[1].exp(), a: th[2].exp(), b: th[3].exp() };
-    let objective = |th: &[f64; 4]| -> (f64, [f64; 4]) {
-        let p = params(th);
-        let s = sum_terms(customers, move |c| p.term(c, true));
-        (-s[0] / n, [-s[1] * p.r / n, -s[2] * p.alpha / n, -s[3] * p.a / n, -s[4] * p.b / n])
-    };
+    let objective = |theta: &[f64; 4]| bg_objective(&data, theta);
     let mean_x = customers.iter().map(|c| c.frequency).sum::<f64>() / n;
     let mean_t = customers.iter().map(|c| c.t).sum::<f64>() / n;
     // E[λ] = r / alpha ≈ purchases per unit time.
     let rate = (mean_x.max(1e-3) / mean_t.max(1e-9)).clamp(1e-9, 1e9);
-    let ln_rate = rate.ln();
     let starts = [
-        [0.0, 0.0, 0.0, 0.0],
-        [0.0, -ln_rate, 0.0, 0.0],
-        [0.25f64.ln(), 0.25f64.ln() - ln_rate, 0.8f64.ln(), 2.5f64.ln()],
-    ];
+        BgNbd { r: 1.0, alpha: 1.0, a: 1.0, b: 1.0 },
+        BgNbd { r: 1.0, alpha: 1.0 / rate, a: 1.0, b: 1.0 },
+        BgNbd { r: 0.25, alpha: 0.25 / rate, a: 0.8, b: 2.5 },
+    ]
+    .map(|start| bg_coordinates(&start));
     let best = minimize_multistart(&objective, &starts)?;
-    let p = params(&best.x);
-    Some(Fit { params: p, log_likelihood: -best.f * n, iterations: best.iterations, converged: best.converged })
+    Some(Fit {
+        params: bg_params(&best.x),
+        log_likelihood: -best.f * n,
+        iterations: best.iterations,
+        converged: best.converged,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Gamma-Gamma
 // ---------------------------------------------------------------------------------------------
 
-/// (frequency, monetary_value) of the customers the Gamma-Gamma model uses.
-fn gamma_gamma_data(customers: &[Rfm]) -> Vec<(f64, f64)> {
-    customers
-        .iter()
-        .filter(|c| {
-            c.frequency > 0.0 && c.monetary_value > 0.0 && c.frequency.is_finite() && c.monetary_value.is_finite()
-        })
-        .map(|c| (c.frequency, c.monetary_value))
-        .collect()
+/// A customer the Gamma-Gamma model uses (frequency x > 0, monetary value m > 0).
+#[derive(Debug, Clone, Copy)]
+struct Spender {
+    /// Index of x in [`SpendData::frequencies`].
+    frequency_index: usize,
+    frequency: f64,
+    monetary_value: f64,
+    ln_m: f64,
+    ln_x: f64,
+}
+
+/// The Gamma-Gamma input as the likelihood reads it.
+struct SpendData {
+    /// The distinct frequencies, ascending.
+    frequencies: Vec<f64>,
+    spenders: Vec<Spender>,
+}
+
+impl SpendData {
+    fn new(customers: &[Rfm]) -> SpendData {
+        let mut pairs: Vec<(f64, f64)> = customers
+            .iter()
+            .filter(|c| {
+                c.frequency > 0.0 && c.monetary_value > 0.0 && c.frequency.is_finite() && c.monetary_value.is_finite()
+            })
+            .map(|c| (c.frequency, c.monetary_value))
+            .collect();
+        pairs.sort_by(|u, v| u.0.total_cmp(&v.0).then(u.1.total_cmp(&v.1)));
+        let mut frequencies: Vec<f64> = Vec::new();
+        let spenders = pairs
+            .into_iter()
+            .map(|(frequency, monetary_value)| {
+                if frequencies.last() != Some(&frequency) {
+                    frequencies.push(frequency);
+                }
+                let ln_m = monetary_value.ln();
+                Spender {
+                    frequency_index: frequencies.len() - 1,
+                    frequency,
+                    monetary_value,
+                    ln_m,
+                    ln_x: frequency.ln(),
+                }
+            })
+            .collect();
+        SpendData { frequencies, spenders }
+    }
 }
 
 impl GammaGamma {
-    /// Per-customer log-likelihood and gradient [ll, ∂p, ∂q, ∂v]
-    /// (lifetimes' `GammaGammaFitter._negative_log_likelihood`, negated, unweighted).
-    fn term(&self, x: f64, m: f64, with_gradient: bool) -> [f64; 4] {
+    /// Σ over spenders of [log-likelihood, and its derivatives with respect to ln p, ln q,
+    /// ln v] (lifetimes' `GammaGammaFitter._negative_log_likelihood`, negated, unweighted).
+    /// The ln Γ and ψ values depend on x only and are taken once per distinct frequency.
+    fn log_likelihood_terms(&self, data: &SpendData) -> [f64; 4] {
         let GammaGamma { p, q, v } = *self;
-        let px = p * x;
-        let ln_m = m.ln();
-        let ln_x = x.ln();
-        let ln_xmv = (x * m + v).ln();
-        let ln_v = v.ln();
-        let ll = lgamma(px + q) - lgamma(px) - lgamma(q) + q * ln_v + (px - 1.0) * ln_m + px * ln_x - (px + q) * ln_xmv;
-        if !with_gradient {
-            return [ll, 0.0, 0.0, 0.0];
-        }
-        let psi_pxq = digamma(px + q);
-        let d_p = x * (psi_pxq - digamma(px) + ln_m + ln_x - ln_xmv);
-        let d_q = psi_pxq - digamma(q) + ln_v - ln_xmv;
-        let d_v = q / v - (px + q) / (x * m + v);
-        [ll, d_p, d_q, d_v]
+        let (ln_v, lgamma_q, psi_q) = (v.ln(), lgamma(q), digamma(q));
+        let per_frequency: Vec<(f64, f64, f64)> = data
+            .frequencies
+            .iter()
+            .map(|&x| {
+                let px = p * x;
+                let psi_pxq = digamma(px + q);
+                (lgamma(px + q) - lgamma(px) - lgamma_q, psi_pxq - digamma(px), psi_pxq - psi_q)
+            })
+            .collect();
+        sum_terms(&data.spenders, |spender| {
+            let (ln_gamma_part, d_p_psi, d_q_psi) = per_frequency[spender.frequency_index];
+            let x = spender.frequency;
+            let px = p * x;
+            let total = x * spender.monetary_value + v;
+            let ln_total = total.ln();
+            let ll = ln_gamma_part + q * ln_v + (px - 1.0) * spender.ln_m + px * spender.ln_x - (px + q) * ln_total;
+            let d_p = px * (d_p_psi + spender.ln_m + spender.ln_x - ln_total);
+            let d_q = q * (d_q_psi + ln_v - ln_total);
+            let d_v = q - (px + q) * v / total;
+            [ll, d_p, d_q, d_v]
+        })
     }
 
     /// Total log-likelihood at these parameters, summed over the customers with frequency > 0
     /// and monetary_value > 0 (the others are skipped, as in the fit).
     pub fn log_likelihood(&self, customers: &[Rfm]) -> f64 {
-        let p = *self;
-        let data = gamma_gamma_data(customers);
-        sum_terms(&data, move |&(x, m)| [p.term(x, m, false)[0]])[0]
+        self.log_likelihood_terms(&SpendData::new(customers))[0]
     }
 
     /// p (v + x m) / (p x + q - 1); for x = 0 the population mean p v / (q - 1). None when q <= 1.
@@ -586,18 +759,17 @@ impl GammaGamma {
 /// Also None when no starting point has a finite likelihood. The negative mean log-likelihood is
 /// minimised over ln(p, q, v) from several starting points; the best run is returned.
 pub fn fit_gamma_gamma(customers: &[Rfm]) -> Option<Fit<GammaGamma>> {
-    let data = gamma_gamma_data(customers);
-    if data.len() < 2 {
+    let data = SpendData::new(customers);
+    if data.spenders.len() < 2 {
         return None;
     }
-    let n = data.len() as f64;
+    let n = data.spenders.len() as f64;
     let params = |th: &[f64; 3]| GammaGamma { p: th[0].exp(), q: th[1].exp(), v: th[2].exp() };
     let objective = |th: &[f64; 3]| -> (f64, [f64; 3]) {
-        let g = params(th);
-        let s = sum_terms(&data, move |&(x, m)| g.term(x, m, true));
-        (-s[0] / n, [-s[1] * g.p / n, -s[2] * g.q / n, -s[3] * g.v / n])
+        let [ll, d_p, d_q, d_v] = params(th).log_likelihood_terms(&data);
+        (-ll / n, [-d_p / n, -d_q / n, -d_v / n])
     };
-    let mean_m = (data.iter().map(|&(_, m)| m).sum::<f64>() / n).clamp(1e-12, 1e12);
+    let mean_m = (data.spenders.iter().map(|spender| spender.monetary_value).sum::<f64>() / n).clamp(1e-12, 1e12);
     let ln_m = mean_m.ln();
     // Population mean p v / (q - 1) ≈ mean monetary value.
     let starts = [
@@ -1151,32 +1323,47 @@ mod tests {
 
     #[test]
     fn analytic_gradients_match_finite_differences() {
-        let data = tiny_data();
-        let p = BgNbd { r: 0.5, alpha: 3.0, a: 0.8, b: 2.5 };
-        let grad: [f64; 5] = sum_terms(&data, |c| p.term(c, true));
+        let data = BgData::new(&tiny_data()).expect("valid data");
         let h = 1e-6;
-        let fd = |dp: [f64; 4]| {
-            let up = BgNbd { r: p.r + dp[0], alpha: p.alpha + dp[1], a: p.a + dp[2], b: p.b + dp[3] };
-            let dn = BgNbd { r: p.r - dp[0], alpha: p.alpha - dp[1], a: p.a - dp[2], b: p.b - dp[3] };
-            (up.log_likelihood(&data) - dn.log_likelihood(&data)) / (2.0 * h)
-        };
+        // Derivatives with respect to the log-parameters.
+        let p = BgNbd { r: 0.5, alpha: 3.0, a: 0.8, b: 2.5 };
+        let grad = p.log_likelihood_terms(&data);
+        let ln_p = [p.r.ln(), p.alpha.ln(), p.a.ln(), p.b.ln()];
+        let at = |q: [f64; 4]| BgNbd { r: q[0].exp(), alpha: q[1].exp(), a: q[2].exp(), b: q[3].exp() };
         for k in 0..4 {
-            let mut dp = [0.0; 4];
-            dp[k] = h;
-            assert_close(grad[k + 1], fd(dp), 1e-6, "BG/NBD gradient");
+            let (mut up, mut down) = (ln_p, ln_p);
+            up[k] += h;
+            down[k] -= h;
+            let fd = (at(up).log_likelihood_terms(&data)[0] - at(down).log_likelihood_terms(&data)[0]) / (2.0 * h);
+            assert_close(grad[k + 1], fd, 1e-6, "BG/NBD gradient");
+        }
+        // The optimiser's objective in (ln r, ln alpha, logit mean, ln concentration).
+        for theta in [bg_coordinates(&p), [0.1, -0.3, 1.5, 12.0], [-1.0, 2.0, -2.0, 0.5]] {
+            let (_, grad) = bg_objective(&data, &theta);
+            for k in 0..4 {
+                let (mut up, mut down) = (theta, theta);
+                up[k] += h;
+                down[k] -= h;
+                let fd = (bg_objective(&data, &up).0 - bg_objective(&data, &down).0) / (2.0 * h);
+                assert!((grad[k] - fd).abs() <= 1e-6 * fd.abs() + 2e-9, "objective gradient {k}: {} vs {fd}", grad[k]);
+            }
         }
         let gg = GammaGamma { p: 6.25, q: 3.74, v: 15.44 };
-        let d = [(1.0, 20.0), (3.0, 35.5), (6.0, 12.25)];
-        let grad: [f64; 4] = sum_terms(&d, |&(x, m)| gg.term(x, m, true));
-        let ll = |g: GammaGamma| d.iter().map(|&(x, m)| g.term(x, m, false)[0]).sum::<f64>();
-        let h = 1e-6;
-        let fds = [
-            (ll(GammaGamma { p: gg.p + h, ..gg }) - ll(GammaGamma { p: gg.p - h, ..gg })) / (2.0 * h),
-            (ll(GammaGamma { q: gg.q + h, ..gg }) - ll(GammaGamma { q: gg.q - h, ..gg })) / (2.0 * h),
-            (ll(GammaGamma { v: gg.v + h, ..gg }) - ll(GammaGamma { v: gg.v - h, ..gg })) / (2.0 * h),
-        ];
+        let spends: Vec<Rfm> = [(1.0, 20.0), (3.0, 35.5), (6.0, 12.25), (3.0, 8.0)]
+            .iter()
+            .map(|&(x, m)| Rfm { frequency: x, recency: 0.0, t: 1.0, monetary_value: m })
+            .collect();
+        let spend_data = SpendData::new(&spends);
+        let grad = gg.log_likelihood_terms(&spend_data);
+        let ll = |q: [f64; 3]| {
+            GammaGamma { p: q[0].exp(), q: q[1].exp(), v: q[2].exp() }.log_likelihood_terms(&spend_data)[0]
+        };
+        let ln_gg = [gg.p.ln(), gg.q.ln(), gg.v.ln()];
         for k in 0..3 {
-            assert_close(grad[k + 1], fds[k], 1e-6, "Gamma-Gamma gradient");
+            let (mut up, mut down) = (ln_gg, ln_gg);
+            up[k] += h;
+            down[k] -= h;
+            assert_close(grad[k + 1], (ll(up) - ll(down)) / (2.0 * h), 1e-6, "Gamma-Gamma gradient");
         }
     }
 
@@ -1239,6 +1426,22 @@ mod tests {
         assert!(fit_gamma_gamma(&with_zero).is_none());
         let bad = [one[0], Rfm { frequency: 1.0, recency: 3.0, t: 2.0, monetary_value: 1.0 }];
         assert!(fit_bg_nbd(&bad).is_none());
+    }
+
+    /// Data without dropout heterogeneity (every customer drops out with probability 0.2
+    /// after each purchase): the likelihood's supremum is at a + b -> infinity with
+    /// a / (a + b) = 0.2. The fit must converge there and find the mean.
+    #[test]
+    fn homogeneous_dropout_converges_to_the_boundary() {
+        let truth = BgNbd { r: 1.5, alpha: 20.0, a: 2.0e7, b: 8.0e7 };
+        let data = simulate_bg_nbd(20_000, truth, 52.0, 99);
+        let fit = fit_bg_nbd(&data).expect("fit");
+        assert!(fit.converged, "{fit:?}");
+        let p = fit.params;
+        assert!(p.a + p.b > 1e3, "{p:?}");
+        assert!((p.a / (p.a + p.b) - 0.2).abs() < 0.02, "{p:?}");
+        assert!((p.r / truth.r - 1.0).abs() < 0.15 && (p.alpha / truth.alpha - 1.0).abs() < 0.15, "{p:?}");
+        assert!(fit.log_likelihood >= truth.log_likelihood(&data) - 1e-6);
     }
 
     #[test]
@@ -1377,7 +1580,8 @@ mod tests {
         for cust in [c, c_early] {
             let ll = p.log_likelihood(&[cust]);
             assert!(ll.is_finite(), "ll = {ll}");
-            assert!(p.term(&cust, true).iter().all(|v| v.is_finite()));
+            let data = BgData::new(&[cust]).expect("valid data");
+            assert!(p.log_likelihood_terms(&data).iter().all(|v| v.is_finite()));
             let e = p.conditional_expected_purchases(39.0, &cust);
             let e_long = p.conditional_expected_purchases(1e5, &cust);
             assert!(e.is_finite() && e >= 0.0 && e_long.is_finite() && e_long >= e, "{e} {e_long}");

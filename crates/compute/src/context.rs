@@ -1,9 +1,9 @@
 //! The inputs every KPI plan shares: the lake's events up to `as_of` as a LazyFrame, the
 //! resolved configuration, `as_of` itself and the reporting calendar.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crmkpi_schema::{Config, EventType, LAKE_COLUMNS, event::LakeType};
 use polars::prelude::*;
@@ -26,6 +26,8 @@ pub struct Context {
     /// The customer summaries and model fits, computed once per run and shared by the
     /// `customers` and `clv_model` tables and the manifest warnings.
     pub(crate) clv_fits: Arc<OnceLock<Arc<crate::customers::FittedModels>>>,
+    /// Frames several tables start from, by name, collected once per run (see [`Context::shared`]).
+    shared_frames: Arc<Mutex<HashMap<&'static str, DataFrame>>>,
 }
 
 /// What the lake holds up to `as_of`: event count per event type.
@@ -90,7 +92,36 @@ impl Context {
         let as_of = as_of.unwrap_or(latest);
         let calendar = Calendar::new(earliest, as_of, config.timezone);
         let events = lake.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
-        Ok(Context { events, config, as_of, earliest_event: earliest, calendar, clv_fits: Arc::default() })
+        Ok(Context {
+            events,
+            config,
+            as_of,
+            earliest_event: earliest,
+            calendar,
+            clv_fits: Arc::default(),
+            shared_frames: Arc::default(),
+        })
+    }
+
+    /// The frame `name` built by `plan`, collected the first time a table of this run asks for
+    /// it and served from memory afterwards: the frames several tables start from (orders with
+    /// their local days, lead origins, customers alive per month) are computed once per run.
+    pub fn shared(
+        &self,
+        name: &'static str,
+        plan: impl FnOnce() -> PolarsResult<LazyFrame>,
+    ) -> PolarsResult<LazyFrame> {
+        let cached = self.lock_shared()?.get(name).map(|frame| frame.clone().lazy());
+        if let Some(frame) = cached {
+            return Ok(frame);
+        }
+        // Built without holding the lock: a shared frame's plan may use other shared frames.
+        let frame = plan()?.collect()?;
+        Ok(self.lock_shared()?.entry(name).or_insert(frame).clone().lazy())
+    }
+
+    fn lock_shared(&self) -> PolarsResult<std::sync::MutexGuard<'_, HashMap<&'static str, DataFrame>>> {
+        self.shared_frames.lock().map_err(|_| polars_err!(ComputeError: "a shared frame's plan panicked"))
     }
 
     /// The lake's events with `occurred_at <= as_of`.

@@ -7,6 +7,7 @@
 
 use crmkpi_schema::EventType;
 use polars::prelude::*;
+use rayon::prelude::*;
 
 use crate::aggregate::{MONEY, exact_sum};
 use crate::calendar::{local_month, month_of_day};
@@ -24,10 +25,14 @@ fn days(date: Expr) -> Expr {
 /// An order day `d` keeps its customer alive on the days `d ..= d + churn_after_days - 1`, so
 /// it can only matter for the few months from the month of `d` to the month of
 /// `d + churn_after_days`: each distinct order day is paired with those months only.
-pub fn alive_months(context: &Context) -> LazyFrame {
+pub fn alive_months(context: &Context) -> PolarsResult<LazyFrame> {
+    context.shared("alive_months", || alive_months_plan(context))
+}
+
+fn alive_months_plan(context: &Context) -> PolarsResult<LazyFrame> {
     let churn_days = i32::try_from(context.config.churn_after_days).unwrap_or(i32::MAX / 2);
     let churn = lit(churn_days);
-    let order_rows = orders(context);
+    let order_rows = orders(context)?;
     let order_days = order_rows
         .clone()
         .select([col("customer_id"), col("day"), col("month_index")])
@@ -48,7 +53,7 @@ pub fn alive_months(context: &Context) -> LazyFrame {
     let end_of_month = days(col("last_day"));
     let alive_start = day.clone().gt_eq(start_of_month.clone() - churn.clone()).and(day.clone().lt(start_of_month));
     let alive_end = day.clone().gt(end_of_month.clone() - churn).and(day.lt_eq(end_of_month));
-    order_days
+    Ok(order_days
         .with_column(lit(1i32).alias("join_key"))
         .inner_join(offsets, col("join_key"), col("join_key"))
         .select([col("customer_id"), col("day"), (col("month_index") + col("month_offset")).alias("month_index")])
@@ -63,7 +68,7 @@ pub fn alive_months(context: &Context) -> LazyFrame {
             [col("customer_id"), col("month_index")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_column(col("is_new").fill_null(lit(false)))
+        .with_column(col("is_new").fill_null(lit(false))))
 }
 
 /// The churn and engagement rows of `kpi_monthly` (segment `all`).
@@ -85,7 +90,7 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         .with_column(lit(true).alias("engaged"));
     let counted = |flag: Expr| flag.cast(DataType::Int64).sum();
     let (start, end, new) = (col("alive_start"), col("alive_end"), col("is_new"));
-    let per_month = alive_months(context)
+    let per_month = alive_months(context)?
         .join(
             engaged,
             [col("customer_id"), col("month_index")],
@@ -152,7 +157,7 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
 /// when any part is null).
 pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
     let key = || lit(1i32).alias("join_key");
-    let customer_months = orders(context)
+    let customer_months = orders(context)?
         .group_by([col("customer_id"), col("month_index")])
         .agg([exact_sum(col("amount"), MONEY).alias("revenue"), len().cast(DataType::Int64).alias("orders")]);
     // A month's orders belong to the windows ending in that month and the 11 after it.
@@ -170,7 +175,7 @@ pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
             col("orders").sum().alias("orders"),
             col("customer_id").n_unique().cast(DataType::Int64).alias("customers"),
         ]);
-    let alive = alive_months(context);
+    let alive = alive_months(context)?;
     let alive_before = alive
         .clone()
         .filter(col("alive_start"))
@@ -212,15 +217,10 @@ pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
 /// `last_order_at`, `orders`, `revenue`, `frequency` (order days - 1), `recency` and `t` in
 /// `clv.unit_days` units, `monetary_value` (mean of the repeat days' totals, 0 without repeat),
 /// `last_order_day`, and `recent_order_days` (order days in `(day(as_of) - 365, day(as_of)]`).
-fn rfm(context: &Context) -> LazyFrame {
+fn rfm(context: &Context) -> PolarsResult<LazyFrame> {
     let unit = f64::from(context.config.clv.unit_days);
     let as_of_day = context.calendar.as_of_day;
-    let order_events = context.events_of(EventType::OrderPlaced).select([
-        col("customer_id"),
-        col("occurred_at"),
-        col("amount"),
-        crate::calendar::local_day(col("occurred_at"), context.config.timezone).alias("day"),
-    ]);
+    let order_events = orders(context)?.select([col("customer_id"), col("occurred_at"), col("amount"), col("day")]);
     let day_totals =
         order_events
             .clone()
@@ -249,7 +249,7 @@ fn rfm(context: &Context) -> LazyFrame {
         len().cast(DataType::Int64).alias("orders"),
         exact_sum(col("amount"), MONEY).alias("revenue"),
     ]);
-    per_customer_orders.left_join(per_customer_days, col("customer_id"), col("customer_id"))
+    Ok(per_customer_orders.left_join(per_customer_days, col("customer_id"), col("customer_id")))
 }
 
 /// The fitted models of a run, with the number of customers each was fitted on.
@@ -284,7 +284,7 @@ fn fitted_models(context: &Context) -> PolarsResult<std::sync::Arc<FittedModels>
 /// Collects the RFM summaries and fits both models (a global step on top of the per-customer
 /// summaries). Returns the summaries (sorted by `customer_id`) and the fits.
 fn fit_models(context: &Context) -> PolarsResult<(DataFrame, Vec<crate::clv_model::Rfm>, ClvFits)> {
-    let summaries = rfm(context).sort(["customer_id"], SortMultipleOptions::default()).collect()?;
+    let summaries = rfm(context)?.sort(["customer_id"], SortMultipleOptions::default()).collect()?;
     let column = |name: &str| -> PolarsResult<Vec<f64>> {
         Ok(summaries.column(name)?.cast(&DataType::Float64)?.f64()?.iter().map(|value| value.unwrap_or(0.0)).collect())
     };
@@ -300,12 +300,13 @@ fn fit_models(context: &Context) -> PolarsResult<(DataFrame, Vec<crate::clv_mode
         .collect();
     let spenders =
         customers.iter().filter(|customer| customer.frequency > 0.0 && customer.monetary_value > 0.0).count();
-    let fits = ClvFits {
-        bg_nbd: crate::clv_model::fit_bg_nbd(&customers),
-        gamma_gamma: crate::clv_model::fit_gamma_gamma(&customers),
-        bg_nbd_customers: customers.len(),
-        gamma_gamma_customers: spenders,
-    };
+    let started = std::time::Instant::now();
+    let bg_nbd = crate::clv_model::fit_bg_nbd(&customers);
+    tracing::debug!(fit = ?bg_nbd, seconds = started.elapsed().as_secs_f64(), "BG/NBD fit");
+    let started = std::time::Instant::now();
+    let gamma_gamma = crate::clv_model::fit_gamma_gamma(&customers);
+    tracing::debug!(fit = ?gamma_gamma, seconds = started.elapsed().as_secs_f64(), "Gamma-Gamma fit");
+    let fits = ClvFits { bg_nbd, gamma_gamma, bg_nbd_customers: customers.len(), gamma_gamma_customers: spenders };
     Ok((summaries, customers, fits))
 }
 
@@ -322,6 +323,47 @@ fn finite(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// One customer's model predictions; null where a model is missing or a value not finite.
+struct Prediction {
+    expected_purchases: Option<f64>,
+    p_alive: Option<f64>,
+    expected_avg_order_value: Option<f64>,
+    predicted_clv: Option<f64>,
+}
+
+/// BG/NBD `expected_purchases` (next `horizon_units`) and `p_alive`, Gamma-Gamma
+/// `expected_avg_order_value`, and `predicted_clv` = Σ_{i=1..horizon_months}
+/// `expected_avg_order_value * (E[X(i u)] - E[X((i - 1) u)]) / (1 + monthly_discount_rate)^i`.
+fn predict(customer: &crate::clv_model::Rfm, fits: &ClvFits, clv: &crmkpi_schema::ClvConfig) -> Prediction {
+    let bg = fits.bg_nbd.as_ref().map(|fit| &fit.params);
+    let expected_avg_order_value = fits
+        .gamma_gamma
+        .as_ref()
+        .and_then(|fit| fit.params.expected_average_value(customer.frequency, customer.monetary_value))
+        .and_then(finite);
+    let predicted_clv = match (bg, expected_avg_order_value) {
+        (Some(model), Some(value)) => {
+            let month = month_in_units(clv.unit_days);
+            let (mut previous, mut total) = (0.0, 0.0);
+            for i in 1..=clv.horizon_months {
+                let upto = model.conditional_expected_purchases(f64::from(i) * month, customer);
+                let discount = (1.0 + clv.monthly_discount_rate).powi(i32::try_from(i).unwrap_or(i32::MAX));
+                total += value * (upto - previous) / discount;
+                previous = upto;
+            }
+            finite(total)
+        }
+        _ => None,
+    };
+    Prediction {
+        expected_purchases: bg
+            .and_then(|model| finite(model.conditional_expected_purchases(f64::from(clv.horizon_units), customer))),
+        p_alive: bg.and_then(|model| finite(model.p_alive(customer))),
+        expected_avg_order_value,
+        predicted_clv,
+    }
+}
+
 /// Table `customers`: per customer with an order, the RFM summary, historical CLV, BG/NBD
 /// `expected_purchases` (next `clv.horizon_units`) and `p_alive`, Gamma-Gamma
 /// `expected_avg_order_value`, `predicted_clv` (discounted monthly sum over
@@ -329,40 +371,22 @@ fn finite(value: f64) -> Option<f64> {
 pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
     let fitted = fitted_models(context)?;
     let (summaries, rfm_rows, fits) = (&fitted.summaries, &fitted.rfm_rows, &fitted.fits);
-    let clv = &context.config.clv;
-    let month = month_in_units(clv.unit_days);
-    let (mut expected, mut alive, mut average, mut predicted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for customer in rfm_rows {
-        let bg = fits.bg_nbd.as_ref().map(|fit| &fit.params);
-        let eaov = fits
-            .gamma_gamma
-            .as_ref()
-            .and_then(|fit| fit.params.expected_average_value(customer.frequency, customer.monetary_value))
-            .and_then(finite);
-        expected.push(
-            bg.and_then(|model| finite(model.conditional_expected_purchases(f64::from(clv.horizon_units), customer))),
-        );
-        alive.push(bg.and_then(|model| finite(model.p_alive(customer))));
-        average.push(eaov);
-        let clv_value = match (bg, eaov) {
-            (Some(model), Some(value)) => finite((1..=clv.horizon_months).fold(0.0, |total, i| {
-                let upto = |months: u32| model.conditional_expected_purchases(f64::from(months) * month, customer);
-                total
-                    + value * (upto(i) - upto(i - 1))
-                        / (1.0 + clv.monthly_discount_rate).powi(i32::try_from(i).unwrap_or(i32::MAX))
-            })),
-            _ => None,
-        };
-        predicted.push(clv_value);
-    }
+    let predictions: Vec<Prediction> =
+        rfm_rows.par_iter().map(|customer| predict(customer, fits, &context.config.clv)).collect();
     let predictions = DataFrame::new(
         summaries.height(),
         vec![
             summaries.column("customer_id")?.clone(),
-            Column::new("expected_purchases".into(), expected),
-            Column::new("p_alive".into(), alive),
-            Column::new("expected_avg_order_value".into(), average),
-            Column::new("predicted_clv".into(), predicted),
+            Column::new(
+                "expected_purchases".into(),
+                predictions.iter().map(|p| p.expected_purchases).collect::<Vec<_>>(),
+            ),
+            Column::new("p_alive".into(), predictions.iter().map(|p| p.p_alive).collect::<Vec<_>>()),
+            Column::new(
+                "expected_avg_order_value".into(),
+                predictions.iter().map(|p| p.expected_avg_order_value).collect::<Vec<_>>(),
+            ),
+            Column::new("predicted_clv".into(), predictions.iter().map(|p| p.predicted_clv).collect::<Vec<_>>()),
         ],
     )?;
     let churn = f64::from(context.config.churn_after_days);
@@ -389,7 +413,7 @@ pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
             + lit(weights.w_frequency) * frequency_part
             + lit(weights.w_sentiment) * sentiment_part
             + lit(weights.w_support) * support_part);
-    let channels = crate::leads::lead_origins(context).select([col("customer_id"), col("channel")]);
+    let channels = crate::leads::lead_origins(context)?.select([col("customer_id"), col("channel")]);
     Ok(summaries
         .clone()
         .lazy()
@@ -462,7 +486,12 @@ pub fn clv_model(context: &Context) -> PolarsResult<LazyFrame> {
     Ok(frame.lazy().sort(["model", "parameter"], SortMultipleOptions::default()))
 }
 
-/// Warnings about the model fits: a model not fitted or not converged.
+/// Above this a + b, the fitted Beta distribution of BG/NBD dropout probabilities has a
+/// standard deviation below 0.05% (the likelihood's supremum is at a + b -> infinity).
+const DEGENERATE_CONCENTRATION: f64 = 1e6;
+
+/// Warnings about the model fits: a model not fitted or not converged, and a BG/NBD fit at
+/// the boundary where the dropout probability is the same for every customer.
 pub fn clv_warnings(context: &Context) -> PolarsResult<Vec<String>> {
     let fitted = fitted_models(context)?;
     let fits = &fitted.fits;
@@ -472,6 +501,12 @@ pub fn clv_warnings(context: &Context) -> PolarsResult<Vec<String>> {
         Some(fit) if !fit.converged => {
             warnings.push(format!("BG/NBD fit did not converge after {} iterations", fit.iterations))
         }
+        Some(fit) if fit.params.a + fit.params.b > DEGENERATE_CONCENTRATION => warnings.push(format!(
+            "BG/NBD: dropout probabilities do not vary across customers (a + b = {:.3e}); the fit is the limit \
+             of a Beta distribution concentrated at p = a / (a + b) = {:.4}, a and b are not meaningful on their own",
+            fit.params.a + fit.params.b,
+            fit.params.a / (fit.params.a + fit.params.b)
+        )),
         Some(_) => {}
     }
     match &fits.gamma_gamma {

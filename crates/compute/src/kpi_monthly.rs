@@ -7,18 +7,30 @@ use polars::prelude::*;
 use crate::context::Context;
 use crate::{customers, leads, marketing, revenue, sales, service};
 
+/// A KPI family's share of `kpi_monthly`: its name and the function building its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// Family name, e.g. `churn` (the benchmark reports each family's time under it).
+    pub name: &'static str,
+    /// Builds the family's rows (`period`, `metric`, `segment`, `value`, `numerator`, `denominator`).
+    pub rows: fn(&Context) -> PolarsResult<LazyFrame>,
+}
+
+/// The families whose rows make up `kpi_monthly`.
+pub const FAMILIES: &[Family] = &[
+    Family { name: "revenue", rows: revenue::monthly },
+    Family { name: "churn", rows: customers::monthly },
+    Family { name: "clv_formula", rows: customers::clv_formula },
+    Family { name: "sales", rows: sales::monthly },
+    Family { name: "leads", rows: leads::monthly },
+    Family { name: "service", rows: service::monthly },
+    Family { name: "surveys", rows: service::surveys_monthly },
+    Family { name: "marketing", rows: marketing::monthly },
+];
+
 /// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
 pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let families = [
-        revenue::monthly(context)?,
-        customers::monthly(context)?,
-        customers::clv_formula(context)?,
-        sales::monthly(context)?,
-        leads::monthly(context)?,
-        service::monthly(context)?,
-        service::surveys_monthly(context)?,
-        marketing::monthly(context)?,
-    ];
+    let families = FAMILIES.iter().map(|family| (family.rows)(context)).collect::<PolarsResult<Vec<_>>>()?;
     Ok(concat(families, UnionArgs::default())?.sort(["period", "metric", "segment"], SortMultipleOptions::default()))
 }
 

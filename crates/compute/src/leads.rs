@@ -12,35 +12,36 @@ use crate::aggregate::{DAYS, HOURS, exact_mean};
 use crate::calendar::local_month;
 use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, metric_rows};
+use crate::revenue::orders;
 use crate::sales::elapsed;
 
 /// Per lead (a `customer_id` with a `lead_created`): its earliest `lead_created`
 /// (`lead_created_at`, ties by `event_id`) and that event's `channel` (`unknown` when null).
-pub fn lead_origins(context: &Context) -> LazyFrame {
-    context
-        .events_of(EventType::LeadCreated)
-        .select([col("customer_id"), col("occurred_at"), col("event_id"), col("channel")])
-        .sort(["customer_id", "occurred_at", "event_id"], SortMultipleOptions::default())
-        .group_by([col("customer_id")])
-        .agg([col("occurred_at").first().alias("lead_created_at"), col("channel").first().alias("channel")])
-        .with_column(col("channel").fill_null(lit("unknown")))
+/// Collected once per run.
+pub fn lead_origins(context: &Context) -> PolarsResult<LazyFrame> {
+    context.shared("lead_origins", || {
+        Ok(context
+            .events_of(EventType::LeadCreated)
+            .select([col("customer_id"), col("occurred_at"), col("event_id"), col("channel")])
+            .sort(["customer_id", "occurred_at", "event_id"], SortMultipleOptions::default())
+            .group_by([col("customer_id")])
+            .agg([col("occurred_at").first().alias("lead_created_at"), col("channel").first().alias("channel")])
+            .with_column(col("channel").fill_null(lit("unknown"))))
+    })
 }
 
 /// Per lead: month of creation, channel, whether qualified (at any time up to `as_of`) and
 /// converted (a customer), response hours (first contact at or after creation) and days to
 /// conversion (first order ever, when at or after creation).
-fn lead_facts(context: &Context) -> LazyFrame {
+fn lead_facts(context: &Context) -> PolarsResult<LazyFrame> {
     let qualified = context
         .events_of(EventType::LeadQualified)
         .group_by([col("customer_id")])
         .agg([lit(true).alias("qualified")])
         .select([col("customer_id"), col("qualified")]);
     let first_orders =
-        context
-            .events_of(EventType::OrderPlaced)
-            .group_by([col("customer_id")])
-            .agg([col("occurred_at").min().alias("first_order_at")]);
-    let origins = lead_origins(context);
+        orders(context)?.group_by([col("customer_id")]).agg([col("occurred_at").min().alias("first_order_at")]);
+    let origins = lead_origins(context)?;
     let first_contacts = context
         .events_of(EventType::LeadContacted)
         .select([col("customer_id"), col("occurred_at")])
@@ -52,7 +53,7 @@ fn lead_facts(context: &Context) -> LazyFrame {
         .filter(col("occurred_at").gt_eq(col("lead_created_at")))
         .group_by([col("customer_id")])
         .agg([col("occurred_at").min().alias("first_contact_at")]);
-    origins
+    Ok(origins
         .left_join(qualified, col("customer_id"), col("customer_id"))
         .left_join(first_orders, col("customer_id"), col("customer_id"))
         .left_join(first_contacts, col("customer_id"), col("customer_id"))
@@ -66,7 +67,7 @@ fn lead_facts(context: &Context) -> LazyFrame {
                 .then(elapsed(col("first_order_at"), col("lead_created_at"), DAYS))
                 .otherwise(lit(NULL).cast(DataType::Float64))
                 .alias("conversion_days"),
-        ])
+        ]))
 }
 
 fn lead_aggregates() -> [Expr; 7] {
@@ -133,7 +134,7 @@ fn site_visits(context: &Context) -> LazyFrame {
 /// The lead rows of `kpi_monthly`: segment `all` for every reported month, `channel=<x>` for
 /// the months in which channel x has at least one lead.
 pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let facts = lead_facts(context);
+    let facts = lead_facts(context)?;
     let grid = context.calendar.month_grid();
     let all_months = facts.clone().group_by([col("month_index")]).agg(lead_aggregates());
     let all = grid

@@ -76,7 +76,7 @@ fn campaign_pairs_per_month(context: &Context) -> LazyFrame {
 
 /// The marketing rows of `kpi_monthly` (segment `all`).
 pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let order_rows = orders(context);
+    let order_rows = orders(context)?;
     let revenue =
         order_rows.clone().group_by([col("month_index")]).agg([exact_sum(col("amount"), MONEY).alias("revenue")]);
     let new_customers = first_order_days(order_rows)

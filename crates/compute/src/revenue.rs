@@ -14,17 +14,20 @@ use crate::calendar::{local_day, local_month, month_of_day};
 use crate::context::Context;
 use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows};
 
-/// Orders up to `as_of` with their local month and day: `customer_id`, `amount`, `kind`,
-/// `month_index`, `day`.
-pub fn orders(context: &Context) -> LazyFrame {
+/// Orders up to `as_of` with their local month and day: `customer_id`, `occurred_at`,
+/// `amount`, `kind`, `month_index`, `day` (collected once per run).
+pub fn orders(context: &Context) -> PolarsResult<LazyFrame> {
     let zone = context.config.timezone;
-    context.events_of(EventType::OrderPlaced).select([
-        col("customer_id"),
-        col("amount"),
-        col("kind"),
-        local_month(col("occurred_at"), zone).alias("month_index"),
-        local_day(col("occurred_at"), zone).alias("day"),
-    ])
+    context.shared("orders", || {
+        Ok(context.events_of(EventType::OrderPlaced).select([
+            col("customer_id"),
+            col("occurred_at"),
+            col("amount"),
+            col("kind"),
+            local_month(col("occurred_at"), zone).alias("month_index"),
+            local_day(col("occurred_at"), zone).alias("day"),
+        ]))
+    })
 }
 
 /// Per customer with an order: `first_order_day`.
@@ -36,7 +39,7 @@ pub fn first_order_days(orders: LazyFrame) -> LazyFrame {
 /// `new_customers`, `net_new_revenue`, `upsell_rate`, `cross_sell_rate`, one row per reported
 /// month and metric.
 pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let orders = orders(context);
+    let orders = orders(context)?;
     let window = i32::try_from(context.config.new_revenue_window_days).unwrap_or(i32::MAX);
     let customers_with =
         |kind: &str| col("customer_id").filter(col("kind").eq(lit(kind))).n_unique().cast(DataType::Int64);

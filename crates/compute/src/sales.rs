@@ -126,7 +126,7 @@ fn deal_summaries(timeline: LazyFrame) -> LazyFrame {
 /// customer's earliest `lead_created` (`unknown` when none or null).
 pub fn deals(context: &Context) -> PolarsResult<LazyFrame> {
     let summaries = deal_summaries(deal_timeline(context)?);
-    let channels = lead_origins(context).select([col("customer_id"), col("channel")]);
+    let channels = lead_origins(context)?.select([col("customer_id"), col("channel")]);
     Ok(summaries
         .left_join(channels, col("customer_id"), col("customer_id"))
         .select([

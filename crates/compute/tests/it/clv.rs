@@ -224,3 +224,49 @@ fn differential_rfm_and_fits() {
         assert_eq!(values[&("bg_nbd".to_owned(), "customers".to_owned())], Some(summaries.len() as f64));
     }
 }
+
+/// The CDNOW sample (2,357 customers of the March 1997 cohort, calibration period to
+/// 1997-09-30, weeks) as summarised in Fader & Hardie's notes and shipped with `lifetimes`
+/// (`cdnow_customers_summary_with_transactions.csv`): x, t_x, T and the mean repeat spend zbar.
+fn cdnow_customers() -> Vec<Rfm> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cdnow_summary.csv");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<f64> = line.split(',').map(|field| field.parse().expect("number")).collect();
+            Rfm { frequency: fields[1], recency: fields[2], t: fields[3], monetary_value: fields[4] }
+        })
+        .collect()
+}
+
+/// The literature's reference fits on CDNOW: BG/NBD r = 0.243, alpha = 4.414, a = 0.793,
+/// b = 2.426 with log-likelihood -9582.4 (Fader, Hardie & Lee 2005), Gamma-Gamma p = 6.25,
+/// q = 3.74, v = 15.44 on the 946 customers with repeat purchases (Fader & Hardie 2013).
+#[test]
+fn cdnow_reference_fits() {
+    let customers = cdnow_customers();
+    assert_eq!(customers.len(), 2357);
+    let bg = fit_bg_nbd(&customers).expect("BG/NBD fit");
+    assert!(bg.converged, "{bg:?}");
+    let p = bg.params;
+    for (got, want, name) in [(p.r, 0.243, "r"), (p.alpha, 4.414, "alpha"), (p.a, 0.793, "a"), (p.b, 2.426, "b")] {
+        assert!((got - want).abs() <= 0.0005 * want.max(1.0), "{name}: fitted {got}, reference {want}");
+    }
+    assert!((bg.log_likelihood - -9582.4).abs() < 0.05, "log-likelihood {}", bg.log_likelihood);
+    println!("CDNOW BG/NBD: {bg:?}");
+    // The paper's worked example: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purchases in the
+    // next 39 weeks.
+    let example = Rfm { frequency: 2.0, recency: 30.43, t: 38.86, monetary_value: 0.0 };
+    let expected = p.conditional_expected_purchases(39.0, &example);
+    assert!((expected - 1.226).abs() < 0.0005, "expected purchases {expected}");
+    let gg = fit_gamma_gamma(&customers).expect("Gamma-Gamma fit");
+    assert!(gg.converged, "{gg:?}");
+    let spenders = customers.iter().filter(|c| c.frequency > 0.0).count();
+    assert_eq!(spenders, 946);
+    println!("CDNOW Gamma-Gamma: {gg:?}");
+    let g = gg.params;
+    for (got, want, name) in [(g.p, 6.25, "p"), (g.q, 3.74, "q"), (g.v, 15.44, "v")] {
+        assert!((got - want).abs() <= 0.005 + 0.0005 * want, "{name}: fitted {got}, reference {want}");
+    }
+}
