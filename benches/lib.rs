@@ -37,9 +37,10 @@ pub fn bench_lake() -> Lake {
     lake
 }
 
-/// The benchmark configuration: defaults plus the generator's USD rate.
+/// The benchmark configuration, as `scripts/bench.sh` writes it: defaults, reporting days in
+/// Europe/Berlin, and the generator's USD rate.
 pub fn bench_config() -> Config {
-    let mut config = Config::default();
+    let mut config = Config { timezone: chrono_tz::Europe::Berlin, ..Config::default() };
     config.fx.insert("USD".to_owned(), 0.92);
     config
 }

@@ -3,9 +3,10 @@
 //! Each customer lives a story over an 18-month window: website visits, a lead from a channel
 //! (sometimes a campaign), qualification and contact by a rep, a deal moving through
 //! qualification → proposal → negotiation (with re-entries, same-stage changes, losses with
-//! reasons, and deals still open), repeat orders until the customer churns (some in USD),
-//! renewals and cancellations, support tickets with replies, reopens and resolutions, surveys,
-//! email subscriptions and campaign messages. Spend and CRM-user activity are recorded daily.
+//! reasons, and deals still open), repeat orders until the customer churns (each customer with
+//! its own purchase rate and dropout probability; some orders in USD), renewals and
+//! cancellations, support tickets with replies, reopens and resolutions, surveys, email
+//! subscriptions and campaign messages. Spend and CRM-user activity are recorded daily.
 //! At `dirty_rate`, records are replaced by dirty ones of every reject reason of events.md, and
 //! plain duplicates are mixed in. Files rotate through the requested formats and compressions.
 
@@ -309,8 +310,13 @@ impl World {
         at
     }
 
+    /// Orders the way the BG/NBD model sees customers: each customer has its own dropout
+    /// probability after a purchase (0.15 to 0.6, skewed low: about 4 orders on average) and its
+    /// own mean time between orders (15 to 105 days), with exponential gaps of at least an hour.
     fn order_story(&mut self, rng: &mut Pcg64Mcg, customer: u64, mut at: i64, out: &mut Vec<Draft>) -> i64 {
-        let orders = 1 + (rng.random::<f64>().ln() / 0.75_f64.ln()) as u32;
+        let dropout = 0.15 + 0.45 * rng.random::<f64>().powi(2);
+        let orders = 1 + (rng.random::<f64>().ln() / (1.0 - dropout).ln()) as u32;
+        let mean_gap_seconds = 86_400.0 * (15.0 + 90.0 * rng.random::<f64>());
         let usd = rng.random::<f64>() < 0.1;
         let basket = rng.random_range(20.0..400.0_f64);
         for number in 0..orders.min(30) {
@@ -341,7 +347,8 @@ impl World {
                     ..Draft::new(EventType::OrderPlaced, at + 600)
                 });
             }
-            at += rng.random_range(86_400..(120 * 86_400));
+            let gap = -mean_gap_seconds * (1.0 - rng.random::<f64>()).ln();
+            at += (gap as i64).max(3_600);
         }
         if rng.random::<f64>() < 0.3 {
             let event_type = if rng.random::<f64>() < 0.75 {
