@@ -1,14 +1,23 @@
 //! Customer-lifetime-value models: the BG/NBD purchase model (Fader, Hardie & Lee 2005,
 //! "Counting your customers the easy way") and the Gamma-Gamma spend model (Fader, Hardie &
 //! Lee 2005, "RFM and CLV"), with the same formulas as the Python `lifetimes` package
-//! (`BetaGeoFitter` and `GammaGammaFitter`). Likelihoods are evaluated in log-space with
-//! ln Γ (from `libm`) and a log-sum-exp for the BG/NBD `ln(A1 + d·A2)` term, so customers with
-//! very large frequencies neither overflow nor lose precision. Maximum-likelihood fits are done
-//! by a self-contained BFGS optimiser over log-parameters (analytic gradients via a local
-//! digamma, backtracking Armijo line search, several starting points, and a final Newton polish
-//! with a finite-difference Hessian of the analytic gradient). Sums over customers run in
-//! parallel with `rayon` for large inputs, using fixed chunking so results are deterministic.
-//! The Gauss hypergeometric function [`hyp2f1`] is implemented here by series summation with
+//! (`BetaGeoFitter` and `GammaGammaFitter`).
+//!
+//! Likelihoods are evaluated in log-space: the BG/NBD `ln(A3 + d·A4)` term by log-sum-exp, so
+//! customers with very large frequencies neither overflow nor lose precision. The BG/NBD
+//! likelihood is taken once per group of customers with equal (x, t_x, T); its parts that
+//! depend on the frequency only (ratios of Γ and B functions) once per distinct frequency, as
+//! running sums that stay exact when a and b are huge. The Gamma-Gamma ln Γ and ψ values are
+//! likewise taken once per distinct frequency (ln Γ from `libm`, ψ here).
+//!
+//! Maximum-likelihood fits use a self-contained BFGS optimiser (analytic gradients,
+//! backtracking Armijo line search, several starting points, and a final Newton polish with a
+//! finite-difference Hessian of the analytic gradient). BG/NBD is fitted over (ln r, ln alpha,
+//! logit of the mean dropout probability a/(a+b), ln of the concentration a+b), in which the
+//! boundary optimum of data without dropout heterogeneity is reached along one axis;
+//! Gamma-Gamma over ln(p, q, v). Sums over customers run in parallel with `rayon` for large
+//! inputs, in fixed chunks so results are deterministic. The Gauss hypergeometric function
+//! [`hyp2f1`] of the conditional expectation is implemented here by series summation with
 //! Pfaff/Euler transformations (and the `1 - z` connection formula very close to `z = 1`).
 
 use rayon::prelude::*;
@@ -62,7 +71,7 @@ pub struct Fit<P> {
     /// Optimiser iterations (BFGS steps plus Newton polish steps) of the selected run.
     pub iterations: u64,
     /// Whether the optimiser's stopping criterion (max-norm of the gradient of the mean negative
-    /// log-likelihood with respect to the log-parameters below `1e-8`) was met within budget.
+    /// log-likelihood in the optimiser's coordinates below `1e-8`) was met within budget.
     pub converged: bool,
 }
 
