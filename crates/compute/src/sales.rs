@@ -38,8 +38,12 @@ pub fn elapsed(later: Expr, earlier: Expr, micros_per_unit: f64) -> Expr {
 /// The deal events that count: up to `as_of`, in the deal's order, up to and including the
 /// first close. Columns: `deal_id`, `event_type`, `occurred_at`, `stage`, `amount`,
 /// `customer_id`, `owner_id`, `reason`, `is_close`, `is_first_created`, `visit_stage` (the
-/// stage the event moves the deal to, null when it moves nothing).
+/// stage the event moves the deal to, null when it moves nothing). Collected once per run.
 pub fn deal_timeline(context: &Context) -> PolarsResult<LazyFrame> {
+    context.shared("deal_timeline", || deal_timeline_plan(context))
+}
+
+fn deal_timeline_plan(context: &Context) -> PolarsResult<LazyFrame> {
     let deal_types = Series::new("deal_types".into(), [CREATED, STAGE_CHANGED, WON, LOST]);
     let type_rank = when(col("event_type").eq(lit(CREATED)))
         .then(lit(0i32))
@@ -94,8 +98,12 @@ pub fn deal_timeline(context: &Context) -> PolarsResult<LazyFrame> {
 
 /// Per deal from its timeline: `deal_id`, `customer_id`, `owner_id`, `created_at`,
 /// `closed_at`, `status` (`won`, `lost`, `open`), `stage` (of the last visit), `amount` (last
-/// non-null up to the close), `cycle_days`, `lost_reason`.
-fn deal_summaries(timeline: LazyFrame) -> LazyFrame {
+/// non-null up to the close), `cycle_days`, `lost_reason`. Collected once per run.
+fn deal_summaries(context: &Context) -> PolarsResult<LazyFrame> {
+    context.shared("deal_summaries", || Ok(summaries_of(deal_timeline(context)?)))
+}
+
+fn summaries_of(timeline: LazyFrame) -> LazyFrame {
     let first_created = col("is_first_created");
     timeline
         .group_by([col("deal_id")])
@@ -125,7 +133,7 @@ fn deal_summaries(timeline: LazyFrame) -> LazyFrame {
 /// Table `deals`: one row per deal, sorted by `deal_id`; `channel` is the channel of the
 /// customer's earliest `lead_created` (`unknown` when none or null).
 pub fn deals(context: &Context) -> PolarsResult<LazyFrame> {
-    let summaries = deal_summaries(deal_timeline(context)?);
+    let summaries = deal_summaries(context)?;
     let channels = lead_origins(context)?.select([col("customer_id"), col("channel")]);
     Ok(summaries
         .left_join(channels, col("customer_id"), col("customer_id"))
@@ -147,9 +155,14 @@ pub fn deals(context: &Context) -> PolarsResult<LazyFrame> {
 
 /// Visits of a timeline: a visit starts with the created stage or a change to a stage other
 /// than the current one; it ends at the next visit (`advanced`) or the close (`won`/`lost`),
-/// else it is `open`.
-fn stage_visits(timeline: LazyFrame) -> PolarsResult<LazyFrame> {
-    let summaries = deal_summaries(timeline.clone()).select([col("deal_id"), col("closed_at"), col("status")]);
+/// else it is `open`. Collected once per run.
+fn stage_visits(context: &Context) -> PolarsResult<LazyFrame> {
+    context.shared("stage_visits", || stage_visits_plan(context))
+}
+
+fn stage_visits_plan(context: &Context) -> PolarsResult<LazyFrame> {
+    let timeline = deal_timeline(context)?;
+    let summaries = deal_summaries(context)?.select([col("deal_id"), col("closed_at"), col("status")]);
     let previous_stage = col("visit_stage").shift(lit(1)).over([col("deal_id")])?;
     let visit_number = col("entered_at").cum_count(false).over([col("deal_id")])?;
     let next_entered = col("entered_at").shift(lit(-1)).over([col("deal_id")])?;
@@ -189,7 +202,7 @@ fn stage_visits(timeline: LazyFrame) -> PolarsResult<LazyFrame> {
 
 /// Table `deal_stage_visits`: one row per visit, sorted by `deal_id`, `visit`.
 pub fn deal_stage_visits(context: &Context) -> PolarsResult<LazyFrame> {
-    Ok(stage_visits(deal_timeline(context)?)?.sort(["deal_id", "visit"], SortMultipleOptions::default()))
+    Ok(stage_visits(context)?.sort(["deal_id", "visit"], SortMultipleOptions::default()))
 }
 
 fn count_of(outcome: &str) -> Expr {
@@ -200,7 +213,7 @@ fn count_of(outcome: &str) -> Expr {
 /// mean, median and p90 hours over completed visits, counts per outcome, and
 /// `conversion_rate = (advanced + won) / (advanced + won + lost)` (null when no visit ended).
 pub fn stage_durations(context: &Context) -> PolarsResult<LazyFrame> {
-    let visits = stage_visits(deal_timeline(context)?)?;
+    let visits = stage_visits(context)?;
     let moved_on = col("advanced") + col("won");
     let ended = col("advanced") + col("won") + col("lost");
     Ok(visits
@@ -237,7 +250,7 @@ pub fn pipeline_forecast(context: &Context) -> PolarsResult<LazyFrame> {
         vec![Column::new("stage".into(), stages), Column::new("win_probability".into(), values)],
     )?
     .lazy();
-    Ok(deal_summaries(deal_timeline(context)?)
+    Ok(deal_summaries(context)?
         .filter(col("status").eq(lit("open")))
         .group_by([col("stage")])
         .agg([
@@ -252,7 +265,7 @@ pub fn pipeline_forecast(context: &Context) -> PolarsResult<LazyFrame> {
 
 /// Closed deals with the local month of their close and the amounts the metrics sum.
 fn closed_deals(context: &Context) -> PolarsResult<LazyFrame> {
-    Ok(deal_summaries(deal_timeline(context)?).filter(col("closed_at").is_not_null()).with_columns([
+    Ok(deal_summaries(context)?.filter(col("closed_at").is_not_null()).with_columns([
         local_month(col("closed_at"), context.config.timezone).alias("month_index"),
         col("status").eq(lit("won")).alias("is_won"),
     ]))
@@ -320,7 +333,7 @@ pub fn lost_reasons(context: &Context) -> PolarsResult<LazyFrame> {
 /// closed by then (a deal never closes before it is created).
 fn open_pipeline(context: &Context) -> PolarsResult<LazyFrame> {
     let zone = context.config.timezone;
-    let summaries = deal_summaries(deal_timeline(context)?);
+    let summaries = deal_summaries(context)?;
     let created = summaries.clone().group_by([local_month(col("created_at"), zone).alias("month_index")]).agg([
         len().cast(DataType::Int64).alias("created"),
         exact_sum(col("amount").fill_null(lit(0.0)), MONEY).alias("created_amount"),

@@ -44,8 +44,12 @@ fn ticket_events(context: &Context) -> LazyFrame {
 /// Table `tickets`, one row per opened ticket, sorted by `ticket_id`: opening, first agent
 /// response at or after it, resolution (the last `ticket_resolved`, when resolved), calendar
 /// and business minutes, agent replies, reopens, `resolved` and `fcr` (resolved with exactly
-/// one agent reply and no reopen).
+/// one agent reply and no reopen). Collected once per run.
 pub fn tickets(context: &Context) -> PolarsResult<LazyFrame> {
+    context.shared("tickets", || tickets_plan(context))
+}
+
+fn tickets_plan(context: &Context) -> PolarsResult<LazyFrame> {
     let events = ticket_events(context)
         .with_column(col("occurred_at").cum_count(false).over([col("ticket_id")])?.alias("position"));
     let opened = events.clone().filter(is_type(EventType::TicketOpened)).group_by([col("ticket_id")]).agg([
