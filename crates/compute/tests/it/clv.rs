@@ -1,6 +1,7 @@
 //! Table `customers` and `clv_model`: a hand-computed fixture of the RFM conventions (orders of
-//! one day merged), `is_alive` and the health score, and a differential test of the RFM
-//! summaries against a row-by-row reference whose model fits must equal the table's.
+//! one day merged), `is_alive` and the health score; a differential test of the RFM summaries
+//! against a row-by-row reference whose model fits must equal the table's; a differential test
+//! of the per-customer predictions and health scores; and the CDNOW reference fits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -222,6 +223,126 @@ fn differential_rfm_and_fits() {
         near("gamma_gamma", "p", gg.params.p);
         near("bg_nbd", "r", bg.params.r);
         assert_eq!(values[&("bg_nbd".to_owned(), "customers".to_owned())], Some(summaries.len() as f64));
+    }
+}
+
+/// Open tickets per customer at `as_of`, row by row: a ticket with a `ticket_opened` belongs to
+/// the customer of its first one and is open unless its last resolution or reopening (by
+/// `occurred_at`, then `event_id`) is a resolution.
+fn reference_open_tickets(rows: &[EventRow], as_of: i64) -> HashMap<String, f64> {
+    let mut tickets: BTreeMap<&str, Vec<&EventRow>> = BTreeMap::new();
+    for row in rows.iter().filter(|row| row.occurred_at <= as_of && row.event_type.starts_with("ticket_")) {
+        if let Some(ticket) = row.get("ticket_id") {
+            tickets.entry(ticket).or_default().push(row);
+        }
+    }
+    let mut open: HashMap<String, f64> = HashMap::new();
+    for events in tickets.values_mut() {
+        events.sort_by(|x, y| (x.occurred_at, &x.event_id).cmp(&(y.occurred_at, &y.event_id)));
+        let Some(opening) = events.iter().find(|row| row.event_type == "ticket_opened") else {
+            continue;
+        };
+        let last_change =
+            events.iter().rev().find(|row| row.event_type == "ticket_resolved" || row.event_type == "ticket_reopened");
+        let resolved = last_change.is_some_and(|row| row.event_type == "ticket_resolved");
+        if let (false, Some(customer)) = (resolved, opening.get("customer_id")) {
+            *open.entry(customer.to_owned()).or_default() += 1.0;
+        }
+    }
+    open
+}
+
+/// Per-customer predictions and health, row by row from the reference summaries and the fits
+/// made on them: `p_alive` and the Gamma-Gamma value in closed form, `predicted_clv` as the
+/// discounted monthly sum of BG/NBD increments, `is_alive` and `health_score` from the
+/// customer's order days, latest NPS and open tickets.
+#[test]
+fn differential_predictions_and_health() {
+    for (seed, zone, churn_after_days) in [(85u64, Tz::UTC, 90u32), (86, chrono_tz::Europe::Berlin, 45)] {
+        let mut config = Config { timezone: zone, churn_after_days, ..Config::default() };
+        config.clv.monthly_discount_rate = 0.02;
+        config.health.w_recency = 0.25;
+        config.health.w_frequency = 0.25;
+        config.health.w_sentiment = 0.3;
+        config.health.w_support = 0.2;
+        let lake = TestLake::generated(seed, 8_000, &config);
+        let as_of = micros("2025-04-30T22:30:00Z");
+        let context = lake.context(&config, Some(as_of));
+        let rows = lake.rows();
+        let summaries = reference_rfm(&rows, as_of, &config);
+        let all: Vec<Rfm> = summaries.values().copied().collect();
+        let bg = fit_bg_nbd(&all).expect("BG/NBD fit").params;
+        let gg = fit_gamma_gamma(&all).expect("Gamma-Gamma fit").params;
+        let as_of_day = local_date(as_of, zone);
+        let mut order_days: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
+        let mut latest_nps: HashMap<&str, (i64, &str, f64)> = HashMap::new();
+        for row in rows.iter().filter(|row| row.occurred_at <= as_of) {
+            let Some(customer) = row.get("customer_id") else { continue };
+            if row.event_type == "order_placed" {
+                order_days.entry(customer).or_default().insert(local_date(row.occurred_at, zone));
+            }
+            if row.event_type == "survey_answered" && row.get("survey") == Some("nps") {
+                let answer = (row.occurred_at, row.event_id.as_str(), row.score.expect("score") as f64);
+                let latest = latest_nps.entry(customer).or_insert(answer);
+                if (answer.0, answer.1) > (latest.0, latest.1) {
+                    *latest = answer;
+                }
+            }
+        }
+        let open_tickets = reference_open_tickets(&rows, as_of);
+        let frame = customers(&context).and_then(LazyFrame::collect).expect("plan runs");
+        let table = cells(&frame);
+        let names: Vec<String> = frame.get_column_names().iter().map(|name| name.to_string()).collect();
+        let at = |name: &str| names.iter().position(|column| column == name).expect("column");
+        let number =
+            |row: &[Option<String>], name: &str| row[at(name)].as_ref().map(|v| v.parse::<f64>().expect("number"));
+        let near = |got: Option<f64>, want: f64, what: &str| {
+            let got = got.unwrap_or_else(|| panic!("seed {seed} {what}: null, want {want}"));
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1e-3),
+                "seed {seed} {what}: table {got}, reference {want}"
+            );
+        };
+        assert_eq!(table.len(), summaries.len());
+        for row in &table {
+            let id = row[at("customer_id")].clone().expect("id");
+            let rfm = &summaries[&id];
+            let (x, m) = (rfm.frequency, rfm.monetary_value);
+            near(
+                number(row, "expected_purchases"),
+                bg.conditional_expected_purchases(52.0, rfm),
+                &format!("{id} expected_purchases"),
+            );
+            let p_alive = if x == 0.0 {
+                1.0
+            } else {
+                1.0 / (1.0 + bg.a / (bg.b + x - 1.0) * ((bg.alpha + rfm.t) / (bg.alpha + rfm.recency)).powf(bg.r + x))
+            };
+            near(number(row, "p_alive"), p_alive, &format!("{id} p_alive"));
+            let value =
+                if x == 0.0 { gg.p * gg.v / (gg.q - 1.0) } else { gg.p * (gg.v + x * m) / (gg.p * x + gg.q - 1.0) };
+            near(number(row, "expected_avg_order_value"), value, &format!("{id} expected_avg_order_value"));
+            let mut clv = 0.0;
+            for i in 1..=12 {
+                let increment = bg.conditional_expected_purchases(f64::from(i) * 4.345, rfm)
+                    - bg.conditional_expected_purchases(f64::from(i - 1) * 4.345, rfm);
+                clv += value * increment / 1.02f64.powi(i);
+            }
+            near(number(row, "predicted_clv"), clv, &format!("{id} predicted_clv"));
+            let days = &order_days[id.as_str()];
+            let since_last = (as_of_day - *days.iter().last().expect("a day")).num_days() as f64;
+            let alive = since_last < f64::from(churn_after_days);
+            assert_eq!(row[at("is_alive")].as_deref(), Some(if alive { "true" } else { "false" }), "seed {seed} {id}");
+            let recent = days.iter().filter(|day| (as_of_day - **day).num_days() < 365).count() as f64;
+            let sentiment = latest_nps.get(id.as_str()).map_or(0.5, |answer| answer.2 / 10.0);
+            let support = 1.0 - (open_tickets.get(&id).copied().unwrap_or(0.0) / 3.0).min(1.0);
+            let health = 100.0
+                * (0.25 * (1.0 - since_last / f64::from(churn_after_days)).max(0.0)
+                    + 0.25 * (recent / 12.0).min(1.0)
+                    + 0.3 * sentiment
+                    + 0.2 * support);
+            near(number(row, "health_score"), health, &format!("{id} health_score"));
+        }
     }
 }
 
