@@ -14,6 +14,7 @@
 //! records list, so a failed or killed run changes nothing visible; its leftovers are removed
 //! by the next ingest, under the lock.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
@@ -215,7 +216,7 @@ impl Lake {
             lake: self.clone(),
             dir,
             run_id: run_id.to_owned(),
-            event_files: Vec::new(),
+            month_files: BTreeMap::new(),
             reject_files: Vec::new(),
             parts_written: 0,
         })
@@ -238,14 +239,21 @@ fn remove_uncommitted(dir: &Path, committed: &HashSet<PathBuf>) -> Result<(), In
 }
 
 /// The files of one run being written, invisible to readers until [`StagedRun::commit`].
-#[derive(Debug)]
 pub struct StagedRun {
     lake: Lake,
     dir: PathBuf,
     run_id: String,
-    event_files: Vec<String>,
+    /// The run's event file of each UTC month partition, open until the commit.
+    month_files: BTreeMap<(i32, u32), MonthFile>,
     reject_files: Vec<String>,
     parts_written: usize,
+}
+
+/// One event file of a run: its path under the lake and its writer, which appends each chunk
+/// of the month's events as row groups.
+struct MonthFile {
+    relative: String,
+    writer: polars::io::parquet::write::BatchedWriter<File>,
 }
 
 /// One rejected record as stored in the lake's rejects.
@@ -262,7 +270,8 @@ pub struct Reject {
 }
 
 impl StagedRun {
-    /// Writes a chunk of accepted events, one Parquet file per UTC month they fall in.
+    /// Appends a chunk of accepted events to the run's file of each UTC month they fall in
+    /// (one file per month partition and run, a row group per chunk).
     pub fn write_events(&mut self, events: &[Event]) -> Result<(), IngestError> {
         let mut by_month: BTreeMap<(i32, u32), Vec<&Event>> = BTreeMap::new();
         for event in events {
@@ -270,13 +279,28 @@ impl StagedRun {
             by_month.entry((instant.year(), instant.month())).or_default().push(event);
         }
         for ((year, month), month_events) in by_month {
-            let relative =
-                format!("events/month={year:04}-{month:02}/part-{}-{:05}.parquet", self.run_id, self.parts_written);
-            let mut frame = events_frame(&month_events, &self.run_id)
-                .map_err(|source| IngestError::Parquet { path: self.dir.join(&relative), source })?;
-            write_parquet(&self.dir.join(&relative), &mut frame)?;
-            self.event_files.push(relative);
-            self.parts_written += 1;
+            let relative = match self.month_files.get(&(year, month)) {
+                Some(month_file) => month_file.relative.clone(),
+                None => {
+                    self.parts_written += 1;
+                    format!(
+                        "events/month={year:04}-{month:02}/part-{}-{:05}.parquet",
+                        self.run_id,
+                        self.parts_written - 1
+                    )
+                }
+            };
+            let path = self.dir.join(&relative);
+            let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
+            let frame = events_frame(&month_events, &self.run_id).map_err(parquet_error)?;
+            let month_file = match self.month_files.entry((year, month)) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let writer = parquet_writer(&path)?.batched(frame.schema()).map_err(parquet_error)?;
+                    entry.insert(MonthFile { relative, writer })
+                }
+            };
+            month_file.writer.write_batch(&frame).map_err(parquet_error)?;
         }
         Ok(())
     }
@@ -306,10 +330,14 @@ impl StagedRun {
     /// Makes the run visible: moves its files into place (only the rejects when the run
     /// exceeded the reject ratio) and renames its record into the commit log.
     pub fn commit(mut self, mut record: RunRecord) -> Result<RunRecord, IngestError> {
-        if record.status != RunStatus::Committed {
-            self.event_files.clear();
+        let month_files = std::mem::take(&mut self.month_files);
+        if record.status == RunStatus::Committed {
+            for month_file in month_files.into_values() {
+                let path = self.dir.join(&month_file.relative);
+                month_file.writer.finish().map_err(|source| IngestError::Parquet { path, source })?;
+                record.event_files.push(month_file.relative);
+            }
         }
-        record.event_files = std::mem::take(&mut self.event_files);
         record.reject_files = std::mem::take(&mut self.reject_files);
         for relative in record.event_files.iter().chain(&record.reject_files) {
             let from = self.dir.join(relative);
@@ -335,16 +363,19 @@ impl StagedRun {
     }
 }
 
-fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), IngestError> {
+/// A Parquet writer of a lake file at `path` (zstd, full statistics), directories created.
+fn parquet_writer(path: &Path) -> Result<ParquetWriter<File>, IngestError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(lake_io(parent))?;
     }
     let file = File::create(path).map_err(lake_io(path))?;
-    ParquetWriter::new(file)
+    Ok(ParquetWriter::new(file)
         .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::default())
-        .finish(frame)
-        .map_err(|source| IngestError::Parquet { path: path.to_owned(), source })?;
+        .with_statistics(StatisticsOptions::default()))
+}
+
+fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), IngestError> {
+    parquet_writer(path)?.finish(frame).map_err(|source| IngestError::Parquet { path: path.to_owned(), source })?;
     Ok(())
 }
 
@@ -392,4 +423,61 @@ fn rejects_frame(rejects: &[Reject], run_id: &str) -> PolarsResult<DataFrame> {
         Column::new("ingest_run".into(), vec![run_id; rejects.len()]),
     ];
     DataFrame::new(rejects.len(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: usize, occurred_at: &str) -> Event {
+        Event {
+            event_id: format!("e{id}"),
+            event_type: crmkpi_schema::EventType::SiteVisited,
+            occurred_at: DateTime::parse_from_rfc3339(occurred_at).expect("instant").timestamp_micros(),
+            text: crate::validate::TextFields { customer_id: Some(format!("c{id}")), ..Default::default() },
+            amount: None,
+            score: None,
+            content_hash: id as u64,
+        }
+    }
+
+    /// Chunks written by one run are appended to one file per month partition.
+    #[test]
+    fn chunks_of_a_run_share_one_file_per_month() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::new(dir.path().join("lake"));
+        let lock = lake.lock().expect("lock");
+        let mut staged = lake.stage("run1", &lock).expect("stage");
+        let chunks = [
+            vec![event(1, "2024-01-05T10:00:00Z"), event(2, "2024-02-01T00:00:00Z"), event(3, "2024-01-31T23:59:59Z")],
+            vec![event(4, "2024-02-10T10:00:00Z"), event(5, "2024-01-01T00:00:00Z")],
+            vec![event(6, "2024-03-03T03:03:03Z")],
+        ];
+        for chunk in &chunks {
+            staged.write_events(chunk).expect("write");
+        }
+        let record = RunRecord {
+            run_id: "run1".to_owned(),
+            crmkpi_version: "test".to_owned(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            status: RunStatus::Committed,
+            config_hash: String::new(),
+            files: Vec::new(),
+            event_files: Vec::new(),
+            reject_files: Vec::new(),
+        };
+        let record = staged.commit(record).expect("commit");
+        let months: Vec<&str> =
+            record.event_files.iter().map(|file| file.split('/').nth(1).expect("partition")).collect();
+        assert_eq!(months, ["month=2024-01", "month=2024-02", "month=2024-03"]);
+        let ids_of = |file: &String| -> Vec<String> {
+            let frame = ParquetReader::new(File::open(lake.root().join(file)).expect("open")).finish().expect("read");
+            let ids = frame.column("event_id").expect("event_id").str().expect("str").clone();
+            ids.iter().map(|id| id.expect("id").to_owned()).collect()
+        };
+        let ids: Vec<Vec<String>> = record.event_files.iter().map(ids_of).collect();
+        assert_eq!(ids, [vec!["e1", "e3", "e5"], vec!["e2", "e4"], vec!["e6"]]);
+        assert_eq!(lake.event_files().expect("files").len(), 3);
+    }
 }
