@@ -31,6 +31,10 @@ generate EVENTS="1000000" OUT="dumps/generated": build
 test:
     cargo test --workspace
 
+# Rewrite the golden outputs of the sample run after an intended change (review the diff).
+golden:
+    CRMKPI_UPDATE_GOLDEN=1 cargo test -p crmkpi --test it golden
+
 # Everything CI runs.
 ci:
     bash .ci/run

@@ -22,22 +22,19 @@ fn cohort_members(context: &Context, customer_months: LazyFrame) -> PolarsResult
         .with_column(col("channel").fill_null(lit("unknown"))))
 }
 
-/// Counts keyed by `channel` and `keys` as rows per segment: `channel=<x>` for each channel
-/// and `all` with the counts summed over channels.
-fn per_segment(per_channel: LazyFrame, keys: &[&str], count: &str) -> PolarsResult<LazyFrame> {
-    let columns = || {
-        let mut columns = vec![col("segment")];
-        columns.extend(keys.iter().map(|key| col(*key)));
-        columns.push(col(count));
-        columns
-    };
+/// The rows counted per segment: by `channel` and `keys` (segment `channel=<x>`) and by `keys`
+/// alone (segment `all`, the sum over the channels). Columns: `segment`, the keys, `count`.
+fn count_per_segment(rows: LazyFrame, keys: &[&str], count: &str) -> PolarsResult<LazyFrame> {
+    let key_columns = |first: &[&str]| first.iter().chain(keys).map(|key| col(*key)).collect::<Vec<_>>();
+    let output = || [col("segment")].into_iter().chain(key_columns(&[])).chain([col(count)]).collect::<Vec<_>>();
+    let per_channel = rows.group_by(key_columns(&["channel"])).agg([len().cast(DataType::Int64).alias(count)]);
     let all = per_channel
         .clone()
-        .group_by(keys.iter().map(|key| col(*key)).collect::<Vec<_>>())
+        .group_by(key_columns(&[]))
         .agg([col(count).sum()])
         .with_column(lit("all").alias("segment"))
-        .select(columns());
-    let by_channel = per_channel.with_column((lit("channel=") + col("channel")).alias("segment")).select(columns());
+        .select(output());
+    let by_channel = per_channel.with_column((lit("channel=") + col("channel")).alias("segment")).select(output());
     concat([all, by_channel], UnionArgs::default())
 }
 
@@ -53,32 +50,17 @@ pub fn cohort_retention(context: &Context) -> PolarsResult<LazyFrame> {
     let months = context.calendar.month_grid().select([col("month_index"), col("period")]);
     let last_month = context.calendar.last_month;
     let key = || lit(1i32).alias("join_key");
-    let counted = |keys: &[&str]| (keys.iter().map(|key| col(*key)).collect::<Vec<_>>(), [len().cast(DataType::Int64)]);
-    let (size_keys, size_count) = counted(&["channel", "cohort"]);
-    let sizes = per_segment(
-        members.clone().group_by(size_keys).agg(size_count.map(|count| count.alias("cohort_size"))),
-        &["cohort"],
-        "cohort_size",
-    )?;
-    let (retained_keys, retained_count) = counted(&["channel", "cohort", "month_index"]);
-    let retained = per_segment(
-        customer_months
-            .inner_join(
-                members.clone().select([col("customer_id"), col("channel"), col("cohort")]),
-                col("customer_id"),
-                col("customer_id"),
-            )
-            .group_by(retained_keys)
-            .agg(retained_count.map(|count| count.alias("retained"))),
+    let sizes = count_per_segment(members.clone(), &["cohort"], "cohort_size")?;
+    let retained = count_per_segment(
+        customer_months.inner_join(
+            members.clone().select([col("customer_id"), col("channel"), col("cohort")]),
+            col("customer_id"),
+            col("customer_id"),
+        ),
         &["cohort", "month_index"],
         "retained",
     )?;
-    let (last_keys, last_count) = counted(&["channel", "cohort", "last_order_month"]);
-    let last_orders = per_segment(
-        members.group_by(last_keys).agg(last_count.map(|count| count.alias("members"))),
-        &["cohort", "last_order_month"],
-        "members",
-    )?;
+    let last_orders = count_per_segment(members, &["cohort", "last_order_month"], "members")?;
     let cells = sizes
         .with_column(key())
         .inner_join(months.clone().with_column(key()), col("join_key"), col("join_key"))

@@ -106,6 +106,8 @@ impl Context {
     /// The frame `name` built by `plan`, collected the first time a table of this run asks for
     /// it and served from memory afterwards: the frames several tables start from (orders with
     /// their local days, lead origins, customers alive per month) are computed once per run.
+    /// The frame is built from the context as it is at that first use; a context is not meant to
+    /// change after [`Context::new`].
     pub fn shared(
         &self,
         name: &'static str,
