@@ -536,8 +536,9 @@ impl BgNbd {
     ///
     /// Uses the Euler-transformed form (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z)
     /// = (1 - z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), z = t / (alpha + T + t), which is what
-    /// lifetimes falls back to when the direct form overflows; it never overflows. Returns 0 for
-    /// `t = 0` and NaN for negative `t` (and, as in lifetimes, for `a = 1` exactly).
+    /// lifetimes falls back to when the direct form overflows; when the transformed form
+    /// overflows in turn (very large a and b), the direct one. Returns 0 for `t = 0` and NaN for
+    /// negative `t` (and, as in lifetimes, for `a = 1` exactly).
     pub fn conditional_expected_purchases(&self, t: f64, c: &Rfm) -> f64 {
         if t == 0.0 {
             return 0.0;
