@@ -42,9 +42,9 @@ fn ticket_events(context: &Context) -> LazyFrame {
 }
 
 /// Table `tickets`, one row per opened ticket, sorted by `ticket_id`: opening, first agent
-/// response at or after it, resolution (the last `ticket_resolved`, when resolved), calendar
-/// and business minutes, agent replies, reopens, `resolved` and `fcr` (resolved with exactly
-/// one agent reply and no reopen). Collected once per run.
+/// response at or after it, `resolved_at` (its last `ticket_resolved`), calendar and business
+/// minutes (resolution times only for resolved tickets), agent replies, reopens, `resolved`
+/// and `fcr` (resolved with exactly one agent reply and no reopen). Collected once per run.
 pub fn tickets(context: &Context) -> PolarsResult<LazyFrame> {
     context.shared("tickets", || tickets_plan(context))
 }
@@ -81,12 +81,7 @@ fn tickets_plan(context: &Context) -> PolarsResult<LazyFrame> {
         .left_join(per_ticket, col("ticket_id"), col("ticket_id"))
         .left_join(first_responses, col("ticket_id"), col("ticket_id"))
         .with_column(resolved.alias("resolved"))
-        .with_column(
-            when(col("resolved"))
-                .then(col("last_resolved_at"))
-                .otherwise(lit(NULL).cast(crate::context::timestamp_type()))
-                .alias("resolved_at"),
-        );
+        .with_column(col("last_resolved_at").alias("resolved_at"));
     let clocked =
         [("opened_at", "opened_clock"), ("first_response_at", "response_clock"), ("resolved_at", "resolved_clock")]
             .into_iter()
@@ -102,14 +97,20 @@ fn tickets_plan(context: &Context) -> PolarsResult<LazyFrame> {
             elapsed(col("first_response_at"), col("opened_at"), MINUTES).alias("first_response_minutes"),
             business_minutes("response_clock").alias("first_response_business_minutes"),
             col("resolved_at"),
-            elapsed(col("resolved_at"), col("opened_at"), MINUTES).alias("resolution_minutes"),
-            business_minutes("resolved_clock").alias("resolution_business_minutes"),
+            only_resolved(elapsed(col("resolved_at"), col("opened_at"), MINUTES)).alias("resolution_minutes"),
+            only_resolved(business_minutes("resolved_clock")).alias("resolution_business_minutes"),
             col("agent_replies"),
             col("reopens"),
             col("resolved"),
             col("resolved").and(col("agent_replies").eq(lit(1i64))).and(col("reopens").eq(lit(0i64))).alias("fcr"),
         ])
         .sort(["ticket_id"], SortMultipleOptions::default()))
+}
+
+/// A per-ticket resolution value, null unless the ticket is resolved (reopened after its last
+/// resolution, it has a `resolved_at` but no resolution time).
+fn only_resolved(value: Expr) -> Expr {
+    when(col("resolved")).then(value).otherwise(lit(NULL).cast(DataType::Float64))
 }
 
 /// The service rows of `kpi_monthly` (segment `all`), by the local month of the opening:

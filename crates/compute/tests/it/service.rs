@@ -70,7 +70,8 @@ fn fixture_lines() -> Vec<String> {
         ticket("c2", "ticket_agent_replied", "2024-12-24T15:45:00Z", "t3"),
         ticket("c3", "ticket_resolved", "2024-12-26T08:15:00Z", "t3"),
         // t4: a reply before the opening (counted in agent_replies, not as first response),
-        // resolved then reopened: not resolved. First response 30 min after opening.
+        // resolved then reopened: not resolved (resolved_at 09:00, no resolution time). First
+        // response 30 min after opening.
         ticket("d0", "ticket_agent_replied", "2024-01-08T07:00:00Z", "t4"),
         ticket("d1", "ticket_opened", "2024-01-08T08:00:00Z", "t4"),
         ticket("d2", "ticket_agent_replied", "2024-01-08T08:30:00Z", "t4"),
@@ -148,7 +149,22 @@ fn fixture_tickets_in_business_minutes() {
             true,
             true,
         ),
-        row("t4", "2024-01-08T08:00:00Z", Some(("2024-01-08T08:30:00Z", 30.0, 30.0)), None, "2", "1", false, false),
+        {
+            // Reopened after its resolution: `resolved_at` is its last ticket_resolved, and as
+            // it is not resolved it has no resolution time.
+            let mut t4 = row(
+                "t4",
+                "2024-01-08T08:00:00Z",
+                Some(("2024-01-08T08:30:00Z", 30.0, 30.0)),
+                None,
+                "2",
+                "1",
+                false,
+                false,
+            );
+            t4[7] = instant("2024-01-08T09:00:00Z");
+            t4
+        },
         row("t5", "2024-01-10T08:00:00Z", None, Some(("2024-01-10T11:00:00Z", 180.0, 180.0)), "0", "1", true, false),
         row("t7", "2024-10-25T14:00:00Z", None, Some(("2024-10-28T09:00:00Z", 4020.0, 120.0)), "0", "0", true, false),
         row(
@@ -246,6 +262,9 @@ fn reference_business_minutes(a: i64, b: i64, config: &Config) -> f64 {
 struct ReferenceTicket {
     opened_at: i64,
     first_response: Option<i64>,
+    /// The last `ticket_resolved`, whether or not a reopening followed.
+    last_resolved: Option<i64>,
+    /// The resolution: the last `ticket_resolved` when no `ticket_reopened` follows it.
     resolved_at: Option<i64>,
     agent_replies: i64,
     reopens: i64,
@@ -286,7 +305,10 @@ fn reference_tickets(rows: &[EventRow], as_of: i64) -> BTreeMap<String, Referenc
             }
         }
         let resolved_at = last_resolved.filter(|_| resolved_state);
-        tickets.insert(ticket_id, ReferenceTicket { opened_at, first_response, resolved_at, agent_replies, reopens });
+        tickets.insert(
+            ticket_id,
+            ReferenceTicket { opened_at, first_response, last_resolved, resolved_at, agent_replies, reopens },
+        );
     }
     tickets
 }
@@ -322,7 +344,7 @@ fn check_seed(seed: u64, config: &Config, as_of: i64) {
                 ticket.first_response.map(|at| at.to_string()),
                 ticket.first_response.and_then(|at| number(minutes(ticket.opened_at, at))),
                 ticket.first_response.and_then(|at| number(reference_business_minutes(ticket.opened_at, at, config))),
-                ticket.resolved_at.map(|at| at.to_string()),
+                ticket.last_resolved.map(|at| at.to_string()),
                 ticket.resolved_at.and_then(|at| number(minutes(ticket.opened_at, at))),
                 ticket.resolved_at.and_then(|at| number(reference_business_minutes(ticket.opened_at, at, config))),
                 Some(ticket.agent_replies.to_string()),
