@@ -149,6 +149,44 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
     concat(rows, UnionArgs::default())
 }
 
+/// Per reported month m: `customers`, the distinct customers with an order in the 12 months
+/// ending with m. Each customer-month o with an order covers the windows o..=o+11; of those,
+/// the ones not already covered by the customer's previous order month p start at
+/// max(o, p + 12). So every customer adds +1 at each such start and -1 at o + 12, and a
+/// running sum over the months counts each customer once per window it is in, without
+/// pairing every order month with its 12 windows.
+fn ordering_customers_per_window(order_rows: LazyFrame, month_grid: LazyFrame) -> PolarsResult<LazyFrame> {
+    let previous = col("month_index").shift(lit(1)).over([col("customer_id")])?;
+    // With no previous order month the comparison is null and the window starts at o.
+    let previous_end = col("previous_month") + lit(12);
+    let coverage = order_rows
+        .select([col("customer_id"), col("month_index")])
+        .unique(None, UniqueKeepStrategy::Any)
+        .sort(["customer_id", "month_index"], SortMultipleOptions::default())
+        .with_column(previous.alias("previous_month"))
+        .select([
+            when(previous_end.clone().gt(col("month_index")))
+                .then(previous_end)
+                .otherwise(col("month_index"))
+                .alias("covered_from"),
+            (col("month_index") + lit(12)).alias("covered_until"),
+        ]);
+    let changes = |at: &str, name: &str| {
+        coverage.clone().group_by([col(at).alias("month_index")]).agg([len().cast(DataType::Int64).alias(name)])
+    };
+    Ok(month_grid
+        .select([col("month_index")])
+        .left_join(changes("covered_from", "starting"), col("month_index"), col("month_index"))
+        .left_join(changes("covered_until", "ending"), col("month_index"), col("month_index"))
+        .sort(["month_index"], SortMultipleOptions::default())
+        .select([
+            col("month_index"),
+            (col("starting").fill_null(lit(0i64)) - col("ending").fill_null(lit(0i64)))
+                .cum_sum(false)
+                .alias("customers"),
+        ]))
+}
+
 /// The `clv_formula` rows of `kpi_monthly` (segment `all`), the textbook recipe over the 12
 /// months W ending with month m: `apv = revenue / orders` in W, `purchase_frequency = orders /
 /// distinct ordering customers` in W, `lifespan_years = 1 / annual_churn` with `annual_churn =
@@ -157,24 +195,21 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
 /// when any part is null).
 pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
     let key = || lit(1i32).alias("join_key");
-    let customer_months = orders(context)?
-        .group_by([col("customer_id"), col("month_index")])
-        .agg([exact_sum(col("amount"), MONEY).alias("revenue"), len().cast(DataType::Int64).alias("orders")]);
+    let order_rows = orders(context)?;
     // A month's orders belong to the windows ending in that month and the 11 after it.
     let offsets = DataFrame::new(12, vec![Column::new("month_offset".into(), (0..12).collect::<Vec<i32>>())])?
         .lazy()
         .with_column(key());
-    let window_orders = customer_months
+    let window_orders = order_rows
+        .clone()
+        .group_by([col("month_index")])
+        .agg([exact_sum(col("amount"), MONEY).alias("revenue"), len().cast(DataType::Int64).alias("orders")])
         .with_column(key())
         .inner_join(offsets, col("join_key"), col("join_key"))
         .with_column((col("month_index") + col("month_offset")).alias("window_month"))
-        .filter(col("window_month").lt_eq(lit(context.calendar.last_month)))
         .group_by([col("window_month")])
-        .agg([
-            exact_sum(col("revenue"), MONEY).alias("revenue"),
-            col("orders").sum().alias("orders"),
-            col("customer_id").n_unique().cast(DataType::Int64).alias("customers"),
-        ]);
+        .agg([exact_sum(col("revenue"), MONEY).alias("revenue"), col("orders").sum().alias("orders")]);
+    let window_customers = ordering_customers_per_window(order_rows, context.calendar.month_grid())?;
     let alive = alive_months(context)?;
     let alive_before = alive
         .clone()
@@ -207,6 +242,7 @@ pub fn clv_formula(context: &Context) -> PolarsResult<LazyFrame> {
         .calendar
         .month_grid()
         .left_join(window_orders, col("month_index"), col("window_month"))
+        .left_join(window_customers, col("month_index"), col("month_index"))
         .left_join(churn, col("month_index"), col("window_month"))
         .with_column(lit("all").alias("segment"));
     Ok(metric_rows(&wide, "clv_formula", MetricValue::Plain(apv * purchase_frequency * lifespan_years)))
