@@ -134,7 +134,8 @@ fn site_visits(context: &Context) -> LazyFrame {
 /// The lead rows of `kpi_monthly`: segment `all` for every reported month, `channel=<x>` for
 /// the months in which channel x has at least one lead.
 pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let facts = lead_facts(context)?;
+    // Read twice below (segment all and per channel): collected once.
+    let facts = lead_facts(context)?.collect()?.lazy();
     let grid = context.calendar.month_grid();
     let all_months = facts.clone().group_by([col("month_index")]).agg(lead_aggregates());
     let all = grid
