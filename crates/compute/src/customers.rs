@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::aggregate::{MONEY, exact_sum};
 use crate::calendar::{local_month, month_of_day};
 use crate::context::Context;
-use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows};
+use crate::kpi_monthly::{MetricValue, all_months, mean_or_null, metric_rows};
 use crate::revenue::{first_order_days, orders};
 
 fn days(date: Expr) -> Expr {
@@ -112,21 +112,19 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         .with_column(local_month(col("occurred_at"), context.config.timezone).alias("month_index"))
         .group_by([col("month_index")])
         .agg([exact_sum(col("amount"), MONEY).alias("retention_spend")]);
-    let counts = [
-        "customers_start",
-        "customers_end",
-        "churned_customers",
-        "retained_customers",
-        "reactivated_customers",
-        "engaged_customers",
-    ];
-    let wide = context
-        .calendar
-        .month_grid()
-        .left_join(per_month, col("month_index"), col("month_index"))
-        .left_join(retention_spend, col("month_index"), col("month_index"))
-        .with_columns(counts.map(|name| col(name).fill_null(lit(0i64))))
-        .with_columns([col("retention_spend").fill_null(lit(0.0)), lit("all").alias("segment")]);
+    let wide = all_months(
+        context,
+        [per_month, retention_spend],
+        &[
+            "customers_start",
+            "customers_end",
+            "churned_customers",
+            "retained_customers",
+            "reactivated_customers",
+            "engaged_customers",
+            "retention_spend",
+        ],
+    );
     let share = |numerator: &str| MetricValue::Ratio {
         numerator: col(numerator),
         denominator: col("customers_start"),

@@ -34,6 +34,17 @@ pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
     Ok(concat(families, UnionArgs::default())?.sort(["period", "metric", "segment"], SortMultipleOptions::default()))
 }
 
+/// The wide frame of segment `all` a family's rows are read from: every reported month, with
+/// the family's per-month `parts` joined on `month_index`, and the `sums` (counts and amounts)
+/// 0 in months that have none.
+pub fn all_months(context: &Context, parts: impl IntoIterator<Item = LazyFrame>, sums: &[&str]) -> LazyFrame {
+    parts
+        .into_iter()
+        .fold(context.calendar.month_grid(), |wide, part| wide.left_join(part, col("month_index"), col("month_index")))
+        .with_columns(sums.iter().map(|name| col(*name).fill_null(lit(0))).collect::<Vec<_>>())
+        .with_column(lit("all").alias("segment"))
+}
+
 /// How a metric's row is filled.
 #[derive(Debug, Clone)]
 pub enum MetricValue {

@@ -9,7 +9,7 @@ use crate::aggregate::{MONEY, exact_sum};
 
 use crate::calendar::local_month;
 use crate::context::{Context, is_type};
-use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows, null_f64};
+use crate::kpi_monthly::{MetricValue, all_months, mean_or_null, metric_rows, null_f64};
 use crate::revenue::{first_order_days, orders};
 
 fn month_of_event(context: &Context) -> Expr {
@@ -98,7 +98,7 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         .group_by([col("month_index")])
         .agg([col("owner_id").drop_nulls().n_unique().cast(DataType::Int64).alias("crm_active_users")]);
     let seats = context.config.crm_seats.map_or(null_f64(), |seats| lit(f64::from(seats)));
-    let joined = [
+    let parts = [
         revenue,
         new_customers,
         spend_per_month(context),
@@ -106,10 +106,8 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         email_changes_per_month(context)?,
         campaign_pairs_per_month(context),
         active_users,
-    ]
-    .into_iter()
-    .fold(context.calendar.month_grid(), |wide, part| wide.left_join(part, col("month_index"), col("month_index")));
-    let counts = [
+    ];
+    let sums = [
         "revenue",
         "new_customers",
         "acquisition_spend",
@@ -123,17 +121,13 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         "pairs_responded",
         "crm_active_users",
     ];
-    let wide = joined
-        .with_columns(counts.map(|name| col(name).fill_null(lit(0))))
-        .sort(["month_index"], SortMultipleOptions::default())
-        .with_columns([
-            (col("subscribes") - col("unsubscribes"))
-                .cum_sum(false)
-                .shift_and_fill(lit(1), lit(0i64))
-                .alias("email_list_size_start"),
-            lit("all").alias("segment"),
-            seats.alias("crm_seats"),
-        ]);
+    let wide = all_months(context, parts, &sums).sort(["month_index"], SortMultipleOptions::default()).with_columns([
+        (col("subscribes") - col("unsubscribes"))
+            .cum_sum(false)
+            .shift_and_fill(lit(1), lit(0i64))
+            .alias("email_list_size_start"),
+        seats.alias("crm_seats"),
+    ]);
     let rows = vec![
         metric_rows(&wide, "cac", MetricValue::Plain(mean_or_null(col("acquisition_spend"), col("new_customers")))),
         metric_rows(

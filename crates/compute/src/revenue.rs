@@ -12,7 +12,7 @@ use crate::aggregate::{MONEY, exact_sum};
 
 use crate::calendar::{local_day, local_month, month_of_day};
 use crate::context::Context;
-use crate::kpi_monthly::{MetricValue, mean_or_null, metric_rows};
+use crate::kpi_monthly::{MetricValue, all_months, mean_or_null, metric_rows};
 
 /// Orders up to `as_of` with their local month and day: `customer_id`, `occurred_at`,
 /// `amount`, `kind`, `month_index`, `day` (collected once per run).
@@ -65,21 +65,19 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
         .select([month_of_day(col("first_order_day")).alias("month_index")])
         .group_by([col("month_index")])
         .agg([len().cast(DataType::Int64).alias("new_customers")]);
-    let wide = context
-        .calendar
-        .month_grid()
-        .left_join(per_month, col("month_index"), col("month_index"))
-        .left_join(new_customers, col("month_index"), col("month_index"))
-        .with_columns([
-            col("revenue").fill_null(lit(0.0)),
-            col("orders").fill_null(lit(0i64)),
-            col("new_customers").fill_null(lit(0i64)),
-            col("net_new_revenue").fill_null(lit(0.0)),
-            col("ordering_customers").fill_null(lit(0i64)),
-            col("upsell_customers").fill_null(lit(0i64)),
-            col("cross_sell_customers").fill_null(lit(0i64)),
-            lit("all").alias("segment"),
-        ]);
+    let wide = all_months(
+        context,
+        [per_month, new_customers],
+        &[
+            "revenue",
+            "orders",
+            "new_customers",
+            "net_new_revenue",
+            "ordering_customers",
+            "upsell_customers",
+            "cross_sell_customers",
+        ],
+    );
     let share = |numerator: &str| MetricValue::Ratio {
         numerator: col(numerator),
         denominator: col("ordering_customers"),

@@ -15,7 +15,7 @@ use crate::aggregate::{DAYS, HOURS, MONEY, exact_mean, exact_sum};
 
 use crate::calendar::local_month;
 use crate::context::Context;
-use crate::kpi_monthly::{MetricValue, metric_rows, null_f64};
+use crate::kpi_monthly::{MetricValue, all_months, metric_rows, null_f64};
 use crate::leads::lead_origins;
 
 const CREATED: &str = EventType::DealCreated.name();
@@ -377,18 +377,11 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
                 / col("sales_cycle_days_mean"),
         )
         .otherwise(null_f64());
-    let wide = context
-        .calendar
-        .month_grid()
-        .left_join(per_month, col("month_index"), col("month_index"))
-        .left_join(open_pipeline(context)?, col("month_index"), col("month_index"))
-        .with_columns([
-            col("deals_won").fill_null(lit(0i64)),
-            col("deals_lost").fill_null(lit(0i64)),
-            col("won_amount").fill_null(lit(0.0)),
-            col("lost_amount").fill_null(lit(0.0)),
-            lit("all").alias("segment"),
-        ]);
+    let wide = all_months(
+        context,
+        [per_month, open_pipeline(context)?],
+        &["deals_won", "deals_lost", "won_amount", "lost_amount"],
+    );
     let rows = [
         metric_rows(&wide, "deals_won", MetricValue::Plain(col("deals_won"))),
         metric_rows(&wide, "deals_lost", MetricValue::Plain(col("deals_lost"))),

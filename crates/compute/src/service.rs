@@ -13,7 +13,7 @@ use crate::aggregate::{MINUTES, exact_mean};
 use crate::business_time::{business_calendar, with_business_clock};
 use crate::calendar::local_month;
 use crate::context::{Context, is_type};
-use crate::kpi_monthly::{MetricValue, metric_rows};
+use crate::kpi_monthly::{MetricValue, all_months, metric_rows};
 use crate::sales::elapsed;
 
 fn ticket_events(context: &Context) -> LazyFrame {
@@ -135,13 +135,7 @@ pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
             resolved.and(col("fcr")).cast(DataType::Int64).sum().alias("fcr_tickets"),
         ]);
     let wide =
-        context.calendar.month_grid().left_join(per_month, col("month_index"), col("month_index")).with_columns([
-            col("tickets_opened").fill_null(lit(0i64)),
-            col("resolved_tickets").fill_null(lit(0i64)),
-            col("reopened_tickets").fill_null(lit(0i64)),
-            col("fcr_tickets").fill_null(lit(0i64)),
-            lit("all").alias("segment"),
-        ]);
+        all_months(context, [per_month], &["tickets_opened", "resolved_tickets", "reopened_tickets", "fcr_tickets"]);
     let plain = |name: &str| metric_rows(&wide, name, MetricValue::Plain(col(name)));
     let share = |name: &str, numerator: &str| {
         metric_rows(
@@ -186,14 +180,7 @@ pub fn surveys_monthly(context: &Context) -> PolarsResult<LazyFrame> {
             score.clone().filter(survey("csat")).cast(DataType::Float64).mean().alias("csat_mean"),
             score.filter(survey("ces")).cast(DataType::Float64).mean().alias("ces_mean"),
         ]);
-    let wide =
-        context.calendar.month_grid().left_join(per_month, col("month_index"), col("month_index")).with_columns([
-            col("nps_responses").fill_null(lit(0i64)),
-            col("nps_net").fill_null(lit(0i64)),
-            col("csat_responses").fill_null(lit(0i64)),
-            col("csat_satisfied").fill_null(lit(0i64)),
-            lit("all").alias("segment"),
-        ]);
+    let wide = all_months(context, [per_month], &["nps_responses", "nps_net", "csat_responses", "csat_satisfied"]);
     let rows = vec![
         metric_rows(
             &wide,
