@@ -134,8 +134,9 @@ fn site_visits(context: &Context) -> LazyFrame {
 /// The lead rows of `kpi_monthly`: segment `all` for every reported month, `channel=<x>` for
 /// the months in which channel x has at least one lead.
 pub fn monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    // Read twice below (segment all and per channel): collected once.
-    let facts = lead_facts(context)?.collect()?.lazy();
+    // Read twice below (segment all and per channel), so collected once like the other
+    // frames several plans share.
+    let facts = context.shared("lead_facts", || lead_facts(context))?;
     let grid = context.calendar.month_grid();
     let all_months = facts.clone().group_by([col("month_index")]).agg(lead_aggregates());
     let all = grid
