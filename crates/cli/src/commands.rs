@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use crmkpi_compute::{ComputeError, Context, parse_as_of, select_tables};
-use crmkpi_export::{ManifestInput, OutputTable, manifest::LakeInfo};
+use crmkpi_export::{ExportError, ManifestInput, OutputTable, manifest::LakeInfo, out_dir};
 use crmkpi_ingest::generator::{GenerateOptions, generate};
 use crmkpi_ingest::source::{Compression, Format};
-use crmkpi_ingest::{Lake, RunStatus, Summary};
+use crmkpi_ingest::{IngestError, Lake, RunStatus, Summary};
 use crmkpi_schema::Config;
 
 use crate::args::{Cli, CompressArg, FormatArg, GenerateArgs, GlobalArgs, LogFormat, TableSelection};
@@ -34,7 +34,10 @@ impl From<anyhow::Error> for Failure {
         let usage = matches!(
             error.downcast_ref::<ComputeError>(),
             Some(ComputeError::BadAsOf { .. } | ComputeError::UnknownTable { .. })
-        );
+        ) || matches!(
+            error.downcast_ref::<IngestError>(),
+            Some(IngestError::NotALake { .. } | IngestError::GenerateWouldOverwrite { .. })
+        ) || matches!(error.downcast_ref::<ExportError>(), Some(ExportError::OutDir(_)));
         if usage { Failure::Usage(error) } else { Failure::Runtime(error) }
     }
 }
@@ -68,11 +71,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(exit_for(if exceeded { RunStatus::RejectRatioExceeded } else { RunStatus::Committed }))
         }
         crate::args::Command::Compute(args) => {
+            check_out(&args.out, &args.lake)?;
             let (config, _) = load_config(global.config.as_deref(), None)?;
             run_compute(global, &config, &args.lake, &args.out, &args.selection)?;
             Ok(ExitCode::SUCCESS)
         }
         crate::args::Command::Pipeline(args) => {
+            check_out(&args.out, &args.lake)?;
             let (inputs, fallback_config) = if args.inputs.is_empty() {
                 let samples = samples::bundled_samples()?;
                 tracing::info!(samples = %samples.dumps.display(), "no input given: running on the bundled data-samples");
@@ -96,6 +101,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Refuses, before any work starts, an `--out` that overlaps the lake or holds files crmkpi
+/// did not write (exit 2).
+fn check_out(out: &Path, lake: &Path) -> Result<(), Failure> {
+    out_dir::check_apart_from_lake(out, lake)
+        .and_then(|()| out_dir::check_replaceable(out))
+        .map_err(|error| Failure::Usage(error.into()))
 }
 
 fn exit_for(status: RunStatus) -> ExitCode {

@@ -4,8 +4,10 @@
 //! atomically: everything is written into a sibling staging directory, which then replaces
 //! `--out` in one `renameat2(RENAME_EXCHANGE)` (a plain rename when `--out` does not exist).
 //! A failure or kill at any moment leaves the previous contents of `--out` as they were.
+//! `--out` is replaced only when crmkpi owns it (see [`out_dir`]).
 
 pub mod manifest;
+pub mod out_dir;
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -15,6 +17,7 @@ use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
 pub use manifest::{ColumnInfo, FileInfo, Manifest, ManifestInput, TableInfo};
+pub use out_dir::OutDirError;
 
 /// Why writing the outputs failed; `--out` is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,9 @@ pub enum ExportError {
         /// polars' error.
         source: PolarsError,
     },
+    /// `--out` holds what crmkpi did not write, or overlaps the lake.
+    #[error(transparent)]
+    OutDir(#[from] OutDirError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
@@ -54,7 +60,10 @@ pub struct OutputTable {
 
 /// Writes the tables and the manifest into `out`, replacing its previous contents atomically.
 /// Returns the manifest written.
+/// Refuses (before anything is written) an `out` that holds files crmkpi did not write.
 pub fn write_outputs(out: &Path, tables: &mut [OutputTable], input: ManifestInput) -> Result<Manifest, ExportError> {
+    out_dir::check_replaceable(out)?;
+    let out = &out_dir::resolve(out)?;
     let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_error(parent))?;
     let name = out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "out".to_owned());
@@ -72,6 +81,11 @@ pub fn write_outputs(out: &Path, tables: &mut [OutputTable], input: ManifestInpu
     fs::write(&manifest_path, json).map_err(io_error(&manifest_path))?;
     sync_dir(&staging)?;
     crmkpi_schema::pause::pause_at("export:before_swap");
+    // Checked again: a file someone put into `out` while the tables were computed is kept.
+    if let Err(error) = out_dir::check_replaceable(out) {
+        fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+        return Err(error.into());
+    }
     replace_dir(&staging, out)?;
     Ok(manifest)
 }

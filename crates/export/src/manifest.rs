@@ -77,6 +77,9 @@ pub struct TableInfo {
 /// The manifest as written.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
+    /// Always `"crmkpi"`: marks the directory as a crmkpi output directory that later runs may
+    /// replace (see [`crate::out_dir`]).
+    pub written_by: &'static str,
     /// Run facts given by the caller.
     #[serde(flatten)]
     pub input: ManifestInput,
@@ -92,6 +95,7 @@ impl Manifest {
     /// Completes the manifest when all tables are written.
     pub fn new(input: ManifestInput, tables: Vec<TableInfo>) -> Manifest {
         Manifest {
+            written_by: crate::out_dir::WRITTEN_BY,
             input,
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             peak_memory_bytes: peak_memory_bytes(),

@@ -54,6 +54,17 @@ pub enum IngestError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// `--lake` is a directory with files in it that is not a crmkpi lake.
+    #[error(
+        "--lake {lake} is not a crmkpi lake and holds {entries}; crmkpi creates a lake only in a new or empty \
+         directory. Choose a new or empty directory for the lake"
+    )]
+    NotALake {
+        /// The directory.
+        lake: PathBuf,
+        /// Its entries, as [`crmkpi_schema::dir_entries::describe`] names them.
+        entries: String,
+    },
     /// A file or directory of the lake could not be read or written.
     #[error("lake I/O on {path}: {source}")]
     LakeIo {
@@ -77,6 +88,12 @@ pub enum IngestError {
         path: PathBuf,
         /// polars' error.
         source: polars::error::PolarsError,
+    },
+    /// A generated dump would replace a file that exists.
+    #[error("{path} exists; generate never overwrites a file. Choose a new or empty --out directory")]
+    GenerateWouldOverwrite {
+        /// The existing file.
+        path: PathBuf,
     },
     /// A generated dump could not be written.
     #[error("cannot write generated dump {path}: {source}")]

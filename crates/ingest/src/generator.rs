@@ -30,7 +30,7 @@ pub struct GenerateOptions {
     pub events: u64,
     /// Seed: the same seed and options give the same files.
     pub seed: u64,
-    /// Output directory (created if missing).
+    /// Output directory (created if missing); files already in it are never overwritten.
     pub out: PathBuf,
     /// Formats to rotate through.
     pub formats: Vec<Format>,
@@ -94,6 +94,10 @@ pub fn generate(options: &GenerateOptions) -> Result<Vec<PathBuf>, IngestError> 
         let path = path.to_owned();
         move |source| IngestError::GenerateIo { path, source }
     };
+    let planned = planned_files(options);
+    if let Some((path, _, _)) = planned.iter().find(|(path, _, _)| path.exists()) {
+        return Err(IngestError::GenerateWouldOverwrite { path: path.clone() });
+    }
     fs::create_dir_all(&options.out).map_err(io_error(&options.out))?;
     let mut rng = Pcg64Mcg::seed_from_u64(options.seed);
     let expected_customers = (options.events / EVENTS_PER_CUSTOMER).max(1);
@@ -116,10 +120,8 @@ pub fn generate(options: &GenerateOptions) -> Result<Vec<PathBuf>, IngestError> 
             if let Some(done) = writer.take() {
                 written_files.push(done.finish()?);
             }
-            let index = written_files.len();
-            let format = options.formats[index % options.formats.len()];
-            let compression = options.compressions[index % options.compressions.len()];
-            writer = Some(DumpWriter::create(&options.out, index, format, compression)?);
+            let Some((path, format, compression)) = planned.get(written_files.len()) else { continue };
+            writer = Some(DumpWriter::create(path, *format, *compression)?);
         }
         let Some(current) = writer.as_mut() else { continue };
         world.event_counter += 1;
@@ -138,6 +140,28 @@ pub fn generate(options: &GenerateOptions) -> Result<Vec<PathBuf>, IngestError> 
         written_files.push(done.finish()?);
     }
     Ok(written_files)
+}
+
+/// The files a run writes, in order: `events-<index>.<format>[.<compression>]`, rotating
+/// through the formats and compressions.
+fn planned_files(options: &GenerateOptions) -> Vec<(PathBuf, Format, Compression)> {
+    let count = options.events.div_ceil(options.events_per_file.max(1));
+    (0..count as usize)
+        .map(|index| {
+            let format = options.formats[index % options.formats.len()];
+            let compression = options.compressions[index % options.compressions.len()];
+            let extension = match format {
+                Format::Ndjson => "ndjson",
+                Format::Csv => "csv",
+            };
+            let suffix = match compression {
+                Compression::None => "",
+                Compression::Gzip => ".gz",
+                Compression::Zstd => ".zst",
+            };
+            (options.out.join(format!("events-{index:05}.{extension}{suffix}")), format, compression)
+        })
+        .collect()
 }
 
 /// The generator's running state: id counters, day-level activity already emitted, and the
@@ -649,19 +673,15 @@ impl Sink {
 }
 
 impl DumpWriter {
-    fn create(dir: &Path, index: usize, format: Format, compression: Compression) -> Result<DumpWriter, IngestError> {
-        let extension = match format {
-            Format::Ndjson => "ndjson",
-            Format::Csv => "csv",
+    /// Creates the file; fails when it exists (another process may have created it since the
+    /// check at the start).
+    fn create(path: &Path, format: Format, compression: Compression) -> Result<DumpWriter, IngestError> {
+        let path = path.to_owned();
+        let io_error = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => IngestError::GenerateWouldOverwrite { path: path.clone() },
+            _ => IngestError::GenerateIo { path: path.clone(), source },
         };
-        let suffix = match compression {
-            Compression::None => "",
-            Compression::Gzip => ".gz",
-            Compression::Zstd => ".zst",
-        };
-        let path = dir.join(format!("events-{index:05}.{extension}{suffix}"));
-        let io_error = |source| IngestError::GenerateIo { path: path.clone(), source };
-        let file = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io_error)?);
+        let file = BufWriter::with_capacity(1 << 20, File::create_new(&path).map_err(io_error)?);
         let mut sink = match compression {
             Compression::None => Sink::Plain(file),
             Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::fast())),

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <lake>/
+//!   _crmkpi_lake.json                         marks the directory as a crmkpi lake (format version)
 //!   _lock                                     held (flock) by the one ingest writing the lake
 //!   _runs/<seq>-<run_id>.json                 one ingest record per run: the commit log
 //!   events/month=YYYY-MM/part-<run_id>-<n>.parquet   accepted events, by UTC month of occurred_at
@@ -13,6 +14,10 @@
 //! its record into `_runs/` (an atomic rename). Readers see only the files that committed
 //! records list, so a failed or killed run changes nothing visible; its leftovers are removed
 //! by the next ingest, under the lock.
+//!
+//! A lake is initialised only in a directory that does not exist or is empty; any other
+//! directory must already be a crmkpi lake (it has the marker, or the `_runs/` of a lake from
+//! before the marker, which then gets one), so an ingest never writes among a user's files.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
@@ -95,6 +100,11 @@ pub struct Lake {
     root: PathBuf,
 }
 
+/// The file that marks a directory as a crmkpi lake.
+pub const LAKE_MARKER: &str = "_crmkpi_lake.json";
+/// The lake format version written into the marker.
+pub const LAKE_FORMAT_VERSION: u32 = 1;
+
 fn lake_io(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
     move |source| IngestError::LakeIo { path: path.to_owned(), source }
 }
@@ -118,10 +128,11 @@ impl Lake {
         self.root.join("_staging")
     }
 
-    /// Takes the lake's write lock, creating the lake if needed; fails at once when another
-    /// ingest holds it.
+    /// Takes the lake's write lock, creating the lake if its directory does not exist or is
+    /// empty; fails at once when another ingest holds it, and before writing anything when the
+    /// directory holds files but is not a crmkpi lake.
     pub fn lock(&self) -> Result<LakeLock, IngestError> {
-        fs::create_dir_all(&self.root).map_err(lake_io(&self.root))?;
+        self.open_or_init()?;
         let path = self.root.join("_lock");
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lake_io(&path))?;
         match file.try_lock() {
@@ -129,6 +140,27 @@ impl Lake {
             Err(fs::TryLockError::WouldBlock) => Err(IngestError::LakeLocked { lake: self.root.clone(), lock: path }),
             Err(fs::TryLockError::Error(source)) => Err(IngestError::LakeIo { path, source }),
         }
+    }
+
+    /// Creates the lake in a missing or empty directory; accepts an existing lake (marking a
+    /// lake from before the marker); refuses any other directory.
+    fn open_or_init(&self) -> Result<(), IngestError> {
+        let marker = self.root.join(LAKE_MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        let entries = crmkpi_schema::dir_entries::list(&self.root, |_| true).map_err(lake_io(&self.root))?;
+        if !entries.is_empty() && !self.runs_dir().is_dir() {
+            return Err(IngestError::NotALake {
+                lake: self.root.clone(),
+                entries: crmkpi_schema::dir_entries::describe(&entries),
+            });
+        }
+        fs::create_dir_all(&self.root).map_err(lake_io(&self.root))?;
+        let text = format!("{{\"written_by\": \"crmkpi\", \"lake_format_version\": {LAKE_FORMAT_VERSION}}}\n");
+        let mut file = File::create(&marker).map_err(lake_io(&marker))?;
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(lake_io(&marker))?;
+        Ok(())
     }
 
     /// The committed run records, oldest first.

@@ -2,9 +2,11 @@
 //! event types and the fields each type requires), the columns of the event lake, and the run
 //! configuration of cli.md.
 //!
-//! Kept deliberately small: no I/O besides reading the configuration file.
+//! Kept deliberately small: no I/O besides reading the configuration file and listing a
+//! directory's entries for an error message.
 
 pub mod config;
+pub mod dir_entries;
 pub mod event;
 pub mod pause;
 

@@ -4,3 +4,4 @@ mod commands;
 mod common;
 mod crash;
 mod golden;
+mod ownership;
