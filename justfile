@@ -19,6 +19,10 @@ ingest INPUT LAKE="lake": build
 compute LAKE="lake" OUT="out" AS_OF="": build
     {{bin}} compute --lake {{LAKE}} --out {{OUT}} {{ if AS_OF != "" { "--as-of " + AS_OF } else { "" } }}
 
+# Merge each lake partition's small files into large ones (atomic, safe beside a compute).
+compact LAKE="lake": build
+    {{bin}} compact --lake {{LAKE}}
+
 # Check dumps without writing anything.
 validate +INPUTS: build
     {{bin}} validate {{INPUTS}}

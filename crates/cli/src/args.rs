@@ -60,6 +60,16 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write a realistic synthetic dump.
     Generate(GenerateArgs),
+    /// Merge each lake partition's small files into large ones, in one atomic commit.
+    Compact(CompactArgs),
+}
+
+/// `crmkpi compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The lake directory.
+    #[arg(long, value_name = "DIR")]
+    pub lake: PathBuf,
 }
 
 /// `crmkpi ingest`.

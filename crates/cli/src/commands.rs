@@ -100,6 +100,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             run_generate(global, args)?;
             Ok(ExitCode::SUCCESS)
         }
+        crate::args::Command::Compact(args) => {
+            run_compact(global, &args.lake)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -173,18 +177,20 @@ fn run_compute(
     let tables = select_tables(&selection.tables)?;
     let as_of = selection.as_of.as_deref().map(|text| parse_as_of(text, config.timezone)).transpose()?;
     let lake = Lake::new(lake_dir);
-    let runs = lake.runs().context("reading the lake")?;
-    if runs.is_empty() {
+    // Held until the outputs are written: ingests and compactions meanwhile commit new
+    // snapshots and leave this one alone.
+    let snapshot = lake.snapshot().context("reading the lake")?;
+    let Some(snapshot) = snapshot.filter(|snapshot| snapshot.runs().is_ok_and(|runs| !runs.is_empty())) else {
         return Err(Failure::Runtime(anyhow::anyhow!(
             "{} is not a crmkpi lake (no ingest record under {}/_runs); run `crmkpi ingest <INPUT> --lake {}` first",
             lake_dir.display(),
             lake_dir.display(),
             lake_dir.display()
         )));
-    }
+    };
     let progress = CliProgress::new(global);
     let clock = Instant::now();
-    let files = lake.event_files().context("listing the lake's event files")?;
+    let files = snapshot.event_files().context("listing the lake's event files")?;
     let scan = crmkpi_compute::scan_lake(&files)?;
     let context = Context::new(scan, config.clone(), as_of)?;
     let lake_stats = context.lake_stats()?;
@@ -239,6 +245,38 @@ fn run_compute(
         for table in &manifest.tables {
             println!("  {:<20} {:>10} rows", table.name, table.rows);
         }
+    }
+    Ok(())
+}
+
+fn run_compact(global: &GlobalArgs, lake_dir: &Path) -> Result<(), Failure> {
+    let started = Instant::now();
+    let lake = Lake::new(lake_dir);
+    if !lake.is_lake() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "{} is not a crmkpi lake; compact works on a lake that `crmkpi ingest` wrote",
+            lake_dir.display()
+        )));
+    }
+    let lock = lake.lock().context("compact stopped")?;
+    let report = lake.compact(&lock).context("compact stopped")?;
+    drop(lock);
+    let seconds = started.elapsed().as_secs_f64();
+    if global.log_format == LogFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({"lake": lake_dir.display().to_string(), "partitions": report.partitions, "files_before": report.files_before, "files_after": report.files_after, "seconds": seconds})
+        );
+    } else if report.partitions == 0 {
+        println!("compacted nothing in {}: no partition has small files to merge", lake_dir.display());
+    } else {
+        println!(
+            "compacted {} partitions of {} in {seconds:.1} s: {} files merged into {}",
+            report.partitions,
+            lake_dir.display(),
+            report.files_before,
+            report.files_after
+        );
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub enum IngestError {
     },
     /// Another ingest holds the lake's lock.
     #[error(
-        "the lake {lake} is being written by another ingest (lock {lock} is held); wait for it to finish and run again"
+        "the lake {lake} is being written by another ingest or compact (lock {lock} is held); wait for it to finish and run again"
     )]
     LakeLocked {
         /// The lake directory.
@@ -64,6 +64,15 @@ pub enum IngestError {
         lake: PathBuf,
         /// Its entries, as [`crmkpi_schema::dir_entries::describe`] names them.
         entries: String,
+    },
+    /// The lake has the layout of an earlier crmkpi that readers of this version do not read.
+    #[error(
+        "the lake {lake} has the layout of an earlier crmkpi (lake format 1); run `crmkpi compact --lake {lake}` \
+         (or the next `crmkpi ingest`) once to upgrade it in place"
+    )]
+    LakeNeedsUpgrade {
+        /// The lake directory.
+        lake: PathBuf,
     },
     /// A file or directory of the lake could not be read or written.
     #[error("lake I/O on {path}: {source}")]

@@ -16,5 +16,5 @@ pub mod source;
 pub mod validate;
 
 pub use error::IngestError;
-pub use lake::{FileStats, Lake, RunRecord, RunStatus};
+pub use lake::{CompactReport, FileStats, Lake, RunRecord, RunStatus, Snapshot};
 pub use run::{IngestReport, NoProgress, Progress, Summary, ingest, validate_inputs};

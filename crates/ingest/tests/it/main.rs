@@ -1,6 +1,7 @@
 //! Integration tests of the ingest crate: one binary (uv's `tests/it` layout).
 
 mod common;
+mod compact;
 mod conservation;
 mod incremental;
 mod rejects;

@@ -1,0 +1,392 @@
+//! The write side of the lake: a run's files go straight into the next snapshot directory,
+//! which is invisible until [`StagedRun::commit`] links in every committed file, writes the
+//! run record, fsyncs the files and directories, and switches `_current` to it.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike};
+use polars::prelude::*;
+
+use super::snapshot::list_files;
+use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
+use crate::error::IngestError;
+use crate::validate::Event;
+
+/// The files of one run being written into the next snapshot, invisible to readers until
+/// [`StagedRun::commit`].
+pub struct StagedRun {
+    lake: Lake,
+    /// The committed snapshot the run builds on.
+    base: PathBuf,
+    /// The next snapshot.
+    dir: PathBuf,
+    run_id: String,
+    /// The run's event file of each UTC month partition, open until the commit.
+    month_files: BTreeMap<(i32, u32), MonthFile>,
+    reject_files: Vec<String>,
+    parts_written: usize,
+}
+
+/// One event file of a run: its path under the lake and its writer, which appends each chunk
+/// of the month's events as row groups.
+struct MonthFile {
+    relative: String,
+    writer: polars::io::parquet::write::BatchedWriter<File>,
+}
+
+/// One rejected record as stored in the lake's rejects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    /// The file as given on the command line.
+    pub source_file: String,
+    /// 1-based line the record starts on.
+    pub line: i64,
+    /// The reason of events.md.
+    pub reason: String,
+    /// The record's text.
+    pub raw: String,
+}
+
+impl StagedRun {
+    /// Starts the next snapshot after the current one.
+    pub(super) fn new(lake: &Lake, run_id: &str) -> Result<StagedRun, IngestError> {
+        let (base, dir) = next_snapshot(lake)?;
+        Ok(StagedRun {
+            lake: lake.clone(),
+            base,
+            dir,
+            run_id: run_id.to_owned(),
+            month_files: BTreeMap::new(),
+            reject_files: Vec::new(),
+            parts_written: 0,
+        })
+    }
+
+    /// Appends a chunk of accepted events to the run's file of each UTC month they fall in
+    /// (one file per month partition and run, a row group per chunk).
+    pub fn write_events(&mut self, events: &[Event]) -> Result<(), IngestError> {
+        let mut by_month: BTreeMap<(i32, u32), Vec<&Event>> = BTreeMap::new();
+        for event in events {
+            let instant = DateTime::from_timestamp_micros(event.occurred_at).unwrap_or_default();
+            by_month.entry((instant.year(), instant.month())).or_default().push(event);
+        }
+        for ((year, month), month_events) in by_month {
+            let relative = match self.month_files.get(&(year, month)) {
+                Some(month_file) => month_file.relative.clone(),
+                None => {
+                    self.parts_written += 1;
+                    format!(
+                        "events/month={year:04}-{month:02}/part-{}-{:05}.parquet",
+                        self.run_id,
+                        self.parts_written - 1
+                    )
+                }
+            };
+            let path = self.dir.join(&relative);
+            let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
+            let frame = events_frame(&month_events, &self.run_id).map_err(parquet_error)?;
+            let month_file = match self.month_files.entry((year, month)) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let writer = parquet_writer(&path)?.batched(frame.schema()).map_err(parquet_error)?;
+                    entry.insert(MonthFile { relative, writer })
+                }
+            };
+            month_file.writer.write_batch(&frame).map_err(parquet_error)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a chunk of rejects as one Parquet file.
+    pub fn write_rejects(&mut self, rejects: &[Reject]) -> Result<(), IngestError> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let relative = format!("rejects/{}-{:05}.parquet", self.run_id, self.parts_written);
+        let path = self.dir.join(&relative);
+        let mut frame = rejects_frame(rejects, &self.run_id)
+            .map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
+        write_parquet(&path, &mut frame)?;
+        self.reject_files.push(relative);
+        self.parts_written += 1;
+        Ok(())
+    }
+
+    /// Drops everything the run wrote; the lake is as it was before the run.
+    pub fn abandon(self) -> Result<(), IngestError> {
+        drop(self.month_files);
+        fs::remove_dir_all(&self.dir).map_err(lake_io(&self.dir))
+    }
+
+    /// Makes the run visible in one step: finishes its event files (or drops them when the run
+    /// exceeded the reject ratio), links every committed file and record into the run's
+    /// snapshot, adds the run's record, fsyncs, and switches `_current` to it.
+    pub fn commit(mut self, mut record: RunRecord) -> Result<RunRecord, IngestError> {
+        let month_files = std::mem::take(&mut self.month_files);
+        for month_file in month_files.into_values() {
+            let path = self.dir.join(&month_file.relative);
+            if record.status == RunStatus::Committed {
+                month_file.writer.finish().map_err(|source| IngestError::Parquet { path, source })?;
+                record.event_files.push(month_file.relative);
+            } else {
+                drop(month_file.writer);
+                fs::remove_file(&path).map_err(lake_io(&path))?;
+            }
+        }
+        record.reject_files = std::mem::take(&mut self.reject_files);
+        crmkpi_schema::pause::pause_at("ingest:files_written");
+        link_committed_files(&self.base, &self.dir)?;
+        let sequence = list_files(&self.base.join("_runs"), "json")?.len() + 1;
+        let path = self.dir.join("_runs").join(format!("{sequence:06}-{}.json", self.run_id));
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|error| IngestError::LakeIo { path: path.clone(), source: std::io::Error::other(error) })?;
+        fs::write(&path, json).map_err(lake_io(&path))?;
+        sync_tree(&self.dir)?;
+        crmkpi_schema::pause::pause_at("ingest:before_commit");
+        self.lake.switch_current(&self.dir)?;
+        crmkpi_schema::pause::pause_at("ingest:after_commit");
+        remove_unused_snapshots(&self.lake)?;
+        Ok(record)
+    }
+}
+
+/// The current snapshot and a new, empty one after it.
+pub(super) fn next_snapshot(lake: &Lake) -> Result<(PathBuf, PathBuf), IngestError> {
+    let current = lake.root.join(CURRENT);
+    let base = lake.root.join(fs::read_link(&current).map_err(lake_io(&current))?);
+    let snapshots = lake.snapshots_dir();
+    let mut last = 0;
+    for entry in fs::read_dir(&snapshots).map_err(lake_io(&snapshots))? {
+        let name = entry.map_err(lake_io(&snapshots))?.file_name();
+        if let Ok(number) = name.to_string_lossy().parse::<u64>() {
+            last = last.max(number);
+        }
+    }
+    Ok((base, new_snapshot_dir(lake, last + 1)?))
+}
+
+/// Creates snapshot `number` with its `_readers` file and empty visible directories.
+pub(super) fn new_snapshot_dir(lake: &Lake, number: u64) -> Result<PathBuf, IngestError> {
+    let dir = lake.snapshots_dir().join(format!("{number:06}"));
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(lake_io(&dir))?;
+    }
+    for name in VISIBLE {
+        let path = dir.join(name);
+        fs::create_dir_all(&path).map_err(lake_io(&path))?;
+    }
+    let readers = dir.join(READERS);
+    File::create(&readers).map_err(lake_io(&readers))?;
+    Ok(dir)
+}
+
+/// Hard-links every file of `base` (events, rejects, records) into `dir` at the same place.
+pub(super) fn link_committed_files(base: &Path, dir: &Path) -> Result<(), IngestError> {
+    for name in VISIBLE {
+        let extension = if name == "_runs" { "json" } else { "parquet" };
+        for file in list_files(&base.join(name), extension)? {
+            let relative = file.strip_prefix(base).map_err(|_| IngestError::LakeIo {
+                path: file.clone(),
+                source: std::io::Error::other("a snapshot file lies inside its snapshot"),
+            })?;
+            link_file(&file, &dir.join(relative))?;
+        }
+    }
+    Ok(())
+}
+
+/// Hard-links the files a format-1 lake's committed records list (and the records) into the
+/// first snapshot. Nothing to link for a new lake.
+pub(super) fn link_format_one_files(lake: &Lake, dir: &Path) -> Result<(), IngestError> {
+    let records = list_files(&lake.root.join("_runs"), "json")?;
+    for path in records {
+        let text = fs::read_to_string(&path).map_err(lake_io(&path))?;
+        let record: RunRecord = serde_json::from_str(&text)
+            .map_err(|error| IngestError::CorruptRunRecord { path: path.clone(), message: error.to_string() })?;
+        for relative in record.event_files.iter().chain(&record.reject_files) {
+            link_file(&lake.root.join(relative), &dir.join(relative))?;
+        }
+        if let Some(name) = path.file_name() {
+            link_file(&path, &dir.join("_runs").join(name))?;
+        }
+    }
+    Ok(())
+}
+
+fn link_file(from: &Path, to: &Path) -> Result<(), IngestError> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(lake_io(parent))?;
+    }
+    fs::hard_link(from, to).map_err(lake_io(to))
+}
+
+/// fsyncs every file and directory under `dir`, and `dir` itself.
+pub(super) fn sync_tree(dir: &Path) -> Result<(), IngestError> {
+    for entry in fs::read_dir(dir).map_err(lake_io(dir))? {
+        let path = entry.map_err(lake_io(dir))?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            File::open(&path).and_then(|file| file.sync_all()).map_err(lake_io(&path))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// fsyncs a directory, so the entries created or renamed in it are durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), IngestError> {
+    File::open(dir).and_then(|file| file.sync_all()).map_err(lake_io(dir))
+}
+
+/// Removes every snapshot but the current one that no reader holds, and what killed writers
+/// left (unfinished snapshots).
+pub(super) fn remove_unused_snapshots(lake: &Lake) -> Result<(), IngestError> {
+    let current = lake.root.join(CURRENT);
+    let current_name = fs::read_link(&current).map_err(lake_io(&current))?;
+    let snapshots = lake.snapshots_dir();
+    for entry in fs::read_dir(&snapshots).map_err(lake_io(&snapshots))? {
+        let entry = entry.map_err(lake_io(&snapshots))?;
+        let name = entry.file_name();
+        if Path::new(SNAPSHOTS).join(&name) == current_name {
+            continue;
+        }
+        let path = entry.path();
+        let trash = snapshots.join(format!(".trash-{}", name.to_string_lossy()));
+        if name.to_string_lossy().starts_with(".trash-") {
+            fs::remove_dir_all(&path).map_err(lake_io(&path))?;
+            continue;
+        }
+        // A reader holds a shared lock on `_readers` while it reads this snapshot.
+        let readers = File::open(path.join(READERS)).ok();
+        let held_by_reader = readers.as_ref().is_some_and(|file| file.try_lock().is_err());
+        if held_by_reader {
+            continue;
+        }
+        fs::rename(&path, &trash).map_err(lake_io(&path))?;
+        drop(readers);
+        fs::remove_dir_all(&trash).map_err(lake_io(&trash))?;
+    }
+    Ok(())
+}
+
+/// A Parquet writer of a lake file at `path` (zstd, full statistics), directories created.
+pub(super) fn parquet_writer(path: &Path) -> Result<ParquetWriter<File>, IngestError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(lake_io(parent))?;
+    }
+    let file = File::create(path).map_err(lake_io(path))?;
+    Ok(ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default()))
+}
+
+fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), IngestError> {
+    parquet_writer(path)?.finish(frame).map_err(|source| IngestError::Parquet { path: path.to_owned(), source })?;
+    Ok(())
+}
+
+fn text_column<'a>(name: &str, events: &[&'a Event], get: impl Fn(&'a Event) -> Option<&'a str>) -> Column {
+    Column::new(name.into(), events.iter().map(|event| get(event)).collect::<Vec<_>>())
+}
+
+/// The lake columns (see [`crmkpi_schema::LAKE_COLUMNS`]) of a set of events.
+fn events_frame(events: &[&Event], run_id: &str) -> PolarsResult<DataFrame> {
+    let occurred_at =
+        Int64Chunked::from_vec("occurred_at".into(), events.iter().map(|event| event.occurred_at).collect())
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column();
+    let columns = vec![
+        text_column("event_id", events, |event| Some(event.event_id.as_str())),
+        text_column("event_type", events, |event| Some(event.event_type.name())),
+        occurred_at,
+        text_column("customer_id", events, |event| event.text.customer_id.as_deref()),
+        text_column("deal_id", events, |event| event.text.deal_id.as_deref()),
+        text_column("order_id", events, |event| event.text.order_id.as_deref()),
+        text_column("ticket_id", events, |event| event.text.ticket_id.as_deref()),
+        text_column("campaign_id", events, |event| event.text.campaign_id.as_deref()),
+        text_column("owner_id", events, |event| event.text.owner_id.as_deref()),
+        text_column("stage", events, |event| event.text.stage.as_deref()),
+        Column::new("amount".into(), events.iter().map(|event| event.amount).collect::<Vec<_>>()),
+        text_column("currency", events, |event| event.text.currency.as_deref()),
+        text_column("channel", events, |event| event.text.channel.as_deref()),
+        text_column("kind", events, |event| event.text.kind.as_deref()),
+        text_column("category", events, |event| event.text.category.as_deref()),
+        text_column("survey", events, |event| event.text.survey.as_deref()),
+        Column::new("score".into(), events.iter().map(|event| event.score).collect::<Vec<_>>()),
+        text_column("reason", events, |event| event.text.reason.as_deref()),
+        Column::new("content_hash".into(), events.iter().map(|event| event.content_hash).collect::<Vec<_>>()),
+        Column::new("ingest_run".into(), vec![run_id; events.len()]),
+    ];
+    DataFrame::new(events.len(), columns)
+}
+
+fn rejects_frame(rejects: &[Reject], run_id: &str) -> PolarsResult<DataFrame> {
+    let columns = vec![
+        Column::new("source_file".into(), rejects.iter().map(|reject| reject.source_file.as_str()).collect::<Vec<_>>()),
+        Column::new("line".into(), rejects.iter().map(|reject| reject.line).collect::<Vec<_>>()),
+        Column::new("reason".into(), rejects.iter().map(|reject| reject.reason.as_str()).collect::<Vec<_>>()),
+        Column::new("raw".into(), rejects.iter().map(|reject| reject.raw.as_str()).collect::<Vec<_>>()),
+        Column::new("ingest_run".into(), vec![run_id; rejects.len()]),
+    ];
+    DataFrame::new(rejects.len(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: usize, occurred_at: &str) -> Event {
+        Event {
+            event_id: format!("e{id}"),
+            event_type: crmkpi_schema::EventType::SiteVisited,
+            occurred_at: DateTime::parse_from_rfc3339(occurred_at).expect("instant").timestamp_micros(),
+            text: crate::validate::TextFields { customer_id: Some(format!("c{id}")), ..Default::default() },
+            amount: None,
+            score: None,
+            content_hash: id as u64,
+        }
+    }
+
+    /// Chunks written by one run are appended to one file per month partition.
+    #[test]
+    fn chunks_of_a_run_share_one_file_per_month() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::new(dir.path().join("lake"));
+        let lock = lake.lock().expect("lock");
+        let mut staged = lake.stage("run1", &lock).expect("stage");
+        let chunks = [
+            vec![event(1, "2024-01-05T10:00:00Z"), event(2, "2024-02-01T00:00:00Z"), event(3, "2024-01-31T23:59:59Z")],
+            vec![event(4, "2024-02-10T10:00:00Z"), event(5, "2024-01-01T00:00:00Z")],
+            vec![event(6, "2024-03-03T03:03:03Z")],
+        ];
+        for chunk in &chunks {
+            staged.write_events(chunk).expect("write");
+        }
+        let record = RunRecord {
+            run_id: "run1".to_owned(),
+            crmkpi_version: "test".to_owned(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            status: RunStatus::Committed,
+            config_hash: String::new(),
+            files: Vec::new(),
+            event_files: Vec::new(),
+            reject_files: Vec::new(),
+        };
+        let record = staged.commit(record).expect("commit");
+        let months: Vec<&str> =
+            record.event_files.iter().map(|file| file.split('/').nth(1).expect("partition")).collect();
+        assert_eq!(months, ["month=2024-01", "month=2024-02", "month=2024-03"]);
+        let ids_of = |file: &String| -> Vec<String> {
+            let frame = ParquetReader::new(File::open(lake.root().join(file)).expect("open")).finish().expect("read");
+            let ids = frame.column("event_id").expect("event_id").str().expect("str").clone();
+            ids.iter().map(|id| id.expect("id").to_owned()).collect()
+        };
+        let ids: Vec<Vec<String>> = record.event_files.iter().map(ids_of).collect();
+        assert_eq!(ids, [vec!["e1", "e3", "e5"], vec!["e2", "e4"], vec!["e6"]]);
+        assert_eq!(lake.event_files().expect("files").len(), 3);
+    }
+}
