@@ -3,6 +3,7 @@
 mod common;
 mod compact;
 mod conservation;
+mod fuzz;
 mod incremental;
 mod rejects;
 mod timestamps;
