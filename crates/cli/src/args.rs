@@ -33,7 +33,8 @@ pub struct GlobalArgs {
     /// Only print warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// More detail (-v: debug, -vv: trace).
+    /// More detail: in a pipe -v debug, -vv trace; on a terminal -v shows the info lines the
+    /// bars replace, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

@@ -16,7 +16,7 @@ use crmkpi_ingest::{IngestError, Lake, RunStatus, Summary};
 use crmkpi_schema::Config;
 
 use crate::args::{Cli, CompressArg, FormatArg, GenerateArgs, GlobalArgs, LogFormat, TableSelection};
-use crate::progress::CliProgress;
+use crate::progress::{ComputeProgress, IngestProgress};
 use crate::samples;
 use crate::settings::load_config;
 
@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         crate::args::Command::Validate(args) => {
             let (config, _) = load_config(global.config.as_deref(), None)?;
-            let progress = CliProgress::new(global);
+            let progress = IngestProgress::new("validate");
             let summary =
                 crmkpi_ingest::validate_inputs(&args.inputs, &config, &progress).context("validation stopped")?;
             progress.finish();
@@ -125,7 +125,7 @@ fn exit_for(status: RunStatus) -> ExitCode {
 fn run_ingest(global: &GlobalArgs, config: &Config, inputs: &[String], lake_dir: &Path) -> Result<RunStatus, Failure> {
     let started = Instant::now();
     let lake = Lake::new(lake_dir);
-    let progress = CliProgress::new(global);
+    let progress = IngestProgress::new("ingest");
     let report = crmkpi_ingest::ingest(&lake, inputs, config, &progress).context("ingest stopped")?;
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
@@ -188,7 +188,8 @@ fn run_compute(
             lake_dir.display()
         )));
     };
-    let progress = CliProgress::new(global);
+    let progress = ComputeProgress::new(tables.len());
+    progress.step("scanning the lake");
     let clock = Instant::now();
     let files = snapshot.event_files().context("listing the lake's event files")?;
     let scan = crmkpi_compute::scan_lake(&files)?;
@@ -197,15 +198,16 @@ fn run_compute(
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
     // The data checks fit the CLV models when customers or clv_model are selected; the tables
     // then reuse the fits.
+    progress.step("checking the data");
     let clock = Instant::now();
     let warnings = crmkpi_compute::data_warnings(&context, &tables)?;
     for warning in &warnings {
-        tracing::warn!(warning = %warning, "data warning");
+        tracing::warn!("{warning}");
     }
     stage_seconds.insert("data_checks".to_owned(), clock.elapsed().as_secs_f64());
     let mut outputs = Vec::with_capacity(tables.len());
     for table in &tables {
-        progress.step(&format!("computing {}", table.name));
+        progress.table_started(table.name);
         let clock = Instant::now();
         let computed = crmkpi_compute::compute_tables(&context, std::slice::from_ref(table))?;
         let seconds = clock.elapsed().as_secs_f64();
@@ -214,6 +216,7 @@ fn run_compute(
             tracing::info!(table = computed.name, rows = computed.frame.height(), seconds, "computed");
             outputs.push(OutputTable { name: computed.name.to_owned(), frame: computed.frame });
         }
+        progress.table_finished();
     }
     progress.step("writing outputs");
     let input = ManifestInput {

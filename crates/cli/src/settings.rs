@@ -10,6 +10,7 @@ use crmkpi_schema::Config;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::args::{GlobalArgs, LogFormat};
+use crate::progress::{self, TerminalWriter};
 
 /// The configuration file used by default when present.
 pub const DEFAULT_CONFIG: &str = "crmkpi.toml";
@@ -49,17 +50,31 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr: text lines, or one JSON object per line with `--log-format json`.
+/// Logs go to stderr: text lines, or one JSON object per line with `--log-format json`. On a
+/// terminal with bars the text lines are written above the bars, without timestamps, and the
+/// INFO lines (which say what the bars show) only with `-v`.
 pub fn init_logging(global: &GlobalArgs) {
-    let level = match (global.quiet, global.verbose) {
-        (true, _) => LevelFilter::WARN,
-        (false, 0) => LevelFilter::INFO,
-        (false, 1) => LevelFilter::DEBUG,
-        (false, _) => LevelFilter::TRACE,
-    };
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
-    match global.log_format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    let terminal = progress::init_terminal(global);
+    let level = log_level(global, terminal.is_some());
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    match (global.log_format, terminal) {
+        (LogFormat::Json, _) => builder.with_writer(std::io::stderr).json().with_current_span(false).init(),
+        (LogFormat::Text, Some(terminal)) => {
+            builder.with_writer(TerminalWriter::new(terminal)).without_time().with_ansi(true).init()
+        }
+        (LogFormat::Text, None) => {
+            builder.with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init()
+        }
     }
+}
+
+/// `-q`: warnings and errors. Otherwise INFO, `-v` DEBUG, `-vv` TRACE; with bars one step less
+/// (WARN, `-v` INFO, `-vv` DEBUG, `-vvv` TRACE).
+fn log_level(global: &GlobalArgs, bars: bool) -> LevelFilter {
+    const LEVELS: [LevelFilter; 4] = [LevelFilter::WARN, LevelFilter::INFO, LevelFilter::DEBUG, LevelFilter::TRACE];
+    if global.quiet {
+        return LevelFilter::WARN;
+    }
+    let detail = usize::from(global.verbose) + usize::from(!bars);
+    LEVELS[detail.min(LEVELS.len() - 1)]
 }

@@ -47,14 +47,15 @@ pub enum Outcome {
 }
 
 /// Reads `file` to its end, calling `on_outcome` for each record in file order and
-/// `on_progress` with the compressed bytes read so far after each batch.
+/// `on_progress` after each batch with the compressed bytes and the records read so far.
 pub fn read_dump(
     file: &DumpFile,
     config: &Config,
     mut on_outcome: impl FnMut(Outcome) -> Result<(), IngestError>,
-    mut on_progress: impl FnMut(u64),
+    mut on_progress: impl FnMut(u64, u64),
 ) -> Result<(), IngestError> {
     let counter = ByteCounter::default();
+    let mut records = 0u64;
     let reader = open(file, counter.clone())?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Vec<RecordText>, IngestError>>(2);
     std::thread::scope(|scope| {
@@ -69,10 +70,11 @@ pub fn read_dump(
             let csv_header = header.as_ref().and_then(Option::as_ref);
             let outcomes: Vec<Outcome> =
                 batch.into_par_iter().map(|record| parse_record(file.format, csv_header, record, config)).collect();
+            records += outcomes.len() as u64;
             for outcome in outcomes {
                 on_outcome(outcome)?;
             }
-            on_progress(counter.get());
+            on_progress(counter.get(), records);
         }
         Ok(())
     })

@@ -21,10 +21,13 @@ const REJECT_CHUNK: usize = 100_000;
 
 /// Receives progress of a run; the binary shows it as bars or log lines.
 pub trait Progress: Sync {
+    /// The run is about to read `files` files of `bytes` bytes on disk in all.
+    fn run_started(&self, _files: usize, _bytes: u64) {}
     /// A file is about to be read; `bytes` is its size on disk.
     fn file_started(&self, _path: &str, _bytes: u64) {}
-    /// `bytes` of the current file (as stored, compressed) have been read.
-    fn file_progress(&self, _bytes: u64) {}
+    /// `bytes` of the current file (as stored, compressed) and its first `records` records
+    /// have been read.
+    fn file_progress(&self, _bytes: u64, _records: u64) {}
     /// A file was read to its end.
     fn file_finished(&self, _stats: &FileStats) {}
 }
@@ -197,9 +200,11 @@ fn read_files(
     progress: &dyn Progress,
 ) -> Result<Summary, IngestError> {
     let mut summary = Summary::default();
-    for file in files {
+    let sizes: Vec<u64> =
+        files.iter().map(|file| std::fs::metadata(&file.path).map(|metadata| metadata.len()).unwrap_or(0)).collect();
+    progress.run_started(files.len(), sizes.iter().sum());
+    for (file, size) in files.iter().zip(sizes) {
         let path = file.display_path();
-        let size = std::fs::metadata(&file.path).map(|metadata| metadata.len()).unwrap_or(0);
         progress.file_started(&path, size);
         let mut stats = FileStats { path: path.clone(), ..FileStats::default() };
         read_dump(
@@ -225,7 +230,7 @@ fn read_files(
                 *stats.rejected.entry(reason.clone()).or_default() += 1;
                 sink.reject(Reject { source_file: path.clone(), line: line as i64, reason, raw })
             },
-            |bytes| progress.file_progress(bytes),
+            |bytes, records| progress.file_progress(bytes, records),
         )?;
         progress.file_finished(&stats);
         summary.add_file(stats);

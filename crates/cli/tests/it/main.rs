@@ -6,3 +6,4 @@ mod crash;
 mod golden;
 mod ownership;
 mod readers;
+mod terminal;

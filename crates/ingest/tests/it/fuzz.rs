@@ -42,7 +42,8 @@ const NDJSON_RECORDS: [&str; 6] = [
     r#"{"event_id":12345678901234567890123,"event_type":"lead_created","occurred_at":"2024-03-07T09:00:00Z","customer_id":1.50}"#,
 ];
 
-const CSV_HEADER: &str = "event_id,event_type,occurred_at,customer_id,order_id,amount,currency,survey,score,stage,deal_id";
+const CSV_HEADER: &str =
+    "event_id,event_type,occurred_at,customer_id,order_id,amount,currency,survey,score,stage,deal_id";
 const CSV_RECORDS: [&str; 6] = [
     "e1,order_placed,2024-03-04T17:32:58+01:00,c1,o1,12.5,USD,,,,",
     "e2,site_visited,2024-03-05 10:00:00,c2,,,,,,,",
