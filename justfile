@@ -35,6 +35,10 @@ generate EVENTS="1000000" OUT="dumps/generated": build
 test:
     cargo test --workspace
 
+# The ingest fuzz test at length (CI runs 48 cases): just fuzz 20000
+fuzz CASES="20000":
+    CRMKPI_FUZZ_CASES={{CASES}} cargo test --release -p crmkpi-ingest --test it fuzz
+
 # Rewrite the golden outputs of the sample run after an intended change (review the diff).
 golden:
     CRMKPI_UPDATE_GOLDEN=1 cargo test -p crmkpi --test it golden
