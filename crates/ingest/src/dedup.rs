@@ -1,20 +1,36 @@
-//! Deduplication by `event_id`: every accepted event's id is remembered with the hash of its
-//! content. A later record with the same id and the same content is a plain duplicate (dropped
-//! and counted), with other content a `conflicting_duplicate` (rejected): the first accepted
-//! one wins.
+//! Deduplication by `event_id` with memory bounded by a constant, whatever the size of the
+//! lake and of the dump. A record with an id accepted before (in the lake, or earlier in the
+//! run: files in path order, lines in file order) and the same content hash is a plain
+//! duplicate, with another content a `conflicting_duplicate`; the first accepted one wins.
 //!
-//! Memory: an id is kept as its 128-bit hash, 24 bytes per event plus table overhead; about
-//! 350 MB for ten million events, independent of the events' size.
+//! Three phases instead of an in-memory set of every id:
+//! 1. [`Spill`]: every outcome of the run's records is written to a spill file in arrival order,
+//!    and each valid record's (id hash, sequence number, content hash) to one of 256 key files
+//!    by the id hash's top byte (32 bytes a record).
+//! 2. [`decide`]: partition by partition (two at a time, on the rayon pool), the run's keys are
+//!    sorted by (id, sequence) and merged with the lake's sorted index partition (streamed from
+//!    disk), which decides every valid record and writes the partition's next version.
+//! 3. [`SpilledRun::replay`]: the outcomes are read back in arrival order with their decisions.
+//!
+//! Memory: one partition's keys (a 256th of the run's valid records) per thread, two bits per
+//! valid record for the decisions, and I/O buffers.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use xxhash_rust::xxh3::xxh3_128;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-/// The outcome of offering an accepted record to the index.
+use crate::error::IngestError;
+use crate::id_index::{IndexEntry, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
+use crate::validate::{Event, RejectReason};
+
+/// What deduplication made of a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
-    /// The id is new: the event is accepted and remembered.
+    /// The id is new: the event is accepted.
     New,
     /// The id was accepted before with identical content.
     Duplicate,
@@ -22,68 +38,400 @@ pub enum Seen {
     Conflict,
 }
 
-/// The ids of all accepted events (in the lake and in this run) with their content hashes.
-#[derive(Debug, Default)]
-pub struct EventIndex {
-    content_by_id: HashMap<u128, u64, BuildHasherDefault<PrehashedKey>>,
+impl Seen {
+    fn code(self) -> u8 {
+        match self {
+            Seen::New => 0,
+            Seen::Duplicate => 1,
+            Seen::Conflict => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Seen {
+        match code {
+            1 => Seen::Duplicate,
+            2 => Seen::Conflict,
+            _ => Seen::New,
+        }
+    }
 }
 
-impl EventIndex {
-    /// Offers an accepted record; remembers it when its id is new.
-    pub fn offer(&mut self, event_id: &str, content_hash: u64) -> Seen {
-        match self.content_by_id.entry(xxh3_128(event_id.as_bytes())) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(content_hash);
-                Seen::New
+/// One record's outcome as spilled: where it came from, its text, and what validation made of
+/// it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SpilledOutcome {
+    /// Index of the input file in the run's file list.
+    pub file: u32,
+    /// The line the record starts on.
+    pub line: u64,
+    /// The record's text.
+    pub raw: String,
+    /// The valid event, or the reason it was rejected.
+    pub verdict: Verdict,
+}
+
+/// Validation's verdict on a record.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Verdict {
+    /// A valid event, still to be deduplicated.
+    Valid(Box<Event>),
+    /// Rejected, with the reason of events.md.
+    Invalid(String),
+}
+
+const KEY_BYTES: usize = 32;
+const BUFFER_BYTES: usize = 1 << 16;
+
+fn spill_io(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
+    move |source| IngestError::Spill { path: path.to_owned(), source }
+}
+
+/// Phase 1: the run's outcomes and keys being written to a spill directory.
+pub struct Spill {
+    dir: PathBuf,
+    outcomes: BufWriter<File>,
+    keys: Vec<Option<BufWriter<File>>>,
+    valid: u64,
+    encoded: Vec<u8>,
+}
+
+impl Spill {
+    /// Starts a spill in `dir` (created; its previous contents are removed).
+    pub fn create(dir: &Path) -> Result<Spill, IngestError> {
+        if dir.exists() {
+            fs::remove_dir_all(dir).map_err(spill_io(dir))?;
+        }
+        fs::create_dir_all(dir).map_err(spill_io(dir))?;
+        let path = dir.join("outcomes.bin");
+        let outcomes = BufWriter::with_capacity(BUFFER_BYTES * 4, File::create(&path).map_err(spill_io(&path))?);
+        Ok(Spill {
+            dir: dir.to_owned(),
+            outcomes,
+            keys: (0..PARTITIONS).map(|_| None).collect(),
+            valid: 0,
+            encoded: Vec::new(),
+        })
+    }
+
+    /// Appends one record's outcome (and, for a valid event, its key).
+    pub fn push(&mut self, outcome: &SpilledOutcome) -> Result<(), IngestError> {
+        if let Verdict::Valid(event) = &outcome.verdict {
+            self.push_key(id_hash(&event.event_id), event.content_hash)?;
+        }
+        self.encoded.clear();
+        let encoded = postcard::to_extend(outcome, std::mem::take(&mut self.encoded)).map_err(|error| {
+            IngestError::Spill { path: self.dir.join("outcomes.bin"), source: std::io::Error::other(error) }
+        })?;
+        let path = self.dir.join("outcomes.bin");
+        self.outcomes
+            .write_all(&(encoded.len() as u32).to_le_bytes())
+            .and_then(|()| self.outcomes.write_all(&encoded))
+            .map_err(spill_io(&path))?;
+        self.encoded = encoded;
+        Ok(())
+    }
+
+    /// Closes the spill files.
+    pub fn finish(self) -> Result<SpilledRun, IngestError> {
+        let path = self.dir.join("outcomes.bin");
+        self.outcomes.into_inner().map_err(|error| IngestError::Spill {
+            path: path.clone(),
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        for (partition, writer) in self.keys.into_iter().enumerate() {
+            if let Some(mut writer) = writer {
+                let path = key_path(&self.dir, partition);
+                writer.flush().map_err(spill_io(&path))?;
             }
-            std::collections::hash_map::Entry::Occupied(slot) if *slot.get() == content_hash => Seen::Duplicate,
-            std::collections::hash_map::Entry::Occupied(_) => Seen::Conflict,
         }
-    }
-
-    /// Number of ids remembered.
-    pub fn len(&self) -> usize {
-        self.content_by_id.len()
-    }
-
-    /// Whether no id is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.content_by_id.is_empty()
+        Ok(SpilledRun { dir: self.dir, valid: self.valid })
     }
 }
 
-/// The keys are already uniform 128-bit hashes: their low 64 bits serve as the table hash.
-#[derive(Debug, Default)]
-struct PrehashedKey(u64);
+fn key_path(dir: &Path, partition: usize) -> PathBuf {
+    dir.join(format!("keys-{partition:03}.bin"))
+}
 
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
+/// A finished spill: read by [`decide`] and [`SpilledRun::replay`].
+pub struct SpilledRun {
+    dir: PathBuf,
+    valid: u64,
+}
+
+/// The decision on every valid record of a run, two bits each, by sequence number.
+pub struct Decisions {
+    codes: Vec<AtomicU8>,
+}
+
+impl Decisions {
+    fn new(valid: u64) -> Decisions {
+        Decisions { codes: (0..valid.div_ceil(4)).map(|_| AtomicU8::new(0)).collect() }
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
+
+    fn set(&self, sequence: u64, seen: Seen) {
+        let slot = &self.codes[(sequence / 4) as usize];
+        slot.fetch_or(seen.code() << ((sequence % 4) * 2), Ordering::Relaxed);
+    }
+
+    fn get(&self, sequence: u64) -> Seen {
+        let byte = self.codes[(sequence / 4) as usize].load(Ordering::Relaxed);
+        Seen::from_code((byte >> ((sequence % 4) * 2)) & 0b11)
+    }
+}
+
+/// Phase 2: decides every valid record of the run against `lake_index` (the lake's index
+/// directory; `None`: an empty lake) and earlier records of the run, and writes the index with
+/// the run's accepted ids into `next_index` when given.
+pub fn decide(
+    run: &SpilledRun,
+    lake_index: Option<&Path>,
+    next_index: Option<&Path>,
+) -> Result<Decisions, IngestError> {
+    let decisions = Decisions::new(run.valid);
+    (0..PARTITIONS)
+        .into_par_iter()
+        .try_for_each(|partition| decide_partition(run, partition, lake_index, next_index, &decisions))?;
+    Ok(decisions)
+}
+
+/// One partition: the run's keys sorted by (id, sequence), merged with the lake's entries.
+fn decide_partition(
+    run: &SpilledRun,
+    partition: usize,
+    lake_index: Option<&Path>,
+    next_index: Option<&Path>,
+    decisions: &Decisions,
+) -> Result<(), IngestError> {
+    let mut keys = read_keys(&key_path(&run.dir, partition))?;
+    keys.sort_unstable_by_key(|&(id, sequence, _)| (id, sequence));
+    let mut lake = PartitionReader::open(lake_index, partition)?;
+    let mut writer = next_index.map(|dir| PartitionWriter::create(dir, partition)).transpose()?;
+    let mut push = |entry: IndexEntry| writer.as_mut().map_or(Ok(()), |writer| writer.push(entry));
+    let mut lake_entry = lake.next_entry()?;
+    let mut start = 0;
+    while start < keys.len() {
+        let id = keys[start].0;
+        while let Some(entry) = lake_entry.filter(|entry| entry.id < id) {
+            push(entry)?;
+            lake_entry = lake.next_entry()?;
+        }
+        let known = lake_entry.filter(|entry| entry.id == id);
+        let mut first = known.map(|entry| entry.content_hash);
+        let mut end = start;
+        while end < keys.len() && keys[end].0 == id {
+            let (_, sequence, content_hash) = keys[end];
+            match first {
+                None => first = Some(content_hash),
+                Some(accepted) if accepted == content_hash => decisions.set(sequence, Seen::Duplicate),
+                Some(_) => decisions.set(sequence, Seen::Conflict),
+            }
+            end += 1;
+        }
+        if known.is_some() {
+            lake_entry = lake.next_entry()?;
+        }
+        push(IndexEntry { id, content_hash: first.unwrap_or_default() })?;
+        start = end;
+    }
+    while let Some(entry) = lake_entry {
+        push(entry)?;
+        lake_entry = lake.next_entry()?;
+    }
+    writer.map_or(Ok(()), PartitionWriter::finish)
+}
+
+/// The (id hash, sequence, content hash) keys of one partition's spill file.
+fn read_keys(path: &Path) -> Result<Vec<(u128, u64, u64)>, IngestError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(IngestError::Spill { path: path.to_owned(), source }),
+    };
+    Ok(bytes
+        .chunks_exact(KEY_BYTES)
+        .map(|key| {
+            let mut id = [0u8; 16];
+            let mut sequence = [0u8; 8];
+            let mut content_hash = [0u8; 8];
+            id.copy_from_slice(&key[..16]);
+            sequence.copy_from_slice(&key[16..24]);
+            content_hash.copy_from_slice(&key[24..]);
+            (u128::from_le_bytes(id), u64::from_le_bytes(sequence), u64::from_le_bytes(content_hash))
+        })
+        .collect())
+}
+
+/// A record as phase 3 hands it on: where it came from and what became of it.
+#[derive(Debug)]
+pub struct Decided {
+    /// Index of the input file in the run's file list.
+    pub file: u32,
+    /// The line the record starts on.
+    pub line: u64,
+    /// The record's text.
+    pub raw: String,
+    /// What became of it.
+    pub fate: Fate,
+}
+
+/// What became of a record.
+#[derive(Debug)]
+pub enum Fate {
+    /// A valid event with a new id.
+    Accepted(Box<Event>),
+    /// A valid event accepted before with the same content: dropped and counted.
+    Duplicate,
+    /// Rejected with this reason (`conflicting_duplicate` or validation's).
+    Rejected(String),
+}
+
+impl SpilledRun {
+    /// Phase 3: every record in arrival order with its fate.
+    pub fn replay(
+        &self,
+        decisions: &Decisions,
+        mut on_record: impl FnMut(Decided) -> Result<(), IngestError>,
+    ) -> Result<(), IngestError> {
+        let path = self.dir.join("outcomes.bin");
+        let mut reader = BufReader::with_capacity(BUFFER_BYTES * 4, File::open(&path).map_err(spill_io(&path))?);
+        let mut sequence = 0;
+        let mut length = [0u8; 4];
+        let mut encoded = Vec::new();
+        loop {
+            match reader.read_exact(&mut length) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(source) => return Err(IngestError::Spill { path, source }),
+            }
+            encoded.resize(u32::from_le_bytes(length) as usize, 0);
+            reader.read_exact(&mut encoded).map_err(spill_io(&path))?;
+            let outcome: SpilledOutcome = postcard::from_bytes(&encoded)
+                .map_err(|error| IngestError::Spill { path: path.clone(), source: std::io::Error::other(error) })?;
+            let fate = match outcome.verdict {
+                Verdict::Valid(event) => {
+                    sequence += 1;
+                    match decisions.get(sequence - 1) {
+                        Seen::New => Fate::Accepted(event),
+                        Seen::Duplicate => Fate::Duplicate,
+                        Seen::Conflict => Fate::Rejected(RejectReason::ConflictingDuplicate.to_string()),
+                    }
+                }
+                Verdict::Invalid(reason) => Fate::Rejected(reason),
+            };
+            on_record(Decided { file: outcome.file, line: outcome.line, raw: outcome.raw, fate })?;
+        }
+        Ok(())
+    }
+
+    /// Removes the spill files.
+    pub fn remove(self) -> Result<(), IngestError> {
+        fs::remove_dir_all(&self.dir).map_err(spill_io(&self.dir))
+    }
+}
+
+/// Builds the index of a lake that has none (written before the index existed) from its event
+/// files, into `dir`, with `spill` as scratch space: each file's ids are routed to the 256
+/// partitions on disk, then each partition is sorted and written.
+pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<(), IngestError> {
+    use polars::prelude::*;
+    let mut run = Spill::create(spill)?;
+    for path in event_files {
+        let file = File::open(path).map_err(|source| IngestError::LakeIo { path: path.clone(), source })?;
+        let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
+        let frame = ParquetReader::new(file)
+            .with_columns(Some(vec!["event_id".to_owned(), "content_hash".to_owned()]))
+            .finish()
+            .map_err(parquet_error)?;
+        let ids = frame.column("event_id").and_then(|column| column.str().cloned()).map_err(parquet_error)?;
+        let hashes = frame.column("content_hash").and_then(|column| column.u64().cloned()).map_err(parquet_error)?;
+        for (id, content_hash) in ids.iter().zip(hashes.iter()) {
+            if let (Some(id), Some(content_hash)) = (id, content_hash) {
+                run.push_key(id_hash(id), content_hash)?;
+            }
         }
     }
-    fn write_u128(&mut self, value: u128) {
-        self.0 = value as u64;
+    let run = run.finish()?;
+    decide(&run, None, Some(dir))?;
+    run.remove()
+}
+
+impl Spill {
+    /// Appends a key without an outcome (building an index from the lake's own events).
+    fn push_key(&mut self, id: u128, content_hash: u64) -> Result<(), IngestError> {
+        let partition = partition_of(id);
+        let path = key_path(&self.dir, partition);
+        let writer = match &mut self.keys[partition] {
+            Some(writer) => writer,
+            slot => {
+                slot.insert(BufWriter::with_capacity(BUFFER_BYTES / 4, File::create(&path).map_err(spill_io(&path))?))
+            }
+        };
+        let mut key = [0u8; KEY_BYTES];
+        key[..16].copy_from_slice(&id.to_le_bytes());
+        key[16..24].copy_from_slice(&self.valid.to_le_bytes());
+        key[24..].copy_from_slice(&content_hash.to_le_bytes());
+        self.valid += 1;
+        writer.write_all(&key).map_err(spill_io(&path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::TextFields;
+
+    fn event(id: &str, content_hash: u64) -> SpilledOutcome {
+        SpilledOutcome {
+            file: 0,
+            line: 1,
+            raw: String::new(),
+            verdict: Verdict::Valid(Box::new(Event {
+                event_id: id.to_owned(),
+                event_type: crmkpi_schema::EventType::SiteVisited,
+                occurred_at: 0,
+                text: TextFields::default(),
+                amount: None,
+                score: None,
+                content_hash,
+            })),
+        }
+    }
+
+    fn run_of(dir: &Path, records: &[(&str, u64)]) -> SpilledRun {
+        let mut spill = Spill::create(dir).expect("spill");
+        for (id, hash) in records {
+            spill.push(&event(id, *hash)).expect("push");
+        }
+        spill.finish().expect("finish")
+    }
+
+    fn decisions_of(run: &SpilledRun, decisions: &Decisions) -> Vec<&'static str> {
+        let mut fates = Vec::new();
+        run.replay(decisions, |record| {
+            fates.push(match record.fate {
+                Fate::Accepted(_) => "new",
+                Fate::Duplicate => "duplicate",
+                Fate::Rejected(_) => "conflict",
+            });
+            Ok(())
+        })
+        .expect("replay");
+        fates
+    }
 
     #[test]
-    fn first_accepted_wins() {
-        let mut index = EventIndex::default();
-        assert_eq!(index.offer("e1", 7), Seen::New);
-        assert_eq!(index.offer("e1", 7), Seen::Duplicate);
-        assert_eq!(index.offer("e1", 8), Seen::Conflict);
-        assert_eq!(index.offer("e1", 7), Seen::Duplicate);
-        assert_eq!(index.offer("e2", 8), Seen::New);
-        assert_eq!(index.len(), 2);
+    fn first_accepted_wins_within_a_run_and_against_the_lake() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = run_of(&dir.path().join("spill1"), &[("e1", 7), ("e1", 7), ("e1", 8), ("e1", 7), ("e2", 8)]);
+        let index = dir.path().join("index1");
+        let decisions = decide(&first, None, Some(&index)).expect("decide");
+        assert_eq!(decisions_of(&first, &decisions), ["new", "duplicate", "conflict", "duplicate", "new"]);
+        // The next run sees the lake: e1 with 7 and e2 with 8 were accepted.
+        let second = run_of(&dir.path().join("spill2"), &[("e2", 9), ("e3", 1), ("e1", 7), ("e3", 1)]);
+        let decisions = decide(&second, Some(&index), Some(&dir.path().join("index2"))).expect("decide");
+        assert_eq!(decisions_of(&second, &decisions), ["conflict", "new", "duplicate", "duplicate"]);
+        let third = run_of(&dir.path().join("spill3"), &[("e3", 2), ("e1", 7)]);
+        let decisions = decide(&third, Some(&dir.path().join("index2")), None).expect("decide");
+        assert_eq!(decisions_of(&third, &decisions), ["conflict", "duplicate"]);
     }
 }

@@ -90,6 +90,15 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// The run's spill files (its records on their way through deduplication) could not be
+    /// written or read back.
+    #[error("ingest scratch file {path}: {source}; the lake was left unchanged")]
+    Spill {
+        /// The spill file.
+        path: PathBuf,
+        /// The I/O or encoding error.
+        source: std::io::Error,
+    },
     /// polars failed to build or write a Parquet file of the lake.
     #[error("writing or reading lake Parquet {path}: {source}")]
     Parquet {

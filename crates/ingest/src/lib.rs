@@ -8,6 +8,7 @@
 pub mod dedup;
 pub mod error;
 pub mod generator;
+pub mod id_index;
 pub mod lake;
 pub mod read;
 pub mod record;

@@ -3,16 +3,17 @@
 //! `read = accepted + duplicates + rejected`, per file and in total.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crmkpi_schema::Config;
 use serde::Serialize;
 
-use crate::dedup::{EventIndex, Seen};
+use crate::dedup::{self, Fate, Spill, SpilledOutcome, Verdict};
 use crate::error::IngestError;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun};
 use crate::read::{Outcome, read_dump};
 use crate::source::{DumpFile, expand_inputs};
-use crate::validate::{Event, RejectReason};
+use crate::validate::Event;
 
 /// Accepted events buffered before they are written as Parquet.
 const EVENT_CHUNK: usize = 250_000;
@@ -105,7 +106,17 @@ pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progre
         }
     }
     let files = expand_inputs(inputs)?;
-    read_files(&files, config, &mut EventIndex::default(), &mut Discard, progress)
+    let spill = std::env::temp_dir().join(format!(
+        "crmkpi-validate-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    let places = DedupPlaces { spill: spill.clone(), lake_index: None, next_index: None };
+    let summary = read_files(&files, config, &places, &mut Discard, progress);
+    if summary.is_err() && spill.exists() {
+        std::fs::remove_dir_all(&spill).map_err(|source| IngestError::Spill { path: spill.clone(), source })?;
+    }
+    summary
 }
 
 /// `crmkpi ingest`: adds the dumps' accepted events to the lake and their rejects to the
@@ -121,12 +132,16 @@ pub fn ingest(
     let files = expand_inputs(inputs)?;
     let lock = lake.lock()?;
     lake.remove_leftovers(&lock)?;
-    let mut index = EventIndex::default();
-    lake.load_index(&mut index)?;
-    tracing::info!(lake = %lake.root().display(), known_events = index.len(), "loaded the lake's event ids");
     let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let mut sink = LakeSink { staged: lake.stage(&run_id, &lock)?, events: Vec::new(), rejects: Vec::new() };
-    let summary = match read_files(&files, config, &mut index, &mut sink, progress) {
+    let places = match sink.staged.dedup_places() {
+        Ok(places) => places,
+        Err(error) => {
+            sink.staged.abandon()?;
+            return Err(error);
+        }
+    };
+    let summary = match read_files(&files, config, &places, &mut sink, progress) {
         Ok(summary) => summary,
         Err(error) => {
             sink.staged.abandon()?;
@@ -192,48 +207,73 @@ impl RecordSink for LakeSink {
     }
 }
 
+/// Where a run's deduplication reads and writes: its spill directory, the lake's index (none:
+/// an empty lake) and the next index (none: `validate`, which writes nothing).
+pub struct DedupPlaces {
+    /// Scratch directory of the run's spilled records.
+    pub spill: PathBuf,
+    /// The committed index of the lake.
+    pub lake_index: Option<PathBuf>,
+    /// Where the index with the run's accepted ids goes.
+    pub next_index: Option<PathBuf>,
+}
+
+/// Reads every file (phase 1: parse and validate in parallel, spill in arrival order), decides
+/// duplicates partition by partition against the lake's index (phase 2), and hands every record
+/// to `sink` in arrival order (phase 3); see [`crate::dedup`].
 fn read_files(
     files: &[DumpFile],
     config: &Config,
-    index: &mut EventIndex,
+    places: &DedupPlaces,
     sink: &mut dyn RecordSink,
     progress: &dyn Progress,
 ) -> Result<Summary, IngestError> {
-    let mut summary = Summary::default();
     let sizes: Vec<u64> =
         files.iter().map(|file| std::fs::metadata(&file.path).map(|metadata| metadata.len()).unwrap_or(0)).collect();
     progress.run_started(files.len(), sizes.iter().sum());
-    for (file, size) in files.iter().zip(sizes) {
-        let path = file.display_path();
-        progress.file_started(&path, size);
-        let mut stats = FileStats { path: path.clone(), ..FileStats::default() };
+    let mut stats: Vec<FileStats> =
+        files.iter().map(|file| FileStats { path: file.display_path(), ..FileStats::default() }).collect();
+    let mut spill = Spill::create(&places.spill)?;
+    for (index, (file, size)) in files.iter().zip(sizes).enumerate() {
+        progress.file_started(&stats[index].path, size);
+        let file_stats = &mut stats[index];
         read_dump(
             file,
             config,
             |outcome| {
-                stats.read += 1;
-                let (line, raw, reason) = match outcome {
-                    Outcome::Valid { line, raw, event } => match index.offer(&event.event_id, event.content_hash) {
-                        Seen::New => {
-                            stats.accepted += 1;
-                            return sink.accept(*event);
-                        }
-                        Seen::Duplicate => {
-                            stats.duplicates += 1;
-                            return Ok(());
-                        }
-                        Seen::Conflict => (line, raw, RejectReason::ConflictingDuplicate),
-                    },
-                    Outcome::Invalid { line, raw, reason } => (line, raw, reason),
+                file_stats.read += 1;
+                let (line, raw, verdict) = match outcome {
+                    Outcome::Valid { line, raw, event } => (line, raw, Verdict::Valid(event)),
+                    Outcome::Invalid { line, raw, reason } => (line, raw, Verdict::Invalid(reason.to_string())),
                 };
-                let reason = reason.to_string();
-                *stats.rejected.entry(reason.clone()).or_default() += 1;
-                sink.reject(Reject { source_file: path.clone(), line: line as i64, reason, raw })
+                spill.push(&SpilledOutcome { file: index as u32, line, raw, verdict })
             },
             |bytes, records| progress.file_progress(bytes, records),
         )?;
-        progress.file_finished(&stats);
-        summary.add_file(stats);
+    }
+    let run = spill.finish()?;
+    let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
+    run.replay(&decisions, |record| {
+        let file_stats = &mut stats[record.file as usize];
+        let reason = match record.fate {
+            Fate::Accepted(event) => {
+                file_stats.accepted += 1;
+                return sink.accept(*event);
+            }
+            Fate::Duplicate => {
+                file_stats.duplicates += 1;
+                return Ok(());
+            }
+            Fate::Rejected(reason) => reason,
+        };
+        *file_stats.rejected.entry(reason.clone()).or_default() += 1;
+        sink.reject(Reject { source_file: file_stats.path.clone(), line: record.line as i64, reason, raw: record.raw })
+    })?;
+    run.remove()?;
+    let mut summary = Summary::default();
+    for file_stats in stats {
+        progress.file_finished(&file_stats);
+        summary.add_file(file_stats);
     }
     Ok(summary)
 }

@@ -54,7 +54,7 @@ impl fmt::Display for RejectReason {
 
 /// An accepted, normalised event: text fields as text, `occurred_at` as UTC microseconds,
 /// `amount` converted to the reporting currency.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// Unique id of the event.
     pub event_id: String,
@@ -73,7 +73,7 @@ pub struct Event {
 }
 
 /// The optional text fields of an event.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TextFields {
     /// Lead / contact / account id.
     pub customer_id: Option<String>,

@@ -105,7 +105,7 @@ impl fmt::Display for Field {
 }
 
 /// The 23 event types of events.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum EventType {
     /// A (possibly anonymous) visitor id seen on the website.
     SiteVisited,

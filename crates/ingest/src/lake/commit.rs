@@ -12,8 +12,16 @@ use polars::prelude::*;
 
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
+use crate::dedup::build_index;
 use crate::error::IngestError;
+use crate::id_index::INDEX_DIR;
+use crate::run::DedupPlaces;
 use crate::validate::Event;
+
+/// Scratch space of a run inside its snapshot, removed before the commit.
+const SPILL: &str = "_spill";
+/// The index built for a lake from before the index, inside the run's snapshot.
+const BUILT_INDEX: &str = "_built_index";
 
 /// The files of one run being written into the next snapshot, invisible to readers until
 /// [`StagedRun::commit`].
@@ -115,6 +123,24 @@ impl StagedRun {
         Ok(())
     }
 
+    /// Where the run's deduplication spills, which index it merges with, and where the next
+    /// index goes (all inside the run's snapshot). A lake from before the index gets its index
+    /// built from its event files first.
+    pub fn dedup_places(&self) -> Result<DedupPlaces, IngestError> {
+        let mut lake_index = self.base.join(INDEX_DIR);
+        if !lake_index.is_dir() {
+            let event_files = list_files(&self.base.join("events"), "parquet")?;
+            tracing::info!(files = event_files.len(), "building the lake's event id index");
+            lake_index = self.dir.join(BUILT_INDEX);
+            build_index(&event_files, &lake_index, &self.dir.join(SPILL))?;
+        }
+        Ok(DedupPlaces {
+            spill: self.dir.join(SPILL),
+            lake_index: Some(lake_index),
+            next_index: Some(self.dir.join(INDEX_DIR)),
+        })
+    }
+
     /// Drops everything the run wrote; the lake is as it was before the run.
     pub fn abandon(self) -> Result<(), IngestError> {
         drop(self.month_files);
@@ -137,8 +163,19 @@ impl StagedRun {
             }
         }
         record.reject_files = std::mem::take(&mut self.reject_files);
+        // The next index holds the run's ids only when its events enter the lake.
+        let built_index = self.dir.join(BUILT_INDEX);
+        let next_index = self.dir.join(INDEX_DIR);
+        if record.status != RunStatus::Committed {
+            remove_dir_if_present(&next_index)?;
+            if built_index.is_dir() {
+                fs::rename(&built_index, &next_index).map_err(lake_io(&next_index))?;
+            }
+        }
+        remove_dir_if_present(&built_index)?;
+        remove_dir_if_present(&self.dir.join(SPILL))?;
         crmkpi_schema::pause::pause_at("ingest:files_written");
-        link_committed_files(&self.base, &self.dir)?;
+        link_committed_files(&self.base, &self.dir, !next_index.is_dir())?;
         let sequence = list_files(&self.base.join("_runs"), "json")?.len() + 1;
         let path = self.dir.join("_runs").join(format!("{sequence:06}-{}.json", self.run_id));
         let json = serde_json::to_vec_pretty(&record)
@@ -183,10 +220,25 @@ pub(super) fn new_snapshot_dir(lake: &Lake, number: u64) -> Result<PathBuf, Inge
     Ok(dir)
 }
 
-/// Hard-links every file of `base` (events, rejects, records) into `dir` at the same place.
-pub(super) fn link_committed_files(base: &Path, dir: &Path) -> Result<(), IngestError> {
-    for name in VISIBLE {
-        let extension = if name == "_runs" { "json" } else { "parquet" };
+fn remove_dir_if_present(dir: &Path) -> Result<(), IngestError> {
+    match fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(IngestError::LakeIo { path: dir.to_owned(), source: error })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Hard-links every file of `base` (events, rejects, records, and the id index when
+/// `with_index`) into `dir` at the same place.
+pub(super) fn link_committed_files(base: &Path, dir: &Path, with_index: bool) -> Result<(), IngestError> {
+    let index = with_index.then_some(INDEX_DIR);
+    for name in VISIBLE.into_iter().chain(index) {
+        let extension = match name {
+            "_runs" => "json",
+            INDEX_DIR => "bin",
+            _ => "parquet",
+        };
         for file in list_files(&base.join(name), extension)? {
             let relative = file.strip_prefix(base).map_err(|_| IngestError::LakeIo {
                 path: file.clone(),
@@ -199,9 +251,14 @@ pub(super) fn link_committed_files(base: &Path, dir: &Path) -> Result<(), Ingest
 }
 
 /// Hard-links the files a format-1 lake's committed records list (and the records) into the
-/// first snapshot. Nothing to link for a new lake.
+/// first snapshot. A new lake has nothing to link and starts with an empty id index; a lake of
+/// format 1 gets its index built by its next ingest.
 pub(super) fn link_format_one_files(lake: &Lake, dir: &Path) -> Result<(), IngestError> {
     let records = list_files(&lake.root.join("_runs"), "json")?;
+    if records.is_empty() {
+        let index = dir.join(INDEX_DIR);
+        return fs::create_dir_all(&index).map_err(lake_io(&index));
+    }
     for path in records {
         let text = fs::read_to_string(&path).map_err(lake_io(&path))?;
         let record: RunRecord = serde_json::from_str(&text)
@@ -223,13 +280,18 @@ fn link_file(from: &Path, to: &Path) -> Result<(), IngestError> {
     fs::hard_link(from, to).map_err(lake_io(to))
 }
 
-/// fsyncs every file and directory under `dir`, and `dir` itself.
+/// Makes every file and directory under `dir` durable before the commit: fsyncs each
+/// directory and each file created for this snapshot. Files hard-linked from the previous
+/// snapshot (link count above one) were made durable by the commit that created them.
 pub(super) fn sync_tree(dir: &Path) -> Result<(), IngestError> {
+    use std::os::unix::fs::MetadataExt;
     for entry in fs::read_dir(dir).map_err(lake_io(dir))? {
-        let path = entry.map_err(lake_io(dir))?.path();
-        if path.is_dir() {
+        let entry = entry.map_err(lake_io(dir))?;
+        let path = entry.path();
+        let metadata = entry.metadata().map_err(lake_io(&path))?;
+        if metadata.is_dir() {
             sync_tree(&path)?;
-        } else {
+        } else if metadata.nlink() == 1 {
             File::open(&path).and_then(|file| file.sync_all()).map_err(lake_io(&path))?;
         }
     }

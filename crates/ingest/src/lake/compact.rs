@@ -95,7 +95,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
         fs::remove_dir_all(&dir).map_err(lake_io(&dir))?;
         return Ok(report);
     }
-    link_committed_files(&base, &dir)?;
+    link_committed_files(&base, &dir, true)?;
     for file in merged_away {
         let linked = file.strip_prefix(&base).map(|relative| dir.join(relative)).map_err(|_| IngestError::LakeIo {
             path: file.clone(),

@@ -10,7 +10,8 @@
 //!   _runs   -> _current/_runs          the ingest records, <seq>-<run_id>.json
 //!   _snapshots/000042/                 one complete state of the lake (files hard-linked
 //!     _readers                         from the previous state, plus what the run added);
-//!     _runs/ events/ rejects/          `_readers` is flocked shared by every reader of it
+//!     _runs/ events/ rejects/          `_readers` is flocked shared by every reader of it;
+//!     _index/part-000.bin ...          the accepted event ids (see [`crate::id_index`])
 //! ```
 //!
 //! A writer builds the next snapshot beside the current one (hard links of every committed
@@ -37,7 +38,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::EventIndex;
 use crate::error::IngestError;
 
 pub use commit::{Reject, StagedRun};
@@ -54,7 +54,7 @@ const CURRENT: &str = "_current";
 const SNAPSHOTS: &str = "_snapshots";
 /// The file of a snapshot that its readers hold a shared lock on.
 const READERS: &str = "_readers";
-/// What a snapshot holds, each also a link at the lake's top level.
+/// What a snapshot holds that readers see, each also a link at the lake's top level.
 const VISIBLE: [&str; 3] = ["events", "rejects", "_runs"];
 /// Suffix of a link being put in place.
 const LINK_SUFFIX: &str = ".crmkpi-link";
@@ -274,11 +274,6 @@ impl Lake {
     /// The committed reject files of the current snapshot (see [`Lake::event_files`]).
     pub fn reject_files(&self) -> Result<Vec<PathBuf>, IngestError> {
         self.snapshot()?.map_or(Ok(Vec::new()), |snapshot| snapshot.reject_files())
-    }
-
-    /// Loads the ids and content hashes of every event in the lake, one file at a time.
-    pub fn load_index(&self, index: &mut EventIndex) -> Result<(), IngestError> {
-        self.snapshot()?.map_or(Ok(()), |snapshot| snapshot.load_index(index))
     }
 
     /// Removes what killed writers left and the snapshots no reader holds any more. Call only

@@ -5,10 +5,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
-
 use super::{CURRENT, Lake, READERS, RunRecord, SNAPSHOTS, lake_io};
-use crate::dedup::EventIndex;
 use crate::error::IngestError;
 
 /// How often opening retries when writers keep replacing the snapshot it read.
@@ -83,27 +80,6 @@ impl Snapshot {
     /// Its reject files, by name (commit order).
     pub fn reject_files(&self) -> Result<Vec<PathBuf>, IngestError> {
         list_files(&self.dir.join("rejects"), "parquet")
-    }
-
-    /// Loads the ids and content hashes of every event, one file at a time.
-    pub fn load_index(&self, index: &mut EventIndex) -> Result<(), IngestError> {
-        for path in self.event_files()? {
-            let file = File::open(&path).map_err(lake_io(&path))?;
-            let frame = ParquetReader::new(file)
-                .with_columns(Some(vec!["event_id".to_owned(), "content_hash".to_owned()]))
-                .finish()
-                .map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
-            let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
-            let ids = frame.column("event_id").and_then(|column| column.str().cloned()).map_err(parquet_error)?;
-            let hashes =
-                frame.column("content_hash").and_then(|column| column.u64().cloned()).map_err(parquet_error)?;
-            for (id, hash) in ids.iter().zip(hashes.iter()) {
-                if let (Some(id), Some(hash)) = (id, hash) {
-                    index.offer(id, hash);
-                }
-            }
-        }
-        Ok(())
     }
 }
 

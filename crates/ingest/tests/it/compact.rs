@@ -10,7 +10,7 @@ use crmkpi_ingest::generator::{GenerateOptions, generate};
 use crmkpi_ingest::source::{Compression, Format};
 use polars::prelude::*;
 
-use crate::common::{config_with, ingest_into, lake_events, lake_rejects};
+use crate::common::{config_with, ingest_into, lake_events, lake_rejects, write_dump};
 
 /// A lake fed one small dump per "night": five runs, each adding a file to every month.
 fn lake_of_five_nights(dir: &Path) -> std::path::PathBuf {
@@ -144,4 +144,20 @@ fn a_lake_of_format_one_is_upgraded_in_place() {
     }
     assert!(lake_dir.join(event_file).exists(), "the committed file is where readers looked before");
     assert!(!lake_dir.join(leftover).exists());
+
+    // The lake had no id index: the next ingest builds it from the event files, so an id of
+    // the old lake with other content is a conflicting duplicate, a new id is accepted.
+    let dump = write_dump(
+        dir.path(),
+        "next.ndjson",
+        concat!(
+            r#"{"event_id":"e1","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#,
+            "\n",
+            r#"{"event_id":"e9","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#,
+        ),
+    );
+    let report = ingest_into(&lake_dir, &[dump], &config_with(1.0));
+    assert_eq!(report.summary.accepted, 1);
+    assert_eq!(report.summary.rejected.get("conflicting_duplicate"), Some(&1));
+    assert!(std::fs::read_dir(lake.snapshot().expect("open").expect("lake").dir().join("_index")).is_ok());
 }
