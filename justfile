@@ -51,6 +51,11 @@ ci:
 bench EVENTS="10000000":
     bash scripts/bench.sh {{EVENTS}}
 
+# The ingest benchmark: crmkpi vs DuckDB's bare conversion in one run, throughput per input
+# kind, and the memory curve over lake sizes (CURVE=0 skips it; OLD_BIN=... adds an older binary).
+bench-ingest EVENTS="10000000":
+    bash scripts/bench-ingest.sh {{EVENTS}}
+
 # Regenerate the committed data-samples dump.
 samples: build
     bash scripts/make-samples.sh
