@@ -3,5 +3,6 @@
 mod common;
 mod conservation;
 mod incremental;
+mod parsing;
 mod rejects;
 mod timestamps;
