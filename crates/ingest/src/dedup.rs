@@ -5,8 +5,12 @@
 //!
 //! Memory: an id is kept as its 128-bit hash, 24 bytes per event plus table overhead; about
 //! 350 MB for ten million events, independent of the events' size.
+//!
+//! Rejects are remembered the same way, by their 128-bit key (see
+//! [`crate::lake::Reject::key`]), so that a record rejected by an earlier run is not written to
+//! the lake's rejects again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use xxhash_rust::xxh3::xxh3_128;
@@ -52,6 +56,29 @@ impl EventIndex {
     }
 }
 
+/// The keys of all rejects in the lake's rejects and of this run's.
+#[derive(Debug, Default)]
+pub struct RejectIndex {
+    keys: HashSet<u128, BuildHasherDefault<PrehashedKey>>,
+}
+
+impl RejectIndex {
+    /// Remembers a reject's key; `false` when it was known already.
+    pub fn insert(&mut self, key: u128) -> bool {
+        self.keys.insert(key)
+    }
+
+    /// Number of keys remembered.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 /// The keys are already uniform 128-bit hashes: their low 64 bits serve as the table hash.
 #[derive(Debug, Default)]
 struct PrehashedKey(u64);
@@ -84,6 +111,15 @@ mod tests {
         assert_eq!(index.offer("e1", 8), Seen::Conflict);
         assert_eq!(index.offer("e1", 7), Seen::Duplicate);
         assert_eq!(index.offer("e2", 8), Seen::New);
+        assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn a_reject_is_new_once() {
+        let mut index = RejectIndex::default();
+        assert!(index.insert(7));
+        assert!(!index.insert(7));
+        assert!(index.insert(8));
         assert_eq!(index.len(), 2);
     }
 }
