@@ -14,8 +14,14 @@
 //!
 //! Memory: one partition's keys (a 256th of the run's valid records) per thread, two bits per
 //! valid record for the decisions, and I/O buffers.
+//!
+//! Rejects are remembered by their 128-bit key (see [`crate::lake::reject_key`]) in a
+//! [`RejectIndex`], so that a record rejected by an earlier run is not written to the lake's
+//! rejects again (one key per reject of the lake: rejects are a small share of the records).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -150,6 +156,49 @@ impl Spill {
 
 fn key_path(dir: &Path, partition: usize) -> PathBuf {
     dir.join(format!("keys-{partition:03}.bin"))
+}
+
+/// The keys of all rejects in the lake's rejects and of this run's.
+#[derive(Debug, Default)]
+pub struct RejectIndex {
+    keys: HashSet<u128, BuildHasherDefault<PrehashedKey>>,
+}
+
+impl RejectIndex {
+    /// Remembers a reject's key; `false` when it was known already.
+    pub fn insert(&mut self, key: u128) -> bool {
+        self.keys.insert(key)
+    }
+
+    /// Number of keys remembered.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The keys are already uniform 128-bit hashes: their low 64 bits serve as the table hash.
+#[derive(Debug, Default)]
+struct PrehashedKey(u64);
+
+impl Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
 }
 
 /// A finished spill: read by [`decide`] and [`SpilledRun::replay`].
@@ -417,6 +466,15 @@ mod tests {
         })
         .expect("replay");
         fates
+    }
+
+    #[test]
+    fn a_reject_is_new_once() {
+        let mut index = RejectIndex::default();
+        assert!(index.insert(7));
+        assert!(!index.insert(7));
+        assert!(index.insert(8));
+        assert_eq!(index.len(), 2);
     }
 
     #[test]

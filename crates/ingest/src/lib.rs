@@ -5,6 +5,7 @@
 //!
 //! The [`generator`] writes realistic synthetic dumps in the same formats.
 
+pub mod csv_records;
 pub mod dedup;
 pub mod error;
 pub mod generator;

@@ -1,7 +1,13 @@
-//! Streaming reader of one dump file: a reader thread decompresses and splits the file into
-//! records (a CSV record may span lines; blank lines are skipped but counted), batches of
-//! records are parsed and validated in parallel on the rayon pool, and the outcomes are handed
-//! on in file order. Memory stays bounded by a few batches whatever the file's size.
+//! Streaming reader of one dump file: a reader thread decompresses the file and splits it
+//! into records (an NDJSON line; a CSV record, which may span lines, found by csv-core's state
+//! machine; blank lines are skipped but counted), batches of records are parsed and validated
+//! in parallel on the rayon pool, and the outcomes are handed on in file order. Memory stays
+//! bounded by a few batches whatever the file's size.
+//!
+//! Encoding: a UTF-8 byte-order mark at the start of the file is dropped. The first line must
+//! be UTF-8 (else the file is an error: likely compressed without its extension); a later
+//! record that is not UTF-8 is a `malformed_record`, its `raw` text in the rejects with the
+//! invalid bytes replaced by U+FFFD.
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -9,18 +15,49 @@ use std::sync::mpsc;
 use crmkpi_schema::Config;
 use rayon::prelude::*;
 
+use crate::csv_records::{CsvCells, CsvRecord, CsvSplitter};
 use crate::error::IngestError;
-use crate::record::{CsvHeader, csv_quote_open, parse_json_line};
+use crate::record::{CsvHeader, parse_json_line};
 use crate::source::{ByteCounter, DumpFile, Format, open};
 use crate::validate::{Event, RejectReason, validate};
 
 /// Records per batch handed from the reader thread to the parsers.
 const BATCH_RECORDS: usize = 16_384;
 
-/// One record's text with the line it starts on (1-based).
+/// The UTF-8 byte-order mark some exporters write at the start of a file.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// One record's text with the line it starts on (1-based), as the reader thread found it.
 struct RecordText {
     line: u64,
+    /// The record as written (invalid UTF-8 replaced by U+FFFD).
     text: String,
+    body: RecordBody,
+}
+
+/// What the parsers get of a record besides its text.
+enum RecordBody {
+    /// An NDJSON line: the text is the JSON.
+    Json,
+    /// A CSV record's unquoted cells.
+    Csv(CsvCells),
+    /// Not UTF-8, or a CSV quote still open at the end of the file.
+    Malformed,
+}
+
+impl RecordText {
+    /// A CSV record, malformed when it is not UTF-8 or has no cells.
+    fn from_csv(record: CsvRecord) -> RecordText {
+        match (String::from_utf8(record.raw), record.cells) {
+            (Ok(text), Some(cells)) => RecordText { line: record.line, text, body: RecordBody::Csv(cells) },
+            (Ok(text), None) => RecordText { line: record.line, text, body: RecordBody::Malformed },
+            (Err(error), _) => RecordText {
+                line: record.line,
+                text: String::from_utf8_lossy(error.as_bytes()).into_owned(),
+                body: RecordBody::Malformed,
+            },
+        }
+    }
 }
 
 /// What became of one record of a dump, before deduplication.
@@ -64,12 +101,14 @@ pub fn read_dump(
         for batch in receiver {
             let mut batch = batch?;
             if file.format == Format::Csv && header.is_none() && !batch.is_empty() {
-                let header_text = batch.remove(0);
-                header = Some(CsvHeader::parse(&header_text.text));
+                header = Some(match batch.remove(0).body {
+                    RecordBody::Csv(cells) => CsvHeader::from_cells(&cells),
+                    RecordBody::Json | RecordBody::Malformed => None,
+                });
             }
             let csv_header = header.as_ref().and_then(Option::as_ref);
             let outcomes: Vec<Outcome> =
-                batch.into_par_iter().map(|record| parse_record(file.format, csv_header, record, config)).collect();
+                batch.into_par_iter().map(|record| parse_record(csv_header, record, config)).collect();
             records += outcomes.len() as u64;
             for outcome in outcomes {
                 on_outcome(outcome)?;
@@ -80,10 +119,11 @@ pub fn read_dump(
     })
 }
 
-fn parse_record(format: Format, header: Option<&CsvHeader>, record: RecordText, config: &Config) -> Outcome {
-    let raw_record = match format {
-        Format::Ndjson => parse_json_line(&record.text),
-        Format::Csv => header.and_then(|header| header.parse_record(&record.text)),
+fn parse_record(header: Option<&CsvHeader>, record: RecordText, config: &Config) -> Outcome {
+    let raw_record = match &record.body {
+        RecordBody::Json => parse_json_line(&record.text),
+        RecordBody::Csv(cells) => header.and_then(|header| header.parse_record(cells)),
+        RecordBody::Malformed => None,
     };
     match raw_record.ok_or(RejectReason::MalformedRecord).and_then(|raw| validate(&raw, config)) {
         Ok(event) => Outcome::Valid { line: record.line, raw: record.text, event: Box::new(event) },
@@ -91,8 +131,8 @@ fn parse_record(format: Format, header: Option<&CsvHeader>, record: RecordText, 
     }
 }
 
-/// The reader thread: splits the decompressed stream into record texts and sends them in
-/// batches. A read error or a file that is not UTF-8 at its start ends the stream with an error.
+/// The reader thread: splits the decompressed stream into records and sends them in batches.
+/// A read error or a file whose first line is not UTF-8 ends the stream with an error.
 fn split_records(
     file: &DumpFile,
     mut reader: Box<dyn BufRead + Send>,
@@ -101,7 +141,8 @@ fn split_records(
     let mut batch = Vec::with_capacity(BATCH_RECORDS);
     let mut bytes = Vec::new();
     let mut line_number = 0u64;
-    let mut pending: Option<RecordText> = None;
+    let mut csv = (file.format == Format::Csv).then(CsvSplitter::default);
+    let mut csv_records = Vec::new();
     loop {
         bytes.clear();
         match reader.read_until(b'\n', &mut bytes) {
@@ -113,48 +154,47 @@ fn split_records(
             }
         }
         line_number += 1;
-        if bytes.ends_with(b"\n") {
-            bytes.pop();
-        }
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) if line_number == 1 => {
+        let mut line = bytes.as_slice();
+        if line_number == 1 {
+            line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
+            if std::str::from_utf8(line).is_err() {
                 let _ = sender.send(Err(IngestError::NotUtf8 { path: file.display_path() }));
                 return;
             }
-            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        let complete = match (&mut pending, file.format) {
-            (Some(open_record), _) => {
-                open_record.text.push('\n');
-                open_record.text.push_str(&text);
-                !csv_quote_open(&open_record.text)
+        }
+        match &mut csv {
+            Some(splitter) => {
+                splitter.feed_line(line_number, line, &mut csv_records);
+                batch.extend(csv_records.drain(..).map(RecordText::from_csv));
             }
-            (None, _) if text.trim_end_matches('\r').trim().is_empty() => continue,
-            (None, Format::Csv) => {
-                let quote_open = csv_quote_open(&text);
-                pending = Some(RecordText { line: line_number, text });
-                !quote_open
-            }
-            (None, Format::Ndjson) => {
-                pending = Some(RecordText { line: line_number, text });
-                true
-            }
-        };
-        if complete && let Some(mut record) = pending.take() {
-            if record.text.ends_with('\r') {
-                record.text.pop();
-            }
-            batch.push(record);
-            if batch.len() == BATCH_RECORDS && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
-                return;
-            }
+            None => batch.extend(ndjson_record(line_number, line)),
+        }
+        if batch.len() >= BATCH_RECORDS && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
+            return;
         }
     }
-    if let Some(record) = pending.take() {
-        batch.push(record);
+    if let Some(splitter) = &mut csv {
+        splitter.finish(&mut csv_records);
+        batch.extend(csv_records.drain(..).map(RecordText::from_csv));
     }
     if !batch.is_empty() {
         let _ = sender.send(Ok(batch));
     }
+}
+
+/// One NDJSON line as a record (without its line terminator), `None` when it is blank.
+fn ndjson_record(line_number: u64, line: &[u8]) -> Option<RecordText> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(match std::str::from_utf8(line) {
+        Ok(text) => RecordText { line: line_number, text: text.to_owned(), body: RecordBody::Json },
+        Err(_) => RecordText {
+            line: line_number,
+            text: String::from_utf8_lossy(line).into_owned(),
+            body: RecordBody::Malformed,
+        },
+    })
 }

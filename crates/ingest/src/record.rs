@@ -1,12 +1,15 @@
 //! Raw records: the values of the 18 fields of one NDJSON line or CSV record, before
-//! validation. JSON keeps the type it was written with (a number stays a number); CSV cells are
-//! text. Malformed lines (not JSON, not an object, wrong CSV field count) are detected here.
+//! validation. JSON keeps the type it was written with (a number stays a number, with the text
+//! it was written with); CSV cells are text. Malformed records (not JSON, not an object, wrong
+//! CSV field count) are detected here.
 
 use std::fmt;
 
 use crmkpi_schema::Field;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::csv_records::CsvCells;
 
 /// The value of one field as the dump wrote it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -16,14 +19,32 @@ pub enum Value {
     Null,
     /// A JSON string or a CSV cell.
     Text(String),
-    /// A JSON integer.
-    Int(i64),
-    /// A JSON number that is not an `i64` (fraction, exponent or out of range), with its text.
-    Float(f64),
+    /// A JSON number, as the text it was written with (`1.50` stays `1.50`; an integer beyond
+    /// 64 bits keeps all its digits).
+    Number(String),
     /// A JSON boolean.
     Bool(bool),
     /// A JSON object or array.
     Nested,
+}
+
+impl Value {
+    /// The value of one JSON value's text (as serde_json validated it: no surrounding
+    /// whitespace). Only a string with escapes is parsed again.
+    fn from_json(raw: &RawValue) -> Result<Value, serde_json::Error> {
+        let text = raw.get();
+        Ok(match text.as_bytes().first() {
+            Some(b'"') => match text.get(1..text.len() - 1) {
+                Some(inner) if !inner.contains('\\') => Value::Text(inner.to_owned()),
+                _ => Value::Text(serde_json::from_str::<String>(text)?),
+            },
+            Some(b'n') => Value::Null,
+            Some(b't') => Value::Bool(true),
+            Some(b'f') => Value::Bool(false),
+            Some(b'{' | b'[') => Value::Nested,
+            _ => Value::Number(text.to_owned()),
+        })
+    }
 }
 
 /// The 18 field values of one record, indexed by [`Field`].
@@ -47,57 +68,6 @@ impl RawRecord {
     }
 }
 
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
-    }
-}
-
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::Int(value))
-    }
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(i64::try_from(value).map(Value::Int).unwrap_or(Value::Float(value as f64)))
-    }
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Value::Float(value))
-    }
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::Text(value.to_owned()))
-    }
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::Text(value))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Value::Nested)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Value::Nested)
-    }
-}
-
 struct RecordVisitor;
 
 impl<'de> Visitor<'de> for RecordVisitor {
@@ -116,7 +86,8 @@ impl<'de> Visitor<'de> for RecordVisitor {
                     if std::mem::replace(&mut seen[field as usize], true) {
                         return Err(de::Error::custom(format!("duplicate key `{key}`")));
                     }
-                    record.set(field, map.next_value::<Value>()?);
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    record.set(field, Value::from_json(raw).map_err(de::Error::custom)?);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -142,87 +113,43 @@ pub struct CsvHeader {
 }
 
 impl CsvHeader {
-    /// Reads the header row; a UTF-8 byte-order mark is dropped. `None` when it is not valid CSV.
-    pub fn parse(line: &str) -> Option<CsvHeader> {
-        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
-        let names = split_csv_record(line)?;
-        Some(CsvHeader { columns: names.iter().map(|name| Field::from_name(name.trim())).collect() })
+    /// Reads the header row's cells; `None` when one is not UTF-8.
+    pub fn from_cells(cells: &CsvCells) -> Option<CsvHeader> {
+        let columns = cells
+            .iter()
+            .map(|name| std::str::from_utf8(name).ok().map(|name| Field::from_name(name.trim())))
+            .collect::<Option<Vec<_>>>()?;
+        Some(CsvHeader { columns })
     }
 
-    /// Parses one CSV record into a raw record, or `None` when it is malformed (bad quoting or
-    /// a field count different from the header's).
-    pub fn parse_record(&self, text: &str) -> Option<RawRecord> {
-        let cells = split_csv_record(text)?;
+    /// The raw record of one CSV record's cells, or `None` when it is malformed (a field count
+    /// different from the header's, or a cell that is not UTF-8).
+    pub fn parse_record(&self, cells: &CsvCells) -> Option<RawRecord> {
         if cells.len() != self.columns.len() {
             return None;
         }
         let mut record = RawRecord::default();
-        for (column, cell) in self.columns.iter().zip(cells) {
+        for (column, cell) in self.columns.iter().zip(cells.iter()) {
             if let Some(field) = column {
-                record.set(*field, Value::Text(cell));
+                record.set(*field, Value::Text(std::str::from_utf8(cell).ok()?.to_owned()));
             }
         }
         Some(record)
     }
 }
 
-/// Splits an RFC 4180 record (which may span lines) into its unquoted cells; `None` when a
-/// quote is left open or text follows a closing quote.
-pub fn split_csv_record(text: &str) -> Option<Vec<String>> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut chars = text.chars().peekable();
-    let mut at_cell_start = true;
-    loop {
-        match chars.next() {
-            None => {
-                cells.push(cell);
-                return Some(cells);
-            }
-            Some('"') if at_cell_start => {
-                loop {
-                    match chars.next()? {
-                        '"' if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            cell.push('"');
-                        }
-                        '"' => break,
-                        other => cell.push(other),
-                    }
-                }
-                match chars.next() {
-                    None => {
-                        cells.push(cell);
-                        return Some(cells);
-                    }
-                    Some(',') => {
-                        cells.push(std::mem::take(&mut cell));
-                        at_cell_start = true;
-                    }
-                    Some(_) => return None,
-                }
-            }
-            Some(',') => {
-                cells.push(std::mem::take(&mut cell));
-                at_cell_start = true;
-            }
-            Some(other) => {
-                cell.push(other);
-                at_cell_start = false;
-            }
-        }
-    }
-}
-
-/// Whether `text` leaves a CSV quote open (an odd number of quote characters), so that the
-/// record continues on the next line.
-pub fn csv_quote_open(text: &str) -> bool {
-    text.bytes().filter(|byte| *byte == b'"').count() % 2 == 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csv_records::CsvSplitter;
+
+    fn cells_of(line: &str) -> CsvCells {
+        let mut records = Vec::new();
+        let mut splitter = CsvSplitter::default();
+        splitter.feed_line(1, line.as_bytes(), &mut records);
+        splitter.finish(&mut records);
+        records.remove(0).cells.expect("cells")
+    }
 
     #[test]
     fn json_keeps_types() {
@@ -230,13 +157,26 @@ mod tests {
             r#"{"event_id": 17, "event_type": "x", "amount": 1.5, "score": "7", "reason": "", "stage": null, "extra": {"a": 1}, "owner_id": true, "deal_id": [1]}"#,
         )
         .expect("object");
-        assert_eq!(record.get(Field::EventId), &Value::Int(17));
-        assert_eq!(record.get(Field::Amount), &Value::Float(1.5));
+        assert_eq!(record.get(Field::EventId), &Value::Number("17".into()));
+        assert_eq!(record.get(Field::Amount), &Value::Number("1.5".into()));
         assert_eq!(record.get(Field::Score), &Value::Text("7".into()));
         assert_eq!(record.get(Field::Reason), &Value::Null);
         assert_eq!(record.get(Field::Stage), &Value::Null);
         assert_eq!(record.get(Field::OwnerId), &Value::Bool(true));
         assert_eq!(record.get(Field::DealId), &Value::Nested);
+    }
+
+    #[test]
+    fn json_numbers_keep_their_text_and_strings_their_escapes() {
+        let record = parse_json_line(
+            r#"{ "event_id" : 1.50 , "deal_id":123456789012345678901234567890,"order_id":-1e-7,"stage":"a\"b\u00e9","channel":"plain é"}"#,
+        )
+        .expect("object");
+        assert_eq!(record.get(Field::EventId), &Value::Number("1.50".into()));
+        assert_eq!(record.get(Field::DealId), &Value::Number("123456789012345678901234567890".into()));
+        assert_eq!(record.get(Field::OrderId), &Value::Number("-1e-7".into()));
+        assert_eq!(record.get(Field::Stage), &Value::Text("a\"bé".into()));
+        assert_eq!(record.get(Field::Channel), &Value::Text("plain é".into()));
     }
 
     #[test]
@@ -249,21 +189,11 @@ mod tests {
     }
 
     #[test]
-    fn csv_quoting() {
-        assert_eq!(split_csv_record("a,\"b,c\",\"d\"\"e\",").expect("valid"), vec!["a", "b,c", "d\"e", ""]);
-        assert_eq!(split_csv_record("\"multi\nline\",x").expect("valid"), vec!["multi\nline", "x"]);
-        assert!(split_csv_record("\"open,x").is_none());
-        assert!(split_csv_record("\"a\"b,x").is_none());
-        assert!(csv_quote_open("a,\"b"));
-        assert!(!csv_quote_open("a,\"b\""));
-    }
-
-    #[test]
     fn csv_header_matches_by_name() {
-        let header = CsvHeader::parse("\u{feff}occurred_at,event_id,unknown,event_type").expect("header");
-        let record = header.parse_record("2024-01-01T00:00:00Z,e1,zzz,order_placed").expect("record");
+        let header = CsvHeader::from_cells(&cells_of("occurred_at, event_id,unknown,event_type")).expect("header");
+        let record = header.parse_record(&cells_of("2024-01-01T00:00:00Z,e1,zzz,order_placed")).expect("record");
         assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
         assert_eq!(record.get(Field::EventType), &Value::Text("order_placed".into()));
-        assert!(header.parse_record("a,b").is_none());
+        assert!(header.parse_record(&cells_of("a,b")).is_none());
     }
 }

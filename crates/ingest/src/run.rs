@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use crmkpi_schema::Config;
 use serde::Serialize;
 
-use crate::dedup::{self, Fate, Spill, SpilledOutcome, Verdict};
+use crate::dedup::{self, Fate, RejectIndex, Spill, SpilledOutcome, Verdict};
 use crate::error::IngestError;
-use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun};
+use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
 use crate::read::{Outcome, read_dump};
-use crate::source::{DumpFile, expand_inputs};
+use crate::source::{DumpFile, content_identity, expand_inputs};
 use crate::validate::Event;
 
 /// Accepted events buffered before they are written as Parquet.
@@ -90,7 +90,7 @@ pub struct IngestReport {
 /// Where accepted events and rejects go.
 trait RecordSink {
     fn accept(&mut self, event: Event) -> Result<(), IngestError>;
-    fn reject(&mut self, reject: Reject) -> Result<(), IngestError>;
+    fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError>;
 }
 
 /// `crmkpi validate`: the checks of ingest, deduplicating within the inputs only, writing
@@ -101,7 +101,7 @@ pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progre
         fn accept(&mut self, _event: Event) -> Result<(), IngestError> {
             Ok(())
         }
-        fn reject(&mut self, _reject: Reject) -> Result<(), IngestError> {
+        fn reject(&mut self, _file: &DumpFile, _reject: Reject) -> Result<(), IngestError> {
             Ok(())
         }
     }
@@ -120,8 +120,9 @@ pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progre
 }
 
 /// `crmkpi ingest`: adds the dumps' accepted events to the lake and their rejects to the
-/// lake's rejects, atomically, under the lake's lock. When the reject ratio exceeds
-/// `max_reject_ratio`, only the rejects and the run record are committed.
+/// lake's rejects, atomically, under the lake's lock. A reject already in the lake's rejects
+/// (the same dump ingested again) is counted in the summary but not written again. When the
+/// reject ratio exceeds `max_reject_ratio`, only the rejects and the run record are committed.
 pub fn ingest(
     lake: &Lake,
     inputs: &[String],
@@ -132,8 +133,19 @@ pub fn ingest(
     let files = expand_inputs(inputs)?;
     let lock = lake.lock()?;
     lake.remove_leftovers(&lock)?;
+    let mut known_rejects = RejectIndex::default();
+    lake.load_reject_index(&mut known_rejects)?;
+    tracing::info!(lake = %lake.root().display(), known_rejects = known_rejects.len(), "loaded the lake's reject keys");
     let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
-    let mut sink = LakeSink { staged: lake.stage(&run_id, &lock)?, events: Vec::new(), rejects: Vec::new() };
+    let mut sink = LakeSink {
+        staged: lake.stage(&run_id, &lock)?,
+        events: Vec::new(),
+        rejects: Vec::new(),
+        reject_keys: Vec::new(),
+        reject_index: known_rejects,
+        known_rejects: 0,
+        source_identity: None,
+    };
     let places = match sink.staged.dedup_places() {
         Ok(places) => places,
         Err(error) => {
@@ -154,6 +166,10 @@ pub fn ingest(
     } else {
         RunStatus::Committed
     };
+    let known_rejects = sink.known_rejects;
+    if known_rejects > 0 {
+        tracing::info!(known_rejects, "rejected records already in the lake's rejects were not written again");
+    }
     let staged = sink.finish(status)?;
     let record = RunRecord {
         run_id: run_id.clone(),
@@ -163,6 +179,7 @@ pub fn ingest(
         status,
         config_hash: config.hash(),
         files: summary.files.clone(),
+        known_rejects,
         event_files: Vec::new(),
         reject_files: Vec::new(),
     };
@@ -175,6 +192,15 @@ struct LakeSink {
     staged: StagedRun,
     events: Vec<Event>,
     rejects: Vec<Reject>,
+    /// The key of each buffered reject.
+    reject_keys: Vec<u128>,
+    /// Keys of the rejects in the lake and of this run's so far.
+    reject_index: RejectIndex,
+    /// This run's rejects that were in the lake (or earlier in this run) already.
+    known_rejects: u64,
+    /// The content identity of the file whose rejects are arriving, computed at its first
+    /// reject (a second read of the file; files without rejects are not read twice).
+    source_identity: Option<(std::path::PathBuf, u128)>,
 }
 
 impl LakeSink {
@@ -182,7 +208,7 @@ impl LakeSink {
         if status == RunStatus::Committed {
             self.staged.write_events(&self.events)?;
         }
-        self.staged.write_rejects(&self.rejects)?;
+        self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
         Ok(self.staged)
     }
 }
@@ -197,11 +223,26 @@ impl RecordSink for LakeSink {
         Ok(())
     }
 
-    fn reject(&mut self, reject: Reject) -> Result<(), IngestError> {
+    fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
+        let identity = match &self.source_identity {
+            Some((path, identity)) if *path == file.path => *identity,
+            _ => {
+                let identity = content_identity(file)?;
+                self.source_identity = Some((file.path.clone(), identity));
+                identity
+            }
+        };
+        let key = reject_key(identity, &reject);
+        if !self.reject_index.insert(key) {
+            self.known_rejects += 1;
+            return Ok(());
+        }
         self.rejects.push(reject);
+        self.reject_keys.push(key);
         if self.rejects.len() >= REJECT_CHUNK {
-            self.staged.write_rejects(&self.rejects)?;
+            self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
             self.rejects.clear();
+            self.reject_keys.clear();
         }
         Ok(())
     }
@@ -267,7 +308,10 @@ fn read_files(
             Fate::Rejected(reason) => reason,
         };
         *file_stats.rejected.entry(reason.clone()).or_default() += 1;
-        sink.reject(Reject { source_file: file_stats.path.clone(), line: record.line as i64, reason, raw: record.raw })
+        sink.reject(
+            &files[record.file as usize],
+            Reject { source_file: file_stats.path.clone(), line: record.line as i64, reason, raw: record.raw },
+        )
     })?;
     run.remove()?;
     let mut summary = Summary::default();

@@ -126,6 +126,23 @@ fn collect_dir(dir: &Path, files: &mut Vec<DumpFile>) -> Result<(), IngestError>
     Ok(())
 }
 
+/// The identity of a dump file's content: a 128-bit hash of its bytes as stored. The same dump
+/// read from another path has the same identity; two different files never share one.
+pub fn content_identity(file: &DumpFile) -> Result<u128, IngestError> {
+    let read_error = |source| IngestError::Read { path: file.display_path(), line: 0, source };
+    let mut raw = File::open(&file.path).map_err(read_error)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match raw.read(&mut buffer) {
+            Ok(0) => return Ok(hasher.digest128()),
+            Ok(read) => hasher.update(&buffer[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(read_error(error)),
+        }
+    }
+}
+
 /// Counts the bytes read from the underlying (compressed) file, for progress reporting.
 #[derive(Debug, Clone, Default)]
 pub struct ByteCounter(Arc<AtomicU64>);

@@ -104,15 +104,12 @@ pub struct TextFields {
 }
 
 /// The text form of a value in a string field: JSON numbers and booleans become their JSON
-/// text. `Err` for an object or array (a malformed record).
+/// text as written (`1.50` stays `1.50`). `Err` for an object or array (a malformed record).
 fn text_of(value: &Value) -> Result<Option<String>, RejectReason> {
     match value {
         Value::Null => Ok(None),
         Value::Text(text) => Ok(Some(text.clone())),
-        Value::Int(number) => Ok(Some(number.to_string())),
-        Value::Float(number) => {
-            Ok(Some(serde_json::Number::from_f64(*number).map_or_else(|| number.to_string(), |n| n.to_string())))
-        }
+        Value::Number(number) => Ok(Some(number.clone())),
         Value::Bool(flag) => Ok(Some(flag.to_string())),
         Value::Nested => Err(RejectReason::MalformedRecord),
     }
@@ -246,9 +243,7 @@ fn content_hash(
 fn parse_amount(value: &Value) -> Result<Option<f64>, RejectReason> {
     let amount = match value {
         Value::Null => return Ok(None),
-        Value::Int(number) => *number as f64,
-        Value::Float(number) => *number,
-        Value::Text(text) => text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?,
+        Value::Number(text) | Value::Text(text) => text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?,
         Value::Bool(_) | Value::Nested => return Err(RejectReason::InvalidAmount),
     };
     if amount.is_finite() && amount >= 0.0 { Ok(Some(amount + 0.0)) } else { Err(RejectReason::InvalidAmount) }
@@ -264,8 +259,16 @@ fn parse_score(survey: &str, value: &Value) -> Option<i64> {
         _ => return None,
     };
     let score = match value {
-        Value::Int(number) => *number,
-        Value::Float(number) if number.fract() == 0.0 && number.abs() < 1e15 => *number as i64,
+        Value::Number(text) => match text.parse::<i64>() {
+            Ok(number) => number,
+            Err(_) => {
+                let number = text.parse::<f64>().ok()?;
+                if number.fract() != 0.0 || number.abs() >= 1e15 {
+                    return None;
+                }
+                number as i64
+            }
+        },
         Value::Text(text) => text.parse::<i64>().ok()?,
         _ => return None,
     };
@@ -273,10 +276,10 @@ fn parse_score(survey: &str, value: &Value) -> Option<i64> {
 }
 
 /// `occurred_at`: RFC 3339 text (offset optional, then read in `source_timezone`), or in
-/// NDJSON a JSON integer of Unix epoch milliseconds. Returns UTC microseconds.
+/// NDJSON a JSON integer of Unix epoch milliseconds (no fraction or exponent). Returns UTC microseconds.
 pub fn parse_occurred_at(value: &Value, source_timezone: Tz) -> Option<i64> {
     match value {
-        Value::Int(millis) => millis.checked_mul(1000),
+        Value::Number(text) => text.parse::<i64>().ok()?.checked_mul(1000),
         Value::Text(text) => parse_timestamp(text, source_timezone),
         _ => None,
     }
@@ -390,26 +393,33 @@ mod tests {
     #[test]
     fn epoch_millis_only_as_json_integer() {
         let utc = Tz::UTC;
-        assert_eq!(parse_occurred_at(&Value::Int(1_709_569_978_000), utc), Some(micros("2024-03-04T16:32:58Z")));
+        let number = |text: &str| Value::Number(text.to_owned());
+        assert_eq!(parse_occurred_at(&number("1709569978000"), utc), Some(micros("2024-03-04T16:32:58Z")));
         assert_eq!(parse_occurred_at(&Value::Text("1709569978000".into()), utc), None);
-        assert_eq!(parse_occurred_at(&Value::Float(1.5), utc), None);
-        assert_eq!(parse_occurred_at(&Value::Int(i64::MAX), utc), None);
+        assert_eq!(parse_occurred_at(&number("1.5"), utc), None);
+        assert_eq!(parse_occurred_at(&number("1709569978000.0"), utc), None);
+        assert_eq!(parse_occurred_at(&number("1.709569978e12"), utc), None);
+        assert_eq!(parse_occurred_at(&number(&i64::MAX.to_string()), utc), None);
     }
 
     #[test]
     fn amounts_and_scores() {
         assert_eq!(parse_amount(&Value::Text("12.50".into())), Ok(Some(12.5)));
-        assert_eq!(parse_amount(&Value::Int(3)), Ok(Some(3.0)));
+        assert_eq!(parse_amount(&Value::Number("3".into())), Ok(Some(3.0)));
+        assert_eq!(parse_amount(&Value::Number("1.50".into())), Ok(Some(1.5)));
+        assert_eq!(parse_amount(&Value::Number("1e400".into())), Err(RejectReason::InvalidAmount));
         for bad in ["-1", "NaN", "inf", "12,50", "abc"] {
             assert_eq!(parse_amount(&Value::Text(bad.into())), Err(RejectReason::InvalidAmount), "{bad}");
         }
         assert_eq!(parse_amount(&Value::Bool(true)), Err(RejectReason::InvalidAmount));
-        assert_eq!(parse_score("nps", &Value::Float(7.0)), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("7.0".into())), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("7e0".into())), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("99999999999999999999".into())), None);
         assert_eq!(parse_score("nps", &Value::Text("10".into())), Some(10));
-        assert_eq!(parse_score("nps", &Value::Int(11)), None);
-        assert_eq!(parse_score("csat", &Value::Int(0)), None);
-        assert_eq!(parse_score("ces", &Value::Int(7)), Some(7));
-        assert_eq!(parse_score("nps", &Value::Float(7.5)), None);
-        assert_eq!(parse_score("NPS", &Value::Int(7)), None);
+        assert_eq!(parse_score("nps", &Value::Number("11".into())), None);
+        assert_eq!(parse_score("csat", &Value::Number("0".into())), None);
+        assert_eq!(parse_score("ces", &Value::Number("7".into())), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("7.5".into())), None);
+        assert_eq!(parse_score("NPS", &Value::Number("7".into())), None);
     }
 }

@@ -12,6 +12,8 @@ use polars::prelude::*;
 
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
+use xxhash_rust::xxh3::Xxh3;
+
 use crate::dedup::build_index;
 use crate::error::IngestError;
 use crate::id_index::INDEX_DIR;
@@ -56,6 +58,23 @@ pub struct Reject {
     pub reason: String,
     /// The record's text.
     pub raw: String,
+}
+
+/// The column of the lake's rejects holding each reject's key (see [`reject_key`]; 16 bytes,
+/// big endian).
+pub const REJECT_KEY: &str = "reject_key";
+
+/// The identity of a rejected record across runs: a 128-bit hash of its file's content
+/// identity ([`crate::source::content_identity`]), line, reason and text. The file's path is
+/// left out, so that the same dump ingested again from another path is recognised.
+pub fn reject_key(source_identity: u128, reject: &Reject) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(&source_identity.to_le_bytes());
+    hasher.update(&reject.line.to_le_bytes());
+    hasher.update(&(reject.reason.len() as u64).to_le_bytes());
+    hasher.update(reject.reason.as_bytes());
+    hasher.update(reject.raw.as_bytes());
+    hasher.digest128()
 }
 
 impl StagedRun {
@@ -108,14 +127,14 @@ impl StagedRun {
         Ok(())
     }
 
-    /// Writes a chunk of rejects as one Parquet file.
-    pub fn write_rejects(&mut self, rejects: &[Reject]) -> Result<(), IngestError> {
+    /// Writes a chunk of rejects with their keys (see [`reject_key`]) as one Parquet file.
+    pub fn write_rejects(&mut self, rejects: &[Reject], keys: &[u128]) -> Result<(), IngestError> {
         if rejects.is_empty() {
             return Ok(());
         }
         let relative = format!("rejects/{}-{:05}.parquet", self.run_id, self.parts_written);
         let path = self.dir.join(&relative);
-        let mut frame = rejects_frame(rejects, &self.run_id)
+        let mut frame = rejects_frame(rejects, keys, &self.run_id)
             .map_err(|source| IngestError::Parquet { path: path.clone(), source })?;
         write_parquet(&path, &mut frame)?;
         self.reject_files.push(relative);
@@ -385,13 +404,14 @@ fn events_frame(events: &[&Event], run_id: &str) -> PolarsResult<DataFrame> {
     DataFrame::new(events.len(), columns)
 }
 
-fn rejects_frame(rejects: &[Reject], run_id: &str) -> PolarsResult<DataFrame> {
+fn rejects_frame(rejects: &[Reject], keys: &[u128], run_id: &str) -> PolarsResult<DataFrame> {
     let columns = vec![
         Column::new("source_file".into(), rejects.iter().map(|reject| reject.source_file.as_str()).collect::<Vec<_>>()),
         Column::new("line".into(), rejects.iter().map(|reject| reject.line).collect::<Vec<_>>()),
         Column::new("reason".into(), rejects.iter().map(|reject| reject.reason.as_str()).collect::<Vec<_>>()),
         Column::new("raw".into(), rejects.iter().map(|reject| reject.raw.as_str()).collect::<Vec<_>>()),
         Column::new("ingest_run".into(), vec![run_id; rejects.len()]),
+        Column::new(REJECT_KEY.into(), keys.iter().map(|key| key.to_be_bytes().to_vec()).collect::<Vec<Vec<u8>>>()),
     ];
     DataFrame::new(rejects.len(), columns)
 }
@@ -412,6 +432,56 @@ mod tests {
         }
     }
 
+    fn record(run_id: &str) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_owned(),
+            crmkpi_version: "test".to_owned(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            status: RunStatus::Committed,
+            config_hash: String::new(),
+            files: Vec::new(),
+            known_rejects: 0,
+            event_files: Vec::new(),
+            reject_files: Vec::new(),
+        }
+    }
+
+    /// Reject keys are read back from the lake; reject files from before the keys have none.
+    #[test]
+    fn reject_keys_are_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::new(dir.path().join("lake"));
+        let lock = lake.lock().expect("lock");
+        let reject = |line: i64, raw: &str| Reject {
+            source_file: "dump.ndjson".to_owned(),
+            line,
+            reason: "malformed_record".to_owned(),
+            raw: raw.to_owned(),
+        };
+        let rejects = [reject(2, "{"), reject(3, "[]")];
+        let keys = rejects.each_ref().map(|reject| reject_key(7, reject));
+        let mut staged = lake.stage("run1", &lock).expect("stage");
+        staged.write_rejects(&rejects, &keys).expect("write");
+        staged.commit(record("run1")).expect("commit");
+        // A reject file of an earlier version: no reject_key column.
+        let mut older = rejects_frame(&[reject(9, "x")], &[0], "run0").expect("frame").drop(REJECT_KEY).expect("drop");
+        write_parquet(&lake.root().join("rejects/run0-00000.parquet"), &mut older).expect("write");
+        let mut older_record = record("run0");
+        older_record.reject_files.push("rejects/run0-00000.parquet".to_owned());
+        let json = serde_json::to_vec(&older_record).expect("json");
+        std::fs::write(lake.root().join("_runs/000002-run0.json"), json).expect("record");
+
+        let mut index = crate::dedup::RejectIndex::default();
+        lake.load_reject_index(&mut index).expect("load");
+        assert_eq!(index.len(), 2);
+        assert!(keys.iter().all(|key| !index.insert(*key)));
+        assert_ne!(reject_key(8, &reject(2, "{")), keys[0], "another file is another reject");
+        assert_ne!(reject_key(7, &reject(4, "{")), keys[0], "another line is another reject");
+        let other_reason = Reject { reason: "missing_field:event_id".to_owned(), ..reject(2, "{") };
+        assert_ne!(reject_key(7, &other_reason), keys[0], "another reason is another reject");
+    }
+
     /// Chunks written by one run are appended to one file per month partition.
     #[test]
     fn chunks_of_a_run_share_one_file_per_month() {
@@ -427,18 +497,7 @@ mod tests {
         for chunk in &chunks {
             staged.write_events(chunk).expect("write");
         }
-        let record = RunRecord {
-            run_id: "run1".to_owned(),
-            crmkpi_version: "test".to_owned(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            status: RunStatus::Committed,
-            config_hash: String::new(),
-            files: Vec::new(),
-            event_files: Vec::new(),
-            reject_files: Vec::new(),
-        };
-        let record = staged.commit(record).expect("commit");
+        let record = staged.commit(record("run1")).expect("commit");
         let months: Vec<&str> =
             record.event_files.iter().map(|file| file.split('/').nth(1).expect("partition")).collect();
         assert_eq!(months, ["month=2024-01", "month=2024-02", "month=2024-03"]);

@@ -22,6 +22,11 @@
 //! readers hold the snapshot they started on (see [`Snapshot`]) until they finish; a writer
 //! removes old snapshots only when no reader holds them.
 //!
+//! A rejected record is written once: its `reject_key` (a 128-bit hash of its file's content,
+//! line, reason and text) is remembered, and a later run that rejects the same record again
+//! (the same dump ingested twice, even from another path) counts it in its run record but does
+//! not add it to the rejects again, so that summing the rejects counts each bad record once.
+//!
 //! A lake is initialised only in a directory that does not exist or is empty; any other
 //! directory must already be a crmkpi lake, so a writer never puts files among a user's. A lake
 //! of format 1 (real `events/`, `rejects/`, `_runs/` directories) is upgraded in place by the
@@ -36,11 +41,13 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::RejectIndex;
 use crate::error::IngestError;
 
-pub use commit::{Reject, StagedRun};
+pub use commit::{REJECT_KEY, Reject, StagedRun, reject_key};
 pub use compact::CompactReport;
 pub use snapshot::Snapshot;
 
@@ -108,6 +115,10 @@ pub struct RunRecord {
     pub config_hash: String,
     /// Per input file statistics, in path order.
     pub files: Vec<FileStats>,
+    /// Rejected records of this run that an earlier run had already put into the lake's
+    /// rejects, so they were not written again (counted in `files` all the same).
+    #[serde(default)]
+    pub known_rejects: u64,
     /// Event files the run added, relative to the lake (a later `compact` may have merged
     /// them into other files).
     pub event_files: Vec<String>,
@@ -274,6 +285,30 @@ impl Lake {
     /// The committed reject files of the current snapshot (see [`Lake::event_files`]).
     pub fn reject_files(&self) -> Result<Vec<PathBuf>, IngestError> {
         self.snapshot()?.map_or(Ok(Vec::new()), |snapshot| snapshot.reject_files())
+    }
+
+    /// Loads the key of every reject in the lake, one file at a time. Reject files written
+    /// before keys were stored have none: a rerun of their dumps writes those rejects once
+    /// more, with keys.
+    pub fn load_reject_index(&self, index: &mut RejectIndex) -> Result<(), IngestError> {
+        for path in self.reject_files()? {
+            let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
+            let file = File::open(&path).map_err(lake_io(&path))?;
+            let mut reader = ParquetReader::new(file);
+            if !reader.schema().map_err(parquet_error)?.contains(REJECT_KEY) {
+                continue;
+            }
+            let frame = reader.with_columns(Some(vec![REJECT_KEY.to_owned()])).finish().map_err(parquet_error)?;
+            let keys = frame.column(REJECT_KEY).and_then(|column| column.binary().cloned()).map_err(parquet_error)?;
+            for key in keys.iter().flatten() {
+                let bytes = <[u8; 16]>::try_from(key).map_err(|_| IngestError::Parquet {
+                    path: path.clone(),
+                    source: PolarsError::ComputeError(format!("a {REJECT_KEY} of {} bytes, not 16", key.len()).into()),
+                })?;
+                index.insert(u128::from_be_bytes(bytes));
+            }
+        }
+        Ok(())
     }
 
     /// Removes what killed writers left and the snapshots no reader holds any more. Call only

@@ -1,6 +1,6 @@
 //! Incremental ingest: two dumps with overlap and late events give the same lake as one
 //! combined ingest; re-ingesting a dump changes nothing; late events land in the partition of
-//! their own month.
+//! their own month; re-ingesting a dirty dump adds no rows to the rejects.
 
 use chrono::{DateTime, Datelike};
 use crmkpi_ingest::generator::{GenerateOptions, generate};
@@ -8,7 +8,7 @@ use crmkpi_ingest::source::{Compression, Format};
 use crmkpi_ingest::{Lake, RunStatus};
 use polars::prelude::*;
 
-use crate::common::{config_with, ingest_into, instants, lake_events};
+use crate::common::{config_with, ingest_into, instants, lake_events, lake_rejects};
 
 fn event_set(lake: &std::path::Path) -> DataFrame {
     lake_events(lake)
@@ -75,4 +75,53 @@ fn late_events_land_in_their_own_month() {
             assert_eq!(partition, format!("month={:04}-{:02}", utc.year(), utc.month()), "{}", path.display());
         }
     }
+}
+
+/// Ingesting the same dirty dump again, from the same path or a copy elsewhere, adds no row to
+/// the rejects (summing them counts each bad record once), while the run's summary and record
+/// still count every record it read: read = accepted + duplicates + rejected. A run over the
+/// limit (exit 3) keeps its rejects, and the rerun after raising the limit does not repeat them.
+#[test]
+fn reingesting_a_dirty_dump_adds_no_rejects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = GenerateOptions {
+        events: 2_000,
+        seed: 17,
+        out: dir.path().join("dump"),
+        formats: vec![Format::Ndjson, Format::Csv],
+        compressions: vec![Compression::None],
+        dirty_rate: 0.05,
+        events_per_file: 1_000,
+    };
+    let dump = [options.out.to_string_lossy().into_owned()];
+    generate(&options).expect("generate");
+    let lake = dir.path().join("lake");
+
+    let strict = ingest_into(&lake, &dump, &config_with(0.0));
+    assert_eq!(strict.status, RunStatus::RejectRatioExceeded);
+    let rejected = strict.summary.rejected_total();
+    assert!(rejected > 50, "{:?}", strict.summary);
+    let rejects = lake_rejects(&lake);
+    assert_eq!(rejects.len() as u64, rejected);
+
+    let config = config_with(1.0);
+    let first = ingest_into(&lake, &dump, &config);
+    assert_eq!(first.status, RunStatus::Committed);
+    let again = ingest_into(&lake, &dump, &config);
+    let copy = dir.path().join("copy");
+    std::fs::rename(&options.out, &copy).expect("move the dump");
+    let moved = ingest_into(&lake, &[copy.to_string_lossy().into_owned()], &config);
+
+    assert_eq!(lake_rejects(&lake), rejects, "no run after the first added a reject");
+    for report in [&first, &again, &moved] {
+        let summary = &report.summary;
+        assert_eq!(summary.rejected_total(), rejected, "{summary:?}");
+        assert_eq!(summary.read, summary.accepted + summary.duplicates + summary.rejected_total());
+    }
+    assert_eq!(again.summary.accepted, 0);
+    let runs = Lake::new(&lake).runs().expect("runs");
+    let known: Vec<u64> = runs.iter().map(|run| run.known_rejects).collect();
+    assert_eq!(known, vec![0, rejected, rejected, rejected]);
+    let recorded: Vec<u64> = runs.iter().map(|run| run.files.iter().map(|file| file.rejected_total()).sum()).collect();
+    assert_eq!(recorded, vec![rejected; 4]);
 }

@@ -5,5 +5,6 @@ mod compact;
 mod conservation;
 mod fuzz;
 mod incremental;
+mod parsing;
 mod rejects;
 mod timestamps;
