@@ -29,8 +29,10 @@ pub enum ConfigError {
         message: String,
     },
     /// A key has a value of the right type but outside its allowed range.
-    #[error("configuration key `{key}`: {message}")]
+    #[error("{}`{key}`: {message}", in_file(.path.as_deref()))]
     Invalid {
+        /// The file, when the configuration came from one.
+        path: Option<PathBuf>,
         /// The dotted key.
         key: String,
         /// What is wrong and what is allowed.
@@ -202,6 +204,9 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml(&text).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            ConfigError::Invalid { key, message, .. } => {
+                ConfigError::Invalid { path: Some(path.to_owned()), key, message }
+            }
             other => other,
         })
     }
@@ -213,31 +218,43 @@ impl Config {
         config.resolved()
     }
 
-    /// Checks ranges and fills the defaults that depend on other keys.
+    /// Checks ranges and fills the defaults that depend on other keys. Every numeric key is
+    /// checked, so that no value can make a table NaN, infinite or overflow: an error names
+    /// the key, the value given and what is allowed.
     pub fn resolved(mut self) -> Result<Config, ConfigError> {
-        let invalid =
-            |key: &str, message: &str| ConfigError::Invalid { key: key.to_owned(), message: message.to_owned() };
-        if !(0.0..=1.0).contains(&self.max_reject_ratio) {
-            return Err(invalid("max_reject_ratio", "must be between 0 and 1"));
+        check_days("churn_after_days", self.churn_after_days, 1)?;
+        check_days("new_revenue_window_days", self.new_revenue_window_days, 0)?;
+        check_days("attribution_window_days", self.attribution_window_days, 0)?;
+        check_share("max_reject_ratio", self.max_reject_ratio)?;
+        if let Some(seats) = self.crm_seats {
+            check_count("crm_seats", seats, 1, u32::MAX)?;
         }
         if self.currency.trim().is_empty() {
             return Err(invalid("currency", "must be an ISO 4217 code such as \"EUR\""));
         }
         for (code, rate) in &self.fx {
             if !(rate.is_finite() && *rate > 0.0) {
-                return Err(invalid(&format!("fx.{code}"), "must be a finite rate greater than 0"));
+                return Err(invalid(
+                    &format!("fx.{code}"),
+                    &format!("must be a finite rate greater than 0, got {rate}"),
+                ));
             }
         }
-        if self.clv.unit_days == 0 {
-            return Err(invalid("clv.unit_days", "must be at least 1"));
-        }
-        if !(self.clv.monthly_discount_rate.is_finite() && self.clv.monthly_discount_rate > -1.0) {
-            return Err(invalid("clv.monthly_discount_rate", "must be a finite rate greater than -1"));
+        check_days("clv.unit_days", self.clv.unit_days, 1)?;
+        check_count("clv.horizon_units", self.clv.horizon_units, 1, MAX_DAYS)?;
+        check_count("clv.horizon_months", self.clv.horizon_months, 1, MAX_MONTHS)?;
+        let discount = self.clv.monthly_discount_rate;
+        if !(discount.is_finite() && discount >= 0.0) {
+            return Err(invalid(
+                "clv.monthly_discount_rate",
+                &format!("must be a finite rate of 0 or more, got {discount}"),
+            ));
         }
         for (stage, probability) in &self.pipeline.win_probability {
-            if !(0.0..=1.0).contains(probability) {
-                return Err(invalid(&format!("pipeline.win_probability.{stage}"), "must be between 0 and 1"));
-            }
+            check_share(&format!("pipeline.win_probability.{stage}"), *probability)?;
+        }
+        if self.business_hours.days.is_empty() {
+            return Err(invalid("business_hours.days", "must name at least one weekday, such as [\"mon\"]"));
         }
         let start = parse_clock(&self.business_hours.start)
             .ok_or_else(|| invalid("business_hours.start", "must be a local time HH:MM"))?;
@@ -247,15 +264,22 @@ impl Config {
             return Err(invalid("business_hours.end", "must be later than business_hours.start"));
         }
         let weights = &self.health;
-        for (key, weight) in [
+        let named_weights = [
             ("health.w_recency", weights.w_recency),
             ("health.w_frequency", weights.w_frequency),
             ("health.w_sentiment", weights.w_sentiment),
             ("health.w_support", weights.w_support),
-        ] {
-            if !weight.is_finite() {
-                return Err(invalid(key, "must be a finite number"));
+        ];
+        for (key, weight) in named_weights {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(invalid(key, &format!("must be a finite weight of 0 or more, got {weight}")));
             }
+        }
+        if named_weights.iter().all(|(_, weight)| *weight == 0.0) {
+            return Err(invalid(
+                "health",
+                "at least one of the weights w_recency, w_frequency, w_sentiment, w_support must be greater than 0",
+            ));
         }
         self.business_hours.timezone.get_or_insert(self.timezone);
         Ok(self)
@@ -283,6 +307,54 @@ impl BusinessHours {
     /// Local end of a business day (validated on load).
     pub fn end_time(&self) -> NaiveTime {
         parse_clock(&self.end).unwrap_or(NaiveTime::MIN)
+    }
+}
+
+/// The longest day window or unit accepted: 100 years, far beyond any KPI's need and far from
+/// overflowing microsecond arithmetic.
+const MAX_DAYS: u32 = 36_500;
+/// The longest horizon in months accepted: 100 years.
+const MAX_MONTHS: u32 = 1_200;
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid { path: None, key: key.to_owned(), message: message.to_owned() }
+}
+
+/// What a message about a key starts with: `configuration file <path>: key ` when the
+/// configuration came from a file, else `configuration key `.
+fn in_file(path: Option<&Path>) -> String {
+    match path {
+        Some(path) => format!("configuration file {}: key ", path.display()),
+        None => "configuration key ".to_owned(),
+    }
+}
+
+/// A whole number of days from `min` to [`MAX_DAYS`].
+fn check_days(key: &str, days: u32, min: u32) -> Result<(), ConfigError> {
+    if (min..=MAX_DAYS).contains(&days) {
+        Ok(())
+    } else {
+        Err(invalid(key, &format!("must be between {min} and {MAX_DAYS} days, got {days}")))
+    }
+}
+
+/// A count from `min` to `max`.
+fn check_count(key: &str, count: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+    if (min..=max).contains(&count) {
+        Ok(())
+    } else if max == u32::MAX {
+        Err(invalid(key, &format!("must be at least {min}, got {count}")))
+    } else {
+        Err(invalid(key, &format!("must be between {min} and {max}, got {count}")))
+    }
+}
+
+/// A share or probability: from 0 to 1 (NaN is outside).
+fn check_share(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, &format!("must be between 0 and 1, got {value}")))
     }
 }
 
@@ -353,6 +425,95 @@ w_recency = 0.4
         assert!(error.to_string().contains("churn_after_days"), "{error}");
         let error = Config::from_toml("timezone = \"Mars/Olympus\"").expect_err("bad zone");
         assert!(error.to_string().contains("timezone"), "{error}");
+    }
+
+    /// Every value that is out of range is refused with an error naming its key.
+    #[test]
+    fn every_out_of_range_value_is_refused_naming_its_key() {
+        let cases = [
+            ("churn_after_days = 0", "churn_after_days"),
+            ("churn_after_days = 36501", "churn_after_days"),
+            ("new_revenue_window_days = 40000", "new_revenue_window_days"),
+            ("attribution_window_days = 4000000000", "attribution_window_days"),
+            ("max_reject_ratio = -0.1", "max_reject_ratio"),
+            ("max_reject_ratio = 1.01", "max_reject_ratio"),
+            ("max_reject_ratio = nan", "max_reject_ratio"),
+            ("crm_seats = 0", "crm_seats"),
+            ("[fx]\nUSD = 0.0", "fx.USD"),
+            ("[fx]\nUSD = -0.92", "fx.USD"),
+            ("[fx]\nUSD = inf", "fx.USD"),
+            ("[clv]\nunit_days = 0", "clv.unit_days"),
+            ("[clv]\nhorizon_units = 0", "clv.horizon_units"),
+            ("[clv]\nhorizon_months = 0", "clv.horizon_months"),
+            ("[clv]\nhorizon_months = 5000", "clv.horizon_months"),
+            ("[clv]\nmonthly_discount_rate = -0.5", "clv.monthly_discount_rate"),
+            ("[clv]\nmonthly_discount_rate = -1.0", "clv.monthly_discount_rate"),
+            ("[clv]\nmonthly_discount_rate = nan", "clv.monthly_discount_rate"),
+            ("[pipeline.win_probability]\nproposal = 1.5", "pipeline.win_probability.proposal"),
+            ("[pipeline.win_probability]\nproposal = -0.1", "pipeline.win_probability.proposal"),
+            ("[business_hours]\ndays = []", "business_hours.days"),
+            ("[business_hours]\nstart = \"17:00\"", "business_hours.end"),
+            ("[business_hours]\nend = \"08:59\"", "business_hours.end"),
+            ("[business_hours]\nstart = \"9\"", "business_hours.start"),
+            ("[health]\nw_recency = -0.4", "health.w_recency"),
+            ("[health]\nw_frequency = inf", "health.w_frequency"),
+            ("[health]\nw_sentiment = nan", "health.w_sentiment"),
+            ("[health]\nw_support = -1e-9", "health.w_support"),
+            ("[health]\nw_recency = 0\nw_frequency = 0\nw_sentiment = 0\nw_support = 0", "health"),
+        ];
+        for (text, key) in cases {
+            let error = Config::from_toml(text).expect_err(text);
+            assert!(matches!(&error, ConfigError::Invalid { key: named, .. } if named == key), "{text}: {error}");
+            assert!(error.to_string().contains(&format!("`{key}`")), "{text}: {error}");
+        }
+    }
+
+    /// Negative values of whole-number keys are type errors of the TOML parser, which names
+    /// the key too.
+    #[test]
+    fn negative_whole_numbers_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("churn_after_days = -90", "churn_after_days"),
+            ("attribution_window_days = -1", "attribution_window_days"),
+            ("crm_seats = -3", "crm_seats"),
+            ("[clv]\nunit_days = -7", "unit_days"),
+        ] {
+            let error = Config::from_toml(text).expect_err(text);
+            assert!(matches!(error, ConfigError::Parse { .. }), "{text}: {error}");
+            assert!(error.to_string().contains(key), "{text}: {error}");
+        }
+    }
+
+    /// The edges of every range are accepted.
+    #[test]
+    fn values_at_the_edges_are_accepted() {
+        let text = r#"
+churn_after_days = 1
+new_revenue_window_days = 0
+attribution_window_days = 36500
+max_reject_ratio = 0
+crm_seats = 1
+[clv]
+unit_days = 1
+horizon_units = 1
+horizon_months = 1200
+monthly_discount_rate = 0
+[pipeline.win_probability]
+won = 1.0
+dead = 0.0
+[business_hours]
+days = ["sun"]
+start = "00:00"
+end = "00:01"
+[health]
+w_recency = 1
+w_frequency = 0
+w_sentiment = 0
+w_support = 0
+"#;
+        let config = Config::from_toml(text).expect("edges are valid");
+        assert_eq!(config.churn_after_days, 1);
+        assert_eq!(config.clv.horizon_months, 1_200);
     }
 
     #[test]

@@ -100,6 +100,26 @@ fn ingest_and_validate_print_a_json_summary() {
     assert!(!workdir.path("lake_from_validate").exists());
 }
 
+/// A configuration value out of range (one that would make tables NaN) stops every command
+/// with exit code 1 and a message naming the file and the key; nothing is written.
+#[test]
+fn out_of_range_configuration_exits_1_naming_the_key() {
+    let workdir = Workdir::new();
+    for (text, key) in [
+        ("churn_after_days = 0\n", "churn_after_days"),
+        ("[clv]\nunit_days = 0\n", "clv.unit_days"),
+        ("[health]\nw_support = -0.1\n", "health.w_support"),
+        ("[business_hours]\nstart = \"17:00\"\nend = \"09:00\"\n", "business_hours.end"),
+    ] {
+        std::fs::write(workdir.path("range.toml"), text).expect("config");
+        let output = workdir.run(&["--config", "range.toml", "pipeline", "--lake", "lake", "--out", "out"]);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains(&format!("`{key}`")) && message.contains("range.toml"), "{text}: {message}");
+    }
+    assert!(!workdir.path("lake").exists() && !workdir.path("out").exists());
+}
+
 #[test]
 fn exit_codes_and_messages() {
     let workdir = Workdir::new();
