@@ -60,6 +60,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write a realistic synthetic dump.
     Generate(GenerateArgs),
+    /// Render report.html of an output directory from its tables and manifest.
+    Report(ReportArgs),
 }
 
 /// `crmkpi ingest`.
@@ -84,6 +86,9 @@ pub struct ComputeArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub selection: TableSelection,
+    /// Do not write report.html.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 /// Which tables, as of when.
@@ -112,6 +117,20 @@ pub struct PipelineArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub selection: TableSelection,
+    /// Do not write report.html.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// `crmkpi report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// An output directory of `crmkpi compute`; report.html is written into it.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The lake, to show its latest ingest's rejects.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
 }
 
 /// `crmkpi validate`.

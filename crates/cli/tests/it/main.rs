@@ -5,3 +5,4 @@ mod common;
 mod crash;
 mod golden;
 mod ownership;
+mod report;
