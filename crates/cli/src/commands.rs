@@ -249,6 +249,9 @@ fn run_compute(
         for table in &manifest.tables {
             println!("  {:<20} {:>10} rows", table.name, table.rows);
         }
+        if matches!(report, ReportChoice::Render(_)) {
+            println!("  report: {}", out.join(out_dir::REPORT_FILE).display());
+        }
     }
     Ok(())
 }

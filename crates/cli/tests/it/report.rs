@@ -165,7 +165,7 @@ fn the_sample_report_shows_every_section_with_the_tables_numbers() {
         assert!(body.contains("<h2>"), "section {id} has no title");
         assert!(!body.contains("class=\"empty\""), "section {id} is empty in the sample run");
     }
-    assert!(html.contains("Headline numbers of Jun 2025, the last complete month"));
+    assert!(html.contains("Headline numbers of June 2025, the last complete month"));
     assert!(html.contains("Rejects of the latest ingest"), "the pipeline shows its ingest's rejects");
 
     let tables: BTreeMap<&str, _> = KEYS.iter().map(|(table, keys)| (*table, table_cells(&out, table, keys))).collect();

@@ -207,6 +207,14 @@ fn n(value: f64) -> String {
     format!("{value:.1}")
 }
 
+/// Ticks for values of `unit`: counts get whole-number ticks.
+fn unit_ticks(unit: Unit, min: f64, max: f64, target: usize) -> Vec<f64> {
+    if unit == Unit::Count && max - min < target as f64 {
+        return nice_ticks(min, min + target as f64, target);
+    }
+    nice_ticks(min, max, target)
+}
+
 /// Round tick values covering `[min, max]`, about `target` of them.
 pub fn nice_ticks(min: f64, max: f64, target: usize) -> Vec<f64> {
     let (min, max) = if max > min {
@@ -278,7 +286,7 @@ pub fn line_chart(chart: &LineChart) -> String {
         chart.series.iter().flat_map(|series| series.points.iter().filter_map(|point| point.value)).collect();
     let low = values.iter().copied().fold(0.0f64, f64::min);
     let high = values.iter().copied().fold(0.0f64, f64::max);
-    let ticks = nice_ticks(low, high, 5);
+    let ticks = unit_ticks(chart.unit, low, high, 5);
     let (y_min, y_max) = (ticks.first().copied().unwrap_or(0.0), ticks.last().copied().unwrap_or(1.0));
     let y_of = |value: f64| top + plot_height - (value - y_min) / (y_max - y_min) * plot_height;
     let count = chart.periods.len().max(1);
@@ -396,7 +404,7 @@ pub fn bar_chart(chart: &BarChart) -> String {
         chart.series.iter().flat_map(|series| series.points.iter().filter_map(|point| point.value)).collect();
     let low = values.iter().copied().fold(0.0f64, f64::min);
     let high = values.iter().copied().fold(0.0f64, f64::max);
-    let ticks = nice_ticks(low, high, 4);
+    let ticks = unit_ticks(chart.unit, low, high, 4);
     let (x_min, x_max) = (ticks.first().copied().unwrap_or(0.0), ticks.last().copied().unwrap_or(1.0));
     let x_of = |value: f64| left + (value - x_min) / (x_max - x_min) * plot_width;
     let mut out = String::new();
@@ -481,12 +489,12 @@ pub fn bar_chart(chart: &BarChart) -> String {
 
 /// A column histogram with its count above each column.
 pub fn histogram(chart: &Histogram) -> String {
-    let (width, height) = (560.0, 230.0);
-    let (left, right, top, bottom) = (48.0, 10.0, 24.0, 52.0);
+    let (width, height) = (560.0, 246.0);
+    let (left, right, top, bottom) = (48.0, 10.0, 24.0, 68.0);
     let plot_width = width - left - right;
     let plot_height = height - top - bottom;
     let high = chart.bins.iter().map(|(_, count)| *count).max().unwrap_or(0) as f64;
-    let ticks = nice_ticks(0.0, high, 4);
+    let ticks = unit_ticks(Unit::Count, 0.0, high, 4);
     let y_max = ticks.last().copied().unwrap_or(1.0);
     let y_of = |value: f64| top + plot_height - value / y_max * plot_height;
     let step = plot_width / chart.bins.len().max(1) as f64;
@@ -624,7 +632,7 @@ pub fn heatmap(chart: &Heatmap) -> String {
     svg_open(&mut out, width, height, &chart.title);
     let _ = write!(
         out,
-        r##"<defs><pattern id="{}" width="5" height="5" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="5" height="5" fill="#fff" fill-opacity="0.35"/><line x1="0" y1="0" x2="0" y2="5" stroke="#fff" stroke-width="2"/></pattern></defs>"##,
+        r##"<defs><pattern id="{}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff" fill-opacity="0.3"/><line x1="1" y1="0" x2="1" y2="6" stroke="#fff" stroke-width="1.6"/><line x1="4" y1="0" x2="4" y2="6" stroke="#000" stroke-width="1" stroke-opacity="0.55"/></pattern></defs>"##,
         escape(&pattern)
     );
     let _ = write!(
@@ -794,7 +802,7 @@ mod tests {
         assert!(svg.contains(
             r#"data-table="kpi_monthly" data-key="2025-01-01|revenue|all" data-column="value" data-value="1500.5""#
         ));
-        assert!(svg.contains("<title>Revenue, Jan 25: 1,500.50</title>"), "{svg}");
+        assert!(svg.contains("<title>Revenue, Jan 25: 1,500</title>"), "{svg}");
         assert!(svg.contains(">EUR</text>") && svg.contains(">Mar 25</text>"));
         // The null in February breaks the line: two separate moves.
         assert_eq!(svg.matches("<path d=\"M").count(), 1);
@@ -826,7 +834,6 @@ mod tests {
             id: "all".to_owned(),
             rows: vec!["Jan 25".to_owned()],
             columns: vec!["0".to_owned(), "1".to_owned()],
-            row_title: "cohort".to_owned(),
             column_title: "months since".to_owned(),
             cells,
             scale_max: 0.5,

@@ -18,14 +18,8 @@ pub struct ManifestView {
     /// crmkpi version of the run.
     #[serde(default)]
     pub crmkpi_version: String,
-    /// The run's id.
-    #[serde(default)]
-    pub run_id: String,
     /// `as_of`, RFC 3339 UTC.
     pub as_of: String,
-    /// Start of the run.
-    #[serde(default)]
-    pub started_at: String,
     /// The resolved configuration.
     #[serde(default)]
     pub config: serde_json::Value,

@@ -114,9 +114,9 @@ fn trimmed(value: f64) -> String {
     if text == "-0" { "0".to_owned() } else { text.to_owned() }
 }
 
-/// `2025-05-01` as `May 2025`; other text unchanged.
+/// `2025-06-01` as `June 2025`; other text unchanged.
 pub fn month_name(period: &str) -> String {
-    month_parts(period).map_or_else(|| period.to_owned(), |(year, month)| format!("{} {year}", MONTHS[month]))
+    month_parts(period).map_or_else(|| period.to_owned(), |(year, month)| format!("{} {year}", MONTH_NAMES[month]))
 }
 
 /// `2025-05-01` as `May 25`, for axis ticks.
@@ -127,6 +127,20 @@ pub fn short_month(period: &str) -> String {
     )
 }
 
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 fn month_parts(period: &str) -> Option<(&str, usize)> {
@@ -178,7 +192,7 @@ mod tests {
 
     #[test]
     fn months_are_named() {
-        assert_eq!(month_name("2025-05-01"), "May 2025");
+        assert_eq!(month_name("2025-06-01"), "June 2025");
         assert_eq!(short_month("2024-12-01"), "Dec 24");
         assert_eq!(month_name("unknown"), "unknown");
     }

@@ -4,9 +4,10 @@
 //! directory's `manifest.json` and Parquet tables.
 //!
 //! The page has inline CSS and inline SVG only: no script, no font, image or style sheet from
-//! anywhere else, so it opens offline and prints. It is deterministic: it shows the manifest's
-//! times (as_of, the run's start) and never the time of rendering, iterates in sorted order
-//! and prints numbers with fixed decimals, so the same tables give the same bytes. Every
+//! anywhere else, so it opens offline and prints. It is deterministic: it shows `as_of` but
+//! neither the run's id and start nor the time of rendering, iterates in sorted order and
+//! prints numbers with fixed decimals, so the same tables (and latest ingest) give the same
+//! bytes, whichever run wrote them. Every
 //! number taken from a table carries `data-table`, `data-key` (the row's key columns joined
 //! by `|`), `data-column` and `data-value` (the exact value), so that a test can hold the page
 //! against the tables.

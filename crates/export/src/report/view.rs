@@ -158,12 +158,19 @@ pub fn build(
         ("as_of".to_owned(), manifest.as_of.clone()),
         ("reporting zone".to_owned(), timezone),
         ("currency".to_owned(), currency.clone()),
-        ("run".to_owned(), manifest.run_id.clone()),
-        ("started".to_owned(), manifest.started_at.clone()),
         ("crmkpi".to_owned(), manifest.crmkpi_version.clone()),
         ("events in the lake up to as_of".to_owned(), grouped(manifest.lake.events as f64, 0)),
     ];
     Ok(Page { title: format!("crmkpi report as of {}", manifest.as_of), context, run_facts, sections })
+}
+
+/// One row of `cohort_retention` as the heatmap draws it.
+struct CohortCell {
+    cohort: String,
+    months_since: usize,
+    size: Option<f64>,
+    rate: Option<f64>,
+    complete: bool,
 }
 
 /// `kpi_monthly` by metric and segment.
@@ -503,21 +510,20 @@ impl Builder<'_> {
         let sizes = table.numbers("cohort_size")?;
         let rates = table.numbers("retention_rate")?;
         let complete = table.numbers("is_complete")?;
-        // segment → rows of (cohort month, months since, size, rate, complete)
-        let mut by_segment: BTreeMap<String, Vec<(String, usize, Option<f64>, Option<f64>, bool)>> = BTreeMap::new();
+        let mut by_segment: BTreeMap<String, Vec<CohortCell>> = BTreeMap::new();
         for index in 0..table.height() {
             let (Some(segment), Some(cohort), Some(since)) =
                 (&segments[index], &cohort_months[index], months_since[index])
             else {
                 continue;
             };
-            by_segment.entry(segment.clone()).or_default().push((
-                cohort.clone(),
-                since.max(0.0) as usize,
-                sizes[index],
-                rates[index],
-                complete[index].is_some_and(|value| value > 0.0),
-            ));
+            by_segment.entry(segment.clone()).or_default().push(CohortCell {
+                cohort: cohort.clone(),
+                months_since: since.max(0.0) as usize,
+                size: sizes[index],
+                rate: rates[index],
+                complete: complete[index].is_some_and(|value| value > 0.0),
+            });
         }
         // One colour scale for all segments: the largest rate of segment all after month 0,
         // rounded up to 10 %.
@@ -525,19 +531,19 @@ impl Builder<'_> {
             .get("all")
             .into_iter()
             .flatten()
-            .filter(|row| row.1 > 0)
-            .filter_map(|row| row.3)
+            .filter(|row| row.months_since > 0)
+            .filter_map(|row| row.rate)
             .fold(0.0f64, f64::max);
         let scale_max = ((largest * 10.0).ceil() / 10.0).clamp(0.1, 1.0);
-        let heatmap = |segment: &str, rows: &[(String, usize, Option<f64>, Option<f64>, bool)], small: bool| {
+        let heatmap = |segment: &str, rows: &[CohortCell], small: bool| {
             let cohorts: Vec<String> =
-                rows.iter().map(|row| row.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-            let columns = rows.iter().map(|row| row.1).max().unwrap_or(0) + 1;
+                rows.iter().map(|row| row.cohort.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let columns = rows.iter().map(|row| row.months_since).max().unwrap_or(0) + 1;
             let sizes: BTreeMap<&str, Option<f64>> =
-                rows.iter().filter(|row| row.1 == 0).map(|row| (row.0.as_str(), row.2)).collect();
+                rows.iter().filter(|row| row.months_since == 0).map(|row| (row.cohort.as_str(), row.size)).collect();
             let cells = rows
                 .iter()
-                .map(|(cohort, since, size, rate, complete)| HeatCell {
+                .map(|CohortCell { cohort, months_since: since, size, rate, complete }| HeatCell {
                     row: cohorts.iter().position(|name| name == cohort).unwrap_or(0),
                     column: *since,
                     value: *rate,
