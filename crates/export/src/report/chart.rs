@@ -666,6 +666,7 @@ pub fn heatmap(chart: &Heatmap) -> String {
             );
         }
     }
+    out.push_str(r##"<g stroke="#fff" stroke-width="0.5">"##);
     for cell in &chart.cells {
         let x = left + size * cell.column as f64;
         let y = top + size * cell.row as f64;
@@ -674,7 +675,7 @@ pub fn heatmap(chart: &Heatmap) -> String {
         let attributes = cell.cell.as_ref().map(CellRef::attributes).unwrap_or_default();
         let _ = write!(
             out,
-            r##"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}" stroke="#fff" stroke-width="0.5"{attributes}><title>{}</title></rect>"##,
+            r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{attributes}><title>{}</title></rect>"#,
             n(x),
             n(y),
             n(size),
@@ -698,7 +699,7 @@ pub fn heatmap(chart: &Heatmap) -> String {
             let dark = fraction.unwrap_or(0.0) < 0.6;
             let _ = write!(
                 out,
-                r#"<text x="{}" y="{}" text-anchor="middle" font-size="9" fill="{}" pointer-events="none">{}</text>"#,
+                r#"<text x="{}" y="{}" text-anchor="middle" font-size="9" fill="{}" stroke="none" pointer-events="none">{}</text>"#,
                 n(x + size / 2.0),
                 n(y + size / 2.0 + 3.0),
                 if dark { "#fff" } else { "#000" },
@@ -706,6 +707,7 @@ pub fn heatmap(chart: &Heatmap) -> String {
             );
         }
     }
+    out.push_str("</g>");
     if chart.legend {
         let y = top + size * chart.rows.len() as f64 + 14.0;
         let steps = 20;

@@ -549,8 +549,8 @@ impl Builder<'_> {
                     value: *rate,
                     complete: *complete,
                     tooltip: format!(
-                        "{segment}, cohort {}, month {since}: {} of {} customers{}",
-                        month_name(cohort),
+                        "cohort {}, month {since}: {} of {}{}",
+                        short_month(cohort),
                         Unit::Fraction.format_option(*rate),
                         Unit::Count.format_option(*size),
                         if *complete { "" } else { " (incomplete)" }
