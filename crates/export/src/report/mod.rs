@@ -43,6 +43,9 @@ pub enum ReportError {
         /// The directory.
         path: PathBuf,
     },
+    /// The directory could not be inspected.
+    #[error(transparent)]
+    OutDir(#[from] out_dir::OutDirError),
     /// A file could not be read, written, synced or renamed.
     #[error("report I/O on {path}: {source}")]
     Io {
@@ -130,9 +133,7 @@ pub fn render_report(dir: &Path, ingest: Option<&LatestIngest>) -> Result<String
 /// Renders the report of the outputs in `dir` into `dir/report.html`, replacing it atomically,
 /// and returns its path. Refuses a directory without a crmkpi manifest.
 pub fn write_report(dir: &Path, ingest: Option<&LatestIngest>) -> Result<PathBuf, ReportError> {
-    let owned = out_dir::is_output_dir(dir)
-        .map_err(|error| ReportError::Io { path: dir.to_owned(), source: std::io::Error::other(error.to_string()) })?;
-    if !owned {
+    if !out_dir::is_output_dir(dir)? {
         return Err(ReportError::NotAnOutputDir { path: dir.to_owned() });
     }
     let html = render_report(dir, ingest)?;
