@@ -63,6 +63,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Merge each lake partition's small files into large ones, in one atomic commit.
     Compact(CompactArgs),
+    /// Render report.html of an output directory from its tables and manifest.
+    Report(ReportArgs),
 }
 
 /// `crmkpi compact`.
@@ -95,6 +97,9 @@ pub struct ComputeArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub selection: TableSelection,
+    /// Do not write report.html.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 /// Which tables, as of when.
@@ -123,6 +128,20 @@ pub struct PipelineArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub selection: TableSelection,
+    /// Do not write report.html.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// `crmkpi report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// An output directory of `crmkpi compute`; report.html is written into it.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The lake, to show its latest ingest's rejects.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
 }
 
 /// `crmkpi validate`.

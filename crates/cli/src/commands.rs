@@ -1,4 +1,4 @@
-//! The five commands: each resolves its settings, calls the libraries, prints its summary on
+//! The six commands: each resolves its settings, calls the libraries, prints its summary on
 //! stdout (one JSON object as the last line with `--log-format json`) and returns the exit
 //! code.
 
@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use crmkpi_compute::{ComputeError, Context, parse_as_of, select_tables};
-use crmkpi_export::{ExportError, ManifestInput, OutputTable, manifest::LakeInfo, out_dir};
+use crmkpi_export::{
+    ExportError, LatestIngest, ManifestInput, OutputTable, ReportChoice, ReportError, manifest::LakeInfo, out_dir,
+};
 use crmkpi_ingest::generator::{GenerateOptions, generate};
 use crmkpi_ingest::source::{Compression, Format};
-use crmkpi_ingest::{IngestError, Lake, RunStatus, Summary};
+use crmkpi_ingest::{IngestError, Lake, RunRecord, RunStatus, Summary};
 use crmkpi_schema::Config;
 
 use crate::args::{Cli, CompressArg, FormatArg, GenerateArgs, GlobalArgs, LogFormat, TableSelection};
@@ -37,7 +39,8 @@ impl From<anyhow::Error> for Failure {
         ) || matches!(
             error.downcast_ref::<IngestError>(),
             Some(IngestError::NotALake { .. } | IngestError::GenerateWouldOverwrite { .. })
-        ) || matches!(error.downcast_ref::<ExportError>(), Some(ExportError::OutDir(_)));
+        ) || matches!(error.downcast_ref::<ExportError>(), Some(ExportError::OutDir(_)))
+            || matches!(error.downcast_ref::<ReportError>(), Some(ReportError::NotAnOutputDir { .. }));
         if usage { Failure::Usage(error) } else { Failure::Runtime(error) }
     }
 }
@@ -73,7 +76,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         crate::args::Command::Compute(args) => {
             check_out(&args.out, &args.lake)?;
             let (config, _) = load_config(global.config.as_deref(), None)?;
-            run_compute(global, &config, &args.lake, &args.out, &args.selection)?;
+            run_compute(global, &config, &args.lake, &args.out, &args.selection, !args.no_report)?;
             Ok(ExitCode::SUCCESS)
         }
         crate::args::Command::Pipeline(args) => {
@@ -93,7 +96,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if status != RunStatus::Committed {
                 return Ok(exit_for(status));
             }
-            run_compute(global, &config, &args.lake, &args.out, &args.selection)?;
+            run_compute(global, &config, &args.lake, &args.out, &args.selection, !args.no_report)?;
             Ok(ExitCode::SUCCESS)
         }
         crate::args::Command::Generate(args) => {
@@ -102,6 +105,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         crate::args::Command::Compact(args) => {
             run_compact(global, &args.lake)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::args::Command::Report(args) => {
+            run_report(global, &args.out, args.lake.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -170,6 +177,7 @@ fn run_compute(
     lake_dir: &Path,
     out: &Path,
     selection: &TableSelection,
+    report: bool,
 ) -> Result<(), Failure> {
     let started_at = chrono::Utc::now();
     let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
@@ -180,7 +188,8 @@ fn run_compute(
     // Held until the outputs are written: ingests and compactions meanwhile commit new
     // snapshots and leave this one alone.
     let snapshot = lake.snapshot().context("reading the lake")?;
-    let Some(snapshot) = snapshot.filter(|snapshot| snapshot.runs().is_ok_and(|runs| !runs.is_empty())) else {
+    let runs = snapshot.as_ref().map(|snapshot| snapshot.runs()).transpose().context("reading the lake")?;
+    let (Some(snapshot), Some(runs)) = (snapshot, runs.filter(|runs| !runs.is_empty())) else {
         return Err(Failure::Runtime(anyhow::anyhow!(
             "{} is not a crmkpi lake (no ingest record under {}/_runs); run `crmkpi ingest <INPUT> --lake {}` first",
             lake_dir.display(),
@@ -234,7 +243,9 @@ fn run_compute(
         warnings,
         stage_seconds,
     };
-    let manifest = crmkpi_export::write_outputs(out, &mut outputs, input).context("writing the outputs")?;
+    let latest_ingest = runs.last().map(latest_ingest);
+    let report = if report { ReportChoice::Render(latest_ingest.as_ref()) } else { ReportChoice::Skip };
+    let manifest = crmkpi_export::write_outputs(out, &mut outputs, input, report).context("writing the outputs")?;
     progress.finish();
     if global.log_format == LogFormat::Json {
         let summary = serde_json::json!({
@@ -248,6 +259,54 @@ fn run_compute(
         for table in &manifest.tables {
             println!("  {:<20} {:>10} rows", table.name, table.rows);
         }
+        if matches!(report, ReportChoice::Render(_)) {
+            println!("  report: {}", out.join(out_dir::REPORT_FILE).display());
+        }
+    }
+    Ok(())
+}
+
+/// What the report shows of an ingest run: its totals over all input files.
+fn latest_ingest(run: &RunRecord) -> LatestIngest {
+    let mut latest =
+        LatestIngest { run_id: run.run_id.clone(), finished_at: run.finished_at.clone(), ..LatestIngest::default() };
+    for file in &run.files {
+        latest.read += file.read;
+        latest.accepted += file.accepted;
+        latest.duplicates += file.duplicates;
+        for (reason, count) in &file.rejected {
+            *latest.rejected.entry(reason.clone()).or_default() += count;
+        }
+    }
+    latest
+}
+
+/// `crmkpi report`: re-renders `out/report.html`; refuses (exit 2) a directory that is not a
+/// crmkpi output directory.
+fn run_report(global: &GlobalArgs, out: &Path, lake_dir: Option<&Path>) -> Result<(), Failure> {
+    let owned = out_dir::is_output_dir(out).map_err(|error| Failure::Runtime(error.into()))?;
+    if !owned {
+        return Err(Failure::Usage(ReportError::NotAnOutputDir { path: out.to_owned() }.into()));
+    }
+    let latest = match lake_dir {
+        Some(lake_dir) => {
+            let runs = Lake::new(lake_dir).runs().context("reading the lake's ingest records")?;
+            if runs.is_empty() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "{} is not a crmkpi lake (no ingest record under {}/_runs); pass the lake the outputs were computed from",
+                    lake_dir.display(),
+                    lake_dir.display()
+                )));
+            }
+            runs.last().map(latest_ingest)
+        }
+        None => None,
+    };
+    let path = crmkpi_export::report::write_report(out, latest.as_ref()).context("writing the report")?;
+    if global.log_format == LogFormat::Json {
+        println!("{}", serde_json::json!({"report": path.display().to_string()}));
+    } else {
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

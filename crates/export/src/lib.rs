@@ -4,10 +4,12 @@
 //! atomically: everything is written into a sibling staging directory, which then replaces
 //! `--out` in one `renameat2(RENAME_EXCHANGE)` (a plain rename when `--out` does not exist).
 //! A failure or kill at any moment leaves the previous contents of `--out` as they were.
-//! `--out` is replaced only when crmkpi owns it (see [`out_dir`]).
+//! `--out` is replaced only when crmkpi owns it (see [`out_dir`]). The HTML [`report`] is
+//! rendered inside the staging directory, so it arrives with the tables it shows.
 
 pub mod manifest;
 pub mod out_dir;
+pub mod report;
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use manifest::{ColumnInfo, FileInfo, Manifest, ManifestInput, TableInfo};
 pub use out_dir::OutDirError;
+pub use report::{LatestIngest, ReportChoice, ReportError};
 
 /// Why writing the outputs failed; `--out` is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,9 @@ pub enum ExportError {
     /// `--out` holds what crmkpi did not write, or overlaps the lake.
     #[error(transparent)]
     OutDir(#[from] OutDirError),
+    /// The report could not be rendered.
+    #[error("{0}; the previous contents of the output directory are unchanged")]
+    Report(#[from] ReportError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
@@ -58,10 +64,15 @@ pub struct OutputTable {
     pub frame: DataFrame,
 }
 
-/// Writes the tables and the manifest into `out`, replacing its previous contents atomically.
-/// Returns the manifest written.
+/// Writes the tables, the manifest and (unless skipped) `report.html` into `out`, replacing its
+/// previous contents atomically. Returns the manifest written.
 /// Refuses (before anything is written) an `out` that holds files crmkpi did not write.
-pub fn write_outputs(out: &Path, tables: &mut [OutputTable], input: ManifestInput) -> Result<Manifest, ExportError> {
+pub fn write_outputs(
+    out: &Path,
+    tables: &mut [OutputTable],
+    input: ManifestInput,
+    report: ReportChoice,
+) -> Result<Manifest, ExportError> {
     out_dir::check_replaceable(out)?;
     let out = &out_dir::resolve(out)?;
     let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -79,6 +90,9 @@ pub fn write_outputs(out: &Path, tables: &mut [OutputTable], input: ManifestInpu
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|error| ExportError::Io { path: manifest_path.clone(), source: std::io::Error::other(error) })?;
     fs::write(&manifest_path, json).map_err(io_error(&manifest_path))?;
+    if let ReportChoice::Render(ingest) = report {
+        report::write_report(&staging, ingest)?;
+    }
     sync_dir(&staging)?;
     crmkpi_schema::pause::pause_at("export:before_swap");
     // Checked again: a file someone put into `out` while the tables were computed is kept.

@@ -6,4 +6,5 @@ mod crash;
 mod golden;
 mod ownership;
 mod readers;
+mod report;
 mod terminal;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crmkpi_export::manifest::LakeInfo;
-use crmkpi_export::{ManifestInput, OutputTable, write_outputs};
+use crmkpi_export::{ManifestInput, OutputTable, ReportChoice, write_outputs};
 use polars::prelude::*;
 
 fn sample_frame() -> DataFrame {
@@ -50,7 +50,7 @@ fn parquet_and_csv_read_back_equal() {
     let out = dir.path().join("out");
     let frame = sample_frame();
     let mut tables = vec![OutputTable { name: "sample".to_owned(), frame: frame.clone() }];
-    let manifest = write_outputs(&out, &mut tables, manifest_input("run-1")).expect("write");
+    let manifest = write_outputs(&out, &mut tables, manifest_input("run-1"), ReportChoice::Skip).expect("write");
 
     let parquet =
         ParquetReader::new(std::fs::File::open(out.join("sample.parquet")).expect("open")).finish().expect("read");
@@ -117,9 +117,9 @@ fn a_new_run_replaces_the_directory_whole() {
         OutputTable { name: "one".to_owned(), frame: sample_frame() },
         OutputTable { name: "two".to_owned(), frame: sample_frame() },
     ];
-    write_outputs(&out, &mut first, manifest_input("run-1")).expect("first write");
+    write_outputs(&out, &mut first, manifest_input("run-1"), ReportChoice::Skip).expect("first write");
     let mut second = vec![OutputTable { name: "one".to_owned(), frame: sample_frame().head(Some(1)) }];
-    write_outputs(&out, &mut second, manifest_input("run-2")).expect("second write");
+    write_outputs(&out, &mut second, manifest_input("run-2"), ReportChoice::Skip).expect("second write");
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .expect("list")
         .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
