@@ -204,7 +204,7 @@ impl StagedRun {
         crmkpi_schema::pause::pause_at("ingest:before_commit");
         self.lake.switch_current(&self.dir)?;
         crmkpi_schema::pause::pause_at("ingest:after_commit");
-        remove_unused_snapshots(&self.lake)?;
+        remove_unused_snapshots_after_commit(&self.lake);
         Ok(record)
     }
 }
@@ -213,6 +213,15 @@ impl StagedRun {
 pub(super) fn next_snapshot(lake: &Lake) -> Result<(PathBuf, PathBuf), IngestError> {
     let current = lake.root.join(CURRENT);
     let base = lake.root.join(fs::read_link(&current).map_err(lake_io(&current))?);
+    // A committed snapshot always has its `_readers`: building on a missing one would commit a
+    // lake without its earlier runs.
+    let base_readers = base.join(READERS);
+    if !base_readers.exists() {
+        return Err(IngestError::LakeIo {
+            path: base.clone(),
+            source: std::io::Error::other("the committed snapshot that _current names is missing or incomplete"),
+        });
+    }
     let snapshots = lake.snapshots_dir();
     let mut last = 0;
     for entry in fs::read_dir(&snapshots).map_err(lake_io(&snapshots))? {
@@ -322,8 +331,16 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), IngestError> {
     File::open(dir).and_then(|file| file.sync_all()).map_err(lake_io(dir))
 }
 
+/// After a commit, the cleanup is best-effort: the run is committed whatever happens here, and
+/// the next writer tries again.
+pub(super) fn remove_unused_snapshots_after_commit(lake: &Lake) {
+    if let Err(error) = remove_unused_snapshots(lake) {
+        tracing::warn!("committed, but old snapshots could not be removed yet: {error}");
+    }
+}
+
 /// Removes every snapshot but the current one that no reader holds, and what killed writers
-/// left (unfinished snapshots).
+/// left (unfinished snapshots). Entries that are not snapshots are left alone.
 pub(super) fn remove_unused_snapshots(lake: &Lake) -> Result<(), IngestError> {
     let current = lake.root.join(CURRENT);
     let current_name = fs::read_link(&current).map_err(lake_io(&current))?;
@@ -335,8 +352,13 @@ pub(super) fn remove_unused_snapshots(lake: &Lake) -> Result<(), IngestError> {
             continue;
         }
         let path = entry.path();
-        let trash = snapshots.join(format!(".trash-{}", name.to_string_lossy()));
-        if name.to_string_lossy().starts_with(".trash-") {
+        let name_text = name.to_string_lossy();
+        let is_dir = entry.file_type().map_err(lake_io(&path))?.is_dir();
+        if !is_dir || !(name_text.starts_with(".trash-") || name_text.parse::<u64>().is_ok()) {
+            continue;
+        }
+        let trash = snapshots.join(format!(".trash-{name_text}"));
+        if name_text.starts_with(".trash-") {
             fs::remove_dir_all(&path).map_err(lake_io(&path))?;
             continue;
         }

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::commit::{link_committed_files, next_snapshot, parquet_writer, remove_unused_snapshots, sync_tree};
+use super::commit::{
+    link_committed_files, next_snapshot, parquet_writer, remove_unused_snapshots, remove_unused_snapshots_after_commit,
+    sync_tree,
+};
 use super::snapshot::list_files;
 use super::{Lake, lake_io};
 use crate::error::IngestError;
@@ -31,17 +34,24 @@ pub struct CompactReport {
     pub files_after: usize,
 }
 
-/// Groups of two or more consecutive small files of one partition, to be merged each into one.
+/// Groups of two or more consecutive small files of one partition with the same columns
+/// (reject files from before `reject_key` have one fewer), to be merged each into one.
 fn merge_groups(files: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, IngestError> {
     let mut groups = Vec::new();
     let mut group: Vec<PathBuf> = Vec::new();
     let mut group_bytes = 0;
+    let mut group_schema = None;
     for file in files {
         let bytes = fs::metadata(file).map_err(lake_io(file))?.len();
-        if bytes >= LARGE_FILE_BYTES || group_bytes + bytes > MERGED_FILE_BYTES {
+        let schema = ParquetReader::new(File::open(file).map_err(lake_io(file))?)
+            .schema()
+            .map_err(|source| IngestError::Parquet { path: file.clone(), source })?;
+        let other_columns = group_schema.as_ref().is_some_and(|group_schema| *group_schema != schema);
+        if bytes >= LARGE_FILE_BYTES || group_bytes + bytes > MERGED_FILE_BYTES || other_columns {
             groups.push(std::mem::take(&mut group));
             group_bytes = 0;
         }
+        group_schema = Some(schema);
         if bytes < LARGE_FILE_BYTES {
             group.push(file.clone());
             group_bytes += bytes;
@@ -106,7 +116,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
     sync_tree(&dir)?;
     crmkpi_schema::pause::pause_at("compact:before_commit");
     lake.switch_current(&dir)?;
-    remove_unused_snapshots(lake)?;
+    remove_unused_snapshots_after_commit(lake);
     Ok(report)
 }
 

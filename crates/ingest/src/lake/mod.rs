@@ -142,6 +142,15 @@ fn lake_io(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
     move |source| IngestError::LakeIo { path: path.to_owned(), source }
 }
 
+fn marker_text() -> String {
+    format!("{{\"written_by\": \"crmkpi\", \"lake_format_version\": {LAKE_FORMAT_VERSION}}}\n")
+}
+
+fn write_marker(path: &Path) -> Result<(), IngestError> {
+    let mut file = File::create(path).map_err(lake_io(path))?;
+    file.write_all(marker_text().as_bytes()).and_then(|()| file.sync_all()).map_err(lake_io(path))
+}
+
 impl Lake {
     /// The lake at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Lake {
@@ -164,6 +173,12 @@ impl Lake {
     pub fn lock(&self) -> Result<LakeLock, IngestError> {
         self.refuse_foreign_directory()?;
         fs::create_dir_all(&self.root).map_err(lake_io(&self.root))?;
+        // The marker first: a writer killed while creating the lake leaves a directory that is
+        // recognised as this lake (and finished by the next writer), not a foreign one.
+        let marker = self.root.join(LAKE_MARKER);
+        if !marker.exists() {
+            write_marker(&marker)?;
+        }
         let path = self.root.join("_lock");
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lake_io(&path))?;
         let lock = match file.try_lock() {
@@ -206,6 +221,16 @@ impl Lake {
             }
         }
         if fs::symlink_metadata(self.root.join(CURRENT)).is_err() {
+            // Only a new lake or one of format 1 is (re)built here; a snapshot lake that lost its
+            // `_current` link is damaged, and nothing of it is removed.
+            if fs::symlink_metadata(self.root.join("_runs")).is_ok_and(|metadata| metadata.file_type().is_symlink()) {
+                return Err(IngestError::LakeIo {
+                    path: self.root.join(CURRENT),
+                    source: std::io::Error::other(
+                        "the link to the committed snapshot is missing; restore it (ln -s _snapshots/<newest> _current)",
+                    ),
+                });
+            }
             let snapshots = self.snapshots_dir();
             if snapshots.exists() {
                 fs::remove_dir_all(&snapshots).map_err(lake_io(&snapshots))?;
@@ -223,10 +248,8 @@ impl Lake {
             fs::remove_dir_all(&staging).map_err(lake_io(&staging))?;
         }
         let marker = self.root.join(LAKE_MARKER);
-        let text = format!("{{\"written_by\": \"crmkpi\", \"lake_format_version\": {LAKE_FORMAT_VERSION}}}\n");
-        if fs::read_to_string(&marker).ok().as_deref() != Some(text.as_str()) {
-            let mut file = File::create(&marker).map_err(lake_io(&marker))?;
-            file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(lake_io(&marker))?;
+        if fs::read_to_string(&marker).ok().as_deref() != Some(marker_text().as_str()) {
+            write_marker(&marker)?;
         }
         commit::sync_dir(&self.root)
     }
@@ -260,6 +283,7 @@ impl Lake {
             fs::remove_file(&link).map_err(lake_io(&link))?;
         }
         std::os::unix::fs::symlink(Path::new(SNAPSHOTS).join(name), &link).map_err(lake_io(&link))?;
+        commit::sync_dir(&self.snapshots_dir())?;
         let current = self.root.join(CURRENT);
         fs::rename(&link, &current).map_err(lake_io(&current))?;
         commit::sync_dir(&self.root)

@@ -161,3 +161,24 @@ fn a_lake_of_format_one_is_upgraded_in_place() {
     assert_eq!(report.summary.rejected.get("conflicting_duplicate"), Some(&1));
     assert!(std::fs::read_dir(lake.snapshot().expect("open").expect("lake").dir().join("_index")).is_ok());
 }
+
+#[test]
+fn a_lake_whose_creation_was_killed_is_finished_by_the_next_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake_dir = dir.path().join("lake");
+    // What a writer killed right after creating the lake's marker and lock leaves, with a
+    // half-built first snapshot.
+    std::fs::create_dir_all(lake_dir.join("_snapshots/000000/events")).expect("mkdir");
+    std::fs::write(lake_dir.join("_crmkpi_lake.json"), "{").expect("marker");
+    std::fs::write(lake_dir.join("_lock"), "").expect("lock");
+    let dump = write_dump(
+        dir.path(),
+        "one.ndjson",
+        r#"{"event_id":"e1","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#,
+    );
+    let report = ingest_into(&lake_dir, &[dump], &config_with(0.0));
+    assert_eq!(report.summary.accepted, 1);
+    assert_eq!(lake_events(&lake_dir).height(), 1);
+    let marker = std::fs::read_to_string(lake_dir.join("_crmkpi_lake.json")).expect("marker");
+    assert!(marker.contains("\"lake_format_version\": 2"), "{marker}");
+}
