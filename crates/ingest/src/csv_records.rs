@@ -80,7 +80,7 @@ impl CsvSplitter {
     /// Feeds line `line_number` of the file (with its `\n` when it has one) and appends the
     /// records it completes to `records`.
     pub fn feed_line(&mut self, line_number: u64, line: &[u8], records: &mut Vec<CsvRecord>) {
-        if self.raw.is_empty() && line.iter().all(u8::is_ascii_whitespace) {
+        if self.raw.is_empty() && crate::read::is_blank(line) {
             return;
         }
         self.feed(line_number, line, records);

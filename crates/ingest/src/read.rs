@@ -182,11 +182,17 @@ fn split_records(
     }
 }
 
+/// Whether a line is blank: only spaces, tabs, line and page breaks, vertical tabs (the
+/// whitespace of Python's `bytes.isspace`, which a data engineer's `line.strip()` skips too).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
+
 /// One NDJSON line as a record (without its line terminator), `None` when it is blank.
 fn ndjson_record(line_number: u64, line: &[u8]) -> Option<RecordText> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
+    if is_blank(line) {
         return None;
     }
     Some(match std::str::from_utf8(line) {

@@ -135,3 +135,17 @@ fn integer_ids_beyond_64_bits_stay_distinct() {
     assert_eq!(strings(&events, "event_id"), vec![Some(first.to_owned()), Some(second.to_owned())]);
     assert_eq!(strings(&events, "customer_id"), vec![Some(first.to_owned()), Some(second.to_owned())]);
 }
+
+/// A line of only whitespace (spaces, tabs, a vertical tab, a form feed, a carriage return) is
+/// blank: skipped, not read, but counted for the line numbers after it (found by the fuzz test).
+#[test]
+fn a_line_of_whitespace_is_blank() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}\n \t\x0b\x0c\r\n{}\n{{\n", site_visit("e1", "c1"), site_visit("e2", "c2"));
+    let dump = write_dump(dir.path(), "blank.ndjson", &text);
+    let lake = dir.path().join("lake");
+    let report = ingest_into(&lake, &[dump], &config_with(1.0));
+    assert_eq!(report.summary.read, 3);
+    assert_eq!(report.summary.accepted, 2);
+    assert_eq!(lake_rejects(&lake), vec![("blank.ndjson".to_owned(), 4, "malformed_record".to_owned())]);
+}
