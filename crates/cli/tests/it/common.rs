@@ -1,7 +1,8 @@
 //! Running the `crmkpi` binary in a temporary working directory.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A scratch directory to run crmkpi in.
 pub struct Workdir {
@@ -82,4 +83,20 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     files.sort();
     files
+}
+
+/// Starts crmkpi paused at `point` and waits until it says it got there.
+pub fn start_paused(workdir: &Workdir, point: &str, args: &[&str]) -> Child {
+    let mut child = workdir
+        .command(args)
+        .env("CRMKPI_PAUSE_AT", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let announced = lines.any(|line| line.is_ok_and(|line| line.contains(&format!("paused at {point}"))));
+    assert!(announced, "crmkpi did not reach {point}");
+    child
 }

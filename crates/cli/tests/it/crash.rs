@@ -2,26 +2,7 @@
 //! written, not yet committed) leaves the lake and the output directory exactly as before,
 //! and the next run succeeds. A second ingest into a lake being written fails at once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-use crate::common::{Workdir, assert_success, snapshot};
-
-/// Starts crmkpi paused at `point` and waits until it says it got there.
-fn start_paused(workdir: &Workdir, point: &str, args: &[&str]) -> Child {
-    let mut child = workdir
-        .command(args)
-        .env("CRMKPI_PAUSE_AT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let announced = lines.any(|line| line.is_ok_and(|line| line.contains(&format!("paused at {point}"))));
-    assert!(announced, "crmkpi did not reach {point}");
-    child
-}
+use crate::common::{Workdir, assert_success, snapshot, start_paused};
 
 #[test]
 fn killed_ingest_leaves_the_lake_as_it_was() {

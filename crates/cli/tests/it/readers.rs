@@ -3,13 +3,11 @@
 //! committed runs (the rows the `_runs/` records account for) while an ingest or a compaction
 //! is paused at every step of its commit, after it is killed there, and after it finishes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 
 use polars::prelude::*;
 
-use crate::common::{Workdir, assert_success};
+use crate::common::{Workdir, assert_success, start_paused};
 
 /// What a glob reader sees: (event rows, distinct event ids, reject rows).
 fn glob_view(lake: &Path) -> (usize, usize, usize) {
@@ -53,20 +51,6 @@ fn committed_view(lake: &Path) -> (usize, usize, usize) {
         rejected += written - record["known_rejects"].as_u64().expect("known_rejects");
     }
     (accepted as usize, accepted as usize, rejected as usize)
-}
-
-fn start_paused(workdir: &Workdir, point: &str, args: &[&str]) -> Child {
-    let mut child = workdir
-        .command(args)
-        .env("CRMKPI_PAUSE_AT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let announced = BufReader::new(stderr).lines().any(|line| line.is_ok_and(|line| line.contains("paused at")));
-    assert!(announced, "crmkpi did not reach {point}");
-    child
 }
 
 #[test]
