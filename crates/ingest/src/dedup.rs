@@ -170,6 +170,11 @@ impl RejectIndex {
         self.keys.insert(key)
     }
 
+    /// Whether a reject's key is remembered.
+    pub fn contains(&self, key: u128) -> bool {
+        self.keys.contains(&key)
+    }
+
     /// Number of keys remembered.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -194,9 +194,9 @@ struct LakeSink {
     rejects: Vec<Reject>,
     /// The key of each buffered reject.
     reject_keys: Vec<u128>,
-    /// Keys of the rejects in the lake and of this run's so far.
+    /// Keys of the rejects in the lake before this run.
     reject_index: RejectIndex,
-    /// This run's rejects that were in the lake (or earlier in this run) already.
+    /// This run's rejects that were in the lake's rejects already.
     known_rejects: u64,
     /// The content identity of the file whose rejects are arriving, computed at its first
     /// reject (a second read of the file; files without rejects are not read twice).
@@ -232,8 +232,10 @@ impl RecordSink for LakeSink {
                 identity
             }
         };
+        // Only rejects of earlier runs are skipped: two records of this run with the same key
+        // (the same text on one line, split by a lone carriage return) are two rejects.
         let key = reject_key(identity, &reject);
-        if !self.reject_index.insert(key) {
+        if self.reject_index.contains(key) {
             self.known_rejects += 1;
             return Ok(());
         }

@@ -149,3 +149,20 @@ fn a_line_of_whitespace_is_blank() {
     assert_eq!(report.summary.accepted, 2);
     assert_eq!(lake_rejects(&lake), vec![("blank.ndjson".to_owned(), 4, "malformed_record".to_owned())]);
 }
+
+/// Two bad records that a lone carriage return splits out of one line have the same line,
+/// reason and text: both are rejects of the run (found by the long fuzz run), and a re-ingest
+/// of the same file adds neither again.
+#[test]
+fn identical_rejects_of_one_run_are_all_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = write_dump(dir.path(), "cr.csv", "event_id,event_type,occurred_at\nbad\rbad\n");
+    let lake = dir.path().join("lake");
+    let first = ingest_into(&lake, std::slice::from_ref(&dump), &config_with(1.0));
+    assert_eq!(first.summary.read, 2);
+    assert_eq!(first.summary.rejected_total(), 2);
+    assert_eq!(lake_rejects(&lake).len(), 2);
+    let again = ingest_into(&lake, &[dump], &config_with(1.0));
+    assert_eq!(again.summary.rejected_total(), 2);
+    assert_eq!(lake_rejects(&lake).len(), 2, "a re-ingest adds no reject");
+}
