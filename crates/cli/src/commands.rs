@@ -22,6 +22,24 @@ use crate::progress::{ComputeProgress, IngestProgress};
 use crate::samples;
 use crate::settings::load_config;
 
+/// Prints a line of the summary on stdout. A reader that stopped reading (`crmkpi ... | head`)
+/// ends the process quietly with success, as other command-line tools do, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print_summary_line(format_args!($($arg)*))
+    };
+}
+
+fn print_summary_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the summary to stdout: {error}");
+    }
+}
+
 /// Why a command failed, by exit code.
 #[derive(Debug)]
 pub enum Failure {
@@ -154,11 +172,11 @@ fn run_ingest(global: &GlobalArgs, config: &Config, inputs: &[String], lake_dir:
 
 fn print_summary(global: &GlobalArgs, verb: &str, summary: &Summary, seconds: Option<f64>) {
     if global.log_format == LogFormat::Json {
-        println!("{}", serde_json::to_string(summary).unwrap_or_default());
+        out!("{}", serde_json::to_string(summary).unwrap_or_default());
         return;
     }
     let timing = seconds.map(|seconds| format!(" in {seconds:.1} s")).unwrap_or_default();
-    println!(
+    out!(
         "{verb} {} records from {} files{timing}: {} accepted, {} duplicates, {} rejected",
         summary.read,
         summary.files.len(),
@@ -167,7 +185,7 @@ fn print_summary(global: &GlobalArgs, verb: &str, summary: &Summary, seconds: Op
         summary.rejected_total()
     );
     for (reason, count) in &summary.rejected {
-        println!("  rejected {reason}: {count}");
+        out!("  rejected {reason}: {count}");
     }
 }
 
@@ -253,14 +271,14 @@ fn run_compute(
             "as_of": manifest.input.as_of,
             "tables": manifest.tables.iter().map(|table| serde_json::json!({"name": table.name, "rows": table.rows})).collect::<Vec<_>>(),
         });
-        println!("{summary}");
+        out!("{summary}");
     } else {
-        println!("computed {} tables as of {} into {}", manifest.tables.len(), manifest.input.as_of, out.display());
+        out!("computed {} tables as of {} into {}", manifest.tables.len(), manifest.input.as_of, out.display());
         for table in &manifest.tables {
-            println!("  {:<20} {:>10} rows", table.name, table.rows);
+            out!("  {:<20} {:>10} rows", table.name, table.rows);
         }
         if matches!(report, ReportChoice::Render(_)) {
-            println!("  report: {}", out.join(out_dir::REPORT_FILE).display());
+            out!("  report: {}", out.join(out_dir::REPORT_FILE).display());
         }
     }
     Ok(())
@@ -304,9 +322,9 @@ fn run_report(global: &GlobalArgs, out: &Path, lake_dir: Option<&Path>) -> Resul
     };
     let path = crmkpi_export::report::write_report(out, latest.as_ref()).context("writing the report")?;
     if global.log_format == LogFormat::Json {
-        println!("{}", serde_json::json!({"report": path.display().to_string()}));
+        out!("{}", serde_json::json!({"report": path.display().to_string()}));
     } else {
-        println!("wrote {}", path.display());
+        out!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -325,14 +343,14 @@ fn run_compact(global: &GlobalArgs, lake_dir: &Path) -> Result<(), Failure> {
     drop(lock);
     let seconds = started.elapsed().as_secs_f64();
     if global.log_format == LogFormat::Json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"lake": lake_dir.display().to_string(), "partitions": report.partitions, "files_before": report.files_before, "files_after": report.files_after, "seconds": seconds})
         );
     } else if report.partitions == 0 {
-        println!("compacted nothing in {}: no partition has small files to merge", lake_dir.display());
+        out!("compacted nothing in {}: no partition has small files to merge", lake_dir.display());
     } else {
-        println!(
+        out!(
             "compacted {} partitions of {} in {seconds:.1} s: {} files merged into {}",
             report.partitions,
             lake_dir.display(),
@@ -378,9 +396,9 @@ fn run_generate(global: &GlobalArgs, args: &GenerateArgs) -> Result<(), Failure>
     let files: Vec<PathBuf> = generate(&options).context("generate stopped")?;
     let seconds = started.elapsed().as_secs_f64();
     if global.log_format == LogFormat::Json {
-        println!("{}", serde_json::json!({"events": args.events, "files": files, "seconds": seconds}));
+        out!("{}", serde_json::json!({"events": args.events, "files": files, "seconds": seconds}));
     } else {
-        println!(
+        out!(
             "generated {} records in {} files under {} in {seconds:.1} s",
             args.events,
             files.len(),
