@@ -137,6 +137,24 @@ impl Spill {
         Ok(())
     }
 
+    /// Appends a key without an outcome (building an index from the lake's own events).
+    fn push_key(&mut self, id: u128, content_hash: u64) -> Result<(), IngestError> {
+        let partition = partition_of(id);
+        let path = key_path(&self.dir, partition);
+        let writer = match &mut self.keys[partition] {
+            Some(writer) => writer,
+            slot => {
+                slot.insert(BufWriter::with_capacity(BUFFER_BYTES / 4, File::create(&path).map_err(spill_io(&path))?))
+            }
+        };
+        let mut key = [0u8; KEY_BYTES];
+        key[..16].copy_from_slice(&id.to_le_bytes());
+        key[16..24].copy_from_slice(&self.valid.to_le_bytes());
+        key[24..].copy_from_slice(&content_hash.to_le_bytes());
+        self.valid += 1;
+        writer.write_all(&key).map_err(spill_io(&path))
+    }
+
     /// Closes the spill files.
     pub fn finish(self) -> Result<SpilledRun, IngestError> {
         let path = self.dir.join("outcomes.bin");
@@ -407,26 +425,6 @@ pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<
     let run = run.finish()?;
     decide(&run, None, Some(dir))?;
     run.remove()
-}
-
-impl Spill {
-    /// Appends a key without an outcome (building an index from the lake's own events).
-    fn push_key(&mut self, id: u128, content_hash: u64) -> Result<(), IngestError> {
-        let partition = partition_of(id);
-        let path = key_path(&self.dir, partition);
-        let writer = match &mut self.keys[partition] {
-            Some(writer) => writer,
-            slot => {
-                slot.insert(BufWriter::with_capacity(BUFFER_BYTES / 4, File::create(&path).map_err(spill_io(&path))?))
-            }
-        };
-        let mut key = [0u8; KEY_BYTES];
-        key[..16].copy_from_slice(&id.to_le_bytes());
-        key[16..24].copy_from_slice(&self.valid.to_le_bytes());
-        key[24..].copy_from_slice(&content_hash.to_le_bytes());
-        self.valid += 1;
-        writer.write_all(&key).map_err(spill_io(&path))
-    }
 }
 
 #[cfg(test)]

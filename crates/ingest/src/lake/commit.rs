@@ -268,10 +268,7 @@ pub(super) fn link_committed_files(base: &Path, dir: &Path, with_index: bool) ->
             _ => "parquet",
         };
         for file in list_files(&base.join(name), extension)? {
-            let relative = file.strip_prefix(base).map_err(|_| IngestError::LakeIo {
-                path: file.clone(),
-                source: std::io::Error::other("a snapshot file lies inside its snapshot"),
-            })?;
+            let relative = relative_to(base, &file)?;
             link_file(&file, &dir.join(relative))?;
         }
     }
@@ -299,6 +296,14 @@ pub(super) fn link_format_one_files(lake: &Lake, dir: &Path) -> Result<(), Inges
         }
     }
     Ok(())
+}
+
+/// `path` relative to the snapshot directory `snapshot` it lies in.
+pub(super) fn relative_to<'a>(snapshot: &Path, path: &'a Path) -> Result<&'a Path, IngestError> {
+    path.strip_prefix(snapshot).map_err(|_| IngestError::LakeIo {
+        path: path.to_owned(),
+        source: std::io::Error::other(format!("not inside the snapshot {}", snapshot.display())),
+    })
 }
 
 fn link_file(from: &Path, to: &Path) -> Result<(), IngestError> {

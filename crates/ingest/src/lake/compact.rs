@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::commit::{
-    link_committed_files, next_snapshot, parquet_writer, remove_unused_snapshots, remove_unused_snapshots_after_commit,
-    sync_tree,
+    link_committed_files, next_snapshot, parquet_writer, relative_to, remove_unused_snapshots,
+    remove_unused_snapshots_after_commit, sync_tree,
 };
 use super::snapshot::list_files;
 use super::{Lake, lake_io};
@@ -93,10 +93,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
         for (number, group) in groups.iter().enumerate() {
             let first = group.first().and_then(|file| file.file_name()).map(|name| name.to_string_lossy().into_owned());
             let name = format!("compacted-{:05}-{}", number, first.unwrap_or_default());
-            let relative = partition.strip_prefix(&base).map_err(|_| IngestError::LakeIo {
-                path: partition.clone(),
-                source: std::io::Error::other("a partition lies inside its snapshot"),
-            })?;
+            let relative = relative_to(&base, &partition)?;
             merge(group, &dir.join(relative).join(name))?;
             merged_away.extend(group.iter().cloned());
         }
@@ -107,10 +104,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
     }
     link_committed_files(&base, &dir, true)?;
     for file in merged_away {
-        let linked = file.strip_prefix(&base).map(|relative| dir.join(relative)).map_err(|_| IngestError::LakeIo {
-            path: file.clone(),
-            source: std::io::Error::other("a snapshot file lies inside its snapshot"),
-        })?;
+        let linked = dir.join(relative_to(&base, &file)?);
         fs::remove_file(&linked).map_err(lake_io(&linked))?;
     }
     sync_tree(&dir)?;
