@@ -112,6 +112,19 @@ pub struct TableSelection {
     /// Only these tables (comma separated).
     #[arg(long, value_delimiter = ',', value_name = "TABLES")]
     pub tables: Vec<String>,
+    /// The memory compute plans its entity buckets for, such as 4GiB or 512MiB (overrides
+    /// `[compute] memory_limit`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_limit: Option<String>,
+}
+
+/// A `--memory-limit` value: a byte size of at least 64 MiB.
+fn parse_memory_limit(text: &str) -> Result<String, String> {
+    match crmkpi_schema::parse_bytes(text) {
+        Some(bytes) if bytes >= 64 << 20 => Ok(text.to_owned()),
+        Some(_) => Err("must be at least 64MiB".to_owned()),
+        None => Err("must be a size such as 4GiB, 512MiB or 2GB".to_owned()),
+    }
 }
 
 /// `crmkpi pipeline`.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use crmkpi_compute::{ComputeError, Context, parse_as_of, select_tables};
+use crmkpi_compute::{ComputeError, Context, Run, parse_as_of, select_tables};
 use crmkpi_export::{
     ExportError, LatestIngest, ManifestInput, OutputTable, ReportChoice, ReportError, manifest::LakeInfo, out_dir,
 };
@@ -201,33 +201,34 @@ fn run_compute(
     let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let mut stage_seconds = BTreeMap::new();
     let tables = select_tables(&selection.tables)?;
+    let mut config = config.clone();
+    if let Some(limit) = &selection.memory_limit {
+        config.compute.memory_limit = limit.clone();
+    }
+    let config = &config;
     let as_of = selection.as_of.as_deref().map(|text| parse_as_of(text, config.timezone)).transpose()?;
-    let lake = Lake::new(lake_dir);
-    // Held until the outputs are written: ingests and compactions meanwhile commit new
-    // snapshots and leave this one alone.
-    let snapshot = lake.snapshot().context("reading the lake")?;
-    let runs = snapshot.as_ref().map(|snapshot| snapshot.runs()).transpose().context("reading the lake")?;
-    let (Some(snapshot), Some(runs)) = (snapshot, runs.filter(|runs| !runs.is_empty())) else {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "{} is not a crmkpi lake (no ingest record under {}/_runs); run `crmkpi ingest <INPUT> --lake {}` first",
-            lake_dir.display(),
-            lake_dir.display(),
-            lake_dir.display()
-        )));
-    };
+    // The snapshot is held until the outputs are written: ingests and compactions meanwhile
+    // commit new snapshots and leave this one alone.
+    let lake = crmkpi_compute::open_lake(lake_dir)?;
     let progress = ComputeProgress::new(tables.len());
     progress.step("scanning the lake");
     let clock = Instant::now();
-    let files = snapshot.event_files().context("listing the lake's event files")?;
-    let scan = crmkpi_compute::scan_lake(&files)?;
-    let context = Context::new(scan, config.clone(), as_of)?;
+    let context = Context::new(lake.events, config.clone(), as_of)?;
     let lake_stats = context.lake_stats()?;
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
+    progress.step(&format!("entity facts, {} buckets", context.buckets));
+    let clock = Instant::now();
+    let facts = crmkpi_compute::compute_facts(&context, &tables, &|done, buckets| {
+        progress.step(&format!("entity facts, bucket {done}/{buckets}"));
+    })?;
+    tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "entity facts");
+    stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
+    let run = Run::new(&context, &facts);
     // The data checks fit the CLV models when customers or clv_model are selected; the tables
     // then reuse the fits.
     progress.step("checking the data");
     let clock = Instant::now();
-    let warnings = crmkpi_compute::data_warnings(&context, &tables)?;
+    let warnings = crmkpi_compute::data_warnings(&run, &tables)?;
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -236,13 +237,11 @@ fn run_compute(
     for table in &tables {
         progress.table_started(table.name);
         let clock = Instant::now();
-        let computed = crmkpi_compute::compute_tables(&context, std::slice::from_ref(table))?;
+        let computed = crmkpi_compute::compute_table(&run, table)?;
         let seconds = clock.elapsed().as_secs_f64();
         stage_seconds.insert(format!("table:{}", table.name), seconds);
-        for computed in computed {
-            tracing::info!(table = computed.name, rows = computed.frame.height(), seconds, "computed");
-            outputs.push(OutputTable { name: computed.name.to_owned(), frame: computed.frame });
-        }
+        tracing::info!(table = computed.name, rows = computed.frame.height(), seconds, "computed");
+        outputs.push(OutputTable { name: computed.name.to_owned(), frame: computed.frame });
         progress.table_finished();
     }
     progress.step("writing outputs");
@@ -261,7 +260,7 @@ fn run_compute(
         warnings,
         stage_seconds,
     };
-    let latest_ingest = runs.last().map(latest_ingest);
+    let latest_ingest = lake.runs.last().map(latest_ingest);
     let report = if report { ReportChoice::Render(latest_ingest.as_ref()) } else { ReportChoice::Skip };
     let manifest = crmkpi_export::write_outputs(out, &mut outputs, input, report).context("writing the outputs")?;
     progress.finish();

@@ -1,33 +1,157 @@
-//! The inputs every KPI plan shares: the lake's events up to `as_of` as a LazyFrame, the
-//! resolved configuration, `as_of` itself and the reporting calendar.
+//! What every plan of a run shares: the lake's committed events up to `as_of` (a lazy scan),
+//! the resolved configuration, `as_of`, the reporting calendar, and the entity buckets the
+//! per-entity work is split into.
+//!
+//! A bucket holds whole entities: every event of a customer (`customer_id` of the
+//! customer-keyed event types), of a deal (`deal_id`) or of a ticket (`ticket_id`) lands in
+//! bucket `pmod(xxhash64(key), buckets)`, the XXH64 hash with seed 42 of the key's UTF-8 bytes
+//! read as a signed 64-bit number: the same number Spark's `pmod(xxhash64(col), n)` gives.
+//! Spend and CRM-user events belong to no entity; they are read once for the whole lake.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use crmkpi_ingest::Lake;
+use crmkpi_ingest::Snapshot;
 use crmkpi_schema::{Config, EventType, LAKE_COLUMNS, event::LakeType};
 use polars::prelude::*;
+use xxhash_rust::xxh64::xxh64;
 
-use crate::calendar::Calendar;
 use crate::error::ComputeError;
+use crate::time::calendar::Calendar;
 
-/// Everything a KPI plan reads.
+/// The seed of Spark's `xxhash64`.
+pub const SPARK_XXHASH64_SEED: u64 = 42;
+
+/// Bytes of memory one event of a bucket takes while its facts are computed: the collected
+/// columns and the intermediate frames of the per-entity plans (measured on generated lakes).
+const BYTES_PER_BUCKET_EVENT: u64 = 400;
+
+/// The entity an event belongs to, by its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// Keyed by `customer_id`.
+    Customer,
+    /// Keyed by `deal_id`.
+    Deal,
+    /// Keyed by `ticket_id`.
+    Ticket,
+}
+
+impl Entity {
+    /// The entity of an event type; `None` for spend and CRM-user events.
+    pub fn of(event_type: EventType) -> Option<Entity> {
+        use EventType as T;
+        match event_type {
+            T::DealCreated | T::DealStageChanged | T::DealWon | T::DealLost => Some(Entity::Deal),
+            T::TicketOpened
+            | T::TicketAgentReplied
+            | T::TicketCustomerReplied
+            | T::TicketResolved
+            | T::TicketReopened => Some(Entity::Ticket),
+            T::SpendRecorded | T::CrmUserActive => None,
+            _ => Some(Entity::Customer),
+        }
+    }
+
+    /// The column holding the entity's key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Entity::Customer => "customer_id",
+            Entity::Deal => "deal_id",
+            Entity::Ticket => "ticket_id",
+        }
+    }
+}
+
+/// Spark's `xxhash64` of a string: XXH64 with seed 42 over its UTF-8 bytes, as a signed number.
+pub fn spark_xxhash64(key: &str) -> i64 {
+    i64::from_ne_bytes(xxh64(key.as_bytes(), SPARK_XXHASH64_SEED).to_ne_bytes())
+}
+
+/// The bucket of an entity key among `buckets`: `pmod(xxhash64(key), buckets)`.
+pub fn bucket_of(key: &str, buckets: u32) -> u32 {
+    let bucket = spark_xxhash64(key).rem_euclid(i64::from(buckets.max(1)));
+    u32::try_from(bucket).unwrap_or(0)
+}
+
+/// The events of no entity: spend and CRM-user activity.
+fn global_types() -> Series {
+    Series::new("global_types".into(), [EventType::SpendRecorded.name(), EventType::CrmUserActive.name()])
+}
+
+/// Whether an event row belongs to no entity.
+pub fn is_global_event() -> Expr {
+    col("event_type").is_in(lit(global_types()).implode(false), false)
+}
+
+/// The bucket (`u32`) of each event row among `buckets`, by its entity's key; null for the
+/// events of no entity and for a missing key.
+fn event_bucket(buckets: u32) -> Expr {
+    map_multiple(
+        move |columns: &mut [Column]| {
+            let [types, customers, deals, tickets] = columns else {
+                polars_bail!(ComputeError: "the bucket of an event needs 4 columns");
+            };
+            let (types, customers, deals, tickets) = (types.str()?, customers.str()?, deals.str()?, tickets.str()?);
+            let entities: Vec<Option<Entity>> =
+                types.iter().map(|name| name.and_then(EventType::from_name).and_then(Entity::of)).collect();
+            let buckets: UInt32Chunked = entities
+                .iter()
+                .enumerate()
+                .map(|(row, entity)| {
+                    let key = match entity {
+                        Some(Entity::Customer) => customers.get(row),
+                        Some(Entity::Deal) => deals.get(row),
+                        Some(Entity::Ticket) => tickets.get(row),
+                        None => None,
+                    };
+                    key.map(|key| bucket_of(key, buckets))
+                })
+                .collect();
+            Ok(buckets.with_name("bucket".into()).into_column())
+        },
+        [col("event_type"), col("customer_id"), col("deal_id"), col("ticket_id")],
+        |_, _| Ok(Field::new("bucket".into(), DataType::UInt32)),
+    )
+}
+
+/// The lake's columns the plans read (the provenance columns are left in the files).
+const COMPUTE_COLUMNS: [&str; 16] = [
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "customer_id",
+    "deal_id",
+    "ticket_id",
+    "campaign_id",
+    "owner_id",
+    "stage",
+    "amount",
+    "channel",
+    "kind",
+    "category",
+    "survey",
+    "score",
+    "reason",
+];
+
+/// Everything a plan reads besides its bucket's events.
 #[derive(Clone)]
 pub struct Context {
-    events: LazyFrame,
+    lake: LazyFrame,
     /// The resolved configuration.
     pub config: Config,
     /// The run's observation instant, UTC microseconds.
     pub as_of: i64,
     /// The earliest `occurred_at` up to `as_of`, UTC microseconds.
     pub earliest_event: i64,
+    /// Events with `occurred_at <= as_of`.
+    pub events: u64,
     /// Reported months and `day(as_of)`.
     pub calendar: Calendar,
-    /// The customer summaries and model fits, computed once per run and shared by the
-    /// `customers` and `clv_model` tables and the manifest warnings.
-    pub(crate) clv_fits: Arc<OnceLock<Arc<crate::customers::FittedModels>>>,
-    /// Frames several tables start from, by name, collected once per run (see [`Context::shared`]).
-    shared_frames: Arc<Mutex<HashMap<&'static str, DataFrame>>>,
+    /// How many entity buckets the per-entity work is split into.
+    pub buckets: u32,
 }
 
 /// What the lake holds up to `as_of`: event count per event type.
@@ -46,7 +170,7 @@ fn lake_schema() -> Schema {
         .map(|column| {
             let dtype = match column.lake_type {
                 LakeType::Str => DataType::String,
-                LakeType::Timestamp => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+                LakeType::Timestamp => timestamp_type(),
                 LakeType::F64 => DataType::Float64,
                 LakeType::I64 => DataType::Int64,
                 LakeType::U64 => DataType::UInt64,
@@ -56,8 +180,36 @@ fn lake_schema() -> Schema {
         .collect()
 }
 
-/// A lazy scan of the lake's committed event files (an empty frame of the lake's schema when
-/// there are none).
+/// A lake opened for compute: its committed snapshot (held, so that ingests and compactions
+/// leave its files in place until this is dropped), the snapshot's run records and a lazy scan
+/// of its event files. The one way the CLI, the benchmarks and the tests read a lake.
+pub struct OpenLake {
+    /// The committed snapshot being read.
+    pub snapshot: Snapshot,
+    /// Its ingest run records, oldest first.
+    pub runs: Vec<crmkpi_ingest::RunRecord>,
+    /// The scan of its event files.
+    pub events: LazyFrame,
+}
+
+/// Opens the lake at `dir` for compute: an error when it is not a lake or holds no ingest run.
+pub fn open_lake(dir: &Path) -> Result<OpenLake, ComputeError> {
+    let lake_error = |source| ComputeError::Lake { lake: dir.to_owned(), source };
+    let snapshot = Lake::new(dir).snapshot().map_err(lake_error)?;
+    let Some(snapshot) = snapshot else {
+        return Err(ComputeError::NotALake { lake: dir.to_owned() });
+    };
+    let runs = snapshot.runs().map_err(lake_error)?;
+    if runs.is_empty() {
+        return Err(ComputeError::NotALake { lake: dir.to_owned() });
+    }
+    let files = snapshot.event_files().map_err(lake_error)?;
+    let events = scan_lake(&files)?;
+    Ok(OpenLake { snapshot, runs, events })
+}
+
+/// A lazy scan of the given event files (an empty frame of the lake's schema when there are
+/// none).
 pub fn scan_lake(files: &[PathBuf]) -> Result<LazyFrame, ComputeError> {
     let Some(first) = files.first() else {
         return Ok(DataFrame::empty_with_schema(&lake_schema()).lazy());
@@ -70,7 +222,8 @@ pub fn scan_lake(files: &[PathBuf]) -> Result<LazyFrame, ComputeError> {
 }
 
 impl Context {
-    /// Resolves `as_of` (default: the latest `occurred_at` in the lake) and the calendar.
+    /// Resolves `as_of` (default: the latest `occurred_at` in the lake), the calendar and the
+    /// number of buckets that keeps a bucket's work within `[compute] memory_limit`.
     pub fn new(lake: LazyFrame, config: Config, as_of: Option<i64>) -> Result<Context, ComputeError> {
         let bounds = lake
             .clone()
@@ -78,9 +231,10 @@ impl Context {
             .select([
                 col("occurred_at").min().dt().timestamp(TimeUnit::Microseconds).alias("earliest"),
                 col("occurred_at").max().dt().timestamp(TimeUnit::Microseconds).alias("latest"),
+                len().cast(DataType::Int64).alias("events"),
             ])
             .collect()
-            .map_err(|source| ComputeError::Plan { table: "lake bounds".to_owned(), source })?;
+            .map_err(|source| ComputeError::LakeBounds { source })?;
         let value = |name: &str| bounds.column(name).ok().and_then(|column| column.i64().ok()?.get(0));
         let no_events = || ComputeError::NoEvents {
             as_of: as_of.map(|micros| format!(" up to {}", format_instant(micros))).unwrap_or_default(),
@@ -89,83 +243,83 @@ impl Context {
             (Some(earliest), Some(latest)) => (earliest, latest),
             _ => return Err(no_events()),
         };
+        let events = value("events").and_then(|count| u64::try_from(count).ok()).unwrap_or(0);
         let as_of = as_of.unwrap_or(latest);
         let calendar = Calendar::new(earliest, as_of, config.timezone);
-        let events = lake.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
-        Ok(Context {
-            events,
-            config,
-            as_of,
-            earliest_event: earliest,
-            calendar,
-            clv_fits: Arc::default(),
-            shared_frames: Arc::default(),
-        })
+        let lake = lake.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
+        let buckets = buckets_for(events, config.compute.memory_limit_bytes());
+        Ok(Context { lake, config, as_of, earliest_event: earliest, events, calendar, buckets })
     }
 
-    /// The frame `name` built by `plan`, collected the first time a table of this run asks for
-    /// it and served from memory afterwards: the frames several tables start from (orders with
-    /// their local days, lead origins, customers alive per month) are computed once per run.
-    /// The frame is built from the context as it is at that first use; a context is not meant to
-    /// change after [`Context::new`].
-    pub fn shared(
-        &self,
-        name: &'static str,
-        plan: impl FnOnce() -> PolarsResult<LazyFrame>,
-    ) -> PolarsResult<LazyFrame> {
-        let cached = self.lock_shared()?.get(name).map(|frame| frame.clone().lazy());
-        if let Some(frame) = cached {
-            return Ok(frame);
-        }
-        // Built without holding the lock: a shared frame's plan may use other shared frames.
-        let frame = plan()?.collect()?;
-        Ok(self.lock_shared()?.entry(name).or_insert(frame).clone().lazy())
+    /// The same context with its per-entity work split into `buckets` buckets (at least 1):
+    /// the outputs are the same for every number.
+    pub fn with_buckets(mut self, buckets: u32) -> Context {
+        self.buckets = buckets.max(1);
+        self
     }
 
-    fn lock_shared(&self) -> PolarsResult<std::sync::MutexGuard<'_, HashMap<&'static str, DataFrame>>> {
-        self.shared_frames.lock().map_err(|_| polars_err!(ComputeError: "a shared frame's plan panicked"))
+    /// The events of bucket `bucket` (those of its customers, deals and tickets), collected.
+    pub fn bucket_events(&self, bucket: u32) -> Result<DataFrame, ComputeError> {
+        let entity_events =
+            if self.buckets == 1 { is_global_event().not() } else { event_bucket(self.buckets).eq(lit(bucket)) };
+        self.lake
+            .clone()
+            .select(COMPUTE_COLUMNS.map(col))
+            .filter(entity_events)
+            .collect()
+            .map_err(|source| ComputeError::Bucket { bucket, buckets: self.buckets, source })
     }
 
-    /// The lake's events with `occurred_at <= as_of`.
-    pub fn events(&self) -> LazyFrame {
-        self.events.clone()
-    }
-
-    /// The events of one type, up to `as_of`.
-    pub fn events_of(&self, event_type: EventType) -> LazyFrame {
-        self.events().filter(is_type(event_type))
+    /// The events of no entity (spend and CRM-user activity), collected.
+    pub fn global_events(&self) -> Result<DataFrame, ComputeError> {
+        self.lake
+            .clone()
+            .select(COMPUTE_COLUMNS.map(col))
+            .filter(is_global_event())
+            .collect()
+            .map_err(|source| ComputeError::GlobalEvents { source })
     }
 
     /// Counts the events up to `as_of` by type, for the manifest.
     pub fn lake_stats(&self) -> Result<LakeStats, ComputeError> {
         let counts = self
-            .events()
+            .lake
+            .clone()
             .group_by([col("event_type")])
-            .agg([len().alias("events")])
+            .agg([len().cast(DataType::UInt64).alias("events")])
             .sort(["event_type"], SortMultipleOptions::default())
             .collect()
-            .map_err(|source| ComputeError::Plan { table: "lake statistics".to_owned(), source })?;
+            .map_err(|source| ComputeError::LakeStatistics { source })?;
         let mut stats = LakeStats::default();
         let types = counts.column("event_type").and_then(|column| column.str().cloned());
-        let numbers = counts
-            .column("events")
-            .and_then(|column| column.cast(&DataType::UInt64))
-            .and_then(|column| column.u64().cloned());
-        if let (Ok(types), Ok(numbers)) = (types, numbers) {
-            for (event_type, count) in types.iter().zip(numbers.iter()) {
-                if let (Some(event_type), Some(count)) = (event_type, count) {
-                    stats.events += count;
-                    stats.per_event_type.insert(event_type.to_owned(), count);
-                }
+        let numbers = counts.column("events").and_then(|column| column.u64().cloned());
+        let (types, numbers) =
+            types.and_then(|types| Ok((types, numbers?))).map_err(|source| ComputeError::LakeStatistics { source })?;
+        for (event_type, count) in types.iter().zip(numbers.iter()) {
+            if let (Some(event_type), Some(count)) = (event_type, count) {
+                stats.events += count;
+                stats.per_event_type.insert(event_type.to_owned(), count);
             }
         }
         Ok(stats)
     }
 }
 
+/// The number of buckets that keeps one bucket's events within `memory_limit` bytes.
+pub fn buckets_for(events: u64, memory_limit: u64) -> u32 {
+    let needed = events.saturating_mul(BYTES_PER_BUCKET_EVENT).div_ceil(memory_limit.max(1));
+    u32::try_from(needed.max(1)).unwrap_or(u32::MAX)
+}
+
 /// Whether an event row is of the given type.
 pub fn is_type(event_type: EventType) -> Expr {
     col("event_type").eq(lit(event_type.name()))
+}
+
+/// Whether an event row is of one of the given types.
+pub fn is_any_type(event_types: &[EventType]) -> Expr {
+    let names: Vec<&str> = event_types.iter().map(|event_type| event_type.name()).collect();
+    col("event_type").is_in(lit(Series::new("event_types".into(), names)).implode(false), false)
 }
 
 /// The polars type of the lake's `occurred_at`.
@@ -178,4 +332,35 @@ pub fn format_instant(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// XXH64 reference values (the xxHash test vectors with seed 0, and with seed 42 as Spark
+    /// hashes strings), read as signed numbers like Spark's `xxhash64`.
+    #[test]
+    fn spark_hash_and_buckets() {
+        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        assert_eq!(spark_xxhash64(""), i64::from_ne_bytes(xxh64(b"", 42).to_ne_bytes()));
+        for key in ["c-1", "deal-77", "", "é-ünicode"] {
+            for buckets in [1, 2, 7, 64] {
+                let bucket = bucket_of(key, buckets);
+                assert!(bucket < buckets);
+                assert_eq!(i64::from(bucket), spark_xxhash64(key).rem_euclid(i64::from(buckets)));
+            }
+        }
+        assert_eq!(bucket_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn bucket_count_follows_the_memory_limit() {
+        assert_eq!(buckets_for(0, 4 << 30), 1);
+        assert_eq!(buckets_for(1_000, 4 << 30), 1);
+        let per_gib = (1u64 << 30) / BYTES_PER_BUCKET_EVENT;
+        assert_eq!(buckets_for(per_gib, 1 << 30), 1);
+        assert_eq!(buckets_for(per_gib + 1, 1 << 30), 2);
+        assert_eq!(buckets_for(10 * per_gib, 1 << 30), 10);
+    }
 }

@@ -1,10 +1,28 @@
-//! The compute crate's error type: what failed, for which table or input.
+//! The compute crate's error type: which stage of a run failed, for which table, family,
+//! bucket or input.
 
 use std::path::PathBuf;
 
 /// Why a compute run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
+    /// The directory is not a crmkpi lake, or no ingest has committed to it yet.
+    #[error(
+        "{} is not a crmkpi lake (no ingest record under {}/_runs); run `crmkpi ingest <INPUT> --lake {}` first",
+        lake.display(), lake.display(), lake.display()
+    )]
+    NotALake {
+        /// The directory given.
+        lake: PathBuf,
+    },
+    /// The lake's snapshot or run records could not be read.
+    #[error("reading the lake {}: {source}", lake.display())]
+    Lake {
+        /// The lake directory.
+        lake: PathBuf,
+        /// The lake's error.
+        source: crmkpi_ingest::IngestError,
+    },
     /// The lake holds no event up to `as_of`, so there is no month to report.
     #[error("the lake has no events{as_of}; run `crmkpi ingest` first or pass an --as-of after the first event")]
     NoEvents {
@@ -37,11 +55,79 @@ pub enum ComputeError {
         /// polars' error.
         source: polars::error::PolarsError,
     },
+    /// The earliest and latest event (and the count) up to `as_of` could not be read.
+    #[error("reading the lake's first and last event failed: {source}")]
+    LakeBounds {
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// The lake's event counts by type (for the manifest) could not be computed.
+    #[error("counting the lake's events by type failed: {source}")]
+    LakeStatistics {
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// One entity bucket's events could not be read.
+    #[error("reading the events of bucket {bucket} of {buckets} failed: {source}")]
+    Bucket {
+        /// The bucket.
+        bucket: u32,
+        /// The number of buckets.
+        buckets: u32,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// The events of no entity (spend, CRM users) could not be read.
+    #[error("reading the spend and CRM-user events failed: {source}")]
+    GlobalEvents {
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// A per-entity fact of one bucket failed.
+    #[error("computing the {fact} of bucket {bucket} failed: {source}")]
+    Fact {
+        /// The fact, e.g. `deal summaries`.
+        fact: &'static str,
+        /// The bucket.
+        bucket: u32,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// Merging the buckets' facts or parts failed.
+    #[error("merging the buckets' {what} failed: {source}")]
+    Merge {
+        /// What was merged.
+        what: String,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// The CLV model inputs could not be read or the models not fitted.
+    #[error("fitting the CLV models failed: {source}")]
+    Fit {
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// A `kpi_monthly` family's per-bucket parts or rows failed.
+    #[error("computing table `kpi_monthly`, family `{family}` failed: {source}")]
+    Family {
+        /// The family.
+        family: &'static str,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
     /// A table's plan failed to run.
     #[error("computing table `{table}` failed: {source}")]
-    Plan {
+    Table {
         /// The table.
-        table: String,
+        table: &'static str,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
+    /// The data checks behind the manifest's warnings failed.
+    #[error("checking the data ({check}) failed: {source}")]
+    DataCheck {
+        /// The check.
+        check: &'static str,
         /// polars' error.
         source: polars::error::PolarsError,
     },

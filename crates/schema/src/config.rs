@@ -70,6 +70,56 @@ pub struct Config {
     pub business_hours: BusinessHours,
     /// Weights of the health score.
     pub health: HealthWeights,
+    /// How `compute` runs.
+    pub compute: ComputeConfig,
+}
+
+/// `[compute]`: resources of a compute run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// The memory `compute` plans its entity buckets for, such as `"4GiB"` or `"512MiB"`
+    /// (`--memory-limit` overrides it). More events than fit make more buckets.
+    pub memory_limit: String,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig { memory_limit: "4GiB".to_owned() }
+    }
+}
+
+impl ComputeConfig {
+    /// `memory_limit` in bytes (validated on load).
+    pub fn memory_limit_bytes(&self) -> u64 {
+        parse_bytes(&self.memory_limit).unwrap_or(DEFAULT_MEMORY_LIMIT)
+    }
+}
+
+/// The default `[compute] memory_limit`: 4 GiB.
+const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
+/// The smallest memory limit accepted: 64 MiB.
+const MIN_MEMORY_LIMIT: u64 = 64 << 20;
+
+/// A byte size such as `4GiB`, `512MiB`, `2GB` or `1073741824`: a whole number and an optional
+/// unit (B, KB, MB, GB, TB powers of 1000; KiB, MiB, GiB, TiB powers of 1024).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let factor: u64 = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 /// `[clv]`: units and horizons of the BG/NBD and Gamma-Gamma predictions.
@@ -169,6 +219,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             business_hours: BusinessHours::default(),
             health: HealthWeights::default(),
+            compute: ComputeConfig::default(),
         }
     }
 }
@@ -280,6 +331,18 @@ impl Config {
                 "health",
                 "at least one of the weights w_recency, w_frequency, w_sentiment, w_support must be greater than 0",
             ));
+        }
+        match parse_bytes(&self.compute.memory_limit) {
+            Some(bytes) if bytes >= MIN_MEMORY_LIMIT => {}
+            _ => {
+                return Err(invalid(
+                    "compute.memory_limit",
+                    &format!(
+                        "must be a size of at least 64MiB such as \"4GiB\" or \"512MiB\", got \"{}\"",
+                        self.compute.memory_limit
+                    ),
+                ));
+            }
         }
         self.business_hours.timezone.get_or_insert(self.timezone);
         Ok(self)
@@ -412,6 +475,20 @@ w_recency = 0.4
     }
 
     #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("1073741824"), Some(1 << 30));
+        assert_eq!(parse_bytes("GiB"), None);
+        assert_eq!(parse_bytes("-1GiB"), None);
+        assert_eq!(parse_bytes("99999999999TiB"), None);
+        let config = Config::from_toml("[compute]\nmemory_limit = \"512MiB\"").expect("valid");
+        assert_eq!(config.compute.memory_limit_bytes(), 512 << 20);
+        assert_eq!(Config::default().compute.memory_limit_bytes(), 4 << 30);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let error = Config::from_toml("churn_after_dayz = 3").expect_err("unknown key");
         assert!(error.to_string().contains("churn_after_dayz"), "{error}");
@@ -452,6 +529,9 @@ w_recency = 0.4
             ("[pipeline.win_probability]\nproposal = 1.5", "pipeline.win_probability.proposal"),
             ("[pipeline.win_probability]\nproposal = -0.1", "pipeline.win_probability.proposal"),
             ("[business_hours]\ndays = []", "business_hours.days"),
+            ("[compute]\nmemory_limit = \"lots\"", "compute.memory_limit"),
+            ("[compute]\nmemory_limit = \"1MiB\"", "compute.memory_limit"),
+            ("[compute]\nmemory_limit = \"4 parsecs\"", "compute.memory_limit"),
             ("[business_hours]\nstart = \"17:00\"", "business_hours.end"),
             ("[business_hours]\nend = \"08:59\"", "business_hours.end"),
             ("[business_hours]\nstart = \"9\"", "business_hours.start"),

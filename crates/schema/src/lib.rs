@@ -10,5 +10,5 @@ pub mod dir_entries;
 pub mod event;
 pub mod pause;
 
-pub use config::{BusinessHours, ClvConfig, Config, ConfigError, HealthWeights};
+pub use config::{BusinessHours, ClvConfig, ComputeConfig, Config, ConfigError, HealthWeights, parse_bytes};
 pub use event::{EventType, Field, LAKE_COLUMNS, LakeColumn};

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::common::{clv_model, customers, warnings};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use crmkpi_compute::clv_model::{Rfm, fit_bg_nbd, fit_gamma_gamma};
-use crmkpi_compute::customers::{clv_model, customers};
+use crmkpi_compute::clv::{Rfm, fit_bg_nbd, fit_gamma_gamma};
 use crmkpi_schema::Config;
 use polars::prelude::*;
 
@@ -131,7 +131,7 @@ fn fixture_rfm_alive_and_health() {
     assert_eq!(value_of("p"), None);
     assert_eq!(value_of("converged"), Some("0.0".to_owned()));
     assert_eq!(value_of("customers"), Some("1.0".to_owned()));
-    let warnings = crmkpi_compute::data_warnings(&context, crmkpi_compute::TABLES).expect("warnings");
+    let warnings = warnings(&context);
     assert!(warnings.iter().any(|warning| warning.starts_with("Gamma-Gamma not fitted")), "{warnings:?}");
 }
 

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::common::cohort_retention;
 use chrono::Datelike;
 use chrono_tz::Tz;
-use crmkpi_compute::cohorts::cohort_retention;
 use crmkpi_schema::Config;
 use polars::prelude::*;
 

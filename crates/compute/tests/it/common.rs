@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crmkpi_compute::{Context, scan_lake};
+use crmkpi_compute::{Context, Run, TABLES, compute_facts, compute_table, data_warnings, open_lake};
 use crmkpi_ingest::generator::{GenerateOptions, generate};
 use crmkpi_ingest::source::{Compression, Format};
 use crmkpi_ingest::{Lake, NoProgress, ingest};
@@ -61,14 +61,122 @@ impl TestLake {
 
     /// The compute context over this lake.
     pub fn context(&self, config: &Config, as_of: Option<i64>) -> Context {
-        let files = Lake::new(self.lake_dir()).event_files().expect("files");
-        Context::new(scan_lake(&files).expect("scan"), config.clone(), as_of).expect("context")
+        let lake = open_lake(&self.lake_dir()).expect("open lake");
+        Context::new(lake.events, config.clone(), as_of).expect("context")
     }
 
     /// Every event of the lake as a plain row.
     pub fn rows(&self) -> Vec<EventRow> {
         let files = Lake::new(self.lake_dir()).event_files().expect("files");
         files.iter().flat_map(|path| read_rows(path)).collect()
+    }
+}
+
+/// The bucket counts every table is computed with: the outputs must not depend on them (a
+/// bucket may well have no events at all).
+const BUCKET_COUNTS: [u32; 2] = [1, 7];
+
+/// Table `name` computed over the context's lake, checked to be identical for every bucket
+/// count of [`BUCKET_COUNTS`].
+pub fn table(context: &Context, name: &str) -> DataFrame {
+    let frames: Vec<DataFrame> = BUCKET_COUNTS
+        .iter()
+        .map(|buckets| {
+            let context = context.clone().with_buckets(*buckets);
+            let spec = TABLES.iter().find(|table| table.name == name).expect("known table");
+            let facts = compute_facts(&context, std::slice::from_ref(spec), &|_, _| {}).expect("facts");
+            compute_table(&Run::new(&context, &facts), spec).expect("plan runs").frame
+        })
+        .collect();
+    let expected = cells(&frames[0]);
+    for (frame, buckets) in frames.iter().zip(BUCKET_COUNTS).skip(1) {
+        let actual = cells(frame);
+        let differing: Vec<_> = actual.iter().zip(&expected).filter(|(row, one)| row != one).take(3).collect();
+        assert!(
+            frame.equals_missing(&frames[0]) && differing.is_empty(),
+            "{name} with {buckets} buckets differs from 1 bucket ({} and {} rows): {differing:?}",
+            actual.len(),
+            expected.len()
+        );
+    }
+    frames.into_iter().next().expect("one bucket count")
+}
+
+/// Table `name` as a plan, for the tests written against plans.
+pub fn plan(context: &Context, name: &str) -> PolarsResult<LazyFrame> {
+    Ok(table(context, name).lazy())
+}
+
+/// The manifest warnings of a run of every table.
+pub fn warnings(context: &Context) -> Vec<String> {
+    let facts = compute_facts(context, TABLES, &|_, _| {}).expect("facts");
+    data_warnings(&Run::new(context, &facts), TABLES).expect("warnings")
+}
+
+/// `kpi_monthly` as a plan.
+pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
+    plan(context, "kpi_monthly")
+}
+
+/// `cohort_retention` as a plan.
+pub fn cohort_retention(context: &Context) -> PolarsResult<LazyFrame> {
+    plan(context, "cohort_retention")
+}
+
+/// `customers` as a plan.
+pub fn customers(context: &Context) -> PolarsResult<LazyFrame> {
+    plan(context, "customers")
+}
+
+/// `clv_model` as a plan.
+pub fn clv_model(context: &Context) -> PolarsResult<LazyFrame> {
+    plan(context, "clv_model")
+}
+
+/// The deal tables as plans.
+pub mod sales {
+    use crmkpi_compute::Context;
+    use polars::prelude::*;
+
+    /// `deals`.
+    pub fn deals(context: &Context) -> PolarsResult<LazyFrame> {
+        super::plan(context, "deals")
+    }
+    /// `deal_stage_visits`.
+    pub fn deal_stage_visits(context: &Context) -> PolarsResult<LazyFrame> {
+        super::plan(context, "deal_stage_visits")
+    }
+    /// `stage_durations`.
+    pub fn stage_durations(context: &Context) -> PolarsResult<LazyFrame> {
+        super::plan(context, "stage_durations")
+    }
+    /// `pipeline_forecast`.
+    pub fn pipeline_forecast(context: &Context) -> PolarsResult<LazyFrame> {
+        super::plan(context, "pipeline_forecast")
+    }
+    /// `rep_performance`.
+    pub fn rep_performance(context: &Context) -> PolarsResult<LazyFrame> {
+        super::plan(context, "rep_performance")
+    }
+    /// `lost_reasons`.
+    pub fn lost_reasons(context: &Context) -> PolarsResult<LazyFrame> {
+        super::plan(context, "lost_reasons")
+    }
+}
+
+/// `tickets` as a plan.
+pub mod service {
+    /// `tickets`.
+    pub fn tickets(context: &crmkpi_compute::Context) -> polars::prelude::PolarsResult<polars::prelude::LazyFrame> {
+        super::plan(context, "tickets")
+    }
+}
+
+/// `campaigns` as a plan.
+pub mod marketing {
+    /// `campaigns`.
+    pub fn campaigns(context: &crmkpi_compute::Context) -> polars::prelude::PolarsResult<polars::prelude::LazyFrame> {
+        super::plan(context, "campaigns")
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::common::kpi_monthly;
 use chrono::Datelike;
 use chrono_tz::Tz;
-use crmkpi_compute::kpi_monthly::kpi_monthly;
 use crmkpi_schema::Config;
 use polars::prelude::*;
 

@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::common::{kpi_monthly, marketing};
 use chrono::Datelike;
 use chrono_tz::Tz;
-use crmkpi_compute::{kpi_monthly::kpi_monthly, marketing};
 use crmkpi_schema::Config;
 use polars::prelude::*;
 

@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::common::kpi_monthly;
 use chrono::{Datelike, TimeZone};
 use chrono_tz::Europe::Berlin;
 use chrono_tz::Tz;
-use crmkpi_compute::kpi_monthly::kpi_monthly;
 use crmkpi_schema::Config;
 use polars::prelude::LazyFrame;
 

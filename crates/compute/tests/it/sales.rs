@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::common::{kpi_monthly, sales};
 use chrono::Datelike;
 use chrono_tz::Tz;
-use crmkpi_compute::{kpi_monthly::kpi_monthly, sales};
 use crmkpi_schema::Config;
 use polars::prelude::*;
 

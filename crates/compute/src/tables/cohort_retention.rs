@@ -7,30 +7,60 @@
 
 use polars::prelude::*;
 
-use crate::context::Context;
-use crate::leads::lead_origins;
-use crate::revenue::orders;
+use crate::facts::leads::lead_origins;
+use crate::facts::orders::customer_months;
+use crate::facts::{Bucket, Part};
+use crate::tables::Run;
 
-/// Per customer: `channel` (acquisition channel, `unknown` without a lead), `cohort` and
-/// `last_order_month` (month indices).
-fn cohort_members(context: &Context, customer_months: LazyFrame) -> PolarsResult<LazyFrame> {
-    let channels = lead_origins(context)?.select([col("customer_id"), col("channel")]);
-    Ok(customer_months
+/// Per channel of a bucket's customers: cohort sizes, retained customers per cohort and month,
+/// and members per cohort and last order month. A customer's `channel` is its acquisition
+/// channel (`unknown` without a lead), its `cohort` and `last_order_month` month indices.
+pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
+    let months = customer_months(bucket)?;
+    let channels = lead_origins(bucket)?.select([col("customer_id"), col("channel")]);
+    let members = months
+        .clone()
         .group_by([col("customer_id")])
         .agg([col("month_index").min().alias("cohort"), col("month_index").max().alias("last_order_month")])
         .left_join(channels, col("customer_id"), col("customer_id"))
-        .with_column(col("channel").fill_null(lit("unknown"))))
+        .with_column(col("channel").fill_null(lit("unknown")));
+    let count = |rows: LazyFrame, keys: &[&str], name: &str| {
+        let keys: Vec<Expr> = ["channel"].iter().chain(keys).map(|key| col(*key)).collect();
+        rows.group_by(keys).agg([len().cast(DataType::Int64).alias(name)])
+    };
+    let retained = months.inner_join(
+        members.clone().select([col("customer_id"), col("channel"), col("cohort")]),
+        col("customer_id"),
+        col("customer_id"),
+    );
+    Ok(vec![
+        Part {
+            name: "cohort_sizes",
+            keys: &["channel", "cohort"],
+            frame: count(members.clone(), &["cohort"], "cohort_size"),
+        },
+        Part {
+            name: "cohort_retained",
+            keys: &["channel", "cohort", "month_index"],
+            frame: count(retained, &["cohort", "month_index"], "retained"),
+        },
+        Part {
+            name: "cohort_last_orders",
+            keys: &["channel", "cohort", "last_order_month"],
+            frame: count(members, &["cohort", "last_order_month"], "members"),
+        },
+    ])
 }
 
-/// The rows counted per segment: by `channel` and `keys` (segment `channel=<x>`) and by `keys`
-/// alone (segment `all`, the sum over the channels). Columns: `segment`, the keys, `count`.
-fn count_per_segment(rows: LazyFrame, keys: &[&str], count: &str) -> PolarsResult<LazyFrame> {
-    let key_columns = |first: &[&str]| first.iter().chain(keys).map(|key| col(*key)).collect::<Vec<_>>();
-    let output = || [col("segment")].into_iter().chain(key_columns(&[])).chain([col(count)]).collect::<Vec<_>>();
-    let per_channel = rows.group_by(key_columns(&["channel"])).agg([len().cast(DataType::Int64).alias(count)]);
+/// Counts per channel (`channel`, the keys, `count`) by segment: per channel (segment
+/// `channel=<x>`) and summed over the channels (segment `all`). Columns: `segment`, the keys,
+/// `count`.
+fn per_segment(per_channel: LazyFrame, keys: &[&str], count: &str) -> PolarsResult<LazyFrame> {
+    let key_columns = || keys.iter().map(|key| col(*key)).collect::<Vec<_>>();
+    let output = || [col("segment")].into_iter().chain(key_columns()).chain([col(count)]).collect::<Vec<_>>();
     let all = per_channel
         .clone()
-        .group_by(key_columns(&[]))
+        .group_by(key_columns())
         .agg([col(count).sum()])
         .with_column(lit("all").alias("segment"))
         .select(output());
@@ -38,29 +68,19 @@ fn count_per_segment(rows: LazyFrame, keys: &[&str], count: &str) -> PolarsResul
     concat([all, by_channel], UnionArgs::default())
 }
 
-/// Table `cohort_retention`, sorted by `segment`, `cohort_month`, `months_since`. Counts are
+/// The rows sorted by `segment`, `cohort_month`, `months_since`. Counts are
 /// aggregated per acquisition channel before anything else (the `all` segment sums them), and
 /// before they meet the month grid: retained customers per (segment, cohort, month), and
 /// `retained_or_after` from the number of members whose last order month is at or after each
 /// month.
-pub fn cohort_retention(context: &Context) -> PolarsResult<LazyFrame> {
-    let customer_months =
-        orders(context)?.select([col("customer_id"), col("month_index")]).unique(None, UniqueKeepStrategy::Any);
-    let members = cohort_members(context, customer_months.clone())?;
+pub fn plan(run: &Run) -> PolarsResult<LazyFrame> {
+    let context = run.context;
     let months = context.calendar.month_grid().select([col("month_index"), col("period")]);
     let last_month = context.calendar.last_month;
     let key = || lit(1i32).alias("join_key");
-    let sizes = count_per_segment(members.clone(), &["cohort"], "cohort_size")?;
-    let retained = count_per_segment(
-        customer_months.inner_join(
-            members.clone().select([col("customer_id"), col("channel"), col("cohort")]),
-            col("customer_id"),
-            col("customer_id"),
-        ),
-        &["cohort", "month_index"],
-        "retained",
-    )?;
-    let last_orders = count_per_segment(members, &["cohort", "last_order_month"], "members")?;
+    let sizes = per_segment(run.facts.part("cohort_sizes")?, &["cohort"], "cohort_size")?;
+    let retained = per_segment(run.facts.part("cohort_retained")?, &["cohort", "month_index"], "retained")?;
+    let last_orders = per_segment(run.facts.part("cohort_last_orders")?, &["cohort", "last_order_month"], "members")?;
     let cells = sizes
         .with_column(key())
         .inner_join(months.clone().with_column(key()), col("join_key"), col("join_key"))

@@ -22,6 +22,8 @@
 
 use rayon::prelude::*;
 
+pub mod fits;
+
 /// One customer's RFM summary in model time units.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Rfm {

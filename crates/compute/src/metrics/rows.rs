@@ -1,38 +1,10 @@
-//! Table `kpi_monthly`: one row per month, metric and segment with `value`, and for the rate
-//! and share metrics their `numerator` and `denominator`. Each KPI family contributes its rows;
-//! this module turns a family's wide per-month frame into these long rows and assembles them.
+//! The long rows of `kpi_monthly` (one per month, metric and segment with `value`, and for
+//! rate and share metrics their `numerator` and `denominator`) from a family's wide frame.
 
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::{customers, leads, marketing, revenue, sales, service};
-
-/// A KPI family's share of `kpi_monthly`: its name and the function building its rows.
-#[derive(Debug, Clone, Copy)]
-pub struct Family {
-    /// Family name, e.g. `churn` (the benchmark reports each family's time under it).
-    pub name: &'static str,
-    /// Builds the family's rows (`period`, `metric`, `segment`, `value`, `numerator`, `denominator`).
-    pub rows: fn(&Context) -> PolarsResult<LazyFrame>,
-}
-
-/// The families whose rows make up `kpi_monthly`.
-pub const FAMILIES: &[Family] = &[
-    Family { name: "revenue", rows: revenue::monthly },
-    Family { name: "churn", rows: customers::monthly },
-    Family { name: "clv_formula", rows: customers::clv_formula },
-    Family { name: "sales", rows: sales::monthly },
-    Family { name: "leads", rows: leads::monthly },
-    Family { name: "service", rows: service::monthly },
-    Family { name: "surveys", rows: service::surveys_monthly },
-    Family { name: "marketing", rows: marketing::monthly },
-];
-
-/// The rows of `kpi_monthly`, sorted by `period`, `metric`, `segment`.
-pub fn kpi_monthly(context: &Context) -> PolarsResult<LazyFrame> {
-    let families = FAMILIES.iter().map(|family| (family.rows)(context)).collect::<PolarsResult<Vec<_>>>()?;
-    Ok(concat(families, UnionArgs::default())?.sort(["period", "metric", "segment"], SortMultipleOptions::default()))
-}
+use crate::expr::null_f64;
 
 /// The wide frame of segment `all` a family's rows are read from: every reported month, with
 /// the family's per-month `parts` joined on `month_index`, and the `sums` (counts and amounts)
@@ -85,14 +57,16 @@ pub fn metric_rows(wide: &LazyFrame, metric: &str, value: MetricValue) -> LazyFr
     ])
 }
 
-/// A null of type f64.
-pub fn null_f64() -> Expr {
-    lit(NULL).cast(DataType::Float64)
+/// A metric read as is from the wide frame's column of the same name.
+pub fn plain(wide: &LazyFrame, name: &str) -> LazyFrame {
+    metric_rows(wide, name, MetricValue::Plain(col(name)))
 }
 
-/// A mean that is null over nothing: `sum / count` when `count > 0`.
-pub fn mean_or_null(sum: Expr, count: Expr) -> Expr {
-    when(count.clone().gt(lit(0)))
-        .then(sum.cast(DataType::Float64) / count.cast(DataType::Float64))
-        .otherwise(null_f64())
+/// A share `numerator / denominator` of two columns of the wide frame.
+pub fn share(wide: &LazyFrame, metric: &str, numerator: &str, denominator: &str) -> LazyFrame {
+    metric_rows(
+        wide,
+        metric,
+        MetricValue::Ratio { numerator: col(numerator), denominator: col(denominator), scale: 1.0 },
+    )
 }

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use crmkpi_schema::BusinessHours;
 use polars::prelude::*;
 
-use crate::calendar::{epoch_days, local_date};
+use crate::time::calendar::{epoch_days, local_date};
 
 /// The first valid instant (UTC microseconds) at or after a local time: the earlier instant
 /// when ambiguous, the end of the gap when the local time does not exist.

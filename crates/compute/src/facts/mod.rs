@@ -1,0 +1,220 @@
+//! Per-entity facts, computed one entity bucket at a time, and the run's merged facts.
+//!
+//! A [`Bucket`] holds the events of some customers, deals and tickets (all events of each, see
+//! [`crate::context`]). From it come the per-entity frames of [`ENTITY_FACTS`] (a customer's
+//! RFM summary, a lead's origin, a deal's summary and stage visits, a ticket's times), which
+//! need only the entity's own events, and the additive [`Part`]s the metric families and
+//! tables declare (counts and exact sums per month or per campaign). [`Facts`] is what a run
+//! keeps of all buckets: the per-entity frames concatenated (sorted by their keys, so the
+//! order of buckets does not matter) and the parts summed.
+
+pub mod customers;
+pub mod deals;
+pub mod leads;
+pub mod orders;
+pub mod tickets;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use crmkpi_schema::EventType;
+use polars::prelude::*;
+
+use crate::context::{Context, is_type};
+use crate::error::ComputeError;
+
+/// The events of one entity bucket and the frames computed from them.
+pub struct Bucket<'a> {
+    /// The run's context.
+    pub context: &'a Context,
+    /// The bucket's number.
+    pub number: u32,
+    events: DataFrame,
+    cache: Mutex<HashMap<&'static str, DataFrame>>,
+}
+
+impl<'a> Bucket<'a> {
+    /// A bucket of the given (collected) events.
+    pub fn new(context: &'a Context, number: u32, events: DataFrame) -> Bucket<'a> {
+        Bucket { context, number, events, cache: Mutex::default() }
+    }
+
+    /// The bucket's events.
+    pub fn events(&self) -> LazyFrame {
+        self.events.clone().lazy()
+    }
+
+    /// The bucket's events of one type.
+    pub fn events_of(&self, event_type: EventType) -> LazyFrame {
+        self.events().filter(is_type(event_type))
+    }
+
+    /// The frame `name` built by `plan`, collected the first time the bucket's facts or parts
+    /// ask for it and served from memory afterwards (orders with their local days, lead
+    /// origins, deal timelines are read by several).
+    pub fn cached(
+        &self,
+        name: &'static str,
+        plan: impl FnOnce() -> PolarsResult<LazyFrame>,
+    ) -> PolarsResult<LazyFrame> {
+        let cached = self.lock()?.get(name).map(|frame| frame.clone().lazy());
+        if let Some(frame) = cached {
+            return Ok(frame);
+        }
+        // Built without holding the lock: a cached frame's plan may use other cached frames.
+        let frame = plan()?.collect()?;
+        Ok(self.lock()?.entry(name).or_insert(frame).clone().lazy())
+    }
+
+    fn lock(&self) -> PolarsResult<std::sync::MutexGuard<'_, HashMap<&'static str, DataFrame>>> {
+        self.cache.lock().map_err(|_| polars_err!(ComputeError: "a bucket frame's plan panicked"))
+    }
+}
+
+/// A per-entity fact: one row per entity (or per entity and something), from its own events.
+#[derive(Debug, Clone, Copy)]
+pub struct EntityFact {
+    /// The fact's name, e.g. `deals`.
+    pub name: &'static str,
+    /// The columns its rows are sorted by once merged (a unique key).
+    pub sort: &'static [&'static str],
+    /// Builds the fact's rows of one bucket.
+    pub plan: fn(&Bucket) -> PolarsResult<LazyFrame>,
+}
+
+/// The per-entity facts every run computes.
+pub const ENTITY_FACTS: &[EntityFact] = &[
+    EntityFact { name: customers::CUSTOMERS, sort: &["customer_id"], plan: customers::rfm },
+    EntityFact { name: customers::LATEST_NPS, sort: &["customer_id"], plan: customers::latest_nps },
+    EntityFact { name: leads::LEAD_ORIGINS, sort: &["customer_id"], plan: leads::lead_origins },
+    EntityFact { name: leads::LEADS, sort: &["customer_id"], plan: leads::lead_facts },
+    EntityFact { name: deals::DEALS, sort: &["deal_id"], plan: deals::deal_summaries },
+    EntityFact { name: deals::STAGE_VISITS, sort: &["deal_id", "visit"], plan: deals::stage_visits },
+    EntityFact { name: tickets::TICKETS, sort: &["ticket_id"], plan: tickets::tickets },
+    EntityFact { name: tickets::UNOPENED_TICKETS, sort: &["ticket_id"], plan: tickets::unopened_tickets },
+];
+
+/// An additive part of a metric family or a table from one bucket: rows keyed by `keys`
+/// (e.g. `month_index`), every other column an `i64` count or exact sum that adds up over
+/// buckets.
+pub struct Part {
+    /// The part's name, unique in the run (e.g. `revenue`).
+    pub name: &'static str,
+    /// Its key columns.
+    pub keys: &'static [&'static str],
+    /// Its rows in this bucket.
+    pub frame: LazyFrame,
+}
+
+/// What a run keeps of all buckets.
+pub struct Facts {
+    entity: BTreeMap<&'static str, DataFrame>,
+    parts: BTreeMap<&'static str, DataFrame>,
+    /// The events of no entity (spend and CRM-user activity).
+    pub global_events: DataFrame,
+}
+
+impl Facts {
+    /// The merged frame of a per-entity fact.
+    pub fn entity(&self, name: &str) -> PolarsResult<LazyFrame> {
+        self.entity
+            .get(name)
+            .map(|frame| frame.clone().lazy())
+            .ok_or_else(|| polars_err!(ComputeError: "no entity fact `{name}` was computed"))
+    }
+
+    /// The merged frame of a per-entity fact, as collected.
+    pub fn entity_frame(&self, name: &str) -> PolarsResult<&DataFrame> {
+        self.entity.get(name).ok_or_else(|| polars_err!(ComputeError: "no entity fact `{name}` was computed"))
+    }
+
+    /// The summed rows of a part, sorted by its keys.
+    pub fn part(&self, name: &str) -> PolarsResult<LazyFrame> {
+        self.parts
+            .get(name)
+            .map(|frame| frame.clone().lazy())
+            .ok_or_else(|| polars_err!(ComputeError: "no part `{name}` was computed"))
+    }
+
+    /// The global events of one type.
+    pub fn global_events_of(&self, event_type: EventType) -> LazyFrame {
+        self.global_events.clone().lazy().filter(is_type(event_type))
+    }
+}
+
+/// Collects the facts and parts of buckets and merges them.
+#[derive(Default)]
+pub struct FactsBuilder {
+    entity: BTreeMap<&'static str, (Vec<DataFrame>, &'static [&'static str])>,
+    parts: BTreeMap<&'static str, (Vec<DataFrame>, &'static [&'static str])>,
+}
+
+impl FactsBuilder {
+    /// Computes the per-entity facts of a bucket and keeps them.
+    pub fn add_entity_facts(&mut self, bucket: &Bucket) -> Result<(), ComputeError> {
+        for fact in ENTITY_FACTS {
+            let frame = (fact.plan)(bucket).and_then(LazyFrame::collect).map_err(|source| ComputeError::Fact {
+                fact: fact.name,
+                bucket: bucket.number,
+                source,
+            })?;
+            self.entity.entry(fact.name).or_insert_with(|| (Vec::new(), fact.sort)).0.push(frame);
+        }
+        Ok(())
+    }
+
+    /// Keeps a bucket's parts (collected).
+    pub fn add_parts(&mut self, parts: Vec<Part>) -> PolarsResult<()> {
+        for part in parts {
+            let frame = part.frame.collect()?;
+            self.parts.entry(part.name).or_insert_with(|| (Vec::new(), part.keys)).0.push(frame);
+        }
+        Ok(())
+    }
+
+    /// The merged facts: entity frames concatenated and sorted, parts summed by their keys.
+    pub fn finish(self, global_events: DataFrame) -> Result<Facts, ComputeError> {
+        let merge_error = |what: &str| {
+            let what = what.to_owned();
+            move |source| ComputeError::Merge { what, source }
+        };
+        let mut entity = BTreeMap::new();
+        for (name, (frames, sort)) in self.entity {
+            let merged = concat_frames(frames)
+                .and_then(|frame| frame.sort(sort.to_vec(), SortMultipleOptions::default()).collect())
+                .map_err(merge_error(name))?;
+            entity.insert(name, merged);
+        }
+        let mut parts = BTreeMap::new();
+        for (name, (frames, keys)) in self.parts {
+            let merged = sum_parts(frames, keys).map_err(merge_error(name))?;
+            parts.insert(name, merged);
+        }
+        Ok(Facts { entity, parts, global_events })
+    }
+}
+
+fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<LazyFrame> {
+    concat(frames.into_iter().map(DataFrame::lazy).collect::<Vec<_>>(), UnionArgs::default())
+}
+
+/// The rows of a part over all buckets: summed per key, sorted by the keys.
+fn sum_parts(frames: Vec<DataFrame>, keys: &[&str]) -> PolarsResult<DataFrame> {
+    let values: Vec<Expr> = frames
+        .first()
+        .map(|frame| {
+            frame
+                .get_column_names()
+                .into_iter()
+                .filter(|name| !keys.contains(&name.as_str()))
+                .map(|name| col(name.clone()).sum())
+                .collect()
+        })
+        .unwrap_or_default();
+    let key_columns: Vec<Expr> = keys.iter().map(|key| col(*key)).collect();
+    concat_frames(frames)?
+        .group_by(key_columns)
+        .agg(values)
+        .sort(keys.to_vec(), SortMultipleOptions::default())
+        .collect()
+}

@@ -1,0 +1,109 @@
+//! The registry of output tables and the run that computes them: one pass over the entity
+//! buckets (each bucket's events read once, its per-entity facts and the selected tables'
+//! additive parts computed from them), the merge, then each table's plan over the merged facts.
+
+use polars::prelude::*;
+
+use crate::context::Context;
+use crate::error::ComputeError;
+use crate::facts::tickets::UNOPENED_TICKETS;
+use crate::facts::{Bucket, Facts, FactsBuilder};
+use crate::tables::{Run, TableSpec, no_parts};
+use crate::{Table, tables};
+
+/// The tables this version computes, in output order.
+pub const TABLES: &[TableSpec] = &[
+    TableSpec { name: "kpi_monthly", parts: tables::kpi_monthly::parts, plan: tables::kpi_monthly::plan },
+    TableSpec {
+        name: "cohort_retention",
+        parts: tables::cohort_retention::parts,
+        plan: tables::cohort_retention::plan,
+    },
+    TableSpec { name: "customers", parts: no_parts, plan: tables::customers::plan },
+    TableSpec { name: "clv_model", parts: no_parts, plan: tables::clv_model::plan },
+    TableSpec { name: "deals", parts: no_parts, plan: tables::deals::plan },
+    TableSpec { name: "deal_stage_visits", parts: no_parts, plan: tables::deal_stage_visits::plan },
+    TableSpec { name: "stage_durations", parts: no_parts, plan: tables::stage_durations::plan },
+    TableSpec { name: "pipeline_forecast", parts: no_parts, plan: tables::pipeline_forecast::plan },
+    TableSpec { name: "rep_performance", parts: no_parts, plan: tables::rep_performance::plan },
+    TableSpec { name: "lost_reasons", parts: no_parts, plan: tables::lost_reasons::plan },
+    TableSpec { name: "tickets", parts: no_parts, plan: tables::tickets::plan },
+    TableSpec { name: "campaigns", parts: tables::campaigns::parts, plan: tables::campaigns::plan },
+];
+
+/// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.
+pub fn select_tables(names: &[String]) -> Result<Vec<TableSpec>, ComputeError> {
+    if names.is_empty() {
+        return Ok(TABLES.to_vec());
+    }
+    names
+        .iter()
+        .map(|name| {
+            TABLES.iter().copied().find(|table| table.name == name).ok_or_else(|| ComputeError::UnknownTable {
+                name: name.clone(),
+                known: TABLES.iter().map(|table| table.name).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// Computes the facts of every bucket and merges them: the per-entity facts, and the additive
+/// parts of the given tables. `on_bucket(done, buckets)` is called after each bucket.
+pub fn compute_facts(
+    context: &Context,
+    tables: &[TableSpec],
+    on_bucket: &dyn Fn(u32, u32),
+) -> Result<Facts, ComputeError> {
+    let mut builder = FactsBuilder::default();
+    for number in 0..context.buckets {
+        let events = context.bucket_events(number)?;
+        tracing::debug!(bucket = number, buckets = context.buckets, events = events.height(), "bucket");
+        let bucket = Bucket::new(context, number, events);
+        builder.add_entity_facts(&bucket)?;
+        for table in tables {
+            let parts = (table.parts)(&bucket).map_err(|source| ComputeError::Table { table: table.name, source })?;
+            builder.add_parts(parts).map_err(|source| ComputeError::Table { table: table.name, source })?;
+        }
+        on_bucket(number + 1, context.buckets);
+    }
+    builder.finish(context.global_events()?)
+}
+
+/// Runs one table's plan over the merged facts.
+pub fn compute_table(run: &Run, table: &TableSpec) -> Result<Table, ComputeError> {
+    let frame = (table.plan)(run)
+        .and_then(LazyFrame::collect)
+        .map_err(|source| ComputeError::Table { table: table.name, source })?;
+    Ok(Table { name: table.name, frame })
+}
+
+/// Computes the given tables: the facts of every bucket, then each table's plan.
+pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Table>, ComputeError> {
+    let facts = compute_facts(context, tables, &|_, _| {})?;
+    let run = Run::new(context, &facts);
+    tables.iter().map(|table| compute_table(&run, table)).collect()
+}
+
+/// Warnings about the data behind the selected tables, for the manifest and the log: tickets
+/// the service KPIs leave out, and model fits that could not be made or did not converge.
+pub fn data_warnings(run: &Run, tables: &[TableSpec]) -> Result<Vec<String>, ComputeError> {
+    let selected = |names: &[&str]| tables.iter().any(|table| names.contains(&table.name));
+    let mut warnings = Vec::new();
+    if selected(&["kpi_monthly", "tickets"]) {
+        let unopened = run
+            .facts
+            .entity_frame(UNOPENED_TICKETS)
+            .map_err(|source| ComputeError::DataCheck { check: "tickets without ticket_opened", source })?
+            .height();
+        if unopened > 0 {
+            warnings.push(format!(
+                "{unopened} tickets have events but no ticket_opened and are left out of the service KPIs"
+            ));
+        }
+    }
+    if selected(&["customers", "clv_model"]) {
+        let models = run.models().map_err(|source| ComputeError::Fit { source })?;
+        warnings.extend(crate::clv::fits::warnings(&models.fits));
+    }
+    Ok(warnings)
+}
