@@ -116,6 +116,10 @@ pub struct TableSelection {
     /// `[compute] memory_limit`).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
     pub memory_limit: Option<String>,
+    /// Split the per-entity work into exactly this many entity buckets instead of the number
+    /// the memory limit gives (the tables are the same for every number).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub buckets: Option<u32>,
 }
 
 /// A `--memory-limit` value: a byte size of at least 64 MiB.

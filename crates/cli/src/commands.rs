@@ -214,6 +214,10 @@ fn run_compute(
     progress.step("scanning the lake");
     let clock = Instant::now();
     let context = Context::new(lake.events, config.clone(), as_of)?;
+    let context = match selection.buckets {
+        Some(buckets) => context.with_buckets(buckets),
+        None => context,
+    };
     let lake_stats = context.lake_stats()?;
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
     progress.step(&format!("entity facts, {} buckets", context.buckets));

@@ -56,8 +56,15 @@ pub fn compute_facts(
 ) -> Result<Facts, ComputeError> {
     let mut builder = FactsBuilder::default();
     for number in 0..context.buckets {
+        let started = std::time::Instant::now();
         let events = context.bucket_events(number)?;
-        tracing::debug!(bucket = number, buckets = context.buckets, events = events.height(), "bucket");
+        tracing::debug!(
+            bucket = number,
+            buckets = context.buckets,
+            events = events.height(),
+            seconds = started.elapsed().as_secs_f64(),
+            "bucket events read"
+        );
         let bucket = Bucket::new(context, number, events);
         builder.add_entity_facts(&bucket)?;
         for table in tables {

@@ -11,7 +11,6 @@ pub struct Workdir {
 }
 
 impl Workdir {
-    /// A new empty working directory.
     /// A new working directory whose `crmkpi.toml` knows the generator's USD rate.
     pub fn new() -> Workdir {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `crmkpi` binary: one integration binary (uv's `tests/it` layout).
 
+mod buckets;
 mod commands;
 mod common;
 mod crash;

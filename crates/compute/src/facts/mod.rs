@@ -153,11 +153,14 @@ impl FactsBuilder {
     /// Computes the per-entity facts of a bucket and keeps them.
     pub fn add_entity_facts(&mut self, bucket: &Bucket) -> Result<(), ComputeError> {
         for fact in ENTITY_FACTS {
+            let started = std::time::Instant::now();
             let frame = (fact.plan)(bucket).and_then(LazyFrame::collect).map_err(|source| ComputeError::Fact {
                 fact: fact.name,
                 bucket: bucket.number,
                 source,
             })?;
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::debug!(fact = fact.name, bucket = bucket.number, rows = frame.height(), seconds, "fact");
             self.entity.entry(fact.name).or_insert_with(|| (Vec::new(), fact.sort)).0.push(frame);
         }
         Ok(())
@@ -166,7 +169,9 @@ impl FactsBuilder {
     /// Keeps a bucket's parts (collected).
     pub fn add_parts(&mut self, parts: Vec<Part>) -> PolarsResult<()> {
         for part in parts {
+            let started = std::time::Instant::now();
             let frame = part.frame.collect()?;
+            tracing::debug!(part = part.name, seconds = started.elapsed().as_secs_f64(), "part");
             self.parts.entry(part.name).or_insert_with(|| (Vec::new(), part.keys)).0.push(frame);
         }
         Ok(())
