@@ -28,8 +28,9 @@ pub const SPARK_XXHASH64_SEED: u64 = 42;
 /// 10 million events: 3.7 GB for one bucket of all of them).
 const BYTES_PER_BUCKET_EVENT: u64 = 400;
 /// Bytes per event of the lake held besides the bucket: the merged per-entity facts, the parts
-/// and the tables built from them (measured: 0.73 GB at 10 million events).
-const BYTES_PER_LAKE_EVENT: u64 = 80;
+/// and the tables built from them (measured: 0.7 GB at 10 million events, 1.5 GB at 40
+/// million; with a margin).
+const BYTES_PER_LAKE_EVENT: u64 = 50;
 
 /// The entity an event belongs to, by its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,8 +367,10 @@ mod tests {
         const GIB: u64 = 1 << 30;
         assert_eq!(buckets_for(0, 4 * GIB), 1);
         assert_eq!(buckets_for(1_000_000, 4 * GIB), 1);
-        // 10 million events: 0.8 GB of merged facts, 4 GB of events over the 3.5 GB left.
+        // 10 million events: 0.5 GB of merged facts, 4 GB of events over the 3.8 GB left.
         assert_eq!(buckets_for(10_000_000, 4 * GIB), 2);
+        // 40 million: 2 GB of merged facts, 16 GB of events over the 2.3 GB left.
+        assert_eq!(buckets_for(40_000_000, 4 * GIB), 7);
         assert_eq!(buckets_for(10_000_000, 16 * GIB), 1);
         // The merged facts of 100 million events would take the whole limit: a quarter of it
         // is still given to each bucket.
