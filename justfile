@@ -51,6 +51,11 @@ ci:
 bench EVENTS="10000000":
     bash scripts/bench.sh {{EVENTS}}
 
+# The compute benchmark: time and peak RSS of compute on lakes of 10 and 40 million events
+# (SIZES="10 40 100" for more; OLD_BIN=... adds an older binary, outputs compared byte for byte).
+bench-compute:
+    bash scripts/bench-compute.sh
+
 # The ingest benchmark: crmkpi vs DuckDB's bare conversion in one run, throughput per input
 # kind, and the memory curve over lake sizes (CURVE=0 skips it; OLD_BIN=... adds an older binary).
 bench-ingest EVENTS="10000000":
