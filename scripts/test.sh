@@ -26,7 +26,7 @@ echo "== build and install the crmkpi Python package"
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
 started=$SECONDS
-"$venv/bin/maturin" build --quiet --profile dev --manifest-path crates/py/Cargo.toml \
+"$venv/bin/maturin" build --quiet --strip --profile dev --manifest-path crates/py/Cargo.toml \
     --interpreter "$venv/bin/python" --out "$wheels"
 echo "built the extension in $((SECONDS - started)) s"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl

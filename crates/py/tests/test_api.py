@@ -154,3 +154,22 @@ def test_help_documents_the_api() -> None:
     for name in ("ingest(", "validate(", "compute(", "Table", "__arrow_c_stream__", "CrmkpiError"):
         assert name in text, name
     assert "Arrow PyCapsule interface" in (crmkpi.compute.__doc__ or "") + (crmkpi.__doc__ or "")
+
+
+def test_data_warnings_are_python_warnings(
+    cli: Cli, tmp_path: Path, samples_dumps: Path, samples_config: Path
+) -> None:
+    orphan = tmp_path / "orphan.ndjson"
+    orphan.write_text(
+        '{"occurred_at": "2025-06-05T02:14:53Z", "event_type": "ticket_agent_replied", '
+        '"event_id": "ev-orphan-1", "ticket_id": "t-orphan", "owner_id": "u11"}\n'
+    )
+    lake = tmp_path / "lake"
+    crmkpi.ingest([samples_dumps, orphan], lake, config=samples_config)
+    expected = cli.run("--config", samples_config, "compute", "--lake", lake, "--out", tmp_path / "out", "--tables", "tickets")
+    assert expected.code == 0, expected.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["warnings"] == ["1 tickets have events but no ticket_opened and are left out of the service KPIs"]
+    with pytest.warns(crmkpi.CrmkpiWarning) as caught:
+        crmkpi.compute(lake, tables=["tickets"], config=samples_config)
+    assert [str(warning.message) for warning in caught] == manifest["warnings"]
