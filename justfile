@@ -31,9 +31,9 @@ validate +INPUTS: build
 generate EVENTS="1000000" OUT="dumps/generated": build
     {{bin}} generate --events {{EVENTS}} --seed 1 --out {{OUT}} --format ndjson,csv --compress none,gz,zst --dirty-rate 0.002
 
-# The test suite (what CI runs, without fmt and clippy).
+# The test suite (what CI runs, without fmt and clippy): cargo's tests and the Python package's.
 test:
-    cargo test --workspace
+    bash scripts/test.sh
 
 # The ingest fuzz test at length (CI runs 48 cases): just fuzz 20000
 fuzz CASES="20000":

@@ -2,19 +2,17 @@
 //! stdout (one JSON object as the last line with `--log-format json`) and returns the exit
 //! code.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use crmkpi_compute::{ComputeError, Context, Run, parse_as_of, select_tables};
-use crmkpi_export::{
-    ExportError, LatestIngest, ManifestInput, OutputTable, ReportChoice, ReportError, manifest::LakeInfo, out_dir,
-};
+use crmkpi_compute::ComputeError;
+use crmkpi_export::compute_run::{self, ComputeRequest, Progress as _};
+use crmkpi_export::{ExportError, LatestIngest, ReportError, out_dir};
 use crmkpi_ingest::generator::{GenerateOptions, generate};
 use crmkpi_ingest::source::{Compression, Format};
-use crmkpi_ingest::{IngestError, Lake, RunRecord, RunStatus, Summary};
+use crmkpi_ingest::{IngestError, Lake, RunStatus, Summary};
 use crmkpi_schema::Config;
 
 use crate::args::{Cli, CompressArg, FormatArg, GenerateArgs, GlobalArgs, LogFormat, TableSelection};
@@ -53,7 +51,7 @@ impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Failure {
         let usage = matches!(
             error.downcast_ref::<ComputeError>(),
-            Some(ComputeError::BadAsOf { .. } | ComputeError::UnknownTable { .. })
+            Some(ComputeError::BadAsOf { .. } | ComputeError::UnknownTable { .. } | ComputeError::MemoryLimit { .. })
         ) || matches!(
             error.downcast_ref::<IngestError>(),
             Some(IngestError::NotALake { .. } | IngestError::GenerateWouldOverwrite { .. })
@@ -135,9 +133,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
 /// Refuses, before any work starts, an `--out` that overlaps the lake or holds files crmkpi
 /// did not write (exit 2).
 fn check_out(out: &Path, lake: &Path) -> Result<(), Failure> {
-    out_dir::check_apart_from_lake(out, lake)
-        .and_then(|()| out_dir::check_replaceable(out))
-        .map_err(|error| Failure::Usage(error.into()))
+    out_dir::check_usable(out, lake).map_err(|error| Failure::Usage(error.into()))
 }
 
 fn exit_for(status: RunStatus) -> ExitCode {
@@ -155,17 +151,8 @@ fn run_ingest(global: &GlobalArgs, config: &Config, inputs: &[String], lake_dir:
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     print_summary(global, "ingested", &report.summary, Some(seconds));
-    if report.status == RunStatus::RejectRatioExceeded {
-        eprintln!(
-            "error: {} of {} records rejected ({:.2}%), more than max_reject_ratio = {}; none of this run's events entered the lake. \
-             Inspect the rejects in {}/rejects (ingest_run = {}), fix the dump or raise max_reject_ratio.",
-            report.summary.rejected_total(),
-            report.summary.read,
-            report.summary.reject_ratio() * 100.0,
-            config.max_reject_ratio,
-            lake_dir.display(),
-            report.run_id,
-        );
+    if let Some(refusal) = report.refusal(config.max_reject_ratio, lake_dir) {
+        eprintln!("error: {refusal}");
     }
     Ok(report.status)
 }
@@ -197,76 +184,18 @@ fn run_compute(
     selection: &TableSelection,
     report: bool,
 ) -> Result<(), Failure> {
-    let started_at = chrono::Utc::now();
-    let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
-    let mut stage_seconds = BTreeMap::new();
-    let tables = select_tables(&selection.tables)?;
-    let mut config = config.clone();
-    if let Some(limit) = &selection.memory_limit {
-        config.compute.memory_limit = limit.clone();
-    }
-    let config = &config;
-    let as_of = selection.as_of.as_deref().map(|text| parse_as_of(text, config.timezone)).transpose()?;
-    // The snapshot is held until the outputs are written: ingests and compactions meanwhile
-    // commit new snapshots and leave this one alone.
-    let lake = crmkpi_compute::open_lake(lake_dir)?;
-    let progress = ComputeProgress::new(tables.len());
-    progress.step("scanning the lake");
-    let clock = Instant::now();
-    let context = Context::new(lake.events, config.clone(), as_of)?;
-    let context = match selection.buckets {
-        Some(buckets) => context.with_buckets(buckets),
-        None => context,
+    let progress = ComputeProgress::default();
+    let request = ComputeRequest {
+        lake: lake_dir,
+        config,
+        tables: &selection.tables,
+        as_of: selection.as_of.as_deref(),
+        memory_limit: selection.memory_limit.as_deref(),
+        buckets: selection.buckets,
     };
-    let lake_stats = context.lake_stats()?;
-    stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
-    progress.step(&format!("entity facts, {} buckets", context.buckets));
-    let clock = Instant::now();
-    let facts = crmkpi_compute::compute_facts(&context, &tables, &|done, buckets| {
-        progress.step(&format!("entity facts, bucket {done}/{buckets}"));
-    })?;
-    tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "entity facts");
-    stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
-    let run = Run::new(&context, &facts);
-    // The data checks fit the CLV models when customers or clv_model are selected; the tables
-    // then reuse the fits.
-    progress.step("checking the data");
-    let clock = Instant::now();
-    let warnings = crmkpi_compute::data_warnings(&run, &tables)?;
-    for warning in &warnings {
-        tracing::warn!("{warning}");
-    }
-    stage_seconds.insert("data_checks".to_owned(), clock.elapsed().as_secs_f64());
-    let mut outputs = Vec::with_capacity(tables.len());
-    for table in &tables {
-        progress.table_started(table.name);
-        let clock = Instant::now();
-        let computed = crmkpi_compute::compute_table(&run, table)?;
-        let seconds = clock.elapsed().as_secs_f64();
-        stage_seconds.insert(format!("table:{}", table.name), seconds);
-        tracing::info!(table = computed.name, rows = computed.frame.height(), seconds, "computed");
-        outputs.push(OutputTable { name: computed.name.to_owned(), frame: computed.frame });
-        progress.table_finished();
-    }
+    let mut run = compute_run::compute(request, &progress)?;
     progress.step("writing outputs");
-    let input = ManifestInput {
-        crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
-        run_id,
-        as_of: crmkpi_compute::context::format_instant(context.as_of),
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        config: serde_json::to_value(config).unwrap_or_default(),
-        config_hash: config.hash(),
-        lake: LakeInfo {
-            path: lake_dir.display().to_string(),
-            events: lake_stats.events,
-            per_event_type: lake_stats.per_event_type,
-        },
-        warnings,
-        stage_seconds,
-    };
-    let latest_ingest = lake.runs.last().map(latest_ingest);
-    let report = if report { ReportChoice::Render(latest_ingest.as_ref()) } else { ReportChoice::Skip };
-    let manifest = crmkpi_export::write_outputs(out, &mut outputs, input, report).context("writing the outputs")?;
+    let manifest = run.write(out, report).context("writing the outputs")?;
     progress.finish();
     if global.log_format == LogFormat::Json {
         let summary = serde_json::json!({
@@ -280,26 +209,11 @@ fn run_compute(
         for table in &manifest.tables {
             out!("  {:<20} {:>10} rows", table.name, table.rows);
         }
-        if matches!(report, ReportChoice::Render(_)) {
+        if report {
             out!("  report: {}", out.join(out_dir::REPORT_FILE).display());
         }
     }
     Ok(())
-}
-
-/// What the report shows of an ingest run: its totals over all input files.
-fn latest_ingest(run: &RunRecord) -> LatestIngest {
-    let mut latest =
-        LatestIngest { run_id: run.run_id.clone(), finished_at: run.finished_at.clone(), ..LatestIngest::default() };
-    for file in &run.files {
-        latest.read += file.read;
-        latest.accepted += file.accepted;
-        latest.duplicates += file.duplicates;
-        for (reason, count) in &file.rejected {
-            *latest.rejected.entry(reason.clone()).or_default() += count;
-        }
-    }
-    latest
 }
 
 /// `crmkpi report`: re-renders `out/report.html`; refuses (exit 2) a directory that is not a
@@ -319,7 +233,7 @@ fn run_report(global: &GlobalArgs, out: &Path, lake_dir: Option<&Path>) -> Resul
                     lake_dir.display()
                 )));
             }
-            runs.last().map(latest_ingest)
+            runs.last().map(LatestIngest::from_run)
         }
         None => None,
     };

@@ -201,48 +201,54 @@ impl crmkpi_ingest::Progress for IngestProgress {
 }
 
 /// Progress of a compute run: `tables 3/12` with the current table's name and the elapsed time
-/// on a bar, or log lines.
+/// on a bar, or log lines. The bar appears when the run starts on a lake that holds events.
+#[derive(Default)]
 pub struct ComputeProgress {
-    bar: Option<ProgressBar>,
+    /// Set when the run starts: the bar on a terminal, none in a pipe.
+    bar: OnceLock<Option<ProgressBar>>,
 }
 
 impl ComputeProgress {
-    /// A bar over `tables` tables on the terminal, log lines otherwise.
-    pub fn new(tables: usize) -> ComputeProgress {
-        let bar = new_bar("compute [{bar}] {elapsed_seconds}  tables {pos}/{len}  {wide_msg}", |style| style);
-        if let Some(bar) = &bar {
-            bar.set_length(tables as u64);
-        }
-        ComputeProgress { bar }
+    fn bar(&self) -> Option<&ProgressBar> {
+        self.bar.get().and_then(Option::as_ref)
     }
 
-    /// A step before or after the tables (scanning the lake, writing the outputs).
-    pub fn step(&self, message: &str) {
-        match &self.bar {
+    /// Clears the bar: the summary follows on stdout.
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar() {
+            clear_bar(bar);
+        }
+    }
+}
+
+impl crmkpi_export::compute_run::Progress for ComputeProgress {
+    /// A bar over `tables` tables on the terminal, log lines otherwise.
+    fn run_started(&self, tables: usize) {
+        let bar = self.bar.get_or_init(|| {
+            new_bar("compute [{bar}] {elapsed_seconds}  tables {pos}/{len}  {wide_msg}", |style| style)
+        });
+        if let Some(bar) = bar {
+            bar.set_length(tables as u64);
+        }
+    }
+
+    fn step(&self, message: &str) {
+        match self.bar() {
             Some(bar) => bar.set_message(message.to_owned()),
             None => tracing::info!(step = message, "progress"),
         }
     }
 
-    /// Table `name` is being computed.
-    pub fn table_started(&self, name: &str) {
-        match &self.bar {
+    fn table_started(&self, name: &str) {
+        match self.bar() {
             Some(bar) => bar.set_message(name.to_owned()),
             None => tracing::info!(step = format!("computing {name}"), "progress"),
         }
     }
 
-    /// The table last started is computed.
-    pub fn table_finished(&self) {
-        if let Some(bar) = &self.bar {
+    fn table_finished(&self) {
+        if let Some(bar) = self.bar() {
             bar.inc(1);
-        }
-    }
-
-    /// Clears the bar: the summary follows on stdout.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            clear_bar(bar);
         }
     }
 }

@@ -12,27 +12,10 @@ use tracing_subscriber::filter::LevelFilter;
 use crate::args::{GlobalArgs, LogFormat};
 use crate::progress::{self, TerminalWriter};
 
-/// The configuration file used by default when present.
-pub const DEFAULT_CONFIG: &str = "crmkpi.toml";
-
-/// Loads the run's configuration; returns it with the file it came from (none: defaults).
+/// Loads the run's configuration (see [`Config::discover`]); returns it with the file it came
+/// from (none: defaults).
 pub fn load_config(explicit: Option<&Path>, fallback: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
-    let candidate = match explicit {
-        Some(path) => Some(path.to_owned()),
-        None => [Some(Path::new(DEFAULT_CONFIG)), fallback]
-            .into_iter()
-            .flatten()
-            .find(|path| path.exists())
-            .map(Path::to_owned),
-    };
-    match candidate {
-        Some(path) => {
-            let config =
-                Config::load(&path).with_context(|| "fix the configuration file or pass another with --config")?;
-            Ok((config, Some(path)))
-        }
-        None => Ok((Config::default(), None)),
-    }
+    Config::discover(explicit, fallback).context("fix the configuration file or pass another with --config")
 }
 
 /// Sizes the thread pools: rayon's global pool (parsing) and polars' pool (queries).

@@ -39,6 +39,12 @@ pub enum ComputeError {
         /// Extra detail (e.g. a local time inside a DST gap).
         detail: String,
     },
+    /// A memory limit given is not a size of at least 64 MiB.
+    #[error("memory limit `{text}` is not a size of at least 64MiB such as 4GiB, 512MiB or 2GB")]
+    MemoryLimit {
+        /// The text given.
+        text: String,
+    },
     /// A table name given with `--tables` is not one crmkpi computes.
     #[error("unknown table `{name}`; the tables are: {known}")]
     UnknownTable {

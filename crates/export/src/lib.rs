@@ -6,7 +6,11 @@
 //! A failure or kill at any moment leaves the previous contents of `--out` as they were.
 //! `--out` is replaced only when crmkpi owns it (see [`out_dir`]). The HTML [`report`] is
 //! rendered inside the staging directory, so it arrives with the tables it shows.
+//!
+//! [`compute_run`] is the whole of a compute run (lake snapshot, tables, manifest facts) that
+//! the binary and the Python package share.
 
+pub mod compute_run;
 pub mod manifest;
 pub mod out_dir;
 pub mod report;

@@ -119,6 +119,12 @@ pub fn resolve(path: &Path) -> Result<PathBuf, OutDirError> {
     }
 }
 
+/// Refuses, before any work starts, an `out` that overlaps the lake or holds entries crmkpi did
+/// not write.
+pub fn check_usable(out: &Path, lake: &Path) -> Result<(), OutDirError> {
+    check_apart_from_lake(out, lake).and_then(|()| check_replaceable(out))
+}
+
 /// Refuses `out` when it and the lake are the same directory or one contains the other.
 pub fn check_apart_from_lake(out: &Path, lake: &Path) -> Result<(), OutDirError> {
     let resolved_out = resolve(out)?;

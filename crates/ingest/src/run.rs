@@ -3,7 +3,7 @@
 //! `read = accepted + duplicates + rejected`, per file and in total.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crmkpi_schema::Config;
 use serde::Serialize;
@@ -65,6 +65,19 @@ impl Summary {
         if self.read == 0 { 0.0 } else { self.rejected_total() as f64 / self.read as f64 }
     }
 
+    /// Why a run with this summary is refused when more than `max_reject_ratio` of its records
+    /// were rejected: `N of M records rejected (x.xx%), more than max_reject_ratio = r`.
+    pub fn reject_ratio_excess(&self, max_reject_ratio: f64) -> Option<String> {
+        (self.reject_ratio() > max_reject_ratio).then(|| {
+            format!(
+                "{} of {} records rejected ({:.2}%), more than max_reject_ratio = {max_reject_ratio}",
+                self.rejected_total(),
+                self.read,
+                self.reject_ratio() * 100.0,
+            )
+        })
+    }
+
     fn add_file(&mut self, file: FileStats) {
         self.read += file.read;
         self.accepted += file.accepted;
@@ -85,6 +98,23 @@ pub struct IngestReport {
     pub status: RunStatus,
     /// What it read.
     pub summary: Summary,
+}
+
+impl IngestReport {
+    /// What the user is told when the run was refused for its share of rejects (`lake_dir` as
+    /// given): the counts, that no event entered the lake, and where the rejects are.
+    pub fn refusal(&self, max_reject_ratio: f64, lake_dir: &Path) -> Option<String> {
+        if self.status != RunStatus::RejectRatioExceeded {
+            return None;
+        }
+        let excess = self.summary.reject_ratio_excess(max_reject_ratio)?;
+        Some(format!(
+            "{excess}; none of this run's events entered the lake. Inspect the rejects in {}/rejects (ingest_run = {}), \
+             fix the dump or raise max_reject_ratio.",
+            lake_dir.display(),
+            self.run_id,
+        ))
+    }
 }
 
 /// Where accepted events and rejects go.

@@ -248,7 +248,31 @@ impl Default for HealthWeights {
     }
 }
 
+/// The configuration file a run uses when none is given and the working directory has it.
+pub const DEFAULT_CONFIG_FILE: &str = "crmkpi.toml";
+
 impl Config {
+    /// The run's configuration: the `explicit` file, else `./crmkpi.toml` when it exists, else
+    /// `fallback` when it exists, else the built-in defaults. Returns it with the file it came
+    /// from (none: defaults).
+    pub fn discover(
+        explicit: Option<&Path>,
+        fallback: Option<&Path>,
+    ) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let candidate = match explicit {
+            Some(path) => Some(path.to_owned()),
+            None => [Some(Path::new(DEFAULT_CONFIG_FILE)), fallback]
+                .into_iter()
+                .flatten()
+                .find(|path| path.exists())
+                .map(Path::to_owned),
+        };
+        match candidate {
+            Some(path) => Ok((Config::load(&path)?, Some(path))),
+            None => Ok((Config::default(), None)),
+        }
+    }
+
     /// Reads, parses and validates a TOML configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =

@@ -10,5 +10,7 @@ pub mod dir_entries;
 pub mod event;
 pub mod pause;
 
-pub use config::{BusinessHours, ClvConfig, ComputeConfig, Config, ConfigError, HealthWeights, parse_bytes};
+pub use config::{
+    BusinessHours, ClvConfig, ComputeConfig, Config, ConfigError, DEFAULT_CONFIG_FILE, HealthWeights, parse_bytes,
+};
 pub use event::{EventType, Field, LAKE_COLUMNS, LakeColumn};

@@ -104,6 +104,26 @@ pub struct LatestIngest {
     pub rejected: BTreeMap<String, u64>,
 }
 
+impl LatestIngest {
+    /// What the report shows of an ingest run: its totals over all input files.
+    pub fn from_run(run: &crmkpi_ingest::RunRecord) -> LatestIngest {
+        let mut latest = LatestIngest {
+            run_id: run.run_id.clone(),
+            finished_at: run.finished_at.clone(),
+            ..LatestIngest::default()
+        };
+        for file in &run.files {
+            latest.read += file.read;
+            latest.accepted += file.accepted;
+            latest.duplicates += file.duplicates;
+            for (reason, count) in &file.rejected {
+                *latest.rejected.entry(reason.clone()).or_default() += count;
+            }
+        }
+        latest
+    }
+}
+
 /// Whether [`crate::write_outputs`] renders the report with the tables.
 #[derive(Debug, Clone, Copy)]
 pub enum ReportChoice<'a> {
