@@ -91,7 +91,7 @@ pub fn compute(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<C
     let tables = select_tables(tables)?;
     let mut config = config.clone();
     if let Some(limit) = memory_limit {
-        if !crmkpi_schema::parse_bytes(limit).is_some_and(|bytes| bytes >= 64 << 20) {
+        if crmkpi_schema::parse_bytes(limit).is_none_or(|bytes| bytes < 64 << 20) {
             return Err(ComputeError::MemoryLimit { text: limit.to_owned() });
         }
         config.compute.memory_limit = limit.to_owned();
