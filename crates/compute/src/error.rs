@@ -113,14 +113,6 @@ pub enum ComputeError {
         /// polars' error.
         source: polars::error::PolarsError,
     },
-    /// A `kpi_monthly` family's per-bucket parts or rows failed.
-    #[error("computing table `kpi_monthly`, family `{family}` failed: {source}")]
-    Family {
-        /// The family.
-        family: &'static str,
-        /// polars' error.
-        source: polars::error::PolarsError,
-    },
     /// A table's plan failed to run.
     #[error("computing table `{table}` failed: {source}")]
     Table {

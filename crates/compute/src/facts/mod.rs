@@ -117,10 +117,7 @@ pub struct Facts {
 impl Facts {
     /// The merged frame of a per-entity fact.
     pub fn entity(&self, name: &str) -> PolarsResult<LazyFrame> {
-        self.entity
-            .get(name)
-            .map(|frame| frame.clone().lazy())
-            .ok_or_else(|| polars_err!(ComputeError: "no entity fact `{name}` was computed"))
+        Ok(self.entity_frame(name)?.clone().lazy())
     }
 
     /// The merged frame of a per-entity fact, as collected.
