@@ -11,14 +11,7 @@ data=${BENCH_DIR:-bench-data}
 sizes=${SIZES:-10 40}
 runs=${RUNS:-1}
 bin="$PWD/target/release/crmkpi"
-# One build of the binary and the table benchmark together (built separately they would unify
-# features differently and compile polars twice).
-tables_bench=$(cargo build --release -q -p crmkpi -p crmkpi-benches --bins --benches --message-format=json \
-    | python3 -c 'import json, sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "tables" and message.get("executable"):
-        print(message["executable"])')
+tables_bench=$(scripts/build-bench.sh)
 mkdir -p "$data"
 config="$data/crmkpi.toml"
 printf 'timezone = "Europe/Berlin"\n[fx]\nUSD = 0.92\n' > "$config"

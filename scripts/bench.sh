@@ -10,14 +10,7 @@ runs=${2:-3}
 data=${BENCH_DIR:-bench-data}
 dump="$data/dump-$events"
 bin="$PWD/target/release/crmkpi"
-# One build of the binary and the table benchmark together (building them separately would
-# unify features differently and compile polars twice).
-tables_bench=$(cargo build --release -q -p crmkpi -p crmkpi-benches --benches --bins --message-format=json \
-    | python3 -c 'import json, sys
-for line in sys.stdin:
-    message = json.loads(line)
-    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "tables" and message.get("executable"):
-        print(message["executable"])')
+tables_bench=$(scripts/build-bench.sh)
 
 mkdir -p "$data"
 config="$data/crmkpi.toml"

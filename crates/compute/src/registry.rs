@@ -6,6 +6,7 @@ use polars::prelude::*;
 
 use crate::context::Context;
 use crate::error::ComputeError;
+use crate::facts::orders::monthly_order_parts;
 use crate::facts::tickets::UNOPENED_TICKETS;
 use crate::facts::{Bucket, Facts, FactsBuilder};
 use crate::tables::{Run, TableSpec, no_parts};
@@ -67,6 +68,16 @@ pub fn compute_facts(
         );
         let bucket = Bucket::new(context, number, events);
         builder.add_entity_facts(&bucket)?;
+        let order_parts = monthly_order_parts(&bucket).map_err(|source| ComputeError::Fact {
+            fact: "monthly orders",
+            bucket: number,
+            source,
+        })?;
+        builder.add_parts(order_parts).map_err(|source| ComputeError::Fact {
+            fact: "monthly orders",
+            bucket: number,
+            source,
+        })?;
         for table in tables {
             let parts = (table.parts)(&bucket).map_err(|source| ComputeError::Table { table: table.name, source })?;
             builder.add_parts(parts).map_err(|source| ComputeError::Table { table: table.name, source })?;

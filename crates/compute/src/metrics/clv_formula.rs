@@ -10,16 +10,15 @@ use polars::prelude::*;
 use crate::context::Context;
 use crate::expr::{MONEY, from_units, mean_or_null, null_f64};
 use crate::facts::customers::alive_months;
-use crate::facts::orders::{orders, revenue_per_month};
+use crate::facts::orders::{MONTHLY_ORDERS, orders};
 use crate::facts::{Bucket, Facts, Part};
 use crate::metrics::rows::{MetricValue, metric_rows};
 
-/// A bucket's parts: order sums per month; the starts and ends of its customers' coverage of
+/// A bucket's parts (besides the shared monthly order sums): the starts and ends of its customers' coverage of
 /// the 12-month windows (see [`window_coverage`]); and per window month the customers alive
 /// before it and still alive at its end.
 pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
-    let order_rows = orders(bucket)?;
-    let coverage = window_coverage(order_rows.clone())?;
+    let coverage = window_coverage(orders(bucket)?)?;
     let changes = |at: &str, name: &str| {
         coverage.clone().group_by([col(at).alias("month_index")]).agg([len().cast(DataType::Int64).alias(name)])
     };
@@ -46,7 +45,6 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
             col("still_alive").fill_null(lit(false)).cast(DataType::Int64).sum().alias("still_alive"),
         ]);
     Ok(vec![
-        Part { name: "clv_formula_orders", keys: &["month_index"], frame: revenue_per_month(order_rows) },
         Part { name: "clv_formula_window_starts", keys: &["month_index"], frame: changes("covered_from", "starting") },
         Part { name: "clv_formula_window_ends", keys: &["month_index"], frame: changes("covered_until", "ending") },
         Part { name: "clv_formula_churn", keys: &["window_month"], frame: churn },
@@ -85,7 +83,7 @@ pub fn rows(context: &Context, facts: &Facts) -> PolarsResult<LazyFrame> {
         .lazy()
         .with_column(key());
     let window_orders = facts
-        .part("clv_formula_orders")?
+        .part(MONTHLY_ORDERS)?
         .with_column(key())
         .inner_join(offsets, col("join_key"), col("join_key"))
         .with_column((col("month_index") + col("month_offset")).alias("window_month"))

@@ -9,7 +9,7 @@ use polars::prelude::*;
 
 use crate::context::{Context, is_type};
 use crate::expr::{MONEY, count_where, exact_sum, from_units, mean_or_null, null_f64};
-use crate::facts::orders::{new_customers_per_month, orders, revenue_per_month};
+use crate::facts::orders::{MONTHLY_NEW_CUSTOMERS, MONTHLY_ORDERS};
 use crate::facts::{Bucket, Facts, Part};
 use crate::metrics::rows::{MetricValue, all_months, metric_rows};
 use crate::time::calendar::local_month;
@@ -78,10 +78,9 @@ fn campaign_pairs_per_month(bucket: &Bucket) -> LazyFrame {
         ])
 }
 
-/// Per month of a bucket: order revenue, new customers, renewals, email list changes and
-/// campaign pairs.
+/// Per month of a bucket: renewals, email list changes and campaign pairs (orders and new
+/// customers are the shared monthly order parts).
 pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
-    let order_rows = orders(bucket)?;
     let renewals = bucket
         .events()
         .filter(is_type(EventType::SubscriptionRenewed).or(is_type(EventType::SubscriptionCancelled)))
@@ -93,8 +92,6 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
         ]);
     let month = &["month_index"];
     Ok(vec![
-        Part { name: "marketing_orders", keys: month, frame: revenue_per_month(order_rows.clone()) },
-        Part { name: "marketing_new_customers", keys: month, frame: new_customers_per_month(order_rows) },
         Part { name: "renewals", keys: month, frame: renewals },
         Part { name: "email_changes", keys: month, frame: email_changes_per_month(bucket)? },
         Part { name: "campaign_pairs", keys: month, frame: campaign_pairs_per_month(bucket) },
@@ -110,8 +107,8 @@ pub fn rows(context: &Context, facts: &Facts) -> PolarsResult<LazyFrame> {
         .agg([col("owner_id").drop_nulls().n_unique().cast(DataType::Int64).alias("crm_active_users")]);
     let seats = context.config.crm_seats.map_or(null_f64(), |seats| lit(f64::from(seats)));
     let parts = [
-        facts.part("marketing_orders")?.with_column(from_units(col("revenue_units"), MONEY).alias("revenue")),
-        facts.part("marketing_new_customers")?,
+        facts.part(MONTHLY_ORDERS)?.with_column(from_units(col("revenue_units"), MONEY).alias("revenue")),
+        facts.part(MONTHLY_NEW_CUSTOMERS)?,
         spend_per_month(context, facts),
         facts.part("renewals")?,
         facts.part("email_changes")?,

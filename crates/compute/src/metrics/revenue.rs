@@ -10,12 +10,13 @@ use polars::prelude::*;
 
 use crate::context::Context;
 use crate::expr::{MONEY, exact_units, from_units, mean_or_null};
-use crate::facts::orders::{first_order_days, new_customers_per_month, orders};
+use crate::facts::orders::{MONTHLY_NEW_CUSTOMERS, MONTHLY_ORDERS, first_order_days, orders};
 use crate::facts::{Bucket, Facts, Part};
 use crate::metrics::rows::{MetricValue, all_months, metric_rows, plain, share};
 
-/// Per month of a bucket: the order sums and the distinct ordering, upselling and
-/// cross-selling customers; and the new customers.
+/// Per month of a bucket: the net new revenue and the distinct ordering, upselling and
+/// cross-selling customers (the order sums and new customers are the shared monthly order
+/// parts).
 pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
     let orders = orders(bucket)?;
     let window = i32::try_from(bucket.context.config.new_revenue_window_days).unwrap_or(i32::MAX);
@@ -32,24 +33,19 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
         )
         .group_by([col("month_index")])
         .agg([
-            exact_units(col("amount"), MONEY).alias("revenue_units"),
-            len().cast(DataType::Int64).alias("orders"),
             exact_units(col("amount").filter(days_since_first.lt(lit(window))), MONEY).alias("net_new_revenue_units"),
             col("customer_id").n_unique().cast(DataType::Int64).alias("ordering_customers"),
             customers_with("upsell").alias("upsell_customers"),
             customers_with("cross_sell").alias("cross_sell_customers"),
         ]);
-    Ok(vec![
-        Part { name: "revenue", keys: &["month_index"], frame: per_month },
-        Part { name: "revenue_new_customers", keys: &["month_index"], frame: new_customers_per_month(orders) },
-    ])
+    Ok(vec![Part { name: "revenue", keys: &["month_index"], frame: per_month }])
 }
 
 /// The revenue rows of `kpi_monthly` for segment `all`, one per reported month and metric.
 pub fn rows(context: &Context, facts: &Facts) -> PolarsResult<LazyFrame> {
     let wide = all_months(
         context,
-        [facts.part("revenue")?, facts.part("revenue_new_customers")?],
+        [facts.part(MONTHLY_ORDERS)?, facts.part(MONTHLY_NEW_CUSTOMERS)?, facts.part("revenue")?],
         &[
             "revenue_units",
             "orders",
