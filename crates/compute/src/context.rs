@@ -80,6 +80,15 @@ pub fn bucket_of(key: &str, buckets: u32) -> u32 {
     u32::try_from(bucket).unwrap_or(0)
 }
 
+/// The key column of each event type that belongs to an entity, by type name: what a Spark
+/// job hashes to route events to the buckets.
+pub fn entity_keys() -> Vec<(&'static str, &'static str)> {
+    EventType::ALL
+        .iter()
+        .filter_map(|event_type| Entity::of(*event_type).map(|entity| (event_type.name(), entity.key())))
+        .collect()
+}
+
 /// The events of no entity: spend and CRM-user activity.
 fn global_types() -> Series {
     Series::new("global_types".into(), [EventType::SpendRecorded.name(), EventType::CrmUserActive.name()])
@@ -122,7 +131,7 @@ fn event_bucket(buckets: u32) -> Expr {
 }
 
 /// The lake's columns the plans read (the provenance columns are left in the files).
-const COMPUTE_COLUMNS: [&str; 16] = [
+pub const COMPUTE_COLUMNS: [&str; 16] = [
     "event_id",
     "event_type",
     "occurred_at",
@@ -183,6 +192,12 @@ fn lake_schema() -> Schema {
             Field::new(column.name.into(), dtype)
         })
         .collect()
+}
+
+/// The columns of a bucket's events: [`COMPUTE_COLUMNS`] with the lake's types.
+pub fn bucket_schema() -> Schema {
+    let lake = lake_schema();
+    lake.iter_fields().filter(|field| COMPUTE_COLUMNS.contains(&field.name().as_str())).collect()
 }
 
 /// A lake opened for compute: its committed snapshot (held, so that ingests and compactions
@@ -254,6 +269,30 @@ impl Context {
         let lake = lake.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
         let buckets = buckets_for(events, config.compute.memory_limit_bytes());
         Ok(Context { lake, config, as_of, earliest_event: earliest, events, calendar, buckets })
+    }
+
+    /// The context of a task that is handed its bucket's events (a Spark task): no lake, the
+    /// `as_of`, earliest event, event count and bucket count the driver's context resolved.
+    pub fn for_task(config: Config, as_of: i64, earliest_event: i64, events: u64, buckets: u32) -> Context {
+        let calendar = Calendar::new(earliest_event, as_of, config.timezone);
+        let lake = DataFrame::empty_with_schema(&lake_schema()).lazy();
+        Context { lake, config, as_of, earliest_event, events, calendar, buckets: buckets.max(1) }
+    }
+
+    /// Events of bucket `bucket` read elsewhere (by Spark) as this run reads them: the compute
+    /// columns with the lake's types, up to `as_of`.
+    pub fn received_bucket_events(&self, bucket: u32, events: DataFrame) -> Result<DataFrame, ComputeError> {
+        let received_error = |source| ComputeError::ReceivedEvents { bucket, source };
+        let columns: Vec<Expr> = bucket_schema()
+            .iter_fields()
+            .map(|field| col(field.name().clone()).strict_cast(field.dtype().clone()))
+            .collect();
+        events
+            .lazy()
+            .select(columns)
+            .filter(col("occurred_at").lt_eq(lit(self.as_of).cast(timestamp_type())))
+            .collect()
+            .map_err(received_error)
     }
 
     /// The same context with its per-entity work split into `buckets` buckets (at least 1):

@@ -53,6 +53,37 @@ pub enum ComputeError {
         /// The known table names, comma separated.
         known: String,
     },
+    /// A frame computed elsewhere (a Spark task) names no fact or part of this run.
+    #[error("bucket {bucket} sent facts `{name}`, which this run does not compute")]
+    UnknownFact {
+        /// The name received.
+        name: String,
+        /// The bucket it came from.
+        bucket: u32,
+    },
+    /// A frame computed elsewhere (a Spark task) has other columns than the same fact here:
+    /// the task ran another crmkpi version.
+    #[error(
+        "bucket {bucket} sent facts `{name}` with columns {received}, expected {expected}: do the Spark executors run the same crmkpi version as the driver?"
+    )]
+    ReceivedSchema {
+        /// The fact or part.
+        name: String,
+        /// The bucket it came from.
+        bucket: u32,
+        /// The columns and types computed here.
+        expected: String,
+        /// The columns and types received.
+        received: String,
+    },
+    /// Events received for a bucket (from a Spark task) lack a column or have one of another type.
+    #[error("the events of bucket {bucket} do not have the lake's columns: {source}")]
+    ReceivedEvents {
+        /// The bucket.
+        bucket: u32,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
     /// The lake's Parquet files could not be scanned.
     #[error("cannot scan the lake files ({first}, ...): {source}")]
     Scan {

@@ -1,6 +1,7 @@
 //! The registry of output tables and the run that computes them: one pass over the entity
 //! buckets (each bucket's events read once, its per-entity facts and the selected tables'
-//! additive parts computed from them), the merge, then each table's plan over the merged facts.
+//! additive parts computed from them by [`bucket_facts`], here or in a Spark task), the merge,
+//! then each table's plan over the merged facts.
 
 use polars::prelude::*;
 
@@ -8,7 +9,7 @@ use crate::context::Context;
 use crate::error::ComputeError;
 use crate::facts::orders::monthly_order_parts;
 use crate::facts::tickets::UNOPENED_TICKETS;
-use crate::facts::{Bucket, Facts, FactsBuilder};
+use crate::facts::{Bucket, BucketFacts, Facts, FactsBuilder};
 use crate::tables::{Run, TableSpec, no_parts};
 use crate::{Table, tables};
 
@@ -66,25 +67,25 @@ pub fn compute_facts(
             seconds = started.elapsed().as_secs_f64(),
             "bucket events read"
         );
-        let bucket = Bucket::new(context, number, events);
-        builder.add_entity_facts(&bucket)?;
-        let order_parts = monthly_order_parts(&bucket).map_err(|source| ComputeError::Fact {
-            fact: "monthly orders",
-            bucket: number,
-            source,
-        })?;
-        builder.add_parts(order_parts).map_err(|source| ComputeError::Fact {
-            fact: "monthly orders",
-            bucket: number,
-            source,
-        })?;
-        for table in tables {
-            let parts = (table.parts)(&bucket).map_err(|source| ComputeError::Table { table: table.name, source })?;
-            builder.add_parts(parts).map_err(|source| ComputeError::Table { table: table.name, source })?;
-        }
+        builder.add(bucket_facts(&Bucket::new(context, number, events), tables)?);
         on_bucket(number + 1, context.buckets);
     }
     builder.finish(context.global_events()?)
+}
+
+/// The facts of one bucket: every per-entity fact, the monthly order sums, and the additive
+/// parts of the given tables. What a Spark task computes for its bucket.
+pub fn bucket_facts(bucket: &Bucket, tables: &[TableSpec]) -> Result<BucketFacts, ComputeError> {
+    let mut facts = BucketFacts::entity_facts(bucket)?;
+    let order_error = |source| ComputeError::Fact { fact: "monthly orders", bucket: bucket.number, source };
+    let order_parts = monthly_order_parts(bucket).map_err(order_error)?;
+    facts.add_parts(order_parts).map_err(order_error)?;
+    for table in tables {
+        let table_error = |source| ComputeError::Table { table: table.name, source };
+        let parts = (table.parts)(bucket).map_err(table_error)?;
+        facts.add_parts(parts).map_err(table_error)?;
+    }
+    Ok(facts)
 }
 
 /// Runs one table's plan over the merged facts.

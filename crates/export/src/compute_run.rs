@@ -9,11 +9,12 @@
 //! files it read alone until its outputs are written.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crmkpi_compute::{ComputeError, Context, Run, TableSpec, parse_as_of, select_tables};
-use crmkpi_ingest::Snapshot;
+use crmkpi_compute::facts::Facts;
+use crmkpi_compute::{ComputeError, Context, LakeStats, Run, TableSpec, parse_as_of, select_tables};
+use crmkpi_ingest::{RunRecord, Snapshot};
 use crmkpi_schema::Config;
 
 use crate::manifest::LakeInfo;
@@ -84,9 +85,47 @@ impl ComputedRun {
 
 /// Computes the requested tables from the lake's committed snapshot.
 pub fn compute(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<ComputedRun, ComputeError> {
+    let mut prepared = prepare(request, progress)?;
+    let context = &prepared.context;
+    progress.step(&format!("entity facts, {} buckets", context.buckets));
+    let clock = Instant::now();
+    let facts = crmkpi_compute::compute_facts(context, &prepared.tables, &|done, buckets| {
+        progress.step(&format!("entity facts, bucket {done}/{buckets}"));
+    })?;
+    tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "entity facts");
+    prepared.stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
+    prepared.finish(&facts, progress)
+}
+
+/// A compute run with its lake open and its context resolved (`as_of`, calendar, buckets),
+/// waiting for the merged facts of its buckets: computed here by [`compute`], or by Spark tasks
+/// for [`crate::distributed`].
+pub struct PreparedRun {
+    /// The selected tables, in output order.
+    pub tables: Vec<TableSpec>,
+    /// The run's context.
+    pub context: Context,
+    /// The committed snapshot being read and its run records.
+    pub lake: OpenedSnapshot,
+    /// Seconds per stage so far (`scan`, `facts`).
+    pub stage_seconds: BTreeMap<String, f64>,
+    lake_dir: PathBuf,
+    lake_stats: LakeStats,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The snapshot a run reads (held until the run is dropped) and its ingest run records.
+pub struct OpenedSnapshot {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Its ingest run records, oldest first.
+    pub runs: Vec<RunRecord>,
+}
+
+/// Opens the lake, resolves the configuration, `as_of` and the buckets, and counts the events.
+pub fn prepare(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<PreparedRun, ComputeError> {
     let ComputeRequest { lake: lake_dir, config, tables, as_of, memory_limit, buckets } = request;
     let started_at = chrono::Utc::now();
-    let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let mut stage_seconds = BTreeMap::new();
     let tables = select_tables(tables)?;
     let mut config = config.clone();
@@ -101,52 +140,64 @@ pub fn compute(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<C
     progress.run_started(tables.len());
     progress.step("scanning the lake");
     let clock = Instant::now();
-    let context = Context::new(lake.events, config.clone(), as_of)?;
+    let context = Context::new(lake.events, config, as_of)?;
     let context = match buckets {
         Some(buckets) => context.with_buckets(buckets),
         None => context,
     };
     let lake_stats = context.lake_stats()?;
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
-    progress.step(&format!("entity facts, {} buckets", context.buckets));
-    let clock = Instant::now();
-    let facts = crmkpi_compute::compute_facts(&context, &tables, &|done, buckets| {
-        progress.step(&format!("entity facts, bucket {done}/{buckets}"));
-    })?;
-    tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "entity facts");
-    stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
-    let run = Run::new(&context, &facts);
-    // The data checks fit the CLV models when customers or clv_model are selected; the tables
-    // then reuse the fits.
-    progress.step("checking the data");
-    let clock = Instant::now();
-    let warnings = crmkpi_compute::data_warnings(&run, &tables)?;
-    for warning in &warnings {
-        tracing::warn!("{warning}");
-    }
-    stage_seconds.insert("data_checks".to_owned(), clock.elapsed().as_secs_f64());
-    let outputs = compute_each(&run, &tables, &mut stage_seconds, progress)?;
-    let manifest_input = ManifestInput {
-        crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
-        run_id,
-        as_of: crmkpi_compute::context::format_instant(context.as_of),
-        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        config: serde_json::to_value(&config).unwrap_or_default(),
-        config_hash: config.hash(),
-        lake: LakeInfo {
-            path: lake_dir.display().to_string(),
-            events: lake_stats.events,
-            per_event_type: lake_stats.per_event_type,
-        },
-        warnings,
+    Ok(PreparedRun {
+        tables,
+        context,
+        lake: OpenedSnapshot { snapshot: lake.snapshot, runs: lake.runs },
         stage_seconds,
-    };
-    Ok(ComputedRun {
-        tables: outputs,
-        manifest_input,
-        latest_ingest: lake.runs.last().map(LatestIngest::from_run),
-        _snapshot: lake.snapshot,
+        lake_dir: lake_dir.to_owned(),
+        lake_stats,
+        started_at,
     })
+}
+
+impl PreparedRun {
+    /// Checks the data (fitting the CLV models when they are needed), computes every selected
+    /// table over the merged facts, and gathers what the manifest says about the run.
+    pub fn finish(self, facts: &Facts, progress: &dyn Progress) -> Result<ComputedRun, ComputeError> {
+        let PreparedRun { tables, context, lake, mut stage_seconds, lake_dir, lake_stats, started_at } = self;
+        let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+        let run = Run::new(&context, facts);
+        // The data checks fit the CLV models when customers or clv_model are selected; the
+        // tables then reuse the fits.
+        progress.step("checking the data");
+        let clock = Instant::now();
+        let warnings = crmkpi_compute::data_warnings(&run, &tables)?;
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        stage_seconds.insert("data_checks".to_owned(), clock.elapsed().as_secs_f64());
+        let outputs = compute_each(&run, &tables, &mut stage_seconds, progress)?;
+        let config = &context.config;
+        let manifest_input = ManifestInput {
+            crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
+            run_id,
+            as_of: crmkpi_compute::context::format_instant(context.as_of),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            config: serde_json::to_value(config).unwrap_or_default(),
+            config_hash: config.hash(),
+            lake: LakeInfo {
+                path: lake_dir.display().to_string(),
+                events: lake_stats.events,
+                per_event_type: lake_stats.per_event_type,
+            },
+            warnings,
+            stage_seconds,
+        };
+        Ok(ComputedRun {
+            tables: outputs,
+            manifest_input,
+            latest_ingest: lake.runs.last().map(LatestIngest::from_run),
+            _snapshot: lake.snapshot,
+        })
+    }
 }
 
 /// Computes the tables one at a time, recording each one's seconds as `table:<name>`.

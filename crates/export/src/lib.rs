@@ -11,6 +11,7 @@
 //! the binary and the Python package share.
 
 pub mod compute_run;
+pub mod distributed;
 pub mod manifest;
 pub mod out_dir;
 pub mod report;

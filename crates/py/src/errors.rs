@@ -5,6 +5,7 @@
 
 use crmkpi_compute::ComputeError;
 use crmkpi_export::ExportError;
+use crmkpi_export::distributed::DistributedError;
 use crmkpi_ingest::IngestError;
 use pyo3::PyErr;
 use pyo3::create_exception;
@@ -57,6 +58,14 @@ impl EngineError {
             ComputeError::BadAsOf { .. } | ComputeError::UnknownTable { .. } | ComputeError::MemoryLimit { .. }
         );
         EngineError { usage, message: chain(error) }
+    }
+
+    /// A failure of the Spark job's driver or of a task.
+    pub fn from_distributed(error: &DistributedError) -> EngineError {
+        match error {
+            DistributedError::Compute(error) => EngineError::from_compute(error),
+            other => EngineError { usage: false, message: chain(other) },
+        }
     }
 
     /// An ingest or validate failure: a directory that is not a lake is a usage error.

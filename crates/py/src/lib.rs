@@ -12,6 +12,7 @@
 //! code 2) with the message the binary prints after `error: `.
 
 mod errors;
+mod spark;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The configuration of a run: the file given, else `./crmkpi.toml` when it exists, else the
 /// built-in defaults (the binary's `--config` rules).
-fn load_config(config: Option<&Path>) -> Result<Config, EngineError> {
+pub(crate) fn load_config(config: Option<&Path>) -> Result<Config, EngineError> {
     Config::discover(config, None).map(|(config, _)| config).map_err(|error| {
         EngineError::runtime_with_context("fix the configuration file or pass another as config", &error)
     })
@@ -79,7 +80,7 @@ fn summary_json(summary: &crmkpi_ingest::Summary) -> Result<String, EngineError>
 }
 
 /// What `compute` hands back: the tables in output order and the data warnings.
-type Computed = (Vec<Table>, Vec<String>);
+pub(crate) type Computed = (Vec<Table>, Vec<String>);
 
 /// Computes tables from the lake's committed snapshot and, with `out`, writes them, the
 /// manifest and (with `report`) the report like `crmkpi compute --out`.
@@ -147,6 +148,12 @@ fn _crmkpi(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(validate, module)?)?;
     module.add_function(wrap_pyfunction!(compute, module)?)?;
     module.add_class::<Table>()?;
+    module.add_class::<spark::SparkRun>()?;
+    module.add_function(wrap_pyfunction!(spark::bucket_task, module)?)?;
+    module.add_function(wrap_pyfunction!(spark::bucket_of, module)?)?;
+    module.add_function(wrap_pyfunction!(spark::entity_keys, module)?)?;
+    module.add_function(wrap_pyfunction!(spark::compute_columns, module)?)?;
+    module.add_function(wrap_pyfunction!(spark::check_out_dir, module)?)?;
     module.add("CrmkpiError", py.get_type::<CrmkpiError>())?;
     module.add("UsageError", py.get_type::<UsageError>())?;
     module.add("RejectRatioError", py.get_type::<RejectRatioError>())?;

@@ -139,16 +139,28 @@ impl Facts {
     }
 }
 
-/// Collects the facts and parts of buckets and merges them.
-#[derive(Default)]
-pub struct FactsBuilder {
-    entity: BTreeMap<&'static str, (Vec<DataFrame>, &'static [&'static str])>,
-    parts: BTreeMap<&'static str, (Vec<DataFrame>, &'static [&'static str])>,
+/// The facts of one bucket: its per-entity frames and additive parts, collected.
+pub struct BucketFacts {
+    /// The bucket's number.
+    pub number: u32,
+    /// Each per-entity fact's and each part's name and rows, in computing order.
+    pub frames: Vec<(&'static str, DataFrame)>,
+    layouts: Vec<(&'static str, Layout)>,
 }
 
-impl FactsBuilder {
-    /// Computes the per-entity facts of a bucket and keeps them.
-    pub fn add_entity_facts(&mut self, bucket: &Bucket) -> Result<(), ComputeError> {
+/// How the frames of a fact or part merge over buckets.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Per-entity rows: concatenated and sorted by these columns.
+    Entity(&'static [&'static str]),
+    /// Additive rows: summed by these key columns.
+    Part(&'static [&'static str]),
+}
+
+impl BucketFacts {
+    /// Computes the per-entity facts of a bucket.
+    pub fn entity_facts(bucket: &Bucket) -> Result<BucketFacts, ComputeError> {
+        let mut facts = BucketFacts { number: bucket.number, frames: Vec::new(), layouts: Vec::new() };
         for fact in ENTITY_FACTS {
             let started = std::time::Instant::now();
             let frame = (fact.plan)(bucket).and_then(LazyFrame::collect).map_err(|source| ComputeError::Fact {
@@ -158,19 +170,65 @@ impl FactsBuilder {
             })?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::debug!(fact = fact.name, bucket = bucket.number, rows = frame.height(), seconds, "fact");
-            self.entity.entry(fact.name).or_insert_with(|| (Vec::new(), fact.sort)).0.push(frame);
+            facts.push(fact.name, Layout::Entity(fact.sort), frame);
         }
-        Ok(())
+        Ok(facts)
     }
 
-    /// Keeps a bucket's parts (collected).
+    /// Collects parts and keeps them.
     pub fn add_parts(&mut self, parts: Vec<Part>) -> PolarsResult<()> {
         for part in parts {
             let started = std::time::Instant::now();
             let frame = part.frame.collect()?;
             tracing::debug!(part = part.name, seconds = started.elapsed().as_secs_f64(), "part");
-            self.parts.entry(part.name).or_insert_with(|| (Vec::new(), part.keys)).0.push(frame);
+            self.push(part.name, Layout::Part(part.keys), frame);
         }
+        Ok(())
+    }
+
+    fn push(&mut self, name: &'static str, layout: Layout, frame: DataFrame) {
+        self.frames.push((name, frame));
+        self.layouts.push((name, layout));
+    }
+}
+
+/// Collects the facts and parts of buckets and merges them.
+#[derive(Default)]
+pub struct FactsBuilder {
+    entity: BTreeMap<&'static str, (Vec<DataFrame>, &'static [&'static str])>,
+    parts: BTreeMap<&'static str, (Vec<DataFrame>, &'static [&'static str])>,
+}
+
+impl FactsBuilder {
+    /// Keeps the facts of a bucket.
+    pub fn add(&mut self, facts: BucketFacts) {
+        for ((name, frame), (_, layout)) in facts.frames.into_iter().zip(facts.layouts) {
+            let (merged, columns) = match layout {
+                Layout::Entity(sort) => (&mut self.entity, sort),
+                Layout::Part(keys) => (&mut self.parts, keys),
+            };
+            merged.entry(name).or_insert_with(|| (Vec::new(), columns)).0.push(frame);
+        }
+    }
+
+    /// Keeps a frame of fact or part `name` computed elsewhere (a Spark task) for bucket
+    /// `bucket`; the fact must be known from a bucket added before (an empty one will do).
+    pub fn add_received(&mut self, bucket: u32, name: &str, frame: DataFrame) -> Result<(), ComputeError> {
+        let known = self.entity.get_mut(name).or_else(|| self.parts.get_mut(name));
+        let Some((frames, _)) = known else {
+            return Err(ComputeError::UnknownFact { name: name.to_owned(), bucket });
+        };
+        if let Some(expected) = frames.first().map(DataFrame::schema)
+            && expected != frame.schema()
+        {
+            return Err(ComputeError::ReceivedSchema {
+                name: name.to_owned(),
+                bucket,
+                expected: format!("{expected:?}"),
+                received: format!("{:?}", frame.schema()),
+            });
+        }
+        frames.push(frame);
         Ok(())
     }
 

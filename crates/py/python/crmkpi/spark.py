@@ -1,0 +1,218 @@
+"""crmkpi on Spark: the 12 tables of ``crmkpi compute``, with the entity buckets computed by
+Spark tasks.
+
+Run it as ``python -m crmkpi.spark --lake DIR --out DIR`` (``--master local[4]`` by default
+``local[*]``) or with ``spark-submit`` (``spark-submit --py-files ... -m``-style: submit this
+module's file with the ``crmkpi`` wheel installed on every node), or call ``run()`` with a
+``SparkSession`` of your own.
+
+What runs where:
+
+- the driver opens the lake's committed snapshot with the engine (``as_of``, the calendar, the
+  number of buckets, as ``crmkpi compute`` resolves them) and hands Spark its event files;
+- Spark reads the files, routes every event to its entity bucket with
+  ``pmod(xxhash64(key), buckets)`` (the engine's own bucket function: a customer's events by
+  ``customer_id``, a deal's by ``deal_id``, a ticket's by ``ticket_id``), and runs one
+  ``applyInArrow`` task per bucket, in which the engine computes the bucket's per-entity facts
+  and additive parts, exactly as a single-node run computes that bucket;
+- the driver receives the tasks' facts (Parquet-encoded), merges them, fits the CLV models,
+  computes the tables and writes them with ``manifest.json`` like ``crmkpi compute --out``.
+
+Python only moves events and encoded facts between Spark and the engine: every KPI is
+computed by the Rust engine. The tables are the same for every number of buckets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from crmkpi import CrmkpiError, CrmkpiWarning, Table, _crmkpi
+
+__all__ = ["main", "run"]
+
+#: Spark settings of the sessions this module creates: UTC timestamps (the lake's
+#: ``occurred_at`` reaches the engine unshifted), and no limit on what the driver collects
+#: (the tasks' facts stream to it bucket by bucket).
+SESSION_SETTINGS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.maxResultSize": "0",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+#: The schema of what a task returns: one row per fact or part of its bucket.
+FACTS_SCHEMA = "bucket int, name string, frame binary"
+
+
+def run(
+    lake: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    spark: Any = None,
+    master: str | None = None,
+    as_of: str | None = None,
+    tables: Iterable[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    buckets: int | None = None,
+    memory_limit: str | None = None,
+    report: bool = True,
+) -> dict[str, Table]:
+    """Compute the KPI tables of ``lake`` with Spark; returns them by name like ``compute``.
+
+    With ``out`` they are also written there exactly as ``crmkpi compute --out`` writes them.
+    ``spark`` is a ``SparkSession`` to use (its ``spark.sql.session.timeZone`` must be UTC);
+    without it one is created with ``master`` (default ``local[*]``) and stopped at the end.
+    ``buckets`` sets the number of entity buckets (one Spark task each); by default the
+    engine's choice for ``memory_limit``, and at least the session's default parallelism.
+    The other arguments are those of ``crmkpi.compute``.
+    """
+    names = [] if tables is None else [tables] if isinstance(tables, str) else list(tables)
+    if out is not None:
+        _crmkpi.check_out_dir(os.fspath(out), os.fspath(lake))
+    own_session = spark is None
+    if own_session:
+        spark = _session(master)
+    try:
+        engine_run = _crmkpi.SparkRun(
+            os.fspath(lake),
+            as_of,
+            names,
+            _optional_path(config),
+            memory_limit,
+            buckets,
+            spark.sparkContext.defaultParallelism,
+        )
+        for bucket, name, frame in _bucket_facts(spark, engine_run):
+            engine_run.add_received(bucket, name, frame)
+        computed, data_warnings = engine_run.finish(_optional_path(out), report)
+    finally:
+        if own_session:
+            spark.stop()
+    import warnings
+
+    for warning in data_warnings:
+        warnings.warn(warning, CrmkpiWarning, stacklevel=2)
+    return {table.name: table for table in computed}
+
+
+def _bucket_facts(spark: Any, engine_run: Any) -> Iterator[tuple[int, str, bytes]]:
+    """Every bucket's facts, computed by Spark tasks, as they reach the driver."""
+    from pyspark.sql import functions as F
+
+    if spark.conf.get("spark.sql.session.timeZone") != "UTC":
+        raise CrmkpiError("crmkpi.spark needs a SparkSession with spark.sql.session.timeZone=UTC")
+    files = engine_run.event_files()
+    if not files:
+        return
+    buckets = engine_run.buckets
+    task_spec = engine_run.task_spec()
+    events = spark.read.parquet(*files).select(*_crmkpi.compute_columns())
+    types_by_key: dict[str, list[str]] = {}
+    for event_type, column in _crmkpi.entity_keys():
+        types_by_key.setdefault(column, []).append(event_type)
+    key = None
+    for column, event_types in types_by_key.items():
+        condition = F.col("event_type").isin(event_types)
+        key = F.when(condition, F.col(column)) if key is None else key.when(condition, F.col(column))
+    routed = events.withColumn("bucket", F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int")).where(
+        F.col("bucket").isNotNull()
+    )
+
+    def task(table: Any) -> Any:
+        import pyarrow
+
+        # One engine thread pool per task slot, not one per core in every slot.
+        os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
+        bucket = table.column("bucket")[0].as_py()
+        facts = _crmkpi.bucket_task(task_spec, bucket, table.drop_columns(["bucket"]))
+        return pyarrow.table(
+            {
+                "bucket": pyarrow.array([bucket] * len(facts), pyarrow.int32()),
+                "name": pyarrow.array([name for name, _ in facts], pyarrow.string()),
+                "frame": pyarrow.array([frame for _, frame in facts], pyarrow.binary()),
+            }
+        )
+
+    from pyspark import StorageLevel
+
+    # One shuffle partition per bucket; the tasks run in parallel and their facts are kept by
+    # the executors, then stream to the driver one partition at a time.
+    previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
+    try:
+        facts = routed.groupBy("bucket").applyInArrow(task, FACTS_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
+        facts.count()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
+    try:
+        for row in facts.toLocalIterator():
+            yield row["bucket"], row["name"], bytes(row["frame"])
+    finally:
+        facts.unpersist()
+
+
+def _session(master: str | None) -> Any:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("crmkpi")
+    if master is not None:
+        builder = builder.master(master)
+    elif "spark.master" not in _submitted_conf():
+        builder = builder.master("local[*]")
+    for key, value in SESSION_SETTINGS.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _submitted_conf() -> dict[str, str]:
+    """The settings ``spark-submit`` passed to this process, if it was submitted."""
+    from pyspark import SparkConf
+
+    return dict(SparkConf().getAll())
+
+
+def _optional_path(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crmkpi.spark``: the command line of ``run``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m crmkpi.spark",
+        description="Compute the crmkpi tables of a lake with Spark, one entity bucket per task.",
+    )
+    parser.add_argument("--lake", required=True, help="the lake directory")
+    parser.add_argument("--out", required=True, help="the output directory (replaced atomically)")
+    parser.add_argument("--config", help="a crmkpi TOML configuration file")
+    parser.add_argument("--as-of", help="RFC 3339 instant, local timestamp or date (default: the latest event)")
+    parser.add_argument("--tables", nargs="+", help="tables to compute (default: all 12)")
+    parser.add_argument("--buckets", type=int, help="entity buckets, one Spark task each")
+    parser.add_argument("--memory-limit", help="memory the buckets are planned for, e.g. 4GiB")
+    parser.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's)")
+    parser.add_argument("--no-report", action="store_true", help="do not write report.html")
+    args = parser.parse_args(argv)
+    try:
+        computed = run(
+            args.lake,
+            args.out,
+            master=args.master,
+            as_of=args.as_of,
+            tables=args.tables,
+            config=args.config,
+            buckets=args.buckets,
+            memory_limit=args.memory_limit,
+            report=not args.no_report,
+        )
+    except CrmkpiError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, _crmkpi.UsageError) else 1
+    for name, table in computed.items():
+        print(f"{name}: {table.num_rows} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
