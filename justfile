@@ -61,6 +61,16 @@ bench-compute:
 bench-ingest EVENTS="10000000":
     bash scripts/bench-ingest.sh {{EVENTS}}
 
+# Compute with Spark: just spark lake out --master 'local[2]' --buckets 8 (the Python package
+# and pyspark installed: scripts/test.sh's .venv has both).
+spark LAKE="lake" OUT="out" *ARGS:
+    .venv/bin/python -m crmkpi.spark --lake {{LAKE}} --out {{OUT}} {{ARGS}}
+
+# The Spark job in local mode against crmkpi compute on one lake, in one run (time, peak memory
+# of each process, outputs compared): just bench-spark bench-data/lake10 crmkpi.toml 2 8 32
+bench-spark LAKE CONFIG *BUCKETS: build
+    bash scripts/bench-spark.sh {{LAKE}} {{CONFIG}} {{BUCKETS}}
+
 # Regenerate the committed data-samples dump.
 samples: build
     bash scripts/make-samples.sh

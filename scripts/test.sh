@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: cargo's tests of every crate, then the Python package's pytest suite, which
-# compares the package with the crmkpi binary. Needs the Rust toolchain and Python >= 3.11.
+# compares the package and the Spark job (PySpark in local[2] mode) with the crmkpi binary.
+# Needs the Rust toolchain, Python >= 3.11 and Java 17 (for Spark).
 #
 # Creates its own virtual environment (.venv, or $CRMKPI_VENV) with the pinned requirements of
 # crates/py/requirements.txt, builds the extension with maturin in the dev profile (so it reuses
@@ -33,4 +34,7 @@ echo "built the extension in $((SECONDS - started)) s"
 
 echo "== pytest crates/py/tests"
 cargo build --quiet -p crmkpi
-CRMKPI_BIN="$target_dir/debug/crmkpi" "$venv/bin/python" -m pytest crates/py/tests
+# Spark's Python workers must start the venv's interpreter (with pyarrow), and Spark binds to
+# the loopback address whatever the machine's hostname resolves to.
+CRMKPI_BIN="$target_dir/debug/crmkpi" PYSPARK_PYTHON="$(cd "$venv" && pwd)/bin/python" SPARK_LOCAL_IP=127.0.0.1 \
+    "$venv/bin/python" -m pytest crates/py/tests

@@ -6,12 +6,13 @@
 //! snapshot's event files and a [`TaskSpec`]. Spark routes each event to its bucket with
 //! `pmod(xxhash64(key), buckets)`, the engine's own bucket function, and each task calls
 //! [`bucket_task`] on its bucket's events: the same [`bucket_facts`] as a single-node run, its
-//! frames encoded as Parquet. The driver adds the frames it receives
+//! frames written as Parquet files into a scratch directory that the driver reads too (the
+//! facts do not pass through Spark's driver JVM). The driver adds the files
 //! ([`DistributedRun::add_received`]), then [`DistributedRun::finish`] merges them and
 //! computes the tables exactly as `crmkpi compute` does from its own buckets.
 
-use std::io::Cursor;
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crmkpi_compute::context::bucket_schema;
@@ -35,24 +36,24 @@ pub enum DistributedError {
         /// The lake's error.
         source: crmkpi_ingest::IngestError,
     },
-    /// A task's facts could not be encoded as Parquet.
-    #[error("encoding facts `{name}` of bucket {bucket}: {source}")]
-    Encode {
-        /// The fact or part.
-        name: String,
+    /// A task's facts could not be written to the scratch directory.
+    #[error("writing the facts of bucket {bucket} to {path}: {source}")]
+    WriteFacts {
+        /// The file.
+        path: PathBuf,
         /// The bucket.
         bucket: u32,
-        /// polars' error.
+        /// The cause.
         source: PolarsError,
     },
-    /// Facts received from a task could not be decoded.
-    #[error("decoding facts `{name}` of bucket {bucket} sent by a task: {source}")]
-    Decode {
-        /// The fact or part.
-        name: String,
+    /// Facts written by a task could not be read.
+    #[error("reading the facts of bucket {bucket} from {path} (written by a task): {source}")]
+    ReadFacts {
+        /// The file.
+        path: PathBuf,
         /// The bucket.
         bucket: u32,
-        /// polars' error.
+        /// The cause.
         source: PolarsError,
     },
     /// The task specification is not one this version writes.
@@ -105,26 +106,38 @@ impl TaskSpec {
 }
 
 /// Computes the facts of bucket `bucket` from its events (the lake's compute columns, as Spark
-/// read them), each frame encoded as Parquet, by name.
+/// read them) and writes each frame as `<scratch>/bucket-<bucket>/<name>.parquet`; returns
+/// the names and files. A file is written under a temporary name and renamed, so a retried or
+/// speculative attempt of the same task replaces it whole.
 pub fn bucket_task(
     spec: &TaskSpec,
     bucket: u32,
     events: DataFrame,
-) -> Result<Vec<(String, Vec<u8>)>, DistributedError> {
+    scratch: &Path,
+) -> Result<Vec<(String, PathBuf)>, DistributedError> {
     let tables = select_tables(&spec.tables)?;
     let context = Context::for_task(spec.config.clone(), spec.as_of, spec.earliest_event, spec.events, spec.buckets);
     let events = context.received_bucket_events(bucket, events)?;
     let facts = bucket_facts(&Bucket::new(&context, bucket, events), &tables)?;
+    let dir = scratch.join(format!("bucket-{bucket}"));
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |error: std::io::Error| DistributedError::WriteFacts { path, bucket, source: error.into() }
+    };
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     facts
         .frames
         .into_iter()
         .map(|(name, mut frame)| {
-            let mut bytes = Vec::new();
-            ParquetWriter::new(&mut bytes)
+            let path = dir.join(format!("{name}.parquet"));
+            let partial = dir.join(format!(".{name}.parquet.{}", std::process::id()));
+            let file = File::create(&partial).map_err(io_error(&partial))?;
+            ParquetWriter::new(file)
                 .with_compression(ParquetCompression::Lz4Raw)
                 .finish(&mut frame)
-                .map_err(|source| DistributedError::Encode { name: name.to_owned(), bucket, source })?;
-            Ok((name.to_owned(), bytes))
+                .map_err(|source| DistributedError::WriteFacts { path: partial.clone(), bucket, source })?;
+            std::fs::rename(&partial, &path).map_err(io_error(&path))?;
+            Ok((name.to_owned(), path))
         })
         .collect()
 }
@@ -182,13 +195,12 @@ impl DistributedRun {
         }
     }
 
-    /// Adds a frame a task computed for bucket `bucket`, as [`bucket_task`] encoded it.
-    pub fn add_received(&mut self, bucket: u32, name: &str, parquet: &[u8]) -> Result<(), DistributedError> {
-        let frame = ParquetReader::new(Cursor::new(parquet)).finish().map_err(|source| DistributedError::Decode {
-            name: name.to_owned(),
-            bucket,
-            source,
-        })?;
+    /// Adds the frame `name` a task computed for bucket `bucket`, from the file
+    /// [`bucket_task`] wrote.
+    pub fn add_received(&mut self, bucket: u32, name: &str, path: &Path) -> Result<(), DistributedError> {
+        let read_error = |source| DistributedError::ReadFacts { path: path.to_owned(), bucket, source };
+        let file = File::open(path).map_err(|error| read_error(error.into()))?;
+        let frame = ParquetReader::new(file).finish().map_err(read_error)?;
         Ok(self.builder.add_received(bucket, name, frame)?)
     }
 

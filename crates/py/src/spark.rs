@@ -12,7 +12,7 @@ use polars::prelude::{DataFrame, PolarsResult, polars_err};
 use polars_arrow::array::StructArray;
 use polars_arrow::ffi::{ArrowArrayStream, ArrowArrayStreamReader};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCapsule};
+use pyo3::types::PyCapsule;
 
 use crate::errors::EngineError;
 use crate::table::Table;
@@ -87,9 +87,11 @@ impl SparkRun {
         self.run()?.task_spec().to_json().map_err(|error| EngineError::from_distributed(&error).into_py())
     }
 
-    /// Adds a frame `bucket_task` returned for `bucket`.
-    fn add_received(&mut self, bucket: u32, name: &str, frame: &[u8]) -> PyResult<()> {
-        self.run()?.add_received(bucket, name, frame).map_err(|error| EngineError::from_distributed(&error).into_py())
+    /// Adds the facts file `bucket_task` wrote for `name` of bucket `bucket`.
+    fn add_received(&mut self, py: Python<'_>, bucket: u32, name: &str, path: PathBuf) -> PyResult<()> {
+        let run = self.run()?;
+        py.detach(|| run.add_received(bucket, name, &path))
+            .map_err(|error| EngineError::from_distributed(&error).into_py())
     }
 
     /// Merges the received facts and computes the tables; with `out`, writes them like
@@ -119,24 +121,26 @@ pub fn check_out_dir(out: PathBuf, lake: PathBuf) -> PyResult<()> {
 }
 
 /// The facts of bucket `bucket` from its events (any object with `__arrow_c_stream__`, e.g. the
-/// `pyarrow.Table` Spark hands an `applyInArrow` function): a list of (name, Parquet bytes).
+/// `pyarrow.Table` Spark hands an `applyInArrow` function), written as Parquet files under
+/// `scratch`: a list of (name, file).
 #[pyfunction]
-pub fn bucket_task<'py>(
-    py: Python<'py>,
+pub fn bucket_task(
+    py: Python<'_>,
     task_spec: &str,
     bucket: u32,
-    events: &Bound<'py, PyAny>,
-) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
+    events: &Bound<'_, PyAny>,
+    scratch: PathBuf,
+) -> PyResult<Vec<(String, String)>> {
     let capsule = events.call_method0("__arrow_c_stream__")?;
     let events = import_stream(capsule.cast::<PyCapsule>()?)
         .map_err(|error| EngineError::runtime_with_context("reading the bucket's events", &error).into_py())?;
     let frames = py
         .detach(|| {
             let spec = TaskSpec::from_json(task_spec)?;
-            distributed::bucket_task(&spec, bucket, events)
+            distributed::bucket_task(&spec, bucket, events, &scratch)
         })
         .map_err(|error| EngineError::from_distributed(&error).into_py())?;
-    Ok(frames.into_iter().map(|(name, bytes)| (name, PyBytes::new(py, &bytes))).collect())
+    Ok(frames.into_iter().map(|(name, path)| (name, path.display().to_string())).collect())
 }
 
 /// `pmod(xxhash64(key), buckets)`: the bucket of an entity key, as the engine and Spark route it.

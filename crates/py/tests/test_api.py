@@ -16,52 +16,7 @@ import pytest
 
 import crmkpi
 
-from conftest import Cli, SampleRun
-
-ALL_TABLES = [
-    "kpi_monthly",
-    "cohort_retention",
-    "customers",
-    "clv_model",
-    "deals",
-    "deal_stage_visits",
-    "stage_durations",
-    "pipeline_forecast",
-    "rep_performance",
-    "lost_reasons",
-    "tickets",
-    "campaigns",
-]
-
-# Manifest fields that differ between any two runs: ids, clock times, durations, memory, paths.
-RUN_FIELDS = {"run_id", "started_at", "finished_at", "stage_seconds", "peak_memory_bytes"}
-
-
-def normalised(table: pa.Table) -> pa.Table:
-    """Strings as large_string whichever Arrow string type a reader chose."""
-    fields = [
-        pa.field(field.name, pa.large_string()) if pa.types.is_string(field.type) or pa.types.is_string_view(field.type) else field
-        for field in table.schema
-    ]
-    return table.cast(pa.schema(fields))
-
-
-def assert_same_rows(actual: pa.Table, expected: pa.Table, name: str) -> None:
-    """Equal names, types and rows; floats equal or within 1e-9 relative."""
-    actual, expected = normalised(actual), normalised(expected)
-    assert actual.schema.names == expected.schema.names, name
-    assert actual.schema.types == expected.schema.types, name
-    assert actual.num_rows == expected.num_rows, name
-    for column in expected.schema.names:
-        got, want = actual[column].to_pylist(), expected[column].to_pylist()
-        if pa.types.is_floating(expected.schema.field(column).type):
-            for row, (a, b) in enumerate(zip(got, want)):
-                same = a == b or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9))
-                same = same or (a is not None and b is not None and math.isnan(a) and math.isnan(b))
-                assert same, f"{name}.{column} row {row}: {a} != {b}"
-        else:
-            assert got == want, f"{name}.{column} differs"
-
+from conftest import ALL_TABLES, RUN_FIELDS, Cli, SampleRun, assert_same_rows
 
 @pytest.fixture(scope="session")
 def py_lake(tmp_path_factory: pytest.TempPathFactory, samples_dumps: Path, samples_config: Path) -> tuple[Path, dict]:

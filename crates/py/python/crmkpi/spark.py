@@ -1,10 +1,14 @@
 """crmkpi on Spark: the 12 tables of ``crmkpi compute``, with the entity buckets computed by
 Spark tasks.
 
-Run it as ``python -m crmkpi.spark --lake DIR --out DIR`` (``--master local[4]`` by default
-``local[*]``) or with ``spark-submit`` (``spark-submit --py-files ... -m``-style: submit this
-module's file with the ``crmkpi`` wheel installed on every node), or call ``run()`` with a
-``SparkSession`` of your own.
+Run it as ``python -m crmkpi.spark --lake DIR --out DIR`` (``--master URL``, by default
+``local[*]``), submit this module's file with ``spark-submit`` (the ``crmkpi`` wheel, pyarrow
+and pandas installed on every node)::
+
+    spark-submit --master yarn "$(python -c 'import crmkpi.spark as s; print(s.__file__)')" \
+        --lake /shared/lake --out /shared/out --scratch /shared/tmp
+
+or call ``run()`` with a ``SparkSession`` of your own.
 
 What runs where:
 
@@ -14,9 +18,11 @@ What runs where:
   ``pmod(xxhash64(key), buckets)`` (the engine's own bucket function: a customer's events by
   ``customer_id``, a deal's by ``deal_id``, a ticket's by ``ticket_id``), and runs one
   ``applyInArrow`` task per bucket, in which the engine computes the bucket's per-entity facts
-  and additive parts, exactly as a single-node run computes that bucket;
-- the driver receives the tasks' facts (Parquet-encoded), merges them, fits the CLV models,
-  computes the tables and writes them with ``manifest.json`` like ``crmkpi compute --out``.
+  and additive parts, exactly as a single-node run computes that bucket, and writes them as
+  Parquet files into a scratch directory;
+- the driver's engine reads those files (they do not pass through Spark's driver JVM), merges
+  them, fits the CLV models, computes the tables and writes them with ``manifest.json`` like
+  ``crmkpi compute --out``.
 
 Python only moves events and encoded facts between Spark and the engine: every KPI is
 computed by the Rust engine. The tables are the same for every number of buckets.
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -34,17 +41,13 @@ from crmkpi import CrmkpiError, CrmkpiWarning, Table, _crmkpi
 
 __all__ = ["main", "run"]
 
-#: Spark settings of the sessions this module creates: UTC timestamps (the lake's
-#: ``occurred_at`` reaches the engine unshifted), and no limit on what the driver collects
-#: (the tasks' facts stream to it bucket by bucket).
-SESSION_SETTINGS = {
-    "spark.sql.session.timeZone": "UTC",
-    "spark.driver.maxResultSize": "0",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-}
+#: Spark settings of the sessions this module creates: UTC timestamps, so that the lake's
+#: ``occurred_at`` reaches the engine unshifted.
+SESSION_SETTINGS = {"spark.sql.session.timeZone": "UTC"}
 
-#: The schema of what a task returns: one row per fact or part of its bucket.
-FACTS_SCHEMA = "bucket int, name string, frame binary"
+#: The schema of what a task returns: one row per fact or part of its bucket, naming the file
+#: it wrote.
+FACTS_SCHEMA = "bucket int, name string, path string"
 
 
 def run(
@@ -59,6 +62,7 @@ def run(
     buckets: int | None = None,
     memory_limit: str | None = None,
     report: bool = True,
+    scratch: str | os.PathLike[str] | None = None,
 ) -> dict[str, Table]:
     """Compute the KPI tables of ``lake`` with Spark; returns them by name like ``compute``.
 
@@ -67,7 +71,10 @@ def run(
     without it one is created with ``master`` (default ``local[*]``) and stopped at the end.
     ``buckets`` sets the number of entity buckets (one Spark task each); by default the
     engine's choice for ``memory_limit``, and at least the session's default parallelism.
-    The other arguments are those of ``crmkpi.compute``.
+    The tasks write their buckets' facts as Parquet files into a temporary directory under
+    ``scratch`` (default: the system's temporary directory), which the driver reads and then
+    removes: on a cluster, pass a directory that the executors and the driver share, as they
+    share the lake. The other arguments are those of ``crmkpi.compute``.
     """
     names = [] if tables is None else [tables] if isinstance(tables, str) else list(tables)
     if out is not None:
@@ -85,8 +92,9 @@ def run(
             buckets,
             spark.sparkContext.defaultParallelism,
         )
-        for bucket, name, frame in _bucket_facts(spark, engine_run):
-            engine_run.add_received(bucket, name, frame)
+        with tempfile.TemporaryDirectory(prefix="crmkpi-spark-", dir=scratch) as facts_dir:
+            for bucket, name, path in _bucket_facts(spark, engine_run, facts_dir):
+                engine_run.add_received(bucket, name, path)
         computed, data_warnings = engine_run.finish(_optional_path(out), report)
     finally:
         if own_session:
@@ -98,8 +106,9 @@ def run(
     return {table.name: table for table in computed}
 
 
-def _bucket_facts(spark: Any, engine_run: Any) -> Iterator[tuple[int, str, bytes]]:
-    """Every bucket's facts, computed by Spark tasks, as they reach the driver."""
+def _bucket_facts(spark: Any, engine_run: Any, scratch: str) -> Iterator[tuple[int, str, str]]:
+    """Every bucket's facts, computed by Spark tasks: (bucket, name, Parquet file under
+    ``scratch``)."""
     from pyspark.sql import functions as F
 
     if spark.conf.get("spark.sql.session.timeZone") != "UTC":
@@ -127,31 +136,24 @@ def _bucket_facts(spark: Any, engine_run: Any) -> Iterator[tuple[int, str, bytes
         # One engine thread pool per task slot, not one per core in every slot.
         os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
         bucket = table.column("bucket")[0].as_py()
-        facts = _crmkpi.bucket_task(task_spec, bucket, table.drop_columns(["bucket"]))
+        facts = _crmkpi.bucket_task(task_spec, bucket, table.drop_columns(["bucket"]), scratch)
         return pyarrow.table(
             {
                 "bucket": pyarrow.array([bucket] * len(facts), pyarrow.int32()),
                 "name": pyarrow.array([name for name, _ in facts], pyarrow.string()),
-                "frame": pyarrow.array([frame for _, frame in facts], pyarrow.binary()),
+                "path": pyarrow.array([path for _, path in facts], pyarrow.string()),
             }
         )
 
-    from pyspark import StorageLevel
-
-    # One shuffle partition per bucket; the tasks run in parallel and their facts are kept by
-    # the executors, then stream to the driver one partition at a time.
+    # One shuffle partition per bucket, so that the tasks run in parallel.
     previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
     try:
-        facts = routed.groupBy("bucket").applyInArrow(task, FACTS_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
-        facts.count()
+        written = routed.groupBy("bucket").applyInArrow(task, FACTS_SCHEMA).collect()
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
-    try:
-        for row in facts.toLocalIterator():
-            yield row["bucket"], row["name"], bytes(row["frame"])
-    finally:
-        facts.unpersist()
+    for row in sorted(written, key=lambda row: (row["bucket"], row["name"])):
+        yield row["bucket"], row["name"], row["path"]
 
 
 def _session(master: str | None) -> Any:
@@ -192,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buckets", type=int, help="entity buckets, one Spark task each")
     parser.add_argument("--memory-limit", help="memory the buckets are planned for, e.g. 4GiB")
     parser.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's)")
+    parser.add_argument(
+        "--scratch", help="directory the tasks write their facts into, shared with the driver (default: $TMPDIR)"
+    )
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
     args = parser.parse_args(argv)
     try:
@@ -205,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             buckets=args.buckets,
             memory_limit=args.memory_limit,
             report=not args.no_report,
+            scratch=args.scratch,
         )
     except CrmkpiError as error:
         print(f"error: {error}", file=sys.stderr)
