@@ -18,7 +18,7 @@ fn main() {
     let buckets: Option<u32> = std::env::var("CRMKPI_BENCH_BUCKETS").ok().and_then(|text| text.parse().ok());
     let wanted = |name: &str| only.as_ref().is_none_or(|names| names.iter().any(|wanted| wanted == name));
     let context = || -> Context {
-        let opened = open_lake(lake.root()).and_then(|lake| Context::new(lake.events, bench_config(), None));
+        let opened = open_lake(lake.root()).and_then(|lake| Context::new(lake.files, bench_config(), None));
         match opened {
             Ok(context) => buckets.map_or(context.clone(), |buckets| context.with_buckets(buckets)),
             Err(error) => {

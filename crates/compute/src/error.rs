@@ -84,6 +84,15 @@ pub enum ComputeError {
         /// polars' error.
         source: polars::error::PolarsError,
     },
+    /// The per-bucket files a run splits the lake into (in the scratch directory) could not be
+    /// written or read.
+    #[error("the per-bucket event files in {path}: {source}")]
+    Spill {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: polars::error::PolarsError,
+    },
     /// The lake's Parquet files could not be scanned.
     #[error("cannot scan the lake files ({first}, ...): {source}")]
     Scan {

@@ -34,7 +34,10 @@ pub mod time;
 
 pub use context::{Context, LakeStats, OpenLake, open_lake, scan_lake};
 pub use error::ComputeError;
-pub use registry::{TABLES, bucket_facts, compute_facts, compute_table, compute_tables, data_warnings, select_tables};
+pub use registry::{
+    TABLES, bucket_facts, compute_facts, compute_facts_from, compute_table, compute_tables, data_warnings,
+    select_tables,
+};
 pub use tables::{Run, TableSpec};
 pub use time::as_of::parse_as_of;
 pub use time::calendar::Calendar;

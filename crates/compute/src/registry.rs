@@ -50,16 +50,28 @@ pub fn select_tables(names: &[String]) -> Result<Vec<TableSpec>, ComputeError> {
 }
 
 /// Computes the facts of every bucket and merges them: the per-entity facts, and the additive
-/// parts of the given tables. `on_bucket(done, buckets)` is called after each bucket.
+/// parts of the given tables, each bucket's events read from the lake. `on_bucket(done,
+/// buckets)` is called after each bucket.
 pub fn compute_facts(
     context: &Context,
     tables: &[TableSpec],
     on_bucket: &dyn Fn(u32, u32),
 ) -> Result<Facts, ComputeError> {
+    compute_facts_from(context, tables, &|number| context.bucket_events(number), on_bucket)
+}
+
+/// [`compute_facts`] with each bucket's events from `events_of(bucket)` (a run that split the
+/// lake into per-bucket files once reads them from there).
+pub fn compute_facts_from(
+    context: &Context,
+    tables: &[TableSpec],
+    events_of: &dyn Fn(u32) -> Result<DataFrame, ComputeError>,
+    on_bucket: &dyn Fn(u32, u32),
+) -> Result<Facts, ComputeError> {
     let mut builder = FactsBuilder::default();
     for number in 0..context.buckets {
         let started = std::time::Instant::now();
-        let events = context.bucket_events(number)?;
+        let events = events_of(number)?;
         tracing::debug!(
             bucket = number,
             buckets = context.buckets,

@@ -17,6 +17,7 @@ use crmkpi_compute::{ComputeError, Context, LakeStats, Run, TableSpec, parse_as_
 use crmkpi_ingest::{RunRecord, Snapshot};
 use crmkpi_schema::Config;
 
+use crate::bucket_spill::BucketSpill;
 use crate::manifest::LakeInfo;
 use crate::{ExportError, LatestIngest, Manifest, ManifestInput, OutputTable, ReportChoice};
 
@@ -83,15 +84,27 @@ impl ComputedRun {
     }
 }
 
+/// From this many buckets on, a run splits the lake into per-bucket files in one pass
+/// ([`BucketSpill`]) instead of reading and hashing the lake once per bucket.
+const SPILL_FROM_BUCKETS: u32 = 2;
+
 /// Computes the requested tables from the lake's committed snapshot.
 pub fn compute(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<ComputedRun, ComputeError> {
     let mut prepared = prepare(request, progress)?;
     let context = &prepared.context;
-    progress.step(&format!("entity facts, {} buckets", context.buckets));
-    let clock = Instant::now();
-    let facts = crmkpi_compute::compute_facts(context, &prepared.tables, &|done, buckets| {
-        progress.step(&format!("entity facts, bucket {done}/{buckets}"));
-    })?;
+    let mut clock = Instant::now();
+    let on_bucket = |done, buckets| progress.step(&format!("entity facts, bucket {done}/{buckets}"));
+    let facts = if context.buckets >= SPILL_FROM_BUCKETS {
+        progress.step(&format!("splitting the lake into {} buckets", context.buckets));
+        let spill = BucketSpill::write(context, &std::env::temp_dir())?;
+        prepared.stage_seconds.insert("split".to_owned(), clock.elapsed().as_secs_f64());
+        tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "lake split into buckets");
+        clock = Instant::now();
+        crmkpi_compute::compute_facts_from(context, &prepared.tables, &|bucket| spill.events(bucket), &on_bucket)?
+    } else {
+        progress.step(&format!("entity facts, {} buckets", context.buckets));
+        crmkpi_compute::compute_facts(context, &prepared.tables, &on_bucket)?
+    };
     tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "entity facts");
     prepared.stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
     prepared.finish(&facts, progress)
@@ -140,7 +153,7 @@ pub fn prepare(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<P
     progress.run_started(tables.len());
     progress.step("scanning the lake");
     let clock = Instant::now();
-    let context = Context::new(lake.events, config, as_of)?;
+    let context = Context::new(lake.files, config, as_of)?;
     let context = match buckets {
         Some(buckets) => context.with_buckets(buckets),
         None => context,

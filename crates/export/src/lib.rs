@@ -10,6 +10,7 @@
 //! [`compute_run`] is the whole of a compute run (lake snapshot, tables, manifest facts) that
 //! the binary and the Python package share.
 
+pub mod bucket_spill;
 pub mod compute_run;
 pub mod distributed;
 pub mod manifest;

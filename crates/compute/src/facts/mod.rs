@@ -243,6 +243,7 @@ impl FactsBuilder {
             let merged = concat_frames(frames)
                 .and_then(|frame| frame.sort(sort.to_vec(), SortMultipleOptions::default()).collect())
                 .map_err(merge_error(name))?;
+            tracing::debug!(fact = name, rows = merged.height(), bytes = merged.estimated_size(), "merged");
             entity.insert(name, merged);
         }
         let mut parts = BTreeMap::new();

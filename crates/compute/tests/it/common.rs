@@ -62,7 +62,7 @@ impl TestLake {
     /// The compute context over this lake.
     pub fn context(&self, config: &Config, as_of: Option<i64>) -> Context {
         let lake = open_lake(&self.lake_dir()).expect("open lake");
-        Context::new(lake.events, config.clone(), as_of).expect("context")
+        Context::new(lake.files, config.clone(), as_of).expect("context")
     }
 
     /// Every event of the lake as a plain row.
