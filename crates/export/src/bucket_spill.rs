@@ -46,8 +46,12 @@ impl BucketSpill {
             .collect::<Result<Vec<_>, _>>()?;
         for chunk in context.lake_chunks()? {
             let lake_file = chunk.first().map_or(scratch, PathBuf::as_path);
-            let parts =
-                context.bucketed_events(chunk)?.partition_by(["bucket"], true).map_err(spill_error(lake_file))?;
+            let started = std::time::Instant::now();
+            let events = context.bucketed_events(chunk)?;
+            let read = started.elapsed().as_secs_f64();
+            let parts = events.partition_by(["bucket"], true).map_err(spill_error(lake_file))?;
+            drop(events);
+            let partitioned = started.elapsed().as_secs_f64() - read;
             for mut part in parts {
                 let bucket = part
                     .column("bucket")
@@ -64,6 +68,8 @@ impl BucketSpill {
                 part.rechunk_mut_par();
                 writer.write_batch(&part).map_err(spill_error(path))?;
             }
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::debug!(files = chunk.len(), read, partitioned, written = seconds - read - partitioned, "lake chunk split");
         }
         for (writer, path) in writers.iter().zip(&files) {
             writer.finish().map_err(spill_error(path))?;
