@@ -69,7 +69,13 @@ impl BucketSpill {
                 writer.write_batch(&part).map_err(spill_error(path))?;
             }
             let seconds = started.elapsed().as_secs_f64();
-            tracing::debug!(files = chunk.len(), read, partitioned, written = seconds - read - partitioned, "lake chunk split");
+            tracing::debug!(
+                files = chunk.len(),
+                read,
+                partitioned,
+                written = seconds - read - partitioned,
+                "lake chunk split"
+            );
         }
         for (writer, path) in writers.iter().zip(&files) {
             writer.finish().map_err(spill_error(path))?;

@@ -59,3 +59,20 @@ fn memory_limit_is_checked() {
     let output = workdir.run(&["compute", "--lake", "lake", "--out", "out", "--buckets", "0"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// With more than one bucket, compute splits the lake into per-bucket files under `$TMPDIR`:
+/// they are gone when the run ends (a failing run drops them the same way, with the run).
+#[test]
+fn bucket_files_are_removed_after_the_run() {
+    let workdir = Workdir::new();
+    workdir.generate(3000, 0.0);
+    assert_success(&workdir.run(&["-q", "ingest", "dump", "--lake", "lake"]));
+    let scratch = workdir.path("scratch");
+    std::fs::create_dir(&scratch).expect("scratch directory");
+    let leftovers = || std::fs::read_dir(&scratch).expect("scratch").count();
+    let args = ["-v", "compute", "--lake", "lake", "--out", "out", "--no-report", "--buckets", "5"];
+    let done = workdir.command(&args).env("TMPDIR", &scratch).output().expect("crmkpi runs");
+    assert_success(&done);
+    assert!(String::from_utf8_lossy(&done.stderr).contains("lake split into buckets"));
+    assert_eq!(leftovers(), 0, "the bucket files are removed after a run");
+}
