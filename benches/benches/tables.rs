@@ -1,13 +1,17 @@
 //! Compute time, median of `CRMKPI_BENCH_RUNS` (default 3) runs on the benchmark lake: the
-//! entity facts of every bucket (one read of each bucket's events, the per-entity facts and
-//! every table's additive parts), then each table's plan and each `kpi_monthly` family's rows
-//! over the merged facts, then all 12 tables as one `compute` runs them.
+//! entity facts of every bucket (the lake split into per-bucket files as `compute` does with
+//! more than one bucket, then per bucket its events read once, the per-entity facts and every
+//! table's additive parts), then each table's plan and each `kpi_monthly` family's rows over
+//! the merged facts, then all 12 tables as one `compute` runs them.
 //! `CRMKPI_BENCH_TABLES` (comma-separated table or family names) restricts the per-table
 //! timings; `CRMKPI_BENCH_BUCKETS` sets the number of buckets (default: from the memory limit).
 
 use crmkpi_benches::{bench_config, bench_lake, median_of};
 use crmkpi_compute::metrics::FAMILIES;
-use crmkpi_compute::{Context, Run, TABLES, compute_facts, compute_table, open_lake};
+use std::collections::BTreeMap;
+
+use crmkpi_compute::{Context, Run, TABLES, compute_table, open_lake};
+use crmkpi_export::compute_run::{NoProgress, merged_facts};
 use polars::prelude::LazyFrame;
 
 fn main() {
@@ -34,7 +38,7 @@ fn main() {
         base.events,
         base.buckets
     );
-    let facts_of = |context: &Context| match compute_facts(context, TABLES, &|_, _| {}) {
+    let facts_of = |context: &Context| match merged_facts(context, TABLES, &NoProgress, &mut BTreeMap::new()) {
         Ok(facts) => facts,
         Err(error) => {
             eprintln!("entity facts: {error}");

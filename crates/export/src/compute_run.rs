@@ -91,23 +91,35 @@ const SPILL_FROM_BUCKETS: u32 = 2;
 /// Computes the requested tables from the lake's committed snapshot.
 pub fn compute(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<ComputedRun, ComputeError> {
     let mut prepared = prepare(request, progress)?;
-    let context = &prepared.context;
+    let facts = merged_facts(&prepared.context, &prepared.tables, progress, &mut prepared.stage_seconds)?;
+    prepared.finish(&facts, progress)
+}
+
+/// The merged facts of every bucket of a run. With more than one bucket the lake is first split
+/// into per-bucket files ([`BucketSpill`], under the system's temporary directory), which the
+/// buckets then read. Records the `split` and `facts` seconds.
+pub fn merged_facts(
+    context: &Context,
+    tables: &[TableSpec],
+    progress: &dyn Progress,
+    stage_seconds: &mut BTreeMap<String, f64>,
+) -> Result<Facts, ComputeError> {
     let mut clock = Instant::now();
     let on_bucket = |done, buckets| progress.step(&format!("entity facts, bucket {done}/{buckets}"));
     let facts = if context.buckets >= SPILL_FROM_BUCKETS {
         progress.step(&format!("splitting the lake into {} buckets", context.buckets));
         let spill = BucketSpill::write(context, &std::env::temp_dir())?;
-        prepared.stage_seconds.insert("split".to_owned(), clock.elapsed().as_secs_f64());
+        stage_seconds.insert("split".to_owned(), clock.elapsed().as_secs_f64());
         tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "lake split into buckets");
         clock = Instant::now();
-        crmkpi_compute::compute_facts_from(context, &prepared.tables, &|bucket| spill.events(bucket), &on_bucket)?
+        crmkpi_compute::compute_facts_from(context, tables, &|bucket| spill.events(bucket), &on_bucket)?
     } else {
         progress.step(&format!("entity facts, {} buckets", context.buckets));
-        crmkpi_compute::compute_facts(context, &prepared.tables, &on_bucket)?
+        crmkpi_compute::compute_facts(context, tables, &on_bucket)?
     };
     tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "entity facts");
-    prepared.stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
-    prepared.finish(&facts, progress)
+    stage_seconds.insert("facts".to_owned(), clock.elapsed().as_secs_f64());
+    Ok(facts)
 }
 
 /// A compute run with its lake open and its context resolved (`as_of`, calendar, buckets),
