@@ -30,6 +30,10 @@ lake="$data/lake-compute"
 have=0
 [ -f "$data/lake-compute.size" ] && have=$(cat "$data/lake-compute.size")
 for size in $sizes; do
+    if [ "$have" -gt "$size" ]; then
+        echo "lake of ${size} million events: skipped, $lake already holds ${have} million (remove it to measure smaller lakes)"
+        continue
+    fi
     while [ "$have" -lt "$size" ]; do
         seed=$((have / 10 + 1))
         "$bin" -q generate --events 10000000 --seed "$seed" --out "$data/dump-seed-$seed" \
