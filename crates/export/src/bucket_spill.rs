@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crmkpi_compute::context::bucket_schema;
 use crmkpi_compute::{ComputeError, Context};
 use polars::prelude::*;
+use rayon::prelude::*;
 
 /// The bucket files are read whole: no column statistics (they cost a tenth of the writing).
 const NO_STATISTICS: StatisticsOptions = StatisticsOptions {
@@ -62,6 +63,8 @@ impl BucketSpill {
             let parts = events.partition_by(["bucket"], true).map_err(spill_error(lake_file))?;
             drop(events);
             let partitioned = started.elapsed().as_secs_f64() - read;
+            // Each bucket's part goes to its own file: the buckets are written in parallel.
+            let mut by_bucket: Vec<Option<DataFrame>> = vec![None; files.len()];
             for mut part in parts {
                 let bucket = part
                     .column("bucket")
@@ -69,15 +72,18 @@ impl BucketSpill {
                     .map_err(spill_error(lake_file))?
                     .get(0)
                     .and_then(|bucket| usize::try_from(bucket).ok());
-                let Some((writer, path)) = bucket.and_then(|bucket| writers.get_mut(bucket).zip(files.get(bucket)))
-                else {
+                let Some(slot) = bucket.and_then(|bucket| by_bucket.get_mut(bucket)) else {
                     let source = polars_err!(ComputeError: "an event of bucket {bucket:?}, not one of the {} buckets", files.len());
                     return Err(spill_error(lake_file)(source));
                 };
                 part.drop_in_place("bucket").map_err(spill_error(lake_file))?;
-                part.rechunk_mut_par();
-                writer.write_batch(&part).map_err(spill_error(path))?;
+                part.rechunk_mut();
+                *slot = Some(part);
             }
+            writers.par_iter_mut().zip(&files).zip(by_bucket).try_for_each(|((writer, path), part)| match part {
+                Some(part) => writer.write_batch(&part).map_err(spill_error(path)),
+                None => Ok(()),
+            })?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::debug!(
                 files = chunk.len(),
