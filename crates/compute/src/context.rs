@@ -236,24 +236,60 @@ pub fn open_lake(dir: &Path) -> Result<OpenLake, ComputeError> {
     Ok(OpenLake { snapshot, runs, files })
 }
 
-/// The files in consecutive groups of about [`CHUNK_EVENTS`] events (from the files' Parquet
+/// A part of the lake read at once by a pass over the whole lake: consecutive whole files of
+/// about [`CHUNK_EVENTS`] events together, or a range of rows of one larger file (a compacted
+/// partition).
+#[derive(Debug, Clone)]
+pub struct LakeChunk {
+    files: Vec<PathBuf>,
+    /// First row and row count, for a range of one file.
+    rows: Option<(i64, IdxSize)>,
+}
+
+impl LakeChunk {
+    /// A lazy scan of the chunk's rows (only the row groups of a range are read).
+    fn scan(&self) -> Result<LazyFrame, ComputeError> {
+        let scan = scan_lake(&self.files)?;
+        Ok(match self.rows {
+            Some((first_row, rows)) => scan.slice(first_row, rows),
+            None => scan,
+        })
+    }
+
+    /// The chunk's first file, for error messages.
+    pub fn first_file(&self) -> &Path {
+        self.files.first().map_or(Path::new(""), PathBuf::as_path)
+    }
+}
+
+/// The files in chunks of about [`CHUNK_EVENTS`] events (counted from the files' Parquet
 /// footers): the passes over the whole lake (its bounds, its statistics, the split into
-/// buckets) read one group at a time, so that their memory does not grow with the lake.
-fn file_chunks(files: &[PathBuf]) -> Result<Vec<&[PathBuf]>, ComputeError> {
+/// buckets) read one chunk at a time, so that their memory does not grow with the lake or with
+/// its files.
+fn lake_chunks(files: &[PathBuf], chunk_events: usize) -> Result<Vec<LakeChunk>, ComputeError> {
     let mut chunks = Vec::new();
-    let (mut start, mut events) = (0, 0);
-    for (index, path) in files.iter().enumerate() {
+    let (mut group, mut events) = (Vec::new(), 0);
+    for path in files {
         let footer_error = |source| ComputeError::Scan { first: path.clone(), source };
         let file = std::fs::File::open(path).map_err(|error| footer_error(error.into()))?;
         let rows = ParquetReader::new(file).num_rows().map_err(footer_error)?;
-        if index > start && events + rows > CHUNK_EVENTS {
-            chunks.push(&files[start..index]);
-            (start, events) = (index, 0);
+        if !group.is_empty() && events + rows > chunk_events {
+            chunks.push(LakeChunk { files: std::mem::take(&mut group), rows: None });
+            events = 0;
         }
+        if rows > chunk_events {
+            let whole = IdxSize::try_from(chunk_events).unwrap_or(IdxSize::MAX);
+            for first_row in (0..rows).step_by(chunk_events.max(1)) {
+                let first_row = i64::try_from(first_row).unwrap_or(i64::MAX);
+                chunks.push(LakeChunk { files: vec![path.clone()], rows: Some((first_row, whole)) });
+            }
+            continue;
+        }
+        group.push(path.clone());
         events += rows;
     }
-    if start < files.len() {
-        chunks.push(&files[start..]);
+    if !group.is_empty() {
+        chunks.push(LakeChunk { files: group, rows: None });
     }
     Ok(chunks)
 }
@@ -273,12 +309,14 @@ pub fn scan_lake(files: &[PathBuf]) -> Result<LazyFrame, ComputeError> {
 
 impl Context {
     /// Resolves `as_of` (default: the latest `occurred_at` in the lake), the calendar and the
-    /// number of buckets that keeps a bucket's work within `[compute] memory_limit`.
+    /// number of buckets: about a million events each, more when `[compute] memory_limit`
+    /// asks for it (see [`buckets_for`]).
     pub fn new(files: Vec<PathBuf>, config: Config, as_of: Option<i64>) -> Result<Context, ComputeError> {
         let up_to_as_of = as_of.map_or(lit(true), |as_of| col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
         let (mut earliest, mut latest, mut events) = (None::<i64>, None::<i64>, 0_u64);
-        for chunk in file_chunks(&files)? {
-            let bounds = scan_lake(chunk)?
+        for chunk in lake_chunks(&files, CHUNK_EVENTS)? {
+            let bounds = chunk
+                .scan()?
                 .filter(up_to_as_of.clone())
                 .select([
                     col("occurred_at").min().dt().timestamp(TimeUnit::Microseconds).alias("earliest"),
@@ -353,16 +391,16 @@ impl Context {
 
     /// The lake's event files in groups of about 1.5 million events, for a pass over the whole
     /// lake.
-    pub fn lake_chunks(&self) -> Result<Vec<&[PathBuf]>, ComputeError> {
-        file_chunks(&self.files)
+    pub fn lake_chunks(&self) -> Result<Vec<LakeChunk>, ComputeError> {
+        lake_chunks(&self.files, CHUNK_EVENTS)
     }
 
     /// The entity events up to `as_of` of some of the lake's files (a chunk), with their bucket
     /// (`u32` column `bucket`), collected: what splits the lake into per-bucket files in one
     /// pass.
-    pub fn bucketed_events(&self, files: &[PathBuf]) -> Result<DataFrame, ComputeError> {
-        let first = files.first().cloned().unwrap_or_default();
-        scan_lake(files)?
+    pub fn bucketed_events(&self, chunk: &LakeChunk) -> Result<DataFrame, ComputeError> {
+        chunk
+            .scan()?
             .filter(col("occurred_at").lt_eq(lit(self.as_of).cast(timestamp_type())))
             .select(
                 COMPUTE_COLUMNS
@@ -373,7 +411,7 @@ impl Context {
             )
             .filter(col("bucket").is_not_null())
             .collect()
-            .map_err(|source| ComputeError::Scan { first, source })
+            .map_err(|source| ComputeError::Scan { first: chunk.first_file().to_owned(), source })
     }
 
     /// The events of no entity (spend and CRM-user activity), collected.
@@ -391,8 +429,9 @@ impl Context {
         let stats_error = |source| ComputeError::LakeStatistics { source };
         let up_to_as_of = col("occurred_at").lt_eq(lit(self.as_of).cast(timestamp_type()));
         let mut stats = LakeStats::default();
-        for chunk in file_chunks(&self.files)? {
-            let counts = scan_lake(chunk)?
+        for chunk in lake_chunks(&self.files, CHUNK_EVENTS)? {
+            let counts = chunk
+                .scan()?
                 .filter(up_to_as_of.clone())
                 .group_by([col("event_type")])
                 .agg([len().cast(DataType::UInt64).alias("events")])
@@ -463,6 +502,59 @@ mod tests {
             }
         }
         assert_eq!(bucket_of("anything", 1), 0);
+    }
+
+    /// A lake file of `rows` events with ids `<prefix>0`, `<prefix>1`, ... (other columns null).
+    fn lake_file(dir: &Path, prefix: &str, rows: usize) -> PathBuf {
+        let columns: Vec<Column> = lake_schema()
+            .iter_fields()
+            .map(|field| match field.name().as_str() {
+                "event_id" => {
+                    Column::new(field.name().clone(), (0..rows).map(|row| format!("{prefix}{row}")).collect::<Vec<_>>())
+                }
+                _ => Column::full_null(field.name().clone(), rows, field.dtype()),
+            })
+            .collect();
+        let mut frame = DataFrame::new(rows, columns).expect("frame");
+        let path = dir.join(format!("{prefix}.parquet"));
+        ParquetWriter::new(std::fs::File::create(&path).expect("file")).finish(&mut frame).expect("written");
+        path
+    }
+
+    #[test]
+    fn large_files_are_read_in_row_ranges_and_small_ones_together() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let files = vec![lake_file(dir.path(), "a", 12), lake_file(dir.path(), "b", 3), lake_file(dir.path(), "c", 4)];
+        let chunks = lake_chunks(&files, 5).expect("chunks");
+        let shapes: Vec<(usize, Option<(i64, IdxSize)>)> =
+            chunks.iter().map(|chunk| (chunk.files.len(), chunk.rows)).collect();
+        assert_eq!(shapes, [(1, Some((0, 5))), (1, Some((5, 5))), (1, Some((10, 5))), (1, None), (1, None)]);
+        let ids: Vec<String> = chunks
+            .iter()
+            .flat_map(|chunk| {
+                let frame = chunk
+                    .scan()
+                    .and_then(|scan| {
+                        scan.select([col("event_id")]).collect().map_err(|source| ComputeError::LakeBounds { source })
+                    })
+                    .expect("chunk read");
+                frame
+                    .column("event_id")
+                    .expect("ids")
+                    .str()
+                    .expect("strings")
+                    .iter()
+                    .map(|id| id.expect("an id").to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expected: Vec<String> = (0..12)
+            .map(|row| format!("a{row}"))
+            .chain((0..3).map(|row| format!("b{row}")))
+            .chain((0..4).map(|row| format!("c{row}")))
+            .collect();
+        assert_eq!(ids, expected, "every row once, in the files' order");
+        assert_eq!(lake_chunks(&files, 100).expect("chunks").len(), 1, "small files are read together");
     }
 
     #[test]

@@ -56,9 +56,9 @@ impl BucketSpill {
             })
             .collect::<Result<Vec<_>, _>>()?;
         for chunk in context.lake_chunks()? {
-            let lake_file = chunk.first().map_or(scratch, PathBuf::as_path);
+            let lake_file = chunk.first_file();
             let started = std::time::Instant::now();
-            let events = context.bucketed_events(chunk)?;
+            let events = context.bucketed_events(&chunk)?;
             let read = started.elapsed().as_secs_f64();
             let parts = events.partition_by(["bucket"], true).map_err(spill_error(lake_file))?;
             drop(events);
@@ -77,6 +77,11 @@ impl BucketSpill {
                     return Err(spill_error(lake_file)(source));
                 };
                 part.drop_in_place("bucket").map_err(spill_error(lake_file))?;
+                // The writers take the columns by position: check them by name and type.
+                if **part.schema() != schema {
+                    let source = polars_err!(SchemaMismatch: "bucket events of columns {:?}, expected {schema:?}", part.schema());
+                    return Err(spill_error(lake_file)(source));
+                }
                 part.rechunk_mut();
                 *slot = Some(part);
             }
@@ -86,7 +91,7 @@ impl BucketSpill {
             })?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::debug!(
-                files = chunk.len(),
+                chunk = %lake_file.display(),
                 read,
                 partitioned,
                 written = seconds - read - partitioned,

@@ -132,7 +132,7 @@ pub struct PreparedRun {
     pub context: Context,
     /// The committed snapshot being read and its run records.
     pub lake: OpenedSnapshot,
-    /// Seconds per stage so far (`scan`, `facts`).
+    /// Seconds per stage so far (`scan`; then `split` and `facts`).
     pub stage_seconds: BTreeMap<String, f64>,
     lake_dir: PathBuf,
     lake_stats: LakeStats,

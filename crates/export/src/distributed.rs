@@ -107,8 +107,8 @@ impl TaskSpec {
 
 /// Computes the facts of bucket `bucket` from its events (the lake's compute columns, as Spark
 /// read them) and writes each frame as `<scratch>/bucket-<bucket>/<name>.parquet`; returns
-/// the names and files. A file is written under a temporary name and renamed, so a retried or
-/// speculative attempt of the same task replaces it whole.
+/// the names and files. A file is written under a unique temporary name and renamed, so a
+/// retried or speculative attempt of the same task replaces it whole.
 pub fn bucket_task(
     spec: &TaskSpec,
     bucket: u32,
@@ -130,13 +130,14 @@ pub fn bucket_task(
         .into_iter()
         .map(|(name, mut frame)| {
             let path = dir.join(format!("{name}.parquet"));
-            let partial = dir.join(format!(".{name}.parquet.{}", std::process::id()));
-            let file = File::create(&partial).map_err(io_error(&partial))?;
-            ParquetWriter::new(file)
+            // A uniquely named file renamed into place: attempts of the same task (retried or
+            // speculative, on any host sharing the scratch directory) never write one file.
+            let mut partial = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
+            ParquetWriter::new(partial.as_file_mut())
                 .with_compression(ParquetCompression::Lz4Raw)
                 .finish(&mut frame)
-                .map_err(|source| DistributedError::WriteFacts { path: partial.clone(), bucket, source })?;
-            std::fs::rename(&partial, &path).map_err(io_error(&path))?;
+                .map_err(|source| DistributedError::WriteFacts { path: partial.path().to_owned(), bucket, source })?;
+            partial.persist(&path).map_err(|error| io_error(&path)(error.error))?;
             Ok((name.to_owned(), path))
         })
         .collect()

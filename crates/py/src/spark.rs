@@ -1,7 +1,7 @@
 //! The engine's side of the Spark job `crmkpi.spark`: the driver's run ([`SparkRun`]: the
 //! lake's snapshot, the buckets, the tasks' specification, the merge and the tables) and the
 //! task function ([`bucket_task`]: one bucket's facts from the events Spark routed to it).
-//! Python only moves the events and the encoded facts between Spark and these calls.
+//! Python only moves the events and the names of the facts files between Spark and these calls.
 
 use std::path::PathBuf;
 
@@ -174,7 +174,8 @@ fn import_stream(capsule: &Bound<'_, PyCapsule>) -> PolarsResult<DataFrame> {
     // the interface asks of a consumer, so the capsule's destructor does not release it again.
     let stream = unsafe { std::ptr::replace(pointer.as_ptr().cast::<ArrowArrayStream>(), ArrowArrayStream::empty()) };
     // SAFETY: the stream comes from an Arrow producer (pyarrow) that implements the C stream
-    // interface; the reader checks its schema and every array against it.
+    // interface: the arrays it hands out are valid for the schema it declares (polars-arrow
+    // imports them without validating every offset, so this trusts the producer).
     let mut reader = unsafe { ArrowArrayStreamReader::try_new(Box::new(stream))? };
     let mut frame: Option<DataFrame> = None;
     // SAFETY: as above.

@@ -141,8 +141,6 @@ impl Facts {
 
 /// The facts of one bucket: its per-entity frames and additive parts, collected.
 pub struct BucketFacts {
-    /// The bucket's number.
-    pub number: u32,
     /// Each per-entity fact's and each part's name and rows, in computing order.
     pub frames: Vec<(&'static str, DataFrame)>,
     layouts: Vec<(&'static str, Layout)>,
@@ -160,7 +158,7 @@ enum Layout {
 impl BucketFacts {
     /// Computes the per-entity facts of a bucket.
     pub fn entity_facts(bucket: &Bucket) -> Result<BucketFacts, ComputeError> {
-        let mut facts = BucketFacts { number: bucket.number, frames: Vec::new(), layouts: Vec::new() };
+        let mut facts = BucketFacts { frames: Vec::new(), layouts: Vec::new() };
         for fact in ENTITY_FACTS {
             let started = std::time::Instant::now();
             let frame = (fact.plan)(bucket).and_then(LazyFrame::collect).map_err(|source| ComputeError::Fact {

@@ -24,7 +24,7 @@ What runs where:
   them, fits the CLV models, computes the tables and writes them with ``manifest.json`` like
   ``crmkpi compute --out``.
 
-Python only moves events and encoded facts between Spark and the engine: every KPI is
+Python only moves events and the names of the facts files between Spark and the engine: every KPI is
 computed by the Rust engine. The tables are the same for every number of buckets.
 """
 
@@ -68,7 +68,8 @@ def run(
 
     With ``out`` they are also written there exactly as ``crmkpi compute --out`` writes them.
     ``spark`` is a ``SparkSession`` to use (its ``spark.sql.session.timeZone`` must be UTC);
-    without it one is created with ``master`` (default ``local[*]``) and stopped at the end.
+    without it the active session is used, or one is created with ``master`` (default: the one
+    ``spark-submit`` passed, else ``local[*]``) and stopped at the end.
     ``buckets`` sets the number of entity buckets (one Spark task each); by default the
     engine's choice for ``memory_limit``, and at least the session's default parallelism.
     The tasks write their buckets' facts as Parquet files into a temporary directory under
@@ -79,6 +80,11 @@ def run(
     names = [] if tables is None else [tables] if isinstance(tables, str) else list(tables)
     if out is not None:
         _crmkpi.check_out_dir(os.fspath(out), os.fspath(lake))
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+    # A session this call creates is stopped at its end; one it was given or found is not.
     own_session = spark is None
     if own_session:
         spark = _session(master)
@@ -114,8 +120,6 @@ def _bucket_facts(spark: Any, engine_run: Any, scratch: str) -> Iterator[tuple[i
     if spark.conf.get("spark.sql.session.timeZone") != "UTC":
         raise CrmkpiError("crmkpi.spark needs a SparkSession with spark.sql.session.timeZone=UTC")
     files = engine_run.event_files()
-    if not files:
-        return
     buckets = engine_run.buckets
     task_spec = engine_run.task_spec()
     events = spark.read.parquet(*files).select(*_crmkpi.compute_columns())
@@ -126,12 +130,17 @@ def _bucket_facts(spark: Any, engine_run: Any, scratch: str) -> Iterator[tuple[i
     for column, event_types in types_by_key.items():
         condition = F.col("event_type").isin(event_types)
         key = F.when(condition, F.col(column)) if key is None else key.when(condition, F.col(column))
-    routed = events.withColumn("bucket", F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int")).where(
-        F.col("bucket").isNotNull()
-    )
+    # Spend and CRM-user events have no key (the driver's engine reads them); xxhash64 of a null
+    # is its seed, so they are left out before hashing, as are events missing their key.
+    routed = events.where(key.isNotNull()).withColumn("bucket", F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int"))
+
+    # The task's columns must have exactly the Arrow types Spark expects for FACTS_SCHEMA.
+    large = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false").lower() == "true"
 
     def task(table: Any) -> Any:
         import pyarrow
+
+        text = pyarrow.large_string() if large else pyarrow.string()
 
         # One engine thread pool per task slot, not one per core in every slot.
         os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
@@ -140,12 +149,14 @@ def _bucket_facts(spark: Any, engine_run: Any, scratch: str) -> Iterator[tuple[i
         return pyarrow.table(
             {
                 "bucket": pyarrow.array([bucket] * len(facts), pyarrow.int32()),
-                "name": pyarrow.array([name for name, _ in facts], pyarrow.string()),
-                "path": pyarrow.array([path for _, path in facts], pyarrow.string()),
+                "name": pyarrow.array([name for name, _ in facts], text),
+                "path": pyarrow.array([path for _, path in facts], text),
             }
         )
 
-    # One shuffle partition per bucket, so that the tasks run in parallel.
+    # As many shuffle partitions as buckets, so that the tasks run in parallel (Spark places the
+    # buckets by a hash of their number: a partition may hold two buckets, computed one after
+    # the other, and another none).
     previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
     try:
@@ -160,20 +171,12 @@ def _session(master: str | None) -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("crmkpi")
+    # Without a master the one spark-submit passed applies, else pyspark's local[*].
     if master is not None:
         builder = builder.master(master)
-    elif "spark.master" not in _submitted_conf():
-        builder = builder.master("local[*]")
     for key, value in SESSION_SETTINGS.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
-
-
-def _submitted_conf() -> dict[str, str]:
-    """The settings ``spark-submit`` passed to this process, if it was submitted."""
-    from pyspark import SparkConf
-
-    return dict(SparkConf().getAll())
 
 
 def _optional_path(path: str | os.PathLike[str] | None) -> str | None:
@@ -215,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     except CrmkpiError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, _crmkpi.UsageError) else 1
+    except Exception as error:  # a failed Spark job: the engine's message is in the task's error
+        from pyspark.errors import PySparkException
+
+        if not isinstance(error, PySparkException):
+            raise
+        print(f"error: the Spark job failed: {error}", file=sys.stderr)
+        return 1
     for name, table in computed.items():
         print(f"{name}: {table.num_rows} rows")
     return 0
