@@ -163,6 +163,10 @@ pub const COMPUTE_COLUMNS: [&str; 16] = [
 pub struct Context {
     lake: LazyFrame,
     files: Vec<PathBuf>,
+    /// The lake's files in chunks for the passes over the whole lake.
+    chunks: Vec<LakeChunk>,
+    /// Events up to `as_of` by type, counted while `as_of` was resolved.
+    stats: LakeStats,
     /// The resolved configuration.
     pub config: Config,
     /// The run's observation instant, UTC microseconds.
@@ -313,26 +317,40 @@ impl Context {
     /// asks for it (see [`buckets_for`]).
     pub fn new(files: Vec<PathBuf>, config: Config, as_of: Option<i64>) -> Result<Context, ComputeError> {
         let up_to_as_of = as_of.map_or(lit(true), |as_of| col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
+        let chunks = lake_chunks(&files, CHUNK_EVENTS)?;
         let (mut earliest, mut latest, mut events) = (None::<i64>, None::<i64>, 0_u64);
-        for chunk in lake_chunks(&files, CHUNK_EVENTS)? {
-            let bounds = chunk
+        let mut stats = LakeStats::default();
+        // One pass: per event type, its count and first and last event.
+        for chunk in &chunks {
+            let per_type = chunk
                 .scan()?
                 .filter(up_to_as_of.clone())
-                .select([
+                .group_by([col("event_type")])
+                .agg([
                     col("occurred_at").min().dt().timestamp(TimeUnit::Microseconds).alias("earliest"),
                     col("occurred_at").max().dt().timestamp(TimeUnit::Microseconds).alias("latest"),
-                    len().cast(DataType::Int64).alias("events"),
+                    len().cast(DataType::UInt64).alias("events"),
                 ])
                 .collect()
                 .map_err(|source| ComputeError::LakeBounds { source })?;
-            let value = |name: &str| bounds.column(name).ok().and_then(|column| column.i64().ok()?.get(0));
-            if let Some(chunk_earliest) = value("earliest") {
-                earliest = Some(earliest.map_or(chunk_earliest, |earliest| earliest.min(chunk_earliest)));
+            let stats_error = |source| ComputeError::LakeStatistics { source };
+            let column = |name: &str| per_type.column(name).map_err(stats_error);
+            let types = column("event_type")?.str().map_err(stats_error)?;
+            let firsts = column("earliest")?.i64().map_err(stats_error)?;
+            let lasts = column("latest")?.i64().map_err(stats_error)?;
+            let counts = column("events")?.u64().map_err(stats_error)?;
+            for (((event_type, first), last), count) in
+                types.iter().zip(firsts.iter()).zip(lasts.iter()).zip(counts.iter())
+            {
+                earliest = first.map_or(earliest, |first| Some(earliest.map_or(first, |earliest| earliest.min(first))));
+                latest = last.map_or(latest, |last| Some(latest.map_or(last, |latest| latest.max(last))));
+                let count = count.unwrap_or(0);
+                events += count;
+                if let Some(event_type) = event_type {
+                    stats.events += count;
+                    *stats.per_event_type.entry(event_type.to_owned()).or_default() += count;
+                }
             }
-            if let Some(chunk_latest) = value("latest") {
-                latest = Some(latest.map_or(chunk_latest, |latest| latest.max(chunk_latest)));
-            }
-            events += value("events").and_then(|count| u64::try_from(count).ok()).unwrap_or(0);
         }
         let (Some(earliest), Some(latest)) = (earliest, latest) else {
             return Err(ComputeError::NoEvents {
@@ -343,7 +361,7 @@ impl Context {
         let calendar = Calendar::new(earliest, as_of, config.timezone);
         let lake = scan_lake(&files)?.filter(col("occurred_at").lt_eq(lit(as_of).cast(timestamp_type())));
         let buckets = buckets_for(events, config.compute.memory_limit_bytes());
-        Ok(Context { lake, files, config, as_of, earliest_event: earliest, events, calendar, buckets })
+        Ok(Context { lake, files, chunks, stats, config, as_of, earliest_event: earliest, events, calendar, buckets })
     }
 
     /// The context of a task that is handed its bucket's events (a Spark task): no lake, the
@@ -351,7 +369,18 @@ impl Context {
     pub fn for_task(config: Config, as_of: i64, earliest_event: i64, events: u64, buckets: u32) -> Context {
         let calendar = Calendar::new(earliest_event, as_of, config.timezone);
         let lake = DataFrame::empty_with_schema(&lake_schema()).lazy();
-        Context { lake, files: Vec::new(), config, as_of, earliest_event, events, calendar, buckets: buckets.max(1) }
+        Context {
+            lake,
+            files: Vec::new(),
+            chunks: Vec::new(),
+            stats: LakeStats::default(),
+            config,
+            as_of,
+            earliest_event,
+            events,
+            calendar,
+            buckets: buckets.max(1),
+        }
     }
 
     /// Events of bucket `bucket` read elsewhere (by Spark) as this run reads them: the compute
@@ -391,8 +420,13 @@ impl Context {
 
     /// The lake's event files in groups of about 1.5 million events, for a pass over the whole
     /// lake.
-    pub fn lake_chunks(&self) -> Result<Vec<LakeChunk>, ComputeError> {
-        lake_chunks(&self.files, CHUNK_EVENTS)
+    pub fn lake_chunks(&self) -> &[LakeChunk] {
+        &self.chunks
+    }
+
+    /// The lake's event files read by this run.
+    pub fn lake_files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The entity events up to `as_of` of some of the lake's files (a chunk), with their bucket
@@ -424,29 +458,9 @@ impl Context {
             .map_err(|source| ComputeError::GlobalEvents { source })
     }
 
-    /// Counts the events up to `as_of` by type, for the manifest.
-    pub fn lake_stats(&self) -> Result<LakeStats, ComputeError> {
-        let stats_error = |source| ComputeError::LakeStatistics { source };
-        let up_to_as_of = col("occurred_at").lt_eq(lit(self.as_of).cast(timestamp_type()));
-        let mut stats = LakeStats::default();
-        for chunk in lake_chunks(&self.files, CHUNK_EVENTS)? {
-            let counts = chunk
-                .scan()?
-                .filter(up_to_as_of.clone())
-                .group_by([col("event_type")])
-                .agg([len().cast(DataType::UInt64).alias("events")])
-                .collect()
-                .map_err(stats_error)?;
-            let types = counts.column("event_type").and_then(|column| column.str().cloned()).map_err(stats_error)?;
-            let numbers = counts.column("events").and_then(|column| column.u64().cloned()).map_err(stats_error)?;
-            for (event_type, count) in types.iter().zip(numbers.iter()) {
-                if let (Some(event_type), Some(count)) = (event_type, count) {
-                    stats.events += count;
-                    *stats.per_event_type.entry(event_type.to_owned()).or_default() += count;
-                }
-            }
-        }
-        Ok(stats)
+    /// The events up to `as_of` by type, for the manifest.
+    pub fn lake_stats(&self) -> &LakeStats {
+        &self.stats
     }
 }
 

@@ -55,10 +55,10 @@ impl BucketSpill {
                     .map_err(spill_error(path))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for chunk in context.lake_chunks()? {
+        for chunk in context.lake_chunks() {
             let lake_file = chunk.first_file();
             let started = std::time::Instant::now();
-            let events = context.bucketed_events(&chunk)?;
+            let events = context.bucketed_events(chunk)?;
             let read = started.elapsed().as_secs_f64();
             let parts = events.partition_by(["bucket"], true).map_err(spill_error(lake_file))?;
             drop(events);

@@ -170,7 +170,7 @@ pub fn prepare(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<P
         Some(buckets) => context.with_buckets(buckets),
         None => context,
     };
-    let lake_stats = context.lake_stats()?;
+    let lake_stats = context.lake_stats().clone();
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
     Ok(PreparedRun {
         tables,

@@ -30,12 +30,6 @@ pub enum DistributedError {
     /// The engine's own work failed.
     #[error(transparent)]
     Compute(#[from] ComputeError),
-    /// The lake's committed event files could not be listed.
-    #[error("cannot list the event files of the lake: {source}")]
-    EventFiles {
-        /// The lake's error.
-        source: crmkpi_ingest::IngestError,
-    },
     /// A task's facts could not be written to the scratch directory.
     #[error("writing the facts of bucket {bucket} to {path}: {source}")]
     WriteFacts {
@@ -126,8 +120,7 @@ pub fn bucket_task(
     };
     std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     facts
-        .frames
-        .into_iter()
+        .into_frames()
         .map(|(name, mut frame)| {
             let path = dir.join(format!("{name}.parquet"));
             // A uniquely named file renamed into place: attempts of the same task (retried or
@@ -173,8 +166,8 @@ impl DistributedRun {
     }
 
     /// The committed event files of the snapshot the run reads.
-    pub fn event_files(&self) -> Result<Vec<PathBuf>, DistributedError> {
-        self.prepared.lake.snapshot.event_files().map_err(|source| DistributedError::EventFiles { source })
+    pub fn event_files(&self) -> &[PathBuf] {
+        self.prepared.context.lake_files()
     }
 
     /// The number of buckets.

@@ -17,7 +17,7 @@ mod table;
 
 use std::path::{Path, PathBuf};
 
-use crmkpi_export::compute_run::{self, ComputeRequest, NoProgress};
+use crmkpi_export::compute_run::{self, ComputeRequest, ComputedRun, NoProgress};
 use crmkpi_export::out_dir;
 use crmkpi_ingest::{Lake, NoProgress as NoIngestProgress};
 use crmkpi_schema::Config;
@@ -111,16 +111,21 @@ fn compute(
             memory_limit: memory_limit.as_deref(),
             buckets: buckets.map(|buckets| buckets.max(1)),
         };
-        let mut run = compute_run::compute(request, &NoProgress).map_err(|error| EngineError::from_compute(&error))?;
-        if let Some(out) = &out {
-            run.write(out, report).map_err(|error| EngineError::from_export("writing the outputs", &error))?;
-        }
-        let as_of = run.manifest_input.as_of;
-        let computed_tables =
-            run.tables.into_iter().map(|table| Table::new(table.name, table.frame, as_of.clone())).collect();
-        Ok((computed_tables, run.manifest_input.warnings))
+        let run = compute_run::compute(request, &NoProgress).map_err(|error| EngineError::from_compute(&error))?;
+        hand_over(run, out.as_deref(), report)
     })
     .map_err(EngineError::into_py)
+}
+
+/// Writes a finished run's tables, manifest and report into `out` when given, and hands its
+/// tables and data warnings over to Python.
+pub(crate) fn hand_over(mut run: ComputedRun, out: Option<&Path>, report: bool) -> Result<Computed, EngineError> {
+    if let Some(out) = out {
+        run.write(out, report).map_err(|error| EngineError::from_export("writing the outputs", &error))?;
+    }
+    let as_of = run.manifest_input.as_of;
+    let tables = run.tables.into_iter().map(|table| Table::new(table.name, table.frame, as_of.clone())).collect();
+    Ok((tables, run.manifest_input.warnings))
 }
 
 /// Environment variable that shows the engine's log lines on stderr.

@@ -15,8 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
 use crate::errors::EngineError;
-use crate::table::Table;
-use crate::{Computed, load_config};
+use crate::{Computed, hand_over, load_config};
 
 /// The name of an Arrow C stream capsule.
 const STREAM_CAPSULE: &std::ffi::CStr = c"arrow_array_stream";
@@ -72,8 +71,7 @@ impl SparkRun {
 
     /// The snapshot's committed event files (what Spark reads).
     fn event_files(&mut self) -> PyResult<Vec<String>> {
-        let files = self.run()?.event_files().map_err(|error| EngineError::from_distributed(&error).into_py())?;
-        Ok(files.iter().map(|path| path.display().to_string()).collect())
+        Ok(self.run()?.event_files().iter().map(|path| path.display().to_string()).collect())
     }
 
     /// The number of entity buckets.
@@ -101,14 +99,8 @@ impl SparkRun {
         let run =
             self.run.take().ok_or_else(|| crate::errors::CrmkpiError::new_err("this Spark run is already finished"))?;
         py.detach(|| {
-            let mut computed = run.finish(&NoProgress).map_err(|error| EngineError::from_distributed(&error))?;
-            if let Some(out) = &out {
-                computed.write(out, report).map_err(|error| EngineError::from_export("writing the outputs", &error))?;
-            }
-            let as_of = computed.manifest_input.as_of;
-            let tables =
-                computed.tables.into_iter().map(|table| Table::new(table.name, table.frame, as_of.clone())).collect();
-            Ok((tables, computed.manifest_input.warnings))
+            let computed = run.finish(&NoProgress).map_err(|error| EngineError::from_distributed(&error))?;
+            hand_over(computed, out.as_deref(), report)
         })
         .map_err(EngineError::into_py)
     }

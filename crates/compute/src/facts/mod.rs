@@ -141,9 +141,8 @@ impl Facts {
 
 /// The facts of one bucket: its per-entity frames and additive parts, collected.
 pub struct BucketFacts {
-    /// Each per-entity fact's and each part's name and rows, in computing order.
-    pub frames: Vec<(&'static str, DataFrame)>,
-    layouts: Vec<(&'static str, Layout)>,
+    /// Each per-entity fact's and each part's name, how it merges, and rows, in computing order.
+    frames: Vec<(&'static str, Layout, DataFrame)>,
 }
 
 /// How the frames of a fact or part merge over buckets.
@@ -158,7 +157,7 @@ enum Layout {
 impl BucketFacts {
     /// Computes the per-entity facts of a bucket.
     pub fn entity_facts(bucket: &Bucket) -> Result<BucketFacts, ComputeError> {
-        let mut facts = BucketFacts { frames: Vec::new(), layouts: Vec::new() };
+        let mut facts = BucketFacts { frames: Vec::new() };
         for fact in ENTITY_FACTS {
             let started = std::time::Instant::now();
             let frame = (fact.plan)(bucket).and_then(LazyFrame::collect).map_err(|source| ComputeError::Fact {
@@ -184,9 +183,13 @@ impl BucketFacts {
         Ok(())
     }
 
+    /// Each per-entity fact's and each part's name and rows, in computing order.
+    pub fn into_frames(self) -> impl Iterator<Item = (&'static str, DataFrame)> {
+        self.frames.into_iter().map(|(name, _, frame)| (name, frame))
+    }
+
     fn push(&mut self, name: &'static str, layout: Layout, frame: DataFrame) {
-        self.frames.push((name, frame));
-        self.layouts.push((name, layout));
+        self.frames.push((name, layout, frame));
     }
 }
 
@@ -200,7 +203,7 @@ pub struct FactsBuilder {
 impl FactsBuilder {
     /// Keeps the facts of a bucket.
     pub fn add(&mut self, facts: BucketFacts) {
-        for ((name, frame), (_, layout)) in facts.frames.into_iter().zip(facts.layouts) {
+        for (name, layout, frame) in facts.frames {
             let (merged, columns) = match layout {
                 Layout::Entity(sort) => (&mut self.entity, sort),
                 Layout::Part(keys) => (&mut self.parts, keys),

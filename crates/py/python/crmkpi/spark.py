@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from crmkpi import CrmkpiError, CrmkpiWarning, Table, _crmkpi
+from crmkpi import CrmkpiError, CrmkpiWarning, Table, _crmkpi, _optional_path
 
 __all__ = ["main", "run"]
 
@@ -177,10 +177,6 @@ def _session(master: str | None) -> Any:
     for key, value in SESSION_SETTINGS.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
-
-
-def _optional_path(path: str | os.PathLike[str] | None) -> str | None:
-    return None if path is None else os.fspath(path)
 
 
 def main(argv: list[str] | None = None) -> int:
