@@ -1,8 +1,8 @@
 //! Streaming reader of one dump file: a reader thread decompresses the file and splits it
 //! into records (an NDJSON line; a CSV record, which may span lines, found by csv-core's state
 //! machine; blank lines are skipped but counted), batches of records are parsed and validated
-//! in parallel on the rayon pool, and the outcomes are handed on in file order. Memory stays
-//! bounded by a few batches whatever the file's size.
+//! in parallel on the rayon pool, and the outcomes are handed on in file order while the next
+//! batch is parsed. Memory stays bounded by a few batches whatever the file's size.
 //!
 //! Encoding: a UTF-8 byte-order mark at the start of the file is dropped. The first line must
 //! be UTF-8 (else the file is an error: likely compressed without its extension); a later
@@ -84,20 +84,23 @@ pub enum Outcome {
 }
 
 /// Reads `file` to its end, calling `on_outcome` for each record in file order and
-/// `on_progress` after each batch with the compressed bytes and the records read so far.
+/// `on_progress` after each batch with the compressed bytes and the records read so far. A
+/// batch's outcomes are handed on while the next batch is parsed.
 pub fn read_dump(
     file: &DumpFile,
     config: &Config,
-    mut on_outcome: impl FnMut(Outcome) -> Result<(), IngestError>,
+    mut on_outcome: impl FnMut(Outcome) -> Result<(), IngestError> + Send,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<(), IngestError> {
     let counter = ByteCounter::default();
     let mut records = 0u64;
     let reader = open(file, counter.clone())?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Vec<RecordText>, IngestError>>(2);
+    let mut hand_on = |outcomes: Vec<Outcome>| outcomes.into_iter().try_for_each(&mut on_outcome);
     std::thread::scope(|scope| {
         scope.spawn(|| split_records(file, reader, sender));
         let mut header: Option<Option<CsvHeader>> = None;
+        let mut parsed: Vec<Outcome> = Vec::new();
         for batch in receiver {
             let mut batch = batch?;
             if file.format == Format::Csv && header.is_none() && !batch.is_empty() {
@@ -107,14 +110,20 @@ pub fn read_dump(
                 });
             }
             let csv_header = header.as_ref().and_then(Option::as_ref);
-            let outcomes: Vec<Outcome> =
-                batch.into_par_iter().map(|record| parse_record(csv_header, record, config)).collect();
-            records += outcomes.len() as u64;
-            for outcome in outcomes {
-                on_outcome(outcome)?;
-            }
+            let previous = std::mem::take(&mut parsed);
+            let handed = previous.len() as u64;
+            let (outcomes, result) = rayon::join(
+                || batch.into_par_iter().map(|record| parse_record(csv_header, record, config)).collect(),
+                || hand_on(previous),
+            );
+            result?;
+            parsed = outcomes;
+            records += handed;
             on_progress(counter.get(), records);
         }
+        records += parsed.len() as u64;
+        hand_on(parsed)?;
+        on_progress(counter.get(), records);
         Ok(())
     })
 }
