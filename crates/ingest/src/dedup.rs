@@ -23,6 +23,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
 use crate::id_index::{IndexEntry, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
-use crate::validate::{Event, RejectReason};
+use crate::validate::{EventView, RejectReason};
 
 /// What deduplication made of a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,26 +64,32 @@ impl Seen {
 }
 
 /// One record's outcome as spilled: where it came from, its text, and what validation made of
-/// it.
+/// it. It borrows its text, from the record when it is written and from the spill when it is
+/// read back.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SpilledOutcome {
+pub struct SpilledOutcome<'a> {
     /// Index of the input file in the run's file list.
     pub file: u32,
     /// The line the record starts on.
     pub line: u64,
     /// The record's text.
-    pub raw: String,
+    pub raw: &'a str,
     /// The valid event, or the reason it was rejected.
-    pub verdict: Verdict,
+    #[serde(borrow)]
+    pub verdict: Verdict<'a>,
 }
 
 /// Validation's verdict on a record.
+// Outcomes are decoded a block at a time and their events used where they were decoded: a box
+// per event would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Verdict {
+pub enum Verdict<'a> {
     /// A valid event, still to be deduplicated.
-    Valid(Box<Event>),
+    #[serde(borrow)]
+    Valid(EventView<'a>),
     /// Rejected, with the reason of events.md.
-    Invalid(String),
+    Invalid(&'a str),
 }
 
 const KEY_BYTES: usize = 32;
@@ -120,9 +127,9 @@ impl Spill {
     }
 
     /// Appends one record's outcome (and, for a valid event, its key).
-    pub fn push(&mut self, outcome: &SpilledOutcome) -> Result<(), IngestError> {
+    pub fn push(&mut self, outcome: &SpilledOutcome<'_>) -> Result<(), IngestError> {
         if let Verdict::Valid(event) = &outcome.verdict {
-            self.push_key(id_hash(&event.event_id), event.content_hash)?;
+            self.push_key(id_hash(event.event_id), event.content_hash)?;
         }
         self.encoded.clear();
         let encoded = postcard::to_extend(outcome, std::mem::take(&mut self.encoded)).map_err(|error| {
@@ -335,22 +342,24 @@ fn read_keys(path: &Path) -> Result<Vec<(u128, u64, u64)>, IngestError> {
 
 /// A record as phase 3 hands it on: where it came from and what became of it.
 #[derive(Debug)]
-pub struct Decided {
+pub struct Decided<'a> {
     /// Index of the input file in the run's file list.
     pub file: u32,
     /// The line the record starts on.
     pub line: u64,
     /// The record's text.
-    pub raw: String,
+    pub raw: &'a str,
     /// What became of it.
-    pub fate: Fate,
+    pub fate: Fate<'a>,
 }
 
 /// What became of a record.
+// Handed on by value, one record at a time, like [`Verdict`].
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Fate {
+pub enum Fate<'a> {
     /// A valid event with a new id.
-    Accepted(Box<Event>),
+    Accepted(EventView<'a>),
     /// A valid event accepted before with the same content: dropped and counted.
     Duplicate,
     /// Rejected with this reason (`conflicting_duplicate` or validation's).
@@ -358,47 +367,79 @@ pub enum Fate {
 }
 
 impl SpilledRun {
-    /// Phase 3: every record in arrival order with its fate.
+    /// Phase 3: every record in arrival order with its fate. The spill is read a block of
+    /// [`REPLAY_BLOCK`] records at a time, decoded in parallel.
     pub fn replay(
         &self,
         decisions: &Decisions,
-        mut on_record: impl FnMut(Decided) -> Result<(), IngestError>,
+        mut on_record: impl FnMut(Decided<'_>) -> Result<(), IngestError>,
     ) -> Result<(), IngestError> {
         let path = self.dir.join("outcomes.bin");
         let mut reader = BufReader::with_capacity(BUFFER_BYTES * 4, File::open(&path).map_err(spill_io(&path))?);
         let mut sequence = 0;
-        let mut length = [0u8; 4];
-        let mut encoded = Vec::new();
+        let mut block = Vec::new();
+        let mut ends = Vec::new();
         loop {
-            match reader.read_exact(&mut length) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(source) => return Err(IngestError::Spill { path, source }),
+            read_block(&mut reader, &path, &mut block, &mut ends)?;
+            if ends.is_empty() {
+                return Ok(());
             }
-            encoded.resize(u32::from_le_bytes(length) as usize, 0);
-            reader.read_exact(&mut encoded).map_err(spill_io(&path))?;
-            let outcome: SpilledOutcome = postcard::from_bytes(&encoded)
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let ranges: Vec<Range<usize>> = starts.zip(ends.iter().copied()).map(|(start, end)| start..end).collect();
+            let outcomes: Vec<SpilledOutcome<'_>> = ranges
+                .into_par_iter()
+                .map(|range| postcard::from_bytes(&block[range]))
+                .collect::<Result<_, _>>()
                 .map_err(|error| IngestError::Spill { path: path.clone(), source: std::io::Error::other(error) })?;
-            let fate = match outcome.verdict {
-                Verdict::Valid(event) => {
-                    sequence += 1;
-                    match decisions.get(sequence - 1) {
-                        Seen::New => Fate::Accepted(event),
-                        Seen::Duplicate => Fate::Duplicate,
-                        Seen::Conflict => Fate::Rejected(RejectReason::ConflictingDuplicate.to_string()),
+            for outcome in outcomes {
+                let fate = match outcome.verdict {
+                    Verdict::Valid(event) => {
+                        sequence += 1;
+                        match decisions.get(sequence - 1) {
+                            Seen::New => Fate::Accepted(event),
+                            Seen::Duplicate => Fate::Duplicate,
+                            Seen::Conflict => Fate::Rejected(RejectReason::ConflictingDuplicate.to_string()),
+                        }
                     }
-                }
-                Verdict::Invalid(reason) => Fate::Rejected(reason),
-            };
-            on_record(Decided { file: outcome.file, line: outcome.line, raw: outcome.raw, fate })?;
+                    Verdict::Invalid(reason) => Fate::Rejected(reason.to_owned()),
+                };
+                on_record(Decided { file: outcome.file, line: outcome.line, raw: outcome.raw, fate })?;
+            }
         }
-        Ok(())
     }
 
     /// Removes the spill files.
     pub fn remove(self) -> Result<(), IngestError> {
         fs::remove_dir_all(&self.dir).map_err(spill_io(&self.dir))
     }
+}
+
+/// Records decoded in parallel at a time in phase 3.
+const REPLAY_BLOCK: usize = 1 << 14;
+
+/// Reads the next [`REPLAY_BLOCK`] encoded outcomes into `block`, one after another, and where
+/// each ends into `ends` (empty at the end of the spill).
+fn read_block(
+    reader: &mut BufReader<File>,
+    path: &Path,
+    block: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Result<(), IngestError> {
+    block.clear();
+    ends.clear();
+    let mut length = [0u8; 4];
+    while ends.len() < REPLAY_BLOCK {
+        match reader.read_exact(&mut length) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(source) => return Err(IngestError::Spill { path: path.to_owned(), source }),
+        }
+        let start = block.len();
+        block.resize(start + u32::from_le_bytes(length) as usize, 0);
+        reader.read_exact(&mut block[start..]).map_err(spill_io(path))?;
+        ends.push(block.len());
+    }
+    Ok(())
 }
 
 /// Builds the index of a lake that has none (written before the index existed) from its event
@@ -432,20 +473,20 @@ mod tests {
     use super::*;
     use crate::validate::TextFields;
 
-    fn event(id: &str, content_hash: u64) -> SpilledOutcome {
+    fn event(id: &str, content_hash: u64) -> SpilledOutcome<'_> {
         SpilledOutcome {
             file: 0,
             line: 1,
-            raw: String::new(),
-            verdict: Verdict::Valid(Box::new(Event {
-                event_id: id.to_owned(),
+            raw: "",
+            verdict: Verdict::Valid(EventView {
+                event_id: id,
                 event_type: crmkpi_schema::EventType::SiteVisited,
                 occurred_at: 0,
                 text: TextFields::default(),
                 amount: None,
                 score: None,
                 content_hash,
-            })),
+            }),
         }
     }
 

@@ -13,10 +13,8 @@ use crate::error::IngestError;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
 use crate::read::{Outcome, read_dump};
 use crate::source::{DumpFile, content_identity, expand_inputs};
-use crate::validate::Event;
+use crate::validate::EventView;
 
-/// Accepted events buffered before they are written as Parquet.
-const EVENT_CHUNK: usize = 250_000;
 /// Rejects buffered before they are written as Parquet.
 const REJECT_CHUNK: usize = 100_000;
 
@@ -119,7 +117,7 @@ impl IngestReport {
 
 /// Where accepted events and rejects go.
 trait RecordSink {
-    fn accept(&mut self, event: Event) -> Result<(), IngestError>;
+    fn accept(&mut self, event: &EventView<'_>) -> Result<(), IngestError>;
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError>;
 }
 
@@ -128,7 +126,7 @@ trait RecordSink {
 pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progress) -> Result<Summary, IngestError> {
     struct Discard;
     impl RecordSink for Discard {
-        fn accept(&mut self, _event: Event) -> Result<(), IngestError> {
+        fn accept(&mut self, _event: &EventView<'_>) -> Result<(), IngestError> {
             Ok(())
         }
         fn reject(&mut self, _file: &DumpFile, _reject: Reject) -> Result<(), IngestError> {
@@ -169,7 +167,6 @@ pub fn ingest(
     let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let mut sink = LakeSink {
         staged: lake.stage(&run_id, &lock)?,
-        events: Vec::new(),
         rejects: Vec::new(),
         reject_keys: Vec::new(),
         reject_index: known_rejects,
@@ -200,7 +197,7 @@ pub fn ingest(
     if known_rejects > 0 {
         tracing::info!(known_rejects, "rejected records already in the lake's rejects were not written again");
     }
-    let staged = sink.finish(status)?;
+    let staged = sink.finish()?;
     let record = RunRecord {
         run_id: run_id.clone(),
         crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -220,7 +217,6 @@ pub fn ingest(
 
 struct LakeSink {
     staged: StagedRun,
-    events: Vec<Event>,
     rejects: Vec<Reject>,
     /// The key of each buffered reject.
     reject_keys: Vec<u128>,
@@ -234,23 +230,15 @@ struct LakeSink {
 }
 
 impl LakeSink {
-    fn finish(mut self, status: RunStatus) -> Result<StagedRun, IngestError> {
-        if status == RunStatus::Committed {
-            self.staged.write_events(&self.events)?;
-        }
+    fn finish(mut self) -> Result<StagedRun, IngestError> {
         self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
         Ok(self.staged)
     }
 }
 
 impl RecordSink for LakeSink {
-    fn accept(&mut self, event: Event) -> Result<(), IngestError> {
-        self.events.push(event);
-        if self.events.len() >= EVENT_CHUNK {
-            self.staged.write_events(&self.events)?;
-            self.events.clear();
-        }
-        Ok(())
+    fn accept(&mut self, event: &EventView<'_>) -> Result<(), IngestError> {
+        self.staged.add_event(event)
     }
 
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
@@ -315,11 +303,16 @@ fn read_files(
             config,
             |outcome| {
                 file_stats.read += 1;
-                let (line, raw, verdict) = match outcome {
-                    Outcome::Valid { line, raw, event } => (line, raw, Verdict::Valid(event)),
-                    Outcome::Invalid { line, raw, reason } => (line, raw, Verdict::Invalid(reason.to_string())),
-                };
-                spill.push(&SpilledOutcome { file: index as u32, line, raw, verdict })
+                let file = index as u32;
+                match outcome {
+                    Outcome::Valid { line, raw, event } => {
+                        spill.push(&SpilledOutcome { file, line, raw: &raw, verdict: Verdict::Valid(event.view()) })
+                    }
+                    Outcome::Invalid { line, raw, reason } => {
+                        let reason = reason.to_string();
+                        spill.push(&SpilledOutcome { file, line, raw: &raw, verdict: Verdict::Invalid(&reason) })
+                    }
+                }
             },
             |bytes, records| progress.file_progress(bytes, records),
         )?;
@@ -331,7 +324,7 @@ fn read_files(
         let reason = match record.fate {
             Fate::Accepted(event) => {
                 file_stats.accepted += 1;
-                return sink.accept(*event);
+                return sink.accept(&event);
             }
             Fate::Duplicate => {
                 file_stats.duplicates += 1;
@@ -342,7 +335,12 @@ fn read_files(
         *file_stats.rejected.entry(reason.clone()).or_default() += 1;
         sink.reject(
             &files[record.file as usize],
-            Reject { source_file: file_stats.path.clone(), line: record.line as i64, reason, raw: record.raw },
+            Reject {
+                source_file: file_stats.path.clone(),
+                line: record.line as i64,
+                reason,
+                raw: record.raw.to_owned(),
+            },
         )
     })?;
     run.remove()?;

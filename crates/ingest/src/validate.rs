@@ -53,17 +53,18 @@ impl fmt::Display for RejectReason {
 }
 
 /// An accepted, normalised event: text fields as text, `occurred_at` as UTC microseconds,
-/// `amount` converted to the reporting currency.
+/// `amount` converted to the reporting currency. The text is owned (`String`) or, as an
+/// [`EventView`], borrowed from where the event was decoded; both encode alike.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Event {
+pub struct Event<S = String> {
     /// Unique id of the event.
-    pub event_id: String,
+    pub event_id: S,
     /// Its type.
     pub event_type: EventType,
     /// The instant, UTC microseconds since the epoch.
     pub occurred_at: i64,
     /// Text fields from `customer_id` to `reason` in lake order (amount and score excluded).
-    pub text: TextFields,
+    pub text: TextFields<S>,
     /// Amount in the reporting currency.
     pub amount: Option<f64>,
     /// Survey answer (only on `survey_answered`).
@@ -74,33 +75,66 @@ pub struct Event {
 
 /// The optional text fields of an event.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TextFields {
+pub struct TextFields<S = String> {
     /// Lead / contact / account id.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<S>,
     /// Opportunity id.
-    pub deal_id: Option<String>,
+    pub deal_id: Option<S>,
     /// Order id.
-    pub order_id: Option<String>,
+    pub order_id: Option<S>,
     /// Ticket id.
-    pub ticket_id: Option<String>,
+    pub ticket_id: Option<S>,
     /// Campaign id.
-    pub campaign_id: Option<String>,
+    pub campaign_id: Option<S>,
     /// CRM user.
-    pub owner_id: Option<String>,
+    pub owner_id: Option<S>,
     /// Pipeline stage.
-    pub stage: Option<String>,
+    pub stage: Option<S>,
     /// Currency code as given.
-    pub currency: Option<String>,
+    pub currency: Option<S>,
     /// Channel.
-    pub channel: Option<String>,
+    pub channel: Option<S>,
     /// Order kind.
-    pub kind: Option<String>,
+    pub kind: Option<S>,
     /// Spend category (only on `spend_recorded`).
-    pub category: Option<String>,
+    pub category: Option<S>,
     /// Survey name (only on `survey_answered`).
-    pub survey: Option<String>,
+    pub survey: Option<S>,
     /// Lost reason.
-    pub reason: Option<String>,
+    pub reason: Option<S>,
+}
+
+/// An event whose text is borrowed.
+pub type EventView<'a> = Event<&'a str>;
+
+impl Event {
+    /// The event with its text borrowed.
+    pub fn view(&self) -> EventView<'_> {
+        let text = &self.text;
+        Event {
+            event_id: &self.event_id,
+            event_type: self.event_type,
+            occurred_at: self.occurred_at,
+            text: TextFields {
+                customer_id: text.customer_id.as_deref(),
+                deal_id: text.deal_id.as_deref(),
+                order_id: text.order_id.as_deref(),
+                ticket_id: text.ticket_id.as_deref(),
+                campaign_id: text.campaign_id.as_deref(),
+                owner_id: text.owner_id.as_deref(),
+                stage: text.stage.as_deref(),
+                currency: text.currency.as_deref(),
+                channel: text.channel.as_deref(),
+                kind: text.kind.as_deref(),
+                category: text.category.as_deref(),
+                survey: text.survey.as_deref(),
+                reason: text.reason.as_deref(),
+            },
+            amount: self.amount,
+            score: self.score,
+            content_hash: self.content_hash,
+        }
+    }
 }
 
 /// The text form of a value in a string field: JSON numbers and booleans become their JSON

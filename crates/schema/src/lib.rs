@@ -13,4 +13,4 @@ pub mod pause;
 pub use config::{
     BusinessHours, ClvConfig, ComputeConfig, Config, ConfigError, DEFAULT_CONFIG_FILE, HealthWeights, parse_bytes,
 };
-pub use event::{EventType, Field, LAKE_COLUMNS, LakeColumn};
+pub use event::{EventType, Field, LAKE_COLUMNS, LakeColumn, LakeType};

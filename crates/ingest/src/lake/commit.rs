@@ -7,9 +7,11 @@ use std::collections::btree_map::Entry;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike};
 use polars::prelude::*;
+use polars_parquet::write::CompressedPage;
+use rayon::prelude::*;
 
+use super::event_writer::{EventColumns, EventEncoder, Month, month_dir, month_of};
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
 use xxhash_rust::xxh3::Xxh3;
@@ -18,7 +20,11 @@ use crate::dedup::build_index;
 use crate::error::IngestError;
 use crate::id_index::INDEX_DIR;
 use crate::run::DedupPlaces;
-use crate::validate::Event;
+use crate::validate::EventView;
+
+/// Accepted events collected before they are written, a row group per month: the more, the
+/// larger the row groups (a dump spanning 20 months gets row groups of about 25,000 rows).
+const PENDING_EVENTS: usize = 1 << 19;
 
 /// Scratch space of a run inside its snapshot, removed before the commit.
 const SPILL: &str = "_spill";
@@ -35,7 +41,11 @@ pub struct StagedRun {
     dir: PathBuf,
     run_id: String,
     /// The run's event file of each UTC month partition, open until the commit.
-    month_files: BTreeMap<(i32, u32), MonthFile>,
+    month_files: BTreeMap<Month, MonthFile>,
+    /// Accepted events of each month not yet written, and how many in all.
+    pending: BTreeMap<Month, EventColumns>,
+    pending_events: usize,
+    encoder: EventEncoder,
     reject_files: Vec<String>,
     parts_written: usize,
 }
@@ -81,48 +91,67 @@ impl StagedRun {
     /// Starts the next snapshot after the current one.
     pub(super) fn new(lake: &Lake, run_id: &str) -> Result<StagedRun, IngestError> {
         let (base, dir) = next_snapshot(lake)?;
+        let encoder = EventEncoder::new().map_err(|source| IngestError::Parquet { path: dir.clone(), source })?;
         Ok(StagedRun {
             lake: lake.clone(),
             base,
             dir,
             run_id: run_id.to_owned(),
             month_files: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            pending_events: 0,
+            encoder,
             reject_files: Vec::new(),
             parts_written: 0,
         })
     }
 
-    /// Appends a chunk of accepted events to the run's file of each UTC month they fall in
-    /// (one file per month partition and run, a row group per chunk).
-    pub fn write_events(&mut self, events: &[Event]) -> Result<(), IngestError> {
-        let mut by_month: BTreeMap<(i32, u32), Vec<&Event>> = BTreeMap::new();
-        for event in events {
-            let instant = DateTime::from_timestamp_micros(event.occurred_at).unwrap_or_default();
-            by_month.entry((instant.year(), instant.month())).or_default().push(event);
+    /// Adds an accepted event to the run's file of the UTC month it falls in (one file per
+    /// month partition and run). Events are collected by month, [`PENDING_EVENTS`] at most,
+    /// and written as a row group per month, encoded and compressed in parallel.
+    pub fn add_event(&mut self, event: &EventView<'_>) -> Result<(), IngestError> {
+        let month = month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
+            path: self.dir.join("events"),
+            source: polars_err!(ComputeError: "event {} occurred outside any calendar month", event.event_id),
+        })?;
+        self.pending.entry(month).or_insert_with(|| EventColumns::with_capacity(1 << 12)).push(event);
+        self.pending_events += 1;
+        if self.pending_events >= PENDING_EVENTS {
+            self.flush_events()?;
         }
-        for ((year, month), month_events) in by_month {
-            let relative = match self.month_files.get(&(year, month)) {
-                Some(month_file) => month_file.relative.clone(),
-                None => {
-                    self.parts_written += 1;
-                    format!(
-                        "events/month={year:04}-{month:02}/part-{}-{:05}.parquet",
-                        self.run_id,
-                        self.parts_written - 1
-                    )
-                }
-            };
-            let path = self.dir.join(&relative);
-            let parquet_error = |source| IngestError::Parquet { path: path.clone(), source };
-            let frame = events_frame(&month_events, &self.run_id).map_err(parquet_error)?;
-            let month_file = match self.month_files.entry((year, month)) {
+        Ok(())
+    }
+
+    /// Writes the collected events, a row group per month, encoded in parallel.
+    fn flush_events(&mut self) -> Result<(), IngestError> {
+        let pending: Vec<(Month, EventColumns)> = std::mem::take(&mut self.pending).into_iter().collect();
+        self.pending_events = 0;
+        let (run_id, encoder, dir) = (self.run_id.as_str(), &self.encoder, &self.dir);
+        let encoded: Vec<(Month, usize, Vec<Vec<CompressedPage>>)> = pending
+            .into_par_iter()
+            .map(|(month, events)| {
+                let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
+                let rows = events.len();
+                let frame = events.finish(run_id).map_err(parquet_error)?;
+                Ok((month, rows, encoder.encode(&frame).map_err(parquet_error)?))
+            })
+            .collect::<Result<_, IngestError>>()?;
+        for (month, rows, pages) in encoded {
+            let month_file = match self.month_files.entry(month) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
-                    let writer = parquet_writer(&path)?.batched(frame.schema()).map_err(parquet_error)?;
+                    self.parts_written += 1;
+                    let relative =
+                        format!("{}/part-{}-{:05}.parquet", month_dir(month), self.run_id, self.parts_written - 1);
+                    let writer = self.encoder.writer(&self.dir.join(&relative))?;
                     entry.insert(MonthFile { relative, writer })
                 }
             };
-            month_file.writer.write_batch(&frame).map_err(parquet_error)?;
+            let path = self.dir.join(&month_file.relative);
+            month_file
+                .writer
+                .write_row_group(rows as u64, &pages)
+                .map_err(|source| IngestError::Parquet { path, source })?;
         }
         Ok(())
     }
@@ -170,6 +199,9 @@ impl StagedRun {
     /// exceeded the reject ratio), links every committed file and record into the run's
     /// snapshot, adds the run's record, fsyncs, and switches `_current` to it.
     pub fn commit(mut self, mut record: RunRecord) -> Result<RunRecord, IngestError> {
+        if record.status == RunStatus::Committed {
+            self.flush_events()?;
+        }
         let month_files = std::mem::take(&mut self.month_files);
         for month_file in month_files.into_values() {
             let path = self.dir.join(&month_file.relative);
@@ -396,41 +428,6 @@ fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), IngestError> 
     Ok(())
 }
 
-fn text_column<'a>(name: &str, events: &[&'a Event], get: impl Fn(&'a Event) -> Option<&'a str>) -> Column {
-    Column::new(name.into(), events.iter().map(|event| get(event)).collect::<Vec<_>>())
-}
-
-/// The lake columns (see [`crmkpi_schema::LAKE_COLUMNS`]) of a set of events.
-fn events_frame(events: &[&Event], run_id: &str) -> PolarsResult<DataFrame> {
-    let occurred_at =
-        Int64Chunked::from_vec("occurred_at".into(), events.iter().map(|event| event.occurred_at).collect())
-            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-            .into_column();
-    let columns = vec![
-        text_column("event_id", events, |event| Some(event.event_id.as_str())),
-        text_column("event_type", events, |event| Some(event.event_type.name())),
-        occurred_at,
-        text_column("customer_id", events, |event| event.text.customer_id.as_deref()),
-        text_column("deal_id", events, |event| event.text.deal_id.as_deref()),
-        text_column("order_id", events, |event| event.text.order_id.as_deref()),
-        text_column("ticket_id", events, |event| event.text.ticket_id.as_deref()),
-        text_column("campaign_id", events, |event| event.text.campaign_id.as_deref()),
-        text_column("owner_id", events, |event| event.text.owner_id.as_deref()),
-        text_column("stage", events, |event| event.text.stage.as_deref()),
-        Column::new("amount".into(), events.iter().map(|event| event.amount).collect::<Vec<_>>()),
-        text_column("currency", events, |event| event.text.currency.as_deref()),
-        text_column("channel", events, |event| event.text.channel.as_deref()),
-        text_column("kind", events, |event| event.text.kind.as_deref()),
-        text_column("category", events, |event| event.text.category.as_deref()),
-        text_column("survey", events, |event| event.text.survey.as_deref()),
-        Column::new("score".into(), events.iter().map(|event| event.score).collect::<Vec<_>>()),
-        text_column("reason", events, |event| event.text.reason.as_deref()),
-        Column::new("content_hash".into(), events.iter().map(|event| event.content_hash).collect::<Vec<_>>()),
-        Column::new("ingest_run".into(), vec![run_id; events.len()]),
-    ];
-    DataFrame::new(events.len(), columns)
-}
-
 fn rejects_frame(rejects: &[Reject], keys: &[u128], run_id: &str) -> PolarsResult<DataFrame> {
     let columns = vec![
         Column::new("source_file".into(), rejects.iter().map(|reject| reject.source_file.as_str()).collect::<Vec<_>>()),
@@ -446,6 +443,8 @@ fn rejects_frame(rejects: &[Reject], keys: &[u128], run_id: &str) -> PolarsResul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::Event;
+    use chrono::DateTime;
 
     fn event(id: usize, occurred_at: &str) -> Event {
         Event {
@@ -509,7 +508,7 @@ mod tests {
         assert_ne!(reject_key(7, &other_reason), keys[0], "another reason is another reject");
     }
 
-    /// Chunks written by one run are appended to one file per month partition.
+    /// The events of one run go to one file per month partition, in arrival order.
     #[test]
     fn chunks_of_a_run_share_one_file_per_month() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -521,8 +520,8 @@ mod tests {
             vec![event(4, "2024-02-10T10:00:00Z"), event(5, "2024-01-01T00:00:00Z")],
             vec![event(6, "2024-03-03T03:03:03Z")],
         ];
-        for chunk in &chunks {
-            staged.write_events(chunk).expect("write");
+        for event in chunks.iter().flatten() {
+            staged.add_event(&event.view()).expect("add");
         }
         let record = staged.commit(record("run1")).expect("commit");
         let months: Vec<&str> =

@@ -34,6 +34,7 @@
 
 mod commit;
 mod compact;
+mod event_writer;
 mod snapshot;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,206 @@
+//! The lake's event files: the columns of accepted events, their UTC month partitions, and the
+//! row groups of a month file, encoded and compressed (zstd) in parallel, column by column,
+//! before they are appended to the file in order (polars' batched writer compresses the pages
+//! one after another as it writes them).
+
+use std::fs::File;
+use std::path::Path;
+
+use chrono::{DateTime, Datelike};
+use polars::io::parquet::write::{BatchedWriter, get_encodings};
+use polars::prelude::*;
+use polars_parquet::write::{
+    CompressedPage, CompressionOptions, Compressor, Encoding, ParquetType, SchemaDescriptor, Version, WriteOptions,
+    array_to_columns, to_parquet_schema,
+};
+use rayon::prelude::*;
+
+use super::commit::parquet_writer;
+use crate::error::IngestError;
+use crate::validate::EventView;
+use crmkpi_schema::{LAKE_COLUMNS, LakeColumn, LakeType};
+
+/// A UTC month: (year, month).
+pub type Month = (i32, u32);
+
+/// The UTC month of an instant in microseconds since the epoch.
+pub fn month_of(micros: i64) -> Option<Month> {
+    DateTime::from_timestamp_micros(micros).map(|instant| (instant.year(), instant.month()))
+}
+
+/// The directory of a month partition under the lake.
+pub fn month_dir((year, month): Month) -> String {
+    format!("events/month={year:04}-{month:02}")
+}
+
+/// The column every event of a run shares, added when the events are written.
+const INGEST_RUN: &str = "ingest_run";
+
+/// Whether a lake column holds text that an event brings (all but `ingest_run`).
+fn is_event_text(column: &LakeColumn) -> bool {
+    column.lake_type == LakeType::Str && column.name != INGEST_RUN
+}
+
+/// Accepted events being collected column by column, in the lake's columns
+/// ([`crmkpi_schema::LAKE_COLUMNS`]): each event's text is copied once, into its column.
+pub struct EventColumns {
+    /// The text columns in lake order.
+    text: Vec<StringChunkedBuilder>,
+    occurred_at: Vec<i64>,
+    amount: Vec<Option<f64>>,
+    score: Vec<Option<i64>>,
+    content_hash: Vec<u64>,
+}
+
+impl EventColumns {
+    /// Empty columns with room for `capacity` events.
+    pub fn with_capacity(capacity: usize) -> EventColumns {
+        EventColumns {
+            text: LAKE_COLUMNS
+                .iter()
+                .filter(|column| is_event_text(column))
+                .map(|column| StringChunkedBuilder::new(column.name.into(), capacity))
+                .collect(),
+            occurred_at: Vec::with_capacity(capacity),
+            amount: Vec::with_capacity(capacity),
+            score: Vec::with_capacity(capacity),
+            content_hash: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Events collected.
+    pub fn len(&self) -> usize {
+        self.occurred_at.len()
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, event: &EventView<'_>) {
+        let fields = &event.text;
+        // The text columns in lake order.
+        let texts = [
+            Some(event.event_id),
+            Some(event.event_type.name()),
+            fields.customer_id,
+            fields.deal_id,
+            fields.order_id,
+            fields.ticket_id,
+            fields.campaign_id,
+            fields.owner_id,
+            fields.stage,
+            fields.currency,
+            fields.channel,
+            fields.kind,
+            fields.category,
+            fields.survey,
+            fields.reason,
+        ];
+        for (column, text) in self.text.iter_mut().zip(texts) {
+            column.append_option(text);
+        }
+        self.occurred_at.push(event.occurred_at);
+        self.amount.push(event.amount);
+        self.score.push(event.score);
+        self.content_hash.push(event.content_hash);
+    }
+
+    /// The lake's columns of the events, `ingest_run` included.
+    pub fn finish(self, run_id: &str) -> PolarsResult<DataFrame> {
+        let rows = self.len();
+        let mut text = self.text.into_iter().map(|column| column.finish().into_column());
+        let mut numbers = [
+            Int64Chunked::from_vec("occurred_at".into(), self.occurred_at)
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+            Column::new("amount".into(), self.amount),
+            Column::new("score".into(), self.score),
+            Column::new("content_hash".into(), self.content_hash),
+        ]
+        .into_iter();
+        let columns = LAKE_COLUMNS
+            .iter()
+            .map(|column| match column.name {
+                INGEST_RUN => Some(Column::new(INGEST_RUN.into(), vec![run_id; rows])),
+                _ if is_event_text(column) => text.next(),
+                _ => numbers.next().filter(|number| number.name() == column.name),
+            })
+            .collect::<Option<Vec<Column>>>()
+            .ok_or_else(|| polars_err!(ComputeError: "the event columns do not match the lake's columns"))?;
+        DataFrame::new(rows, columns)
+    }
+}
+
+/// Encodes and compresses row groups of the lake's event files.
+pub struct EventEncoder {
+    schema: Schema,
+    parquet_schema: SchemaDescriptor,
+    encodings: Vec<Vec<Encoding>>,
+    options: WriteOptions,
+}
+
+impl EventEncoder {
+    /// The encoder of the lake's event columns.
+    pub fn new() -> PolarsResult<EventEncoder> {
+        let schema = EventColumns::with_capacity(0).finish("")?.schema().as_ref().clone();
+        let arrow_schema = schema.to_arrow(CompatLevel::newest());
+        Ok(EventEncoder {
+            parquet_schema: to_parquet_schema(&arrow_schema)?,
+            encodings: get_encodings(&arrow_schema).iter().cloned().collect(),
+            options: WriteOptions {
+                statistics: StatisticsOptions::default(),
+                version: Version::V1,
+                compression: CompressionOptions::Zstd(None),
+                data_page_size: None,
+            },
+            schema,
+        })
+    }
+
+    /// A new event file at `path`, to which encoded row groups are appended.
+    pub fn writer(&self, path: &Path) -> Result<BatchedWriter<File>, IngestError> {
+        parquet_writer(path)?
+            .batched(&self.schema)
+            .map_err(|source| IngestError::Parquet { path: path.to_owned(), source })
+    }
+
+    /// One row group of `events` (the lake's columns), its columns encoded and compressed in
+    /// parallel.
+    pub fn encode(&self, events: &DataFrame) -> PolarsResult<Vec<Vec<CompressedPage>>> {
+        if events.schema().as_ref() != &self.schema {
+            polars_bail!(SchemaMismatch: "event columns {:?}, expected {:?}", events.schema(), self.schema);
+        }
+        let mut events = events.clone();
+        events.rechunk_mut_par();
+        let batch = events
+            .iter_chunks(CompatLevel::newest(), false)
+            .next()
+            .ok_or_else(|| polars_err!(NoData: "no events to encode"))?;
+        let columns: Vec<Vec<Vec<CompressedPage>>> = batch
+            .columns()
+            .par_iter()
+            .zip(self.parquet_schema.fields())
+            .zip(&self.encodings)
+            .map(|((array, parquet_type), encodings)| self.encode_column(array, parquet_type, encodings))
+            .collect::<PolarsResult<_>>()?;
+        Ok(columns.into_iter().flatten().collect())
+    }
+
+    fn encode_column(
+        &self,
+        array: &ArrayRef,
+        parquet_type: &ParquetType,
+        encodings: &[Encoding],
+    ) -> PolarsResult<Vec<Vec<CompressedPage>>> {
+        array_to_columns(array, parquet_type.clone(), self.options, encodings)?
+            .into_iter()
+            .map(|pages| {
+                let pages = pages.map(|page| {
+                    page.map_err(|error| {
+                        polars_parquet::read::ParquetError::FeatureNotSupported(format!("reraised in polars: {error}"))
+                    })
+                });
+                Ok(Compressor::new_from_vec(pages, self.options.compression, Vec::new())
+                    .collect::<Result<Vec<_>, _>>()?)
+            })
+            .collect()
+    }
+}
