@@ -134,7 +134,7 @@ fn parse_record(header: Option<&CsvHeader>, record: RecordText, config: &Config)
         RecordBody::Csv(cells) => header.and_then(|header| header.parse_record(cells)),
         RecordBody::Malformed => None,
     };
-    match raw_record.ok_or(RejectReason::MalformedRecord).and_then(|raw| validate(&raw, config)) {
+    match raw_record.ok_or(RejectReason::MalformedRecord).and_then(|raw| validate(raw, config)) {
         Ok(event) => Outcome::Valid { line: record.line, raw: record.text, event: Box::new(event) },
         Err(reason) => Outcome::Invalid { line: record.line, raw: record.text, reason },
     }

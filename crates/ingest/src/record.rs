@@ -59,6 +59,11 @@ impl RawRecord {
         &self.values[field as usize]
     }
 
+    /// Takes the value of `field` out of the record, leaving null.
+    pub fn take(&mut self, field: Field) -> Value {
+        std::mem::take(&mut self.values[field as usize])
+    }
+
     /// Sets the value of `field`; empty text is null.
     pub fn set(&mut self, field: Field, value: Value) {
         self.values[field as usize] = match value {

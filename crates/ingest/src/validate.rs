@@ -138,47 +138,51 @@ impl Event {
 }
 
 /// The text form of a value in a string field: JSON numbers and booleans become their JSON
-/// text as written (`1.50` stays `1.50`). `Err` for an object or array (a malformed record).
-fn text_of(value: &Value) -> Result<Option<String>, RejectReason> {
+/// text as written (`1.50` stays `1.50`). Objects and arrays were rejected before (a malformed
+/// record).
+fn text_of(value: Value) -> Option<String> {
     match value {
-        Value::Null => Ok(None),
-        Value::Text(text) => Ok(Some(text.clone())),
-        Value::Number(number) => Ok(Some(number.clone())),
-        Value::Bool(flag) => Ok(Some(flag.to_string())),
-        Value::Nested => Err(RejectReason::MalformedRecord),
+        Value::Null | Value::Nested => None,
+        Value::Text(text) | Value::Number(text) => Some(text),
+        Value::Bool(flag) => Some(flag.to_string()),
     }
 }
 
-/// Validates and normalises one raw record under the run's configuration.
-pub fn validate(record: &RawRecord, config: &Config) -> Result<Event, RejectReason> {
+/// Validates and normalises one raw record under the run's configuration. The record's text
+/// moves into the event.
+pub fn validate(mut record: RawRecord, config: &Config) -> Result<Event, RejectReason> {
     if Field::ALL.iter().any(|field| matches!(record.get(*field), Value::Nested)) {
         return Err(RejectReason::MalformedRecord);
     }
-    let text = |field: Field| text_of(record.get(field));
-    let present = |field: Field| !matches!(record.get(field), Value::Null);
+    let present = |record: &RawRecord, field: Field| !matches!(record.get(field), Value::Null);
     for field in [Field::EventId, Field::EventType, Field::OccurredAt] {
-        if !present(field) {
+        if !present(&record, field) {
             return Err(RejectReason::MissingField(field));
         }
     }
-    let event_id = text(Field::EventId)?.unwrap_or_default();
-    let type_name = text(Field::EventType)?.unwrap_or_default();
-    let event_type = EventType::from_name(&type_name).ok_or(RejectReason::UnknownEventType)?;
-    if let Some(missing) = event_type.required_fields().iter().find(|field| !present(**field)) {
+    let event_type = match record.get(Field::EventType) {
+        Value::Text(name) | Value::Number(name) => EventType::from_name(name),
+        _ => None,
+    }
+    .ok_or(RejectReason::UnknownEventType)?;
+    if let Some(missing) = event_type.required_fields().iter().find(|field| !present(&record, **field)) {
         return Err(RejectReason::MissingField(*missing));
     }
     let occurred_at = parse_occurred_at(record.get(Field::OccurredAt), config.source_timezone)
         .ok_or(RejectReason::InvalidTimestamp)?;
     let given_amount = parse_amount(record.get(Field::Amount))?;
+    let mut text = |field: Field| text_of(record.take(field));
+    let event_id = text(Field::EventId).unwrap_or_default();
     let (survey, score) = if event_type == EventType::SurveyAnswered {
-        let survey = text(Field::Survey)?.unwrap_or_default();
+        let survey = text(Field::Survey).unwrap_or_default();
         let score = parse_score(&survey, record.get(Field::Score)).ok_or(RejectReason::InvalidScore)?;
         (Some(survey), Some(score))
     } else {
         (None, None)
     };
+    let mut text = |field: Field| text_of(record.take(field));
     let category = if event_type == EventType::SpendRecorded {
-        let category = text(Field::Category)?.unwrap_or_default();
+        let category = text(Field::Category).unwrap_or_default();
         if !matches!(category.as_str(), "acquisition" | "retention" | "crm") {
             return Err(RejectReason::InvalidCategory);
         }
@@ -186,25 +190,25 @@ pub fn validate(record: &RawRecord, config: &Config) -> Result<Event, RejectReas
     } else {
         None
     };
-    let currency = text(Field::Currency)?;
+    let currency = text(Field::Currency);
     let rate = match &currency {
         Some(code) => config.fx_rate(code).ok_or(RejectReason::UnknownCurrency)?,
         None => 1.0,
     };
     let fields = TextFields {
-        customer_id: text(Field::CustomerId)?,
-        deal_id: text(Field::DealId)?,
-        order_id: text(Field::OrderId)?,
-        ticket_id: text(Field::TicketId)?,
-        campaign_id: text(Field::CampaignId)?,
-        owner_id: text(Field::OwnerId)?,
-        stage: text(Field::Stage)?,
+        customer_id: text(Field::CustomerId),
+        deal_id: text(Field::DealId),
+        order_id: text(Field::OrderId),
+        ticket_id: text(Field::TicketId),
+        campaign_id: text(Field::CampaignId),
+        owner_id: text(Field::OwnerId),
+        stage: text(Field::Stage),
         currency,
-        channel: text(Field::Channel)?,
-        kind: text(Field::Kind)?,
+        channel: text(Field::Channel),
+        kind: text(Field::Kind),
         category,
         survey,
-        reason: text(Field::Reason)?,
+        reason: text(Field::Reason),
     };
     let content_hash = content_hash(&event_id, event_type, occurred_at, &fields, given_amount, score);
     Ok(Event {
