@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
 use crate::id_index::{IndexEntry, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
+use crate::read::Parsed;
 use crate::validate::{EventView, RejectReason};
 
 /// What deduplication made of a valid record.
@@ -92,6 +93,47 @@ pub enum Verdict<'a> {
     Invalid(&'a str),
 }
 
+/// A piece of a batch of records encoded for the spill, in the task that parsed it: its
+/// outcomes one after another, each after its length, and the keys of its valid records.
+pub struct EncodedPiece {
+    records: u64,
+    keys: Vec<(u128, u64)>,
+    outcomes: Vec<u8>,
+}
+
+impl EncodedPiece {
+    /// Encodes the parsed records of a piece of dump file `file`.
+    pub fn encode(file: u32, parsed: &[Parsed<'_>]) -> Result<EncodedPiece, postcard::Error> {
+        let mut keys = Vec::with_capacity(parsed.len());
+        let mut outcomes = Vec::with_capacity(parsed.iter().map(|record| record.raw.len() * 2 + 16).sum());
+        for record in parsed {
+            let reason;
+            let verdict = match &record.verdict {
+                Ok(event) => {
+                    keys.push((id_hash(&event.event_id), event.content_hash));
+                    Verdict::Valid(event.view())
+                }
+                Err(rejected) => {
+                    reason = rejected.to_string();
+                    Verdict::Invalid(&reason)
+                }
+            };
+            let outcome = SpilledOutcome { file, line: record.line, raw: record.raw, verdict };
+            let start = outcomes.len();
+            outcomes.extend_from_slice(&[0; 4]);
+            outcomes = postcard::to_extend(&outcome, outcomes)?;
+            let length = (outcomes.len() - start - 4) as u32;
+            outcomes[start..start + 4].copy_from_slice(&length.to_le_bytes());
+        }
+        Ok(EncodedPiece { records: parsed.len() as u64, keys, outcomes })
+    }
+
+    /// Records in the piece.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+}
+
 const KEY_BYTES: usize = 32;
 const BUFFER_BYTES: usize = 1 << 16;
 
@@ -105,7 +147,6 @@ pub struct Spill {
     outcomes: BufWriter<File>,
     keys: Vec<Option<BufWriter<File>>>,
     valid: u64,
-    encoded: Vec<u8>,
 }
 
 impl Spill {
@@ -117,31 +158,16 @@ impl Spill {
         fs::create_dir_all(dir).map_err(spill_io(dir))?;
         let path = dir.join("outcomes.bin");
         let outcomes = BufWriter::with_capacity(BUFFER_BYTES * 4, File::create(&path).map_err(spill_io(&path))?);
-        Ok(Spill {
-            dir: dir.to_owned(),
-            outcomes,
-            keys: (0..PARTITIONS).map(|_| None).collect(),
-            valid: 0,
-            encoded: Vec::new(),
-        })
+        Ok(Spill { dir: dir.to_owned(), outcomes, keys: (0..PARTITIONS).map(|_| None).collect(), valid: 0 })
     }
 
-    /// Appends one record's outcome (and, for a valid event, its key).
-    pub fn push(&mut self, outcome: &SpilledOutcome<'_>) -> Result<(), IngestError> {
-        if let Verdict::Valid(event) = &outcome.verdict {
-            self.push_key(id_hash(event.event_id), event.content_hash)?;
+    /// Appends the outcomes of a piece of records and the keys of its valid ones.
+    pub fn push(&mut self, piece: EncodedPiece) -> Result<(), IngestError> {
+        for (id, content_hash) in piece.keys {
+            self.push_key(id, content_hash)?;
         }
-        self.encoded.clear();
-        let encoded = postcard::to_extend(outcome, std::mem::take(&mut self.encoded)).map_err(|error| {
-            IngestError::Spill { path: self.dir.join("outcomes.bin"), source: std::io::Error::other(error) }
-        })?;
         let path = self.dir.join("outcomes.bin");
-        self.outcomes
-            .write_all(&(encoded.len() as u32).to_le_bytes())
-            .and_then(|()| self.outcomes.write_all(&encoded))
-            .map_err(spill_io(&path))?;
-        self.encoded = encoded;
-        Ok(())
+        self.outcomes.write_all(&piece.outcomes).map_err(spill_io(&path))
     }
 
     /// Appends a key without an outcome (building an index from the lake's own events).
@@ -473,13 +499,12 @@ mod tests {
     use super::*;
     use crate::validate::TextFields;
 
-    fn event(id: &str, content_hash: u64) -> SpilledOutcome<'_> {
-        SpilledOutcome {
-            file: 0,
+    fn event(id: &str, content_hash: u64) -> Parsed<'_> {
+        Parsed {
             line: 1,
             raw: "",
-            verdict: Verdict::Valid(EventView {
-                event_id: id,
+            verdict: Ok(crate::validate::Event {
+                event_id: id.into(),
                 event_type: crmkpi_schema::EventType::SiteVisited,
                 occurred_at: 0,
                 text: TextFields::default(),
@@ -490,10 +515,12 @@ mod tests {
         }
     }
 
+    /// A run of the records, spilled in pieces of two.
     fn run_of(dir: &Path, records: &[(&str, u64)]) -> SpilledRun {
         let mut spill = Spill::create(dir).expect("spill");
-        for (id, hash) in records {
-            spill.push(&event(id, *hash)).expect("push");
+        let parsed: Vec<Parsed<'_>> = records.iter().map(|(id, hash)| event(id, *hash)).collect();
+        for piece in parsed.chunks(2) {
+            spill.push(EncodedPiece::encode(0, piece).expect("encode")).expect("push");
         }
         spill.finish().expect("finish")
     }

@@ -9,6 +9,7 @@
 //! record that is not UTF-8 is a `malformed_record`, its `raw` text in the rejects with the
 //! invalid bytes replaced by U+FFFD.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::sync::mpsc;
 
@@ -23,6 +24,8 @@ use crate::validate::{Event, RejectReason, validate};
 
 /// Records per batch handed from the reader thread to the parsers.
 const BATCH_RECORDS: usize = 16_384;
+/// Records per piece of a batch parsed and digested by one task.
+const PIECE_RECORDS: usize = 2_048;
 
 /// The UTF-8 byte-order mark some exporters write at the start of a file.
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
@@ -60,47 +63,38 @@ impl RecordText {
     }
 }
 
-/// What became of one record of a dump, before deduplication.
+/// One record of a dump after validation, before deduplication; it borrows from the batch of
+/// records read.
 #[derive(Debug)]
-pub enum Outcome {
-    /// The record is a valid event.
-    Valid {
-        /// The line it starts on.
-        line: u64,
-        /// The record's text, kept in case deduplication rejects it.
-        raw: String,
-        /// The normalised event.
-        event: Box<Event>,
-    },
-    /// The record is invalid.
-    Invalid {
-        /// The line it starts on.
-        line: u64,
-        /// The record's text.
-        raw: String,
-        /// Why.
-        reason: RejectReason,
-    },
+pub struct Parsed<'a> {
+    /// The line it starts on.
+    pub line: u64,
+    /// The record's text (kept in case it is rejected, by validation or by deduplication).
+    pub raw: &'a str,
+    /// The normalised event, or why the record is rejected.
+    pub verdict: Result<Event<Cow<'a, str>>, RejectReason>,
 }
 
-/// Reads `file` to its end, calling `on_outcome` for each record in file order and
-/// `on_progress` after each batch with the compressed bytes and the records read so far. A
-/// batch's outcomes are handed on while the next batch is parsed.
-pub fn read_dump(
+/// Reads `file` to its end. The records of a batch are parsed and validated in parallel, a
+/// piece at a time, and each piece is handed to `digest` in the same task; `on_piece` gets the
+/// digested pieces in file order, a batch's pieces while the next batch is parsed, and
+/// `on_progress` the compressed bytes and the records handed on so far after each batch.
+pub fn read_dump<T: Send>(
     file: &DumpFile,
     config: &Config,
-    mut on_outcome: impl FnMut(Outcome) -> Result<(), IngestError> + Send,
+    digest: impl for<'a> Fn(Vec<Parsed<'a>>) -> Result<T, IngestError> + Sync,
+    mut on_piece: impl FnMut(T) -> Result<(), IngestError> + Send,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<(), IngestError> {
     let counter = ByteCounter::default();
-    let mut records = 0u64;
     let reader = open(file, counter.clone())?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Vec<RecordText>, IngestError>>(2);
-    let mut hand_on = |outcomes: Vec<Outcome>| outcomes.into_iter().try_for_each(&mut on_outcome);
+    let mut hand_on = |pieces: Vec<T>| pieces.into_iter().try_for_each(&mut on_piece);
     std::thread::scope(|scope| {
         scope.spawn(|| split_records(file, reader, sender));
         let mut header: Option<Option<CsvHeader>> = None;
-        let mut parsed: Vec<Outcome> = Vec::new();
+        // The pieces of the last batch, not handed on yet, and the records read before it.
+        let (mut digested, mut digested_records, mut records): (Vec<T>, u64, u64) = (Vec::new(), 0, 0);
         for batch in receiver {
             let mut batch = batch?;
             if file.format == Format::Csv && header.is_none() && !batch.is_empty() {
@@ -110,34 +104,38 @@ pub fn read_dump(
                 });
             }
             let csv_header = header.as_ref().and_then(Option::as_ref);
-            let previous = std::mem::take(&mut parsed);
-            let handed = previous.len() as u64;
-            let (outcomes, result) = rayon::join(
-                || batch.into_par_iter().map(|record| parse_record(csv_header, record, config)).collect(),
+            let previous = std::mem::take(&mut digested);
+            let (pieces, handed) = rayon::join(
+                || {
+                    batch
+                        .par_chunks(PIECE_RECORDS)
+                        .map(|piece| {
+                            digest(piece.iter().map(|record| parse_record(csv_header, record, config)).collect())
+                        })
+                        .collect::<Result<Vec<T>, IngestError>>()
+                },
                 || hand_on(previous),
             );
-            result?;
-            parsed = outcomes;
-            records += handed;
+            handed?;
+            digested = pieces?;
+            records += digested_records;
+            digested_records = batch.len() as u64;
             on_progress(counter.get(), records);
         }
-        records += parsed.len() as u64;
-        hand_on(parsed)?;
-        on_progress(counter.get(), records);
+        hand_on(digested)?;
+        on_progress(counter.get(), records + digested_records);
         Ok(())
     })
 }
 
-fn parse_record(header: Option<&CsvHeader>, record: RecordText, config: &Config) -> Outcome {
+fn parse_record<'a>(header: Option<&CsvHeader>, record: &'a RecordText, config: &Config) -> Parsed<'a> {
     let raw_record = match &record.body {
         RecordBody::Json => parse_json_line(&record.text),
         RecordBody::Csv(cells) => header.and_then(|header| header.parse_record(cells)),
         RecordBody::Malformed => None,
     };
-    match raw_record.ok_or(RejectReason::MalformedRecord).and_then(|raw| validate(raw, config)) {
-        Ok(event) => Outcome::Valid { line: record.line, raw: record.text, event: Box::new(event) },
-        Err(reason) => Outcome::Invalid { line: record.line, raw: record.text, reason },
-    }
+    let verdict = raw_record.ok_or(RejectReason::MalformedRecord).and_then(|raw| validate(raw, config));
+    Parsed { line: record.line, raw: &record.text, verdict }
 }
 
 /// The reader thread: splits the decompressed stream into records and sends them in batches.

@@ -3,6 +3,7 @@
 //! it was written with); CSV cells are text. Malformed records (not JSON, not an object, wrong
 //! CSV field count) are detected here.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crmkpi_schema::Field;
@@ -11,61 +12,62 @@ use serde_json::value::RawValue;
 
 use crate::csv_records::CsvCells;
 
-/// The value of one field as the dump wrote it.
+/// The value of one field as the dump wrote it, borrowed from the record's text (a JSON string
+/// with escapes is unescaped into a string of its own).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub enum Value {
+pub enum Value<'a> {
     /// Absent, JSON `null`, JSON `""` or an empty CSV cell.
     #[default]
     Null,
     /// A JSON string or a CSV cell.
-    Text(String),
+    Text(Cow<'a, str>),
     /// A JSON number, as the text it was written with (`1.50` stays `1.50`; an integer beyond
     /// 64 bits keeps all its digits).
-    Number(String),
+    Number(&'a str),
     /// A JSON boolean.
     Bool(bool),
     /// A JSON object or array.
     Nested,
 }
 
-impl Value {
+impl<'a> Value<'a> {
     /// The value of one JSON value's text (as serde_json validated it: no surrounding
     /// whitespace). Only a string with escapes is parsed again.
-    fn from_json(raw: &RawValue) -> Result<Value, serde_json::Error> {
+    fn from_json(raw: &'a RawValue) -> Result<Value<'a>, serde_json::Error> {
         let text = raw.get();
         Ok(match text.as_bytes().first() {
             Some(b'"') => match text.get(1..text.len() - 1) {
-                Some(inner) if !inner.contains('\\') => Value::Text(inner.to_owned()),
-                _ => Value::Text(serde_json::from_str::<String>(text)?),
+                Some(inner) if !inner.contains('\\') => Value::Text(Cow::Borrowed(inner)),
+                _ => Value::Text(Cow::Owned(serde_json::from_str::<String>(text)?)),
             },
             Some(b'n') => Value::Null,
             Some(b't') => Value::Bool(true),
             Some(b'f') => Value::Bool(false),
             Some(b'{' | b'[') => Value::Nested,
-            _ => Value::Number(text.to_owned()),
+            _ => Value::Number(text),
         })
     }
 }
 
 /// The 18 field values of one record, indexed by [`Field`].
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RawRecord {
-    values: [Value; 18],
+pub struct RawRecord<'a> {
+    values: [Value<'a>; 18],
 }
 
-impl RawRecord {
+impl<'a> RawRecord<'a> {
     /// The value of `field`.
-    pub fn get(&self, field: Field) -> &Value {
+    pub fn get(&self, field: Field) -> &Value<'a> {
         &self.values[field as usize]
     }
 
     /// Takes the value of `field` out of the record, leaving null.
-    pub fn take(&mut self, field: Field) -> Value {
+    pub fn take(&mut self, field: Field) -> Value<'a> {
         std::mem::take(&mut self.values[field as usize])
     }
 
     /// Sets the value of `field`; empty text is null.
-    pub fn set(&mut self, field: Field, value: Value) {
+    pub fn set(&mut self, field: Field, value: Value<'a>) {
         self.values[field as usize] = match value {
             Value::Text(text) if text.is_empty() => Value::Null,
             other => other,
@@ -76,13 +78,13 @@ impl RawRecord {
 struct RecordVisitor;
 
 impl<'de> Visitor<'de> for RecordVisitor {
-    type Value = RawRecord;
+    type Value = RawRecord<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord<'de>, A::Error> {
         let mut record = RawRecord::default();
         let mut seen = [false; 18];
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
@@ -104,7 +106,7 @@ impl<'de> Visitor<'de> for RecordVisitor {
 }
 
 /// Parses one NDJSON line into a raw record, or `None` when it is not a JSON object.
-pub fn parse_json_line(line: &str) -> Option<RawRecord> {
+pub fn parse_json_line(line: &str) -> Option<RawRecord<'_>> {
     let mut deserializer = serde_json::Deserializer::from_str(line);
     let record = deserializer.deserialize_map(RecordVisitor).ok()?;
     deserializer.end().ok()?;
@@ -129,14 +131,14 @@ impl CsvHeader {
 
     /// The raw record of one CSV record's cells, or `None` when it is malformed (a field count
     /// different from the header's, or a cell that is not UTF-8).
-    pub fn parse_record(&self, cells: &CsvCells) -> Option<RawRecord> {
+    pub fn parse_record<'a>(&self, cells: &'a CsvCells) -> Option<RawRecord<'a>> {
         if cells.len() != self.columns.len() {
             return None;
         }
         let mut record = RawRecord::default();
         for (column, cell) in self.columns.iter().zip(cells.iter()) {
             if let Some(field) = column {
-                record.set(*field, Value::Text(std::str::from_utf8(cell).ok()?.to_owned()));
+                record.set(*field, Value::Text(Cow::Borrowed(std::str::from_utf8(cell).ok()?)));
             }
         }
         Some(record)
@@ -162,8 +164,8 @@ mod tests {
             r#"{"event_id": 17, "event_type": "x", "amount": 1.5, "score": "7", "reason": "", "stage": null, "extra": {"a": 1}, "owner_id": true, "deal_id": [1]}"#,
         )
         .expect("object");
-        assert_eq!(record.get(Field::EventId), &Value::Number("17".into()));
-        assert_eq!(record.get(Field::Amount), &Value::Number("1.5".into()));
+        assert_eq!(record.get(Field::EventId), &Value::Number("17"));
+        assert_eq!(record.get(Field::Amount), &Value::Number("1.5"));
         assert_eq!(record.get(Field::Score), &Value::Text("7".into()));
         assert_eq!(record.get(Field::Reason), &Value::Null);
         assert_eq!(record.get(Field::Stage), &Value::Null);
@@ -177,9 +179,9 @@ mod tests {
             r#"{ "event_id" : 1.50 , "deal_id":123456789012345678901234567890,"order_id":-1e-7,"stage":"a\"b\u00e9","channel":"plain é"}"#,
         )
         .expect("object");
-        assert_eq!(record.get(Field::EventId), &Value::Number("1.50".into()));
-        assert_eq!(record.get(Field::DealId), &Value::Number("123456789012345678901234567890".into()));
-        assert_eq!(record.get(Field::OrderId), &Value::Number("-1e-7".into()));
+        assert_eq!(record.get(Field::EventId), &Value::Number("1.50"));
+        assert_eq!(record.get(Field::DealId), &Value::Number("123456789012345678901234567890"));
+        assert_eq!(record.get(Field::OrderId), &Value::Number("-1e-7"));
         assert_eq!(record.get(Field::Stage), &Value::Text("a\"bé".into()));
         assert_eq!(record.get(Field::Channel), &Value::Text("plain é".into()));
     }
@@ -196,7 +198,8 @@ mod tests {
     #[test]
     fn csv_header_matches_by_name() {
         let header = CsvHeader::from_cells(&cells_of("occurred_at, event_id,unknown,event_type")).expect("header");
-        let record = header.parse_record(&cells_of("2024-01-01T00:00:00Z,e1,zzz,order_placed")).expect("record");
+        let cells = cells_of("2024-01-01T00:00:00Z,e1,zzz,order_placed");
+        let record = header.parse_record(&cells).expect("record");
         assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
         assert_eq!(record.get(Field::EventType), &Value::Text("order_placed".into()));
         assert!(header.parse_record(&cells_of("a,b")).is_none());

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use crmkpi_schema::Config;
 use serde::Serialize;
 
-use crate::dedup::{self, Fate, RejectIndex, Spill, SpilledOutcome, Verdict};
+use crate::dedup::{self, EncodedPiece, Fate, RejectIndex, Spill};
 use crate::error::IngestError;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
-use crate::read::{Outcome, read_dump};
+use crate::read::read_dump;
 use crate::source::{DumpFile, content_identity, expand_inputs};
 use crate::validate::EventView;
 
@@ -295,24 +295,17 @@ fn read_files(
     let mut stats: Vec<FileStats> =
         files.iter().map(|file| FileStats { path: file.display_path(), ..FileStats::default() }).collect();
     let mut spill = Spill::create(&places.spill)?;
+    let spill_error = |error| IngestError::Spill { path: places.spill.clone(), source: std::io::Error::other(error) };
     for (index, (file, size)) in files.iter().zip(sizes).enumerate() {
         progress.file_started(&stats[index].path, size);
         let file_stats = &mut stats[index];
         read_dump(
             file,
             config,
-            |outcome| {
-                file_stats.read += 1;
-                let file = index as u32;
-                match outcome {
-                    Outcome::Valid { line, raw, event } => {
-                        spill.push(&SpilledOutcome { file, line, raw: &raw, verdict: Verdict::Valid(event.view()) })
-                    }
-                    Outcome::Invalid { line, raw, reason } => {
-                        let reason = reason.to_string();
-                        spill.push(&SpilledOutcome { file, line, raw: &raw, verdict: Verdict::Invalid(&reason) })
-                    }
-                }
+            |parsed| EncodedPiece::encode(index as u32, &parsed).map_err(spill_error),
+            |piece| {
+                file_stats.read += piece.records();
+                spill.push(piece)
             },
             |bytes, records| progress.file_progress(bytes, records),
         )?;

@@ -4,7 +4,9 @@
 //! `invalid_timestamp`, `invalid_amount`, `invalid_score`, `invalid_category`,
 //! `unknown_currency`. (`conflicting_duplicate` is decided by deduplication, after this.)
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 
 use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
@@ -107,12 +109,12 @@ pub struct TextFields<S = String> {
 /// An event whose text is borrowed.
 pub type EventView<'a> = Event<&'a str>;
 
-impl Event {
+impl<S: Deref<Target = str>> Event<S> {
     /// The event with its text borrowed.
     pub fn view(&self) -> EventView<'_> {
         let text = &self.text;
         Event {
-            event_id: &self.event_id,
+            event_id: &*self.event_id,
             event_type: self.event_type,
             occurred_at: self.occurred_at,
             text: TextFields {
@@ -140,17 +142,18 @@ impl Event {
 /// The text form of a value in a string field: JSON numbers and booleans become their JSON
 /// text as written (`1.50` stays `1.50`). Objects and arrays were rejected before (a malformed
 /// record).
-fn text_of(value: Value) -> Option<String> {
+fn text_of(value: Value<'_>) -> Option<Cow<'_, str>> {
     match value {
         Value::Null | Value::Nested => None,
-        Value::Text(text) | Value::Number(text) => Some(text),
-        Value::Bool(flag) => Some(flag.to_string()),
+        Value::Text(text) => Some(text),
+        Value::Number(text) => Some(Cow::Borrowed(text)),
+        Value::Bool(flag) => Some(Cow::Owned(flag.to_string())),
     }
 }
 
-/// Validates and normalises one raw record under the run's configuration. The record's text
-/// moves into the event.
-pub fn validate(mut record: RawRecord, config: &Config) -> Result<Event, RejectReason> {
+/// Validates and normalises one raw record under the run's configuration. The event's text is
+/// the record's (borrowed from the dump's text where the record borrows it).
+pub fn validate<'a>(mut record: RawRecord<'a>, config: &Config) -> Result<Event<Cow<'a, str>>, RejectReason> {
     if Field::ALL.iter().any(|field| matches!(record.get(*field), Value::Nested)) {
         return Err(RejectReason::MalformedRecord);
     }
@@ -161,7 +164,8 @@ pub fn validate(mut record: RawRecord, config: &Config) -> Result<Event, RejectR
         }
     }
     let event_type = match record.get(Field::EventType) {
-        Value::Text(name) | Value::Number(name) => EventType::from_name(name),
+        Value::Text(name) => EventType::from_name(name),
+        Value::Number(name) => EventType::from_name(name),
         _ => None,
     }
     .ok_or(RejectReason::UnknownEventType)?;
@@ -183,7 +187,7 @@ pub fn validate(mut record: RawRecord, config: &Config) -> Result<Event, RejectR
     let mut text = |field: Field| text_of(record.take(field));
     let category = if event_type == EventType::SpendRecorded {
         let category = text(Field::Category).unwrap_or_default();
-        if !matches!(category.as_str(), "acquisition" | "retention" | "crm") {
+        if !matches!(&*category, "acquisition" | "retention" | "crm") {
             return Err(RejectReason::InvalidCategory);
         }
         Some(category)
@@ -223,11 +227,11 @@ pub fn validate(mut record: RawRecord, config: &Config) -> Result<Event, RejectR
 }
 
 /// A stable 64-bit hash of an event's parsed content (amount as given, before conversion).
-fn content_hash(
+fn content_hash<S: Deref<Target = str>>(
     event_id: &str,
     event_type: EventType,
     occurred_at: i64,
-    fields: &TextFields,
+    fields: &TextFields<S>,
     amount: Option<f64>,
     score: Option<i64>,
 ) -> u64 {
@@ -278,18 +282,20 @@ fn content_hash(
 }
 
 /// `amount`: a JSON number or a numeric string, finite and >= 0; `Ok(None)` when absent.
-fn parse_amount(value: &Value) -> Result<Option<f64>, RejectReason> {
-    let amount = match value {
+fn parse_amount(value: &Value<'_>) -> Result<Option<f64>, RejectReason> {
+    let text = match value {
         Value::Null => return Ok(None),
-        Value::Number(text) | Value::Text(text) => text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?,
+        Value::Number(text) => *text,
+        Value::Text(text) => &**text,
         Value::Bool(_) | Value::Nested => return Err(RejectReason::InvalidAmount),
     };
+    let amount = text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?;
     if amount.is_finite() && amount >= 0.0 { Ok(Some(amount + 0.0)) } else { Err(RejectReason::InvalidAmount) }
 }
 
 /// `score` of a `survey_answered`: an integer, an integral float or an integer string, inside
 /// the survey's range (`nps` 0..10, `csat` 1..5, `ces` 1..7).
-fn parse_score(survey: &str, value: &Value) -> Option<i64> {
+fn parse_score(survey: &str, value: &Value<'_>) -> Option<i64> {
     let range = match survey {
         "nps" => 0..=10,
         "csat" => 1..=5,
@@ -315,7 +321,7 @@ fn parse_score(survey: &str, value: &Value) -> Option<i64> {
 
 /// `occurred_at`: RFC 3339 text (offset optional, then read in `source_timezone`), or in
 /// NDJSON a JSON integer of Unix epoch milliseconds (no fraction or exponent). Returns UTC microseconds.
-pub fn parse_occurred_at(value: &Value, source_timezone: Tz) -> Option<i64> {
+pub fn parse_occurred_at(value: &Value<'_>, source_timezone: Tz) -> Option<i64> {
     match value {
         Value::Number(text) => text.parse::<i64>().ok()?.checked_mul(1000),
         Value::Text(text) => parse_timestamp(text, source_timezone),
@@ -431,33 +437,36 @@ mod tests {
     #[test]
     fn epoch_millis_only_as_json_integer() {
         let utc = Tz::UTC;
-        let number = |text: &str| Value::Number(text.to_owned());
+        fn number(text: &str) -> Value<'_> {
+            Value::Number(text)
+        }
         assert_eq!(parse_occurred_at(&number("1709569978000"), utc), Some(micros("2024-03-04T16:32:58Z")));
         assert_eq!(parse_occurred_at(&Value::Text("1709569978000".into()), utc), None);
         assert_eq!(parse_occurred_at(&number("1.5"), utc), None);
         assert_eq!(parse_occurred_at(&number("1709569978000.0"), utc), None);
         assert_eq!(parse_occurred_at(&number("1.709569978e12"), utc), None);
-        assert_eq!(parse_occurred_at(&number(&i64::MAX.to_string()), utc), None);
+        let beyond = i64::MAX.to_string();
+        assert_eq!(parse_occurred_at(&number(&beyond), utc), None);
     }
 
     #[test]
     fn amounts_and_scores() {
         assert_eq!(parse_amount(&Value::Text("12.50".into())), Ok(Some(12.5)));
-        assert_eq!(parse_amount(&Value::Number("3".into())), Ok(Some(3.0)));
-        assert_eq!(parse_amount(&Value::Number("1.50".into())), Ok(Some(1.5)));
-        assert_eq!(parse_amount(&Value::Number("1e400".into())), Err(RejectReason::InvalidAmount));
+        assert_eq!(parse_amount(&Value::Number("3")), Ok(Some(3.0)));
+        assert_eq!(parse_amount(&Value::Number("1.50")), Ok(Some(1.5)));
+        assert_eq!(parse_amount(&Value::Number("1e400")), Err(RejectReason::InvalidAmount));
         for bad in ["-1", "NaN", "inf", "12,50", "abc"] {
             assert_eq!(parse_amount(&Value::Text(bad.into())), Err(RejectReason::InvalidAmount), "{bad}");
         }
         assert_eq!(parse_amount(&Value::Bool(true)), Err(RejectReason::InvalidAmount));
-        assert_eq!(parse_score("nps", &Value::Number("7.0".into())), Some(7));
-        assert_eq!(parse_score("nps", &Value::Number("7e0".into())), Some(7));
-        assert_eq!(parse_score("nps", &Value::Number("99999999999999999999".into())), None);
+        assert_eq!(parse_score("nps", &Value::Number("7.0")), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("7e0")), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("99999999999999999999")), None);
         assert_eq!(parse_score("nps", &Value::Text("10".into())), Some(10));
-        assert_eq!(parse_score("nps", &Value::Number("11".into())), None);
-        assert_eq!(parse_score("csat", &Value::Number("0".into())), None);
-        assert_eq!(parse_score("ces", &Value::Number("7".into())), Some(7));
-        assert_eq!(parse_score("nps", &Value::Number("7.5".into())), None);
-        assert_eq!(parse_score("NPS", &Value::Number("7".into())), None);
+        assert_eq!(parse_score("nps", &Value::Number("11")), None);
+        assert_eq!(parse_score("csat", &Value::Number("0")), None);
+        assert_eq!(parse_score("ces", &Value::Number("7")), Some(7));
+        assert_eq!(parse_score("nps", &Value::Number("7.5")), None);
+        assert_eq!(parse_score("NPS", &Value::Number("7")), None);
     }
 }
