@@ -393,12 +393,12 @@ pub enum Fate<'a> {
 }
 
 impl SpilledRun {
-    /// Phase 3: every record in arrival order with its fate. The spill is read a block of
-    /// [`REPLAY_BLOCK`] records at a time, decoded in parallel.
+    /// Phase 3: every record in arrival order with its fate, a block of [`REPLAY_BLOCK`]
+    /// records at a time, decoded in parallel.
     pub fn replay(
         &self,
         decisions: &Decisions,
-        mut on_record: impl FnMut(Decided<'_>) -> Result<(), IngestError>,
+        mut on_block: impl FnMut(Vec<Decided<'_>>) -> Result<(), IngestError>,
     ) -> Result<(), IngestError> {
         let path = self.dir.join("outcomes.bin");
         let mut reader = BufReader::with_capacity(BUFFER_BYTES * 4, File::open(&path).map_err(spill_io(&path))?);
@@ -417,6 +417,7 @@ impl SpilledRun {
                 .map(|range| postcard::from_bytes(&block[range]))
                 .collect::<Result<_, _>>()
                 .map_err(|error| IngestError::Spill { path: path.clone(), source: std::io::Error::other(error) })?;
+            let mut decided = Vec::with_capacity(outcomes.len());
             for outcome in outcomes {
                 let fate = match outcome.verdict {
                     Verdict::Valid(event) => {
@@ -429,8 +430,9 @@ impl SpilledRun {
                     }
                     Verdict::Invalid(reason) => Fate::Rejected(reason.to_owned()),
                 };
-                on_record(Decided { file: outcome.file, line: outcome.line, raw: outcome.raw, fate })?;
+                decided.push(Decided { file: outcome.file, line: outcome.line, raw: outcome.raw, fate });
             }
+            on_block(decided)?;
         }
     }
 
@@ -527,12 +529,12 @@ mod tests {
 
     fn decisions_of(run: &SpilledRun, decisions: &Decisions) -> Vec<&'static str> {
         let mut fates = Vec::new();
-        run.replay(decisions, |record| {
-            fates.push(match record.fate {
+        run.replay(decisions, |block| {
+            fates.extend(block.iter().map(|record| match record.fate {
                 Fate::Accepted(_) => "new",
                 Fate::Duplicate => "duplicate",
                 Fate::Rejected(_) => "conflict",
-            });
+            }));
             Ok(())
         })
         .expect("replay");

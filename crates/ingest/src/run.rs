@@ -117,7 +117,7 @@ impl IngestReport {
 
 /// Where accepted events and rejects go.
 trait RecordSink {
-    fn accept(&mut self, event: &EventView<'_>) -> Result<(), IngestError>;
+    fn accept(&mut self, events: &[EventView<'_>]) -> Result<(), IngestError>;
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError>;
 }
 
@@ -126,7 +126,7 @@ trait RecordSink {
 pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progress) -> Result<Summary, IngestError> {
     struct Discard;
     impl RecordSink for Discard {
-        fn accept(&mut self, _event: &EventView<'_>) -> Result<(), IngestError> {
+        fn accept(&mut self, _events: &[EventView<'_>]) -> Result<(), IngestError> {
             Ok(())
         }
         fn reject(&mut self, _file: &DumpFile, _reject: Reject) -> Result<(), IngestError> {
@@ -237,8 +237,8 @@ impl LakeSink {
 }
 
 impl RecordSink for LakeSink {
-    fn accept(&mut self, event: &EventView<'_>) -> Result<(), IngestError> {
-        self.staged.add_event(event)
+    fn accept(&mut self, events: &[EventView<'_>]) -> Result<(), IngestError> {
+        self.staged.add_events(events)
     }
 
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
@@ -312,29 +312,32 @@ fn read_files(
     }
     let run = spill.finish()?;
     let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
-    run.replay(&decisions, |record| {
-        let file_stats = &mut stats[record.file as usize];
-        let reason = match record.fate {
-            Fate::Accepted(event) => {
-                file_stats.accepted += 1;
-                return sink.accept(&event);
-            }
-            Fate::Duplicate => {
-                file_stats.duplicates += 1;
-                return Ok(());
-            }
-            Fate::Rejected(reason) => reason,
-        };
-        *file_stats.rejected.entry(reason.clone()).or_default() += 1;
-        sink.reject(
-            &files[record.file as usize],
-            Reject {
+    run.replay(&decisions, |block| {
+        let mut accepted = Vec::with_capacity(block.len());
+        for record in block {
+            let file_stats = &mut stats[record.file as usize];
+            let reason = match record.fate {
+                Fate::Accepted(event) => {
+                    file_stats.accepted += 1;
+                    accepted.push(event);
+                    continue;
+                }
+                Fate::Duplicate => {
+                    file_stats.duplicates += 1;
+                    continue;
+                }
+                Fate::Rejected(reason) => reason,
+            };
+            *file_stats.rejected.entry(reason.clone()).or_default() += 1;
+            let reject = Reject {
                 source_file: file_stats.path.clone(),
                 line: record.line as i64,
                 reason,
                 raw: record.raw.to_owned(),
-            },
-        )
+            };
+            sink.reject(&files[record.file as usize], reject)?;
+        }
+        sink.accept(&accepted)
     })?;
     run.remove()?;
     let mut summary = Summary::default();

@@ -106,16 +106,29 @@ impl StagedRun {
         })
     }
 
-    /// Adds an accepted event to the run's file of the UTC month it falls in (one file per
-    /// month partition and run). Events are collected by month, [`PENDING_EVENTS`] at most,
-    /// and written as a row group per month, encoded and compressed in parallel.
-    pub fn add_event(&mut self, event: &EventView<'_>) -> Result<(), IngestError> {
-        let month = month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
-            path: self.dir.join("events"),
-            source: polars_err!(ComputeError: "event {} occurred outside any calendar month", event.event_id),
-        })?;
-        self.pending.entry(month).or_insert_with(|| EventColumns::with_capacity(1 << 12)).push(event);
-        self.pending_events += 1;
+    /// Adds accepted events to the run's file of the UTC month each falls in (one file per
+    /// month partition and run). Events are collected by month, each month's on its own
+    /// thread, [`PENDING_EVENTS`] at most, and written as a row group per month, encoded and
+    /// compressed in parallel.
+    pub fn add_events(&mut self, events: &[EventView<'_>]) -> Result<(), IngestError> {
+        let mut by_month: BTreeMap<Month, Vec<&EventView<'_>>> = BTreeMap::new();
+        for event in events {
+            let month = month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
+                path: self.dir.join("events"),
+                source: polars_err!(ComputeError: "event {} occurred outside any calendar month", event.event_id),
+            })?;
+            by_month.entry(month).or_default().push(event);
+        }
+        for month in by_month.keys() {
+            self.pending.entry(*month).or_insert_with(|| EventColumns::with_capacity(1 << 12));
+        }
+        let mut columns: Vec<(&mut EventColumns, Vec<&EventView<'_>>)> = self
+            .pending
+            .iter_mut()
+            .filter_map(|(month, columns)| by_month.remove(month).map(|events| (columns, events)))
+            .collect();
+        columns.par_iter_mut().for_each(|(columns, events)| events.iter().for_each(|event| columns.push(event)));
+        self.pending_events += events.len();
         if self.pending_events >= PENDING_EVENTS {
             self.flush_events()?;
         }
@@ -520,8 +533,9 @@ mod tests {
             vec![event(4, "2024-02-10T10:00:00Z"), event(5, "2024-01-01T00:00:00Z")],
             vec![event(6, "2024-03-03T03:03:03Z")],
         ];
-        for event in chunks.iter().flatten() {
-            staged.add_event(&event.view()).expect("add");
+        for chunk in &chunks {
+            let events: Vec<EventView<'_>> = chunk.iter().map(Event::view).collect();
+            staged.add_events(&events).expect("add");
         }
         let record = staged.commit(record("run1")).expect("commit");
         let months: Vec<&str> =
