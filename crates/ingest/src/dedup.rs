@@ -380,7 +380,7 @@ pub struct Decided<'a> {
 }
 
 /// What became of a record.
-// Handed on by value, one record at a time, like [`Verdict`].
+// Handed on by value, a block of records at a time, like [`Verdict`].
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Fate<'a> {

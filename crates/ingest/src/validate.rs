@@ -112,30 +112,65 @@ pub type EventView<'a> = Event<&'a str>;
 impl<S: Deref<Target = str>> Event<S> {
     /// The event with its text borrowed.
     pub fn view(&self) -> EventView<'_> {
-        let text = &self.text;
+        let [
+            customer_id,
+            deal_id,
+            order_id,
+            ticket_id,
+            campaign_id,
+            owner_id,
+            stage,
+            currency,
+            channel,
+            kind,
+            category,
+            survey,
+            reason,
+        ] = self.text.in_lake_order();
         Event {
             event_id: &*self.event_id,
             event_type: self.event_type,
             occurred_at: self.occurred_at,
             text: TextFields {
-                customer_id: text.customer_id.as_deref(),
-                deal_id: text.deal_id.as_deref(),
-                order_id: text.order_id.as_deref(),
-                ticket_id: text.ticket_id.as_deref(),
-                campaign_id: text.campaign_id.as_deref(),
-                owner_id: text.owner_id.as_deref(),
-                stage: text.stage.as_deref(),
-                currency: text.currency.as_deref(),
-                channel: text.channel.as_deref(),
-                kind: text.kind.as_deref(),
-                category: text.category.as_deref(),
-                survey: text.survey.as_deref(),
-                reason: text.reason.as_deref(),
+                customer_id,
+                deal_id,
+                order_id,
+                ticket_id,
+                campaign_id,
+                owner_id,
+                stage,
+                currency,
+                channel,
+                kind,
+                category,
+                survey,
+                reason,
             },
             amount: self.amount,
             score: self.score,
             content_hash: self.content_hash,
         }
+    }
+}
+
+impl<S: Deref<Target = str>> TextFields<S> {
+    /// The fields' text in lake order, from `customer_id` to `reason`.
+    pub fn in_lake_order(&self) -> [Option<&str>; 13] {
+        [
+            self.customer_id.as_deref(),
+            self.deal_id.as_deref(),
+            self.order_id.as_deref(),
+            self.ticket_id.as_deref(),
+            self.campaign_id.as_deref(),
+            self.owner_id.as_deref(),
+            self.stage.as_deref(),
+            self.currency.as_deref(),
+            self.channel.as_deref(),
+            self.kind.as_deref(),
+            self.category.as_deref(),
+            self.survey.as_deref(),
+            self.reason.as_deref(),
+        ]
     }
 }
 
@@ -175,16 +210,16 @@ pub fn validate<'a>(mut record: RawRecord<'a>, config: &Config) -> Result<Event<
     let occurred_at = parse_occurred_at(record.get(Field::OccurredAt), config.source_timezone)
         .ok_or(RejectReason::InvalidTimestamp)?;
     let given_amount = parse_amount(record.get(Field::Amount))?;
+    let given_score = record.take(Field::Score);
     let mut text = |field: Field| text_of(record.take(field));
     let event_id = text(Field::EventId).unwrap_or_default();
     let (survey, score) = if event_type == EventType::SurveyAnswered {
         let survey = text(Field::Survey).unwrap_or_default();
-        let score = parse_score(&survey, record.get(Field::Score)).ok_or(RejectReason::InvalidScore)?;
+        let score = parse_score(&survey, &given_score).ok_or(RejectReason::InvalidScore)?;
         (Some(survey), Some(score))
     } else {
         (None, None)
     };
-    let mut text = |field: Field| text_of(record.take(field));
     let category = if event_type == EventType::SpendRecorded {
         let category = text(Field::Category).unwrap_or_default();
         if !matches!(&*category, "acquisition" | "retention" | "crm") {
@@ -246,22 +281,8 @@ fn content_hash<S: Deref<Target = str>>(
     };
     put_text(Some(event_id));
     put_text(Some(event_type.name()));
-    for text in [
-        &fields.customer_id,
-        &fields.deal_id,
-        &fields.order_id,
-        &fields.ticket_id,
-        &fields.campaign_id,
-        &fields.owner_id,
-        &fields.stage,
-        &fields.currency,
-        &fields.channel,
-        &fields.kind,
-        &fields.category,
-        &fields.survey,
-        &fields.reason,
-    ] {
-        put_text(text.as_deref());
+    for text in fields.in_lake_order() {
+        put_text(text);
     }
     hasher.update(&occurred_at.to_le_bytes());
     match amount {

@@ -75,25 +75,8 @@ impl EventColumns {
 
     /// Appends an event.
     pub fn push(&mut self, event: &EventView<'_>) {
-        let fields = &event.text;
-        // The text columns in lake order.
-        let texts = [
-            Some(event.event_id),
-            Some(event.event_type.name()),
-            fields.customer_id,
-            fields.deal_id,
-            fields.order_id,
-            fields.ticket_id,
-            fields.campaign_id,
-            fields.owner_id,
-            fields.stage,
-            fields.currency,
-            fields.channel,
-            fields.kind,
-            fields.category,
-            fields.survey,
-            fields.reason,
-        ];
+        // The text columns in lake order: the event's id and type, then its text fields.
+        let texts = [Some(event.event_id), Some(event.event_type.name())].into_iter().chain(event.text.in_lake_order());
         for (column, text) in self.text.iter_mut().zip(texts) {
             column.append_option(text);
         }
