@@ -44,8 +44,10 @@ fn is_event_text(column: &LakeColumn) -> bool {
 /// Accepted events being collected column by column, in the lake's columns
 /// ([`crmkpi_schema::LAKE_COLUMNS`]): each event's text is copied once, into its column.
 pub struct EventColumns {
-    /// The text columns in lake order.
-    text: Vec<StringChunkedBuilder>,
+    event_id: StringChunkedBuilder,
+    event_type: StringChunkedBuilder,
+    /// The text fields' columns in lake order, from `customer_id` to `reason`.
+    fields: Vec<StringChunkedBuilder>,
     occurred_at: Vec<i64>,
     amount: Vec<Option<f64>>,
     score: Vec<Option<i64>>,
@@ -55,11 +57,14 @@ pub struct EventColumns {
 impl EventColumns {
     /// Empty columns with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> EventColumns {
+        let text = |name: &str| StringChunkedBuilder::new(name.into(), capacity);
         EventColumns {
-            text: LAKE_COLUMNS
+            event_id: text("event_id"),
+            event_type: text("event_type"),
+            fields: LAKE_COLUMNS
                 .iter()
-                .filter(|column| is_event_text(column))
-                .map(|column| StringChunkedBuilder::new(column.name.into(), capacity))
+                .filter(|column| is_event_text(column) && !["event_id", "event_type"].contains(&column.name))
+                .map(|column| text(column.name))
                 .collect(),
             occurred_at: Vec::with_capacity(capacity),
             amount: Vec::with_capacity(capacity),
@@ -75,9 +80,9 @@ impl EventColumns {
 
     /// Appends an event.
     pub fn push(&mut self, event: &EventView<'_>) {
-        // The text columns in lake order: the event's id and type, then its text fields.
-        let texts = [Some(event.event_id), Some(event.event_type.name())].into_iter().chain(event.text.in_lake_order());
-        for (column, text) in self.text.iter_mut().zip(texts) {
+        self.event_id.append_value(event.event_id);
+        self.event_type.append_value(event.event_type.name());
+        for (column, text) in self.fields.iter_mut().zip(event.text.in_lake_order()) {
             column.append_option(text);
         }
         self.occurred_at.push(event.occurred_at);
@@ -89,7 +94,9 @@ impl EventColumns {
     /// The lake's columns of the events, `ingest_run` included.
     pub fn finish(self, run_id: &str) -> PolarsResult<DataFrame> {
         let rows = self.len();
-        let mut text = self.text.into_iter().map(|column| column.finish().into_column());
+        // The text columns in lake order: the event's id and type, then its text fields.
+        let mut text =
+            [self.event_id, self.event_type].into_iter().chain(self.fields).map(|column| column.finish().into_column());
         let mut numbers = [
             Int64Chunked::from_vec("occurred_at".into(), self.occurred_at)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
