@@ -5,6 +5,23 @@ use super::optimise::minimize_multistart;
 use super::special::hyp2f1;
 use super::{Fit, Rfm, sum_terms};
 
+/// The factors of E[X(t) | x, t_x, T] before P(alive | x, t_x, T), for one `t`, frequency and
+/// age (see [`BgNbd::purchases_if_alive`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PurchasesIfAlive {
+    /// The expectation whatever P(alive): 0 for `t = 0`, NaN for a negative or NaN `t`.
+    Fixed(f64),
+    /// The transformed form's factors, and the direct form's when those overflow.
+    Factors {
+        /// The horizon.
+        t: f64,
+        /// (a + b + x - 1) / (a - 1) (1 - (1 - z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)).
+        transformed: f64,
+        /// The direct form's factors, when `transformed` is not finite.
+        direct: Option<f64>,
+    },
+}
+
 /// BG/NBD parameters: purchase rate λ ~ Gamma(shape `r`, rate `alpha`), dropout probability
 /// p ~ Beta(`a`, `b`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,32 +178,56 @@ impl BgNbd {
     /// overflows in turn (very large a and b), the direct one. Returns 0 for `t = 0` and NaN for
     /// negative `t` (and, as in lifetimes, for `a = 1` exactly).
     pub fn conditional_expected_purchases(&self, t: f64, c: &Rfm) -> f64 {
+        self.conditional_expected_purchases_from(&self.purchases_if_alive(t, c.frequency, c.t), c)
+    }
+
+    /// The factors of [`Self::conditional_expected_purchases`] before P(alive): they depend on
+    /// `t`, the frequency and the age `T` only, so customers alike in those share them.
+    pub fn purchases_if_alive(&self, t: f64, frequency: f64, age: f64) -> PurchasesIfAlive {
         if t == 0.0 {
-            return 0.0;
+            return PurchasesIfAlive::Fixed(0.0);
         }
         if t.is_nan() || t < 0.0 {
-            return f64::NAN;
+            return PurchasesIfAlive::Fixed(f64::NAN);
         }
         let BgNbd { r, alpha, a, b } = *self;
-        let x = c.frequency;
-        let at = alpha + c.t;
-        let z = t / (at + t);
-        let ln_1mz = -(t / at).ln_1p(); // ln((alpha + T) / (alpha + T + t))
-        let cc = a + b + x - 1.0;
+        let z = t / (alpha + age + t);
+        let ln_1mz = -(t / (alpha + age)).ln_1p(); // ln((alpha + T) / (alpha + T + t))
+        let cc = a + b + frequency - 1.0;
         let f = hyp2f1(a + b - 1.0 - r, a - 1.0, cc, z);
-        let first = cc / (a - 1.0);
-        let second = -((a - 1.0) * ln_1mz + f.ln()).exp_m1();
+        let transformed = cc / (a - 1.0) * -((a - 1.0) * ln_1mz + f.ln()).exp_m1();
+        let direct = (!transformed.is_finite()).then(|| self.direct_purchases_if_alive(t, frequency, age));
+        PurchasesIfAlive::Factors { t, transformed, direct }
+    }
+
+    /// [`Self::conditional_expected_purchases`] of customer `c` from its factors before P(alive)
+    /// (from [`Self::purchases_if_alive`] with the customer's frequency and age).
+    pub fn conditional_expected_purchases_from(&self, if_alive: &PurchasesIfAlive, c: &Rfm) -> f64 {
+        let (t, transformed, direct) = match *if_alive {
+            PurchasesIfAlive::Fixed(value) => return value,
+            PurchasesIfAlive::Factors { t, transformed, direct } => (t, transformed, direct),
+        };
         // lifetimes divides by 1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x),
         // which is exactly 1 / p_alive.
-        let transformed = first * second * self.p_alive(c);
-        if transformed.is_finite() {
-            return transformed;
+        let p_alive = self.p_alive(c);
+        let with_p_alive = transformed * p_alive;
+        if with_p_alive.is_finite() {
+            return with_p_alive;
         }
-        // With very large a and b (data without dropout heterogeneity) the transformed
-        // series overflows while the direct one, whose terms shrink like (b / (a + b) z)^k,
-        // converges: 1 - (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z).
+        direct.unwrap_or_else(|| self.direct_purchases_if_alive(t, c.frequency, c.t)) * p_alive
+    }
+
+    /// The direct form's factors before P(alive), for very large a and b (data without dropout
+    /// heterogeneity), where the transformed series overflows while the direct one, whose terms
+    /// shrink like (b / (a + b) z)^k, converges: 1 - (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z).
+    fn direct_purchases_if_alive(&self, t: f64, frequency: f64, age: f64) -> f64 {
+        let BgNbd { r, alpha, a, b } = *self;
+        let x = frequency;
+        let z = t / (alpha + age + t);
+        let ln_1mz = -(t / (alpha + age)).ln_1p();
+        let cc = a + b + x - 1.0;
         let direct = hyp2f1(r + x, b + x, cc, z);
-        first * -((r + x) * ln_1mz + direct.ln()).exp_m1() * self.p_alive(c)
+        cc / (a - 1.0) * -((r + x) * ln_1mz + direct.ln()).exp_m1()
     }
 
     /// P(alive | x, t_x, T) (lifetimes' conditional_probability_alive); 1 when frequency = 0.

@@ -1,11 +1,13 @@
 //! The run's CLV model fits (a global step on top of the per-customer RFM facts) and each
 //! customer's predictions from them.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 
-use crate::clv::{BgNbd, Fit, GammaGamma, Rfm, fit_bg_nbd, fit_gamma_gamma};
+use crate::clv::{BgNbd, Fit, GammaGamma, PurchasesIfAlive, Rfm, fit_bg_nbd, fit_gamma_gamma};
 use crate::facts::Facts;
 use crate::facts::customers::CUSTOMERS;
 
@@ -92,22 +94,68 @@ pub struct Prediction {
     pub predicted_clv: Option<f64>,
 }
 
-/// BG/NBD `expected_purchases` (next `horizon_units`) and `p_alive`, Gamma-Gamma
-/// `expected_avg_order_value`, and `predicted_clv` = Σ_{i=1..horizon_months}
+/// Every customer's predictions (in the order of `customers`): BG/NBD `expected_purchases`
+/// (next `horizon_units`) and `p_alive`, Gamma-Gamma `expected_avg_order_value`, and
+/// `predicted_clv` = Σ_{i=1..horizon_months}
 /// `expected_avg_order_value * (E[X(i u)] - E[X((i - 1) u)]) / (1 + monthly_discount_rate)^i`.
-pub fn predict(customer: &Rfm, fits: &ClvFits, clv: &crmkpi_schema::ClvConfig) -> Prediction {
+///
+/// E[X(t)]'s factors before P(alive) depend on the frequency and the age `T` only, whole days
+/// in units: they are computed once per distinct (frequency, `T`), for the few thousand such
+/// pairs among hundreds of thousands of customers, with the same values as per customer.
+pub fn predict_all(customers: &[Rfm], fits: &ClvFits, clv: &crmkpi_schema::ClvConfig) -> Vec<Prediction> {
     let bg = fits.bg_nbd.as_ref().map(|fit| &fit.params);
+    let month = month_in_units(clv.unit_days);
+    // The horizons: `horizon_units`, then month 1..=horizon_months.
+    let horizons: Vec<f64> = std::iter::once(f64::from(clv.horizon_units))
+        .chain((1..=clv.horizon_months).map(|i| f64::from(i) * month))
+        .collect();
+    let mut shapes: HashMap<(u64, u64), usize> = HashMap::new();
+    let shape_of_customer: Vec<usize> = customers
+        .iter()
+        .map(|customer| {
+            let next = shapes.len();
+            *shapes.entry((customer.frequency.to_bits(), customer.t.to_bits())).or_insert(next)
+        })
+        .collect();
+    let mut distinct = vec![(0.0, 0.0); shapes.len()];
+    for (&(frequency, age), &index) in &shapes {
+        distinct[index] = (f64::from_bits(frequency), f64::from_bits(age));
+    }
+    let if_alive: Vec<Vec<PurchasesIfAlive>> = match bg {
+        Some(model) => distinct
+            .par_iter()
+            .map(|&(frequency, age)| horizons.iter().map(|&t| model.purchases_if_alive(t, frequency, age)).collect())
+            .collect(),
+        None => Vec::new(),
+    };
+    customers
+        .par_iter()
+        .zip(shape_of_customer)
+        .map(|(customer, shape)| {
+            let model = bg.map(|model| (model, if_alive[shape].as_slice()));
+            predict(customer, model, fits, clv)
+        })
+        .collect()
+}
+
+/// One customer's predictions, with the BG/NBD model and E[X(t)]'s factors before P(alive) at
+/// the horizons of [`predict_all`].
+fn predict(
+    customer: &Rfm,
+    bg: Option<(&BgNbd, &[PurchasesIfAlive])>,
+    fits: &ClvFits,
+    clv: &crmkpi_schema::ClvConfig,
+) -> Prediction {
     let expected_avg_order_value = fits
         .gamma_gamma
         .as_ref()
         .and_then(|fit| fit.params.expected_average_value(customer.frequency, customer.monetary_value))
         .and_then(finite);
     let predicted_clv = match (bg, expected_avg_order_value) {
-        (Some(model), Some(value)) => {
-            let month = month_in_units(clv.unit_days);
+        (Some((model, if_alive)), Some(value)) => {
             let (mut previous, mut total) = (0.0, 0.0);
-            for i in 1..=clv.horizon_months {
-                let upto = model.conditional_expected_purchases(f64::from(i) * month, customer);
+            for (i, month_if_alive) in (1..=clv.horizon_months).zip(&if_alive[1..]) {
+                let upto = model.conditional_expected_purchases_from(month_if_alive, customer);
                 let discount = (1.0 + clv.monthly_discount_rate).powi(i32::try_from(i).unwrap_or(i32::MAX));
                 total += value * (upto - previous) / discount;
                 previous = upto;
@@ -118,8 +166,8 @@ pub fn predict(customer: &Rfm, fits: &ClvFits, clv: &crmkpi_schema::ClvConfig) -
     };
     Prediction {
         expected_purchases: bg
-            .and_then(|model| finite(model.conditional_expected_purchases(f64::from(clv.horizon_units), customer))),
-        p_alive: bg.and_then(|model| finite(model.p_alive(customer))),
+            .and_then(|(model, if_alive)| finite(model.conditional_expected_purchases_from(&if_alive[0], customer))),
+        p_alive: bg.and_then(|(model, _)| finite(model.p_alive(customer))),
         expected_avg_order_value,
         predicted_clv,
     }
@@ -157,4 +205,101 @@ pub fn warnings(fits: &ClvFits) -> Vec<String> {
         Some(_) => {}
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit<P>(params: P) -> Option<Fit<P>> {
+        Some(Fit { params, log_likelihood: 0.0, iterations: 1, converged: true })
+    }
+
+    /// The predictions customer by customer, as `predict_all` made them before it shared the
+    /// factors of alike customers.
+    fn one_by_one(customer: &Rfm, fits: &ClvFits, clv: &crmkpi_schema::ClvConfig) -> [Option<f64>; 4] {
+        let model = fits.bg_nbd.as_ref().map(|fit| fit.params).expect("a BG/NBD fit");
+        let value = fits
+            .gamma_gamma
+            .as_ref()
+            .and_then(|fit| fit.params.expected_average_value(customer.frequency, customer.monetary_value))
+            .and_then(finite);
+        let predicted_clv = value.and_then(|value| {
+            let (mut previous, mut total) = (0.0, 0.0);
+            for i in 1..=clv.horizon_months {
+                let upto = model.conditional_expected_purchases(f64::from(i) * month_in_units(clv.unit_days), customer);
+                total += value * (upto - previous) / (1.0 + clv.monthly_discount_rate).powi(i as i32);
+                previous = upto;
+            }
+            finite(total)
+        });
+        [
+            finite(model.conditional_expected_purchases(f64::from(clv.horizon_units), customer)),
+            finite(model.p_alive(customer)),
+            value,
+            predicted_clv,
+        ]
+    }
+
+    #[test]
+    fn customers_alike_in_frequency_and_age_share_factors_with_the_same_values() {
+        let clv = crmkpi_schema::ClvConfig::default();
+        // Customers that share (frequency, T) with different recencies and values, and some
+        // that share nothing; the paper's parameters and a fit without dropout heterogeneity
+        // (a + b = 5e8), where E[X(t)] falls back to the direct form.
+        let mut customers = Vec::new();
+        for frequency in [0.0, 1.0, 2.0, 7.0] {
+            for t in [3.0, 10.0, 52.0 + 1.0 / 7.0] {
+                for recency in [0.0_f64, 1.0, 2.5, t] {
+                    let recency = if frequency == 0.0 { 0.0 } else { recency.min(t) };
+                    customers.push(Rfm { frequency, recency, t, monetary_value: 10.0 + recency });
+                }
+            }
+        }
+        for params in
+            [BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 }, BgNbd { r: 0.5, alpha: 3.0, a: 1.03e8, b: 3.97e8 }]
+        {
+            let degenerate = params.a > 1e6;
+            let if_alive = params.purchases_if_alive(52.0, 2.0, 10.0);
+            assert!(
+                matches!(if_alive, PurchasesIfAlive::Factors { direct, .. } if direct.is_some() == degenerate),
+                "{params:?}: {if_alive:?}"
+            );
+            let fits = ClvFits {
+                bg_nbd: fit(params),
+                gamma_gamma: fit(GammaGamma { p: 6.25, q: 3.74, v: 15.44 }),
+                bg_nbd_customers: customers.len(),
+                gamma_gamma_customers: customers.len(),
+            };
+            let shared = predict_all(&customers, &fits, &clv);
+            assert_eq!(shared.len(), customers.len());
+            for (customer, prediction) in customers.iter().zip(&shared) {
+                let got = [
+                    prediction.expected_purchases,
+                    prediction.p_alive,
+                    prediction.expected_avg_order_value,
+                    prediction.predicted_clv,
+                ];
+                let expected = one_by_one(customer, &fits, &clv);
+                assert!(expected.iter().all(Option::is_some), "{customer:?} {params:?}: {expected:?}");
+                assert_eq!(got.map(|v| v.map(f64::to_bits)), expected.map(|v| v.map(f64::to_bits)), "{customer:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_bg_nbd_fit_predicts_only_the_order_value() {
+        let customers = [Rfm { frequency: 2.0, recency: 3.0, t: 5.0, monetary_value: 20.0 }];
+        let fits = ClvFits {
+            bg_nbd: None,
+            gamma_gamma: fit(GammaGamma { p: 6.25, q: 3.74, v: 15.44 }),
+            bg_nbd_customers: 1,
+            gamma_gamma_customers: 1,
+        };
+        let [prediction] = predict_all(&customers, &fits, &crmkpi_schema::ClvConfig::default())
+            .try_into()
+            .unwrap_or_else(|_| panic!("one prediction"));
+        assert_eq!((prediction.expected_purchases, prediction.p_alive, prediction.predicted_clv), (None, None, None));
+        assert!(prediction.expected_avg_order_value.is_some_and(f64::is_finite));
+    }
 }

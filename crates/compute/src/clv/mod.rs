@@ -34,7 +34,7 @@ mod special;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use bg_nbd::{BgNbd, fit_bg_nbd};
+pub use bg_nbd::{BgNbd, PurchasesIfAlive, fit_bg_nbd};
 pub use gamma_gamma::{GammaGamma, fit_gamma_gamma};
 pub use special::hyp2f1;
 

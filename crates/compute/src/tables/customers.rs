@@ -2,9 +2,8 @@
 //! model predictions, `is_alive` and `health_score`, from the per-customer facts and the fits.
 
 use polars::prelude::*;
-use rayon::prelude::*;
 
-use crate::clv::fits::{Prediction, predict};
+use crate::clv::fits::{Prediction, predict_all};
 use crate::expr::days;
 use crate::facts::customers::{CUSTOMERS, LATEST_NPS};
 use crate::facts::leads::LEAD_ORIGINS;
@@ -20,8 +19,7 @@ pub fn plan(run: &Run) -> PolarsResult<LazyFrame> {
     let models = run.models()?;
     let summaries = run.facts.entity_frame(CUSTOMERS)?;
     let (rfm_rows, fits) = (&models.rfm_rows, &models.fits);
-    let predictions: Vec<Prediction> =
-        rfm_rows.par_iter().map(|customer| predict(customer, fits, &context.config.clv)).collect();
+    let predictions: Vec<Prediction> = predict_all(rfm_rows, fits, &context.config.clv);
     let predictions = DataFrame::new(
         summaries.height(),
         vec![
