@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::error::ComputeError;
 use crate::facts::orders::monthly_order_parts;
 use crate::facts::tickets::UNOPENED_TICKETS;
-use crate::facts::{Bucket, BucketFacts, Facts, FactsBuilder};
+use crate::facts::{Bucket, BucketFacts, Facts, FactsBuilder, Owner, Part};
 use crate::tables::{Run, TableSpec, no_parts};
 use crate::{Table, tables};
 
@@ -88,16 +88,17 @@ pub fn compute_facts_from(
 /// The facts of one bucket: every per-entity fact, the monthly order sums, and the additive
 /// parts of the given tables. What a Spark task computes for its bucket.
 pub fn bucket_facts(bucket: &Bucket, tables: &[TableSpec]) -> Result<BucketFacts, ComputeError> {
-    let mut facts = BucketFacts::entity_facts(bucket)?;
     let order_error = |source| ComputeError::Fact { fact: "monthly orders", bucket: bucket.number, source };
-    let order_parts = monthly_order_parts(bucket).map_err(order_error)?;
-    facts.add_parts(order_parts).map_err(order_error)?;
+    let mut parts: Vec<(Owner, Part)> = monthly_order_parts(bucket)
+        .map_err(order_error)?
+        .into_iter()
+        .map(|part| (Owner::Fact("monthly orders"), part))
+        .collect();
     for table in tables {
-        let table_error = |source| ComputeError::Table { table: table.name, source };
-        let parts = (table.parts)(bucket).map_err(table_error)?;
-        facts.add_parts(parts).map_err(table_error)?;
+        let table_parts = (table.parts)(bucket).map_err(|source| ComputeError::Table { table: table.name, source })?;
+        parts.extend(table_parts.into_iter().map(|part| (Owner::Table(table.name), part)));
     }
-    Ok(facts)
+    BucketFacts::compute(bucket, parts)
 }
 
 /// Runs one table's plan over the merged facts.

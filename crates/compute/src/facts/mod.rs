@@ -139,6 +139,33 @@ impl Facts {
     }
 }
 
+/// Who declared a part: a table, or a fact (the monthly order sums every run computes).
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    /// A table's parts.
+    Table(&'static str),
+    /// A fact's parts.
+    Fact(&'static str),
+}
+
+/// Collects the named plans together: polars runs them in parallel (one plan alone leaves a
+/// core idle a quarter of the time). On an error each is collected alone, so that the error
+/// names the plan that failed (`None`: none failed alone).
+fn collect_together(
+    plans: Vec<(&'static str, LazyFrame)>,
+) -> Result<Vec<DataFrame>, (Option<&'static str>, PolarsError)> {
+    let logical: Vec<DslPlan> = plans.iter().map(|(_, plan)| plan.clone().logical_plan).collect();
+    match LazyFrame::collect_all_with_engine(logical, Engine::InMemory, OptFlags::default()) {
+        Ok(frames) => Ok(frames),
+        Err(together) => {
+            for (name, plan) in plans {
+                plan.collect().map_err(|source| (Some(name), source))?;
+            }
+            Err((None, together))
+        }
+    }
+}
+
 /// The facts of one bucket: its per-entity frames and additive parts, collected.
 pub struct BucketFacts {
     /// Each per-entity fact's and each part's name, how it merges, and rows, in computing order.
@@ -155,41 +182,37 @@ enum Layout {
 }
 
 impl BucketFacts {
-    /// Computes the per-entity facts of a bucket.
-    pub fn entity_facts(bucket: &Bucket) -> Result<BucketFacts, ComputeError> {
-        let mut facts = BucketFacts { frames: Vec::new() };
+    /// Computes the per-entity facts of a bucket and the given parts (each part with the table
+    /// or fact that declared it, which an error names), all collected together.
+    pub fn compute(bucket: &Bucket, parts: Vec<(Owner, Part)>) -> Result<BucketFacts, ComputeError> {
+        let fact_error = |fact, source| ComputeError::Fact { fact, bucket: bucket.number, source };
+        let mut plans = Vec::with_capacity(ENTITY_FACTS.len() + parts.len());
+        let mut layouts = Vec::with_capacity(plans.capacity());
         for fact in ENTITY_FACTS {
-            let started = std::time::Instant::now();
-            let frame = (fact.plan)(bucket).and_then(LazyFrame::collect).map_err(|source| ComputeError::Fact {
-                fact: fact.name,
-                bucket: bucket.number,
-                source,
-            })?;
-            let seconds = started.elapsed().as_secs_f64();
-            tracing::debug!(fact = fact.name, bucket = bucket.number, rows = frame.height(), seconds, "fact");
-            facts.push(fact.name, Layout::Entity(fact.sort), frame);
+            plans.push((fact.name, (fact.plan)(bucket).map_err(|source| fact_error(fact.name, source))?));
+            layouts.push((fact.name, Layout::Entity(fact.sort), Owner::Fact(fact.name)));
         }
-        Ok(facts)
-    }
-
-    /// Collects parts and keeps them.
-    pub fn add_parts(&mut self, parts: Vec<Part>) -> PolarsResult<()> {
-        for part in parts {
-            let started = std::time::Instant::now();
-            let frame = part.frame.collect()?;
-            tracing::debug!(part = part.name, seconds = started.elapsed().as_secs_f64(), "part");
-            self.push(part.name, Layout::Part(part.keys), frame);
+        for (owner, part) in parts {
+            plans.push((part.name, part.frame));
+            layouts.push((part.name, Layout::Part(part.keys), owner));
         }
-        Ok(())
+        let started = std::time::Instant::now();
+        let frames = collect_together(plans).map_err(|(failed, source)| {
+            let owner = failed.and_then(|failed| layouts.iter().find(|(name, _, _)| *name == failed));
+            match owner.map(|(_, _, owner)| *owner) {
+                Some(Owner::Table(table)) => ComputeError::Table { table, source },
+                Some(Owner::Fact(fact)) => fact_error(fact, source),
+                None => fact_error("all facts and parts together", source),
+            }
+        })?;
+        tracing::debug!(bucket = bucket.number, seconds = started.elapsed().as_secs_f64(), "bucket facts");
+        let frames = layouts.into_iter().zip(frames).map(|((name, layout, _), frame)| (name, layout, frame)).collect();
+        Ok(BucketFacts { frames })
     }
 
     /// Each per-entity fact's and each part's name and rows, in computing order.
     pub fn into_frames(self) -> impl Iterator<Item = (&'static str, DataFrame)> {
         self.frames.into_iter().map(|(name, _, frame)| (name, frame))
-    }
-
-    fn push(&mut self, name: &'static str, layout: Layout, frame: DataFrame) {
-        self.frames.push((name, layout, frame));
     }
 }
 
