@@ -173,10 +173,10 @@ impl Spill {
     /// Appends a key without an outcome (building an index from the lake's own events).
     fn push_key(&mut self, id: u128, content_hash: u64) -> Result<(), IngestError> {
         let partition = partition_of(id);
-        let path = key_path(&self.dir, partition);
         let writer = match &mut self.keys[partition] {
             Some(writer) => writer,
             slot => {
+                let path = key_path(&self.dir, partition);
                 slot.insert(BufWriter::with_capacity(BUFFER_BYTES / 4, File::create(&path).map_err(spill_io(&path))?))
             }
         };
@@ -185,7 +185,8 @@ impl Spill {
         key[16..24].copy_from_slice(&self.valid.to_le_bytes());
         key[24..].copy_from_slice(&content_hash.to_le_bytes());
         self.valid += 1;
-        writer.write_all(&key).map_err(spill_io(&path))
+        // The path is formatted only for an error: this runs once per valid record.
+        writer.write_all(&key).map_err(|source| spill_io(&key_path(&self.dir, partition))(source))
     }
 
     /// Closes the spill files.
