@@ -303,3 +303,28 @@ fn sum_parts(frames: Vec<DataFrame>, keys: &[&str]) -> PolarsResult<DataFrame> {
         .sort(keys.to_vec(), SortMultipleOptions::default())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers() -> LazyFrame {
+        df!("n" => [1i64, 2, 3]).expect("a frame").lazy()
+    }
+
+    #[test]
+    fn plans_collected_together_keep_their_order() {
+        let plans = vec![("all", numbers()), ("odd", numbers().filter((col("n") % lit(2i64)).eq(lit(1i64))))];
+        let frames = collect_together(plans).expect("collected");
+        let heights: Vec<usize> = frames.iter().map(DataFrame::height).collect();
+        assert_eq!(heights, [3, 2]);
+    }
+
+    #[test]
+    fn a_failing_plan_is_named() {
+        let plans = vec![("fine", numbers()), ("broken", numbers().select([col("missing")])), ("also fine", numbers())];
+        let Err((failed, error)) = collect_together(plans) else { panic!("a plan reads a missing column") };
+        assert_eq!(failed, Some("broken"));
+        assert!(error.to_string().contains("missing"), "{error}");
+    }
+}
