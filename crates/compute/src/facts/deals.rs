@@ -9,7 +9,7 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
-use crate::expr::{DAYS, HOURS, elapsed, null_str};
+use crate::expr::{DAYS, HOURS, elapsed, null_str, runs_of};
 use crate::facts::Bucket;
 
 /// Name of the deal summaries fact.
@@ -58,15 +58,16 @@ fn deal_timeline_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
             col("reason"),
             type_rank.alias("type_rank"),
         ])
-        .sort(["deal_id", "occurred_at", "type_rank", "event_id"], SortMultipleOptions::default());
-    let position = col("occurred_at").cum_count(false).over([col("deal_id")])?;
-    let created_so_far = is_created.clone().cast(DataType::Int64).cum_sum(false).over([col("deal_id")])?;
+        .sort(["deal_id", "occurred_at", "type_rank", "event_id"], SortMultipleOptions::default())
+        .with_column(runs_of("deal_id").alias("deal_run"));
+    let position = col("occurred_at").cum_count(false).over([col("deal_run")])?;
+    let created_so_far = is_created.clone().cast(DataType::Int64).cum_sum(false).over([col("deal_run")])?;
     let with_positions = sorted.with_columns([
         position.alias("position"),
         is_close.clone().alias("is_close"),
         is_created.clone().and(created_so_far.eq(lit(1i64))).alias("is_first_created"),
     ]);
-    let first_close = when(col("is_close")).then(col("position")).otherwise(lit(NULL)).min().over([col("deal_id")])?;
+    let first_close = when(col("is_close")).then(col("position")).otherwise(lit(NULL)).min().over([col("deal_run")])?;
     let moves_stage = col("is_first_created").or(col("event_type").eq(lit(STAGE_CHANGED)));
     Ok(with_positions
         .with_column(first_close.alias("close_position"))
@@ -74,6 +75,7 @@ fn deal_timeline_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
         .with_column(when(moves_stage).then(col("stage")).otherwise(null_str()).alias("visit_stage"))
         .select([
             col("deal_id"),
+            col("deal_run"),
             col("event_type"),
             col("occurred_at"),
             col("stage"),
@@ -128,15 +130,20 @@ fn summaries_of(timeline: LazyFrame) -> LazyFrame {
 pub fn stage_visits(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let timeline = deal_timeline(bucket)?;
     let summaries = deal_summaries(bucket)?.select([col("deal_id"), col("closed_at"), col("status")]);
-    let previous_stage = col("visit_stage").shift(lit(1)).over([col("deal_id")])?;
-    let visit_number = col("entered_at").cum_count(false).over([col("deal_id")])?;
-    let next_entered = col("entered_at").shift(lit(-1)).over([col("deal_id")])?;
+    let previous_stage = col("visit_stage").shift(lit(1)).over([col("deal_run")])?;
+    let visit_number = col("entered_at").cum_count(false).over([col("deal_run")])?;
+    let next_entered = col("entered_at").shift(lit(-1)).over([col("deal_run")])?;
     let closes = col("status").neq(lit("open"));
     Ok(timeline
         .filter(col("visit_stage").is_not_null())
         .with_column(previous_stage.alias("previous_stage"))
         .filter(col("previous_stage").is_null().or(col("visit_stage").neq(col("previous_stage"))))
-        .select([col("deal_id"), col("visit_stage").alias("stage"), col("occurred_at").alias("entered_at")])
+        .select([
+            col("deal_id"),
+            col("deal_run"),
+            col("visit_stage").alias("stage"),
+            col("occurred_at").alias("entered_at"),
+        ])
         .with_columns([visit_number.cast(DataType::Int64).alias("visit"), next_entered.alias("next_entered_at")])
         .left_join(summaries, col("deal_id"), col("deal_id"))
         .with_columns([

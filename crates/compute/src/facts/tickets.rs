@@ -8,7 +8,7 @@ use crmkpi_schema::EventType;
 use polars::prelude::*;
 
 use crate::context::is_type;
-use crate::expr::{MINUTES, divided_by, elapsed};
+use crate::expr::{MINUTES, divided_by, elapsed, runs_of};
 use crate::facts::Bucket;
 use crate::time::business_time::{business_calendar, with_business_clock};
 
@@ -17,6 +17,8 @@ pub const TICKETS: &str = "tickets";
 /// Name of the fact listing tickets with events but no `ticket_opened`.
 pub const UNOPENED_TICKETS: &str = "unopened_tickets";
 
+/// The bucket's ticket events in each ticket's order, with `ticket_run` numbering the tickets
+/// (see [`runs_of`]).
 fn ticket_events(bucket: &Bucket) -> LazyFrame {
     let types = Series::new(
         "ticket_types".into(),
@@ -40,6 +42,7 @@ fn ticket_events(bucket: &Bucket) -> LazyFrame {
             col("channel"),
         ])
         .sort(["ticket_id", "occurred_at", "event_id"], SortMultipleOptions::default())
+        .with_column(runs_of("ticket_id").alias("ticket_run"))
 }
 
 /// The `tickets` rows, one per opened ticket: opening, first agent
@@ -48,7 +51,7 @@ fn ticket_events(bucket: &Bucket) -> LazyFrame {
 /// and `fcr` (resolved with exactly one agent reply and no reopen).
 pub fn tickets(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let events = ticket_events(bucket)
-        .with_column(col("occurred_at").cum_count(false).over([col("ticket_id")])?.alias("position"));
+        .with_column(col("occurred_at").cum_count(false).over([col("ticket_run")])?.alias("position"));
     let opened = events.clone().filter(is_type(EventType::TicketOpened)).group_by([col("ticket_id")]).agg([
         col("occurred_at").first().alias("opened_at"),
         col("customer_id").first().alias("customer_id"),

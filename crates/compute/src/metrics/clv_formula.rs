@@ -8,7 +8,7 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::expr::{MONEY, from_units, mean_or_null, null_f64};
+use crate::expr::{MONEY, from_units, mean_or_null, null_f64, runs_of};
 use crate::facts::customers::alive_months;
 use crate::facts::orders::{MONTHLY_ORDERS, orders};
 use crate::facts::{Bucket, Facts, Part};
@@ -58,13 +58,14 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
 /// each customer once per window it is in, without pairing every order month with its 12
 /// windows.
 fn window_coverage(order_rows: LazyFrame) -> PolarsResult<LazyFrame> {
-    let previous = col("month_index").shift(lit(1)).over([col("customer_id")])?;
+    let previous = col("month_index").shift(lit(1)).over([col("customer_run")])?;
     // With no previous order month the comparison is null and the window starts at o.
     let previous_end = col("previous_month") + lit(12);
     Ok(order_rows
         .select([col("customer_id"), col("month_index")])
         .unique(None, UniqueKeepStrategy::Any)
         .sort(["customer_id", "month_index"], SortMultipleOptions::default())
+        .with_column(runs_of("customer_id").alias("customer_run"))
         .with_column(previous.alias("previous_month"))
         .select([
             when(previous_end.clone().gt(col("month_index")))
