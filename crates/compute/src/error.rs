@@ -139,6 +139,14 @@ pub enum ComputeError {
         /// polars' error.
         source: polars::error::PolarsError,
     },
+    /// A bucket's facts and parts failed when collected together, though each alone succeeded.
+    #[error("computing the facts and parts of bucket {bucket} together failed: {source}")]
+    BucketFacts {
+        /// The bucket.
+        bucket: u32,
+        /// polars' error.
+        source: polars::error::PolarsError,
+    },
     /// Merging the buckets' facts or parts failed.
     #[error("merging the buckets' {what} failed: {source}")]
     Merge {

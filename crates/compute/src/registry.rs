@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::error::ComputeError;
 use crate::facts::orders::monthly_order_parts;
 use crate::facts::tickets::UNOPENED_TICKETS;
-use crate::facts::{Bucket, BucketFacts, Facts, FactsBuilder, Owner, Part};
+use crate::facts::{Bucket, BucketFacts, BucketPlans, Facts, FactsBuilder, Owner};
 use crate::tables::{Run, TableSpec, no_parts};
 use crate::{Table, tables};
 
@@ -88,17 +88,18 @@ pub fn compute_facts_from(
 /// The facts of one bucket: every per-entity fact, the monthly order sums, and the additive
 /// parts of the given tables. What a Spark task computes for its bucket.
 pub fn bucket_facts(bucket: &Bucket, tables: &[TableSpec]) -> Result<BucketFacts, ComputeError> {
-    let order_error = |source| ComputeError::Fact { fact: "monthly orders", bucket: bucket.number, source };
-    let mut parts: Vec<(Owner, Part)> = monthly_order_parts(bucket)
-        .map_err(order_error)?
-        .into_iter()
-        .map(|part| (Owner::Fact("monthly orders"), part))
-        .collect();
+    let mut plans = BucketPlans::entity_facts(bucket)?;
+    let order_parts = monthly_order_parts(bucket).map_err(|source| ComputeError::Fact {
+        fact: "monthly orders",
+        bucket: bucket.number,
+        source,
+    })?;
+    plans.add_parts(Owner::Fact("monthly orders"), order_parts);
     for table in tables {
-        let table_parts = (table.parts)(bucket).map_err(|source| ComputeError::Table { table: table.name, source })?;
-        parts.extend(table_parts.into_iter().map(|part| (Owner::Table(table.name), part)));
+        let parts = (table.parts)(bucket).map_err(|source| ComputeError::Table { table: table.name, source })?;
+        plans.add_parts(Owner::Table(table.name), parts);
     }
-    BucketFacts::compute(bucket, parts)
+    plans.collect()
 }
 
 /// Runs one table's plan over the merged facts.

@@ -186,7 +186,7 @@ impl Spill {
         key[24..].copy_from_slice(&content_hash.to_le_bytes());
         self.valid += 1;
         // The path is formatted only for an error: this runs once per valid record.
-        writer.write_all(&key).map_err(|source| spill_io(&key_path(&self.dir, partition))(source))
+        writer.write_all(&key).map_err(|source| IngestError::Spill { path: key_path(&self.dir, partition), source })
     }
 
     /// Closes the spill files.

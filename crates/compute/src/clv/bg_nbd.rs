@@ -178,7 +178,7 @@ impl BgNbd {
     /// overflows in turn (very large a and b), the direct one. Returns 0 for `t = 0` and NaN for
     /// negative `t` (and, as in lifetimes, for `a = 1` exactly).
     pub fn conditional_expected_purchases(&self, t: f64, c: &Rfm) -> f64 {
-        self.conditional_expected_purchases_from(&self.purchases_if_alive(t, c.frequency, c.t), c)
+        self.conditional_expected_purchases_from(&self.purchases_if_alive(t, c.frequency, c.t), self.p_alive(c), c)
     }
 
     /// The factors of [`Self::conditional_expected_purchases`] before P(alive): they depend on
@@ -201,15 +201,15 @@ impl BgNbd {
     }
 
     /// [`Self::conditional_expected_purchases`] of customer `c` from its factors before P(alive)
-    /// (from [`Self::purchases_if_alive`] with the customer's frequency and age).
-    pub fn conditional_expected_purchases_from(&self, if_alive: &PurchasesIfAlive, c: &Rfm) -> f64 {
+    /// (from [`Self::purchases_if_alive`] with the customer's frequency and age) and its
+    /// `p_alive` ([`Self::p_alive`]).
+    pub fn conditional_expected_purchases_from(&self, if_alive: &PurchasesIfAlive, p_alive: f64, c: &Rfm) -> f64 {
         let (t, transformed, direct) = match *if_alive {
             PurchasesIfAlive::Fixed(value) => return value,
             PurchasesIfAlive::Factors { t, transformed, direct } => (t, transformed, direct),
         };
         // lifetimes divides by 1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x),
         // which is exactly 1 / p_alive.
-        let p_alive = self.p_alive(c);
         let with_p_alive = transformed * p_alive;
         if with_p_alive.is_finite() {
             return with_p_alive;

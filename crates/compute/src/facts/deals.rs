@@ -27,9 +27,10 @@ pub const WON: &str = EventType::DealWon.name();
 pub const LOST: &str = EventType::DealLost.name();
 
 /// The deal events that count: up to `as_of`, in the deal's order, up to and including the
-/// first close. Columns: `deal_id`, `event_type`, `occurred_at`, `stage`, `amount`,
-/// `customer_id`, `owner_id`, `reason`, `is_close`, `is_first_created`, `visit_stage` (the
-/// stage the event moves the deal to, null when it moves nothing). Collected once per bucket.
+/// first close. Columns: `deal_id`, `deal_run` (a number per deal, see [`runs_of`]),
+/// `event_type`, `occurred_at`, `stage`, `amount`, `customer_id`, `owner_id`, `reason`,
+/// `is_close`, `is_first_created`, `visit_stage` (the stage the event moves the deal to, null
+/// when it moves nothing). Collected once per bucket.
 fn deal_timeline(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     bucket.cached("deal_timeline", || deal_timeline_plan(bucket))
 }

@@ -139,29 +139,76 @@ impl Facts {
     }
 }
 
-/// Who declared a part: a table, or a fact (the monthly order sums every run computes).
+/// Who declared a plan of a bucket: a per-entity fact, or a table (or the monthly order sums
+/// every run computes) with its parts. An error names it.
 #[derive(Debug, Clone, Copy)]
 pub enum Owner {
+    /// A per-entity fact, or the parts of a fact every run computes.
+    Fact(&'static str),
     /// A table's parts.
     Table(&'static str),
-    /// A fact's parts.
-    Fact(&'static str),
 }
 
-/// Collects the named plans together: polars runs them in parallel (one plan alone leaves a
-/// core idle a quarter of the time). On an error each is collected alone, so that the error
-/// names the plan that failed (`None`: none failed alone).
-fn collect_together(
-    plans: Vec<(&'static str, LazyFrame)>,
-) -> Result<Vec<DataFrame>, (Option<&'static str>, PolarsError)> {
+/// A bucket's plans, to be collected together: the per-entity facts first, then the parts.
+pub struct BucketPlans<'b, 'a> {
+    bucket: &'b Bucket<'a>,
+    /// Each plan's name, how its frame merges, who declared it, and the plan.
+    plans: Vec<(&'static str, Layout, Owner, LazyFrame)>,
+}
+
+impl<'b, 'a> BucketPlans<'b, 'a> {
+    /// The plans of every per-entity fact of a bucket. Building them collects the frames that
+    /// several plans share (see [`Bucket::cached`]).
+    pub fn entity_facts(bucket: &'b Bucket<'a>) -> Result<Self, ComputeError> {
+        let mut plans = Vec::new();
+        for fact in ENTITY_FACTS {
+            let plan = (fact.plan)(bucket).map_err(|source| ComputeError::Fact {
+                fact: fact.name,
+                bucket: bucket.number,
+                source,
+            })?;
+            plans.push((fact.name, Layout::Entity(fact.sort), Owner::Fact(fact.name), plan));
+        }
+        Ok(BucketPlans { bucket, plans })
+    }
+
+    /// Adds the parts that `owner` declared.
+    pub fn add_parts(&mut self, owner: Owner, parts: Vec<Part>) {
+        self.plans.extend(parts.into_iter().map(|part| (part.name, Layout::Part(part.keys), owner, part.frame)));
+    }
+
+    /// Collects every plan (see [`collect_together`]).
+    pub fn collect(self) -> Result<BucketFacts, ComputeError> {
+        let started = std::time::Instant::now();
+        let (described, plans): (Vec<_>, Vec<_>) =
+            self.plans.into_iter().map(|(name, layout, owner, plan)| ((name, layout), (owner, plan))).unzip();
+        let frames = collect_together(self.bucket.number, plans)?;
+        tracing::debug!(bucket = self.bucket.number, seconds = started.elapsed().as_secs_f64(), "bucket facts");
+        let frames = described.into_iter().zip(frames).map(|((name, layout), frame)| (name, layout, frame)).collect();
+        Ok(BucketFacts { frames })
+    }
+}
+
+/// Collects the plans of bucket `bucket`, one frame per plan in their order. polars runs them in
+/// parallel: one plan alone leaves a core idle a quarter of the time. When that fails, each plan
+/// is collected alone, so that the error names the fact or table whose plan failed.
+fn collect_together(bucket: u32, plans: Vec<(Owner, LazyFrame)>) -> Result<Vec<DataFrame>, ComputeError> {
     let logical: Vec<DslPlan> = plans.iter().map(|(_, plan)| plan.clone().logical_plan).collect();
+    // The plans' own flags are polars' defaults: crmkpi sets none.
     match LazyFrame::collect_all_with_engine(logical, Engine::InMemory, OptFlags::default()) {
-        Ok(frames) => Ok(frames),
+        Ok(frames) if frames.len() == plans.len() => Ok(frames),
+        Ok(frames) => Err(ComputeError::BucketFacts {
+            bucket,
+            source: polars_err!(ComputeError: "{} frames for {} plans", frames.len(), plans.len()),
+        }),
         Err(together) => {
-            for (name, plan) in plans {
-                plan.collect().map_err(|source| (Some(name), source))?;
+            for (owner, plan) in plans {
+                plan.collect().map_err(|source| match owner {
+                    Owner::Fact(fact) => ComputeError::Fact { fact, bucket, source },
+                    Owner::Table(table) => ComputeError::Table { table, source },
+                })?;
             }
-            Err((None, together))
+            Err(ComputeError::BucketFacts { bucket, source: together })
         }
     }
 }
@@ -182,34 +229,6 @@ enum Layout {
 }
 
 impl BucketFacts {
-    /// Computes the per-entity facts of a bucket and the given parts (each part with the table
-    /// or fact that declared it, which an error names), all collected together.
-    pub fn compute(bucket: &Bucket, parts: Vec<(Owner, Part)>) -> Result<BucketFacts, ComputeError> {
-        let fact_error = |fact, source| ComputeError::Fact { fact, bucket: bucket.number, source };
-        let mut plans = Vec::with_capacity(ENTITY_FACTS.len() + parts.len());
-        let mut layouts = Vec::with_capacity(plans.capacity());
-        for fact in ENTITY_FACTS {
-            plans.push((fact.name, (fact.plan)(bucket).map_err(|source| fact_error(fact.name, source))?));
-            layouts.push((fact.name, Layout::Entity(fact.sort), Owner::Fact(fact.name)));
-        }
-        for (owner, part) in parts {
-            plans.push((part.name, part.frame));
-            layouts.push((part.name, Layout::Part(part.keys), owner));
-        }
-        let started = std::time::Instant::now();
-        let frames = collect_together(plans).map_err(|(failed, source)| {
-            let owner = failed.and_then(|failed| layouts.iter().find(|(name, _, _)| *name == failed));
-            match owner.map(|(_, _, owner)| *owner) {
-                Some(Owner::Table(table)) => ComputeError::Table { table, source },
-                Some(Owner::Fact(fact)) => fact_error(fact, source),
-                None => fact_error("all facts and parts together", source),
-            }
-        })?;
-        tracing::debug!(bucket = bucket.number, seconds = started.elapsed().as_secs_f64(), "bucket facts");
-        let frames = layouts.into_iter().zip(frames).map(|((name, layout, _), frame)| (name, layout, frame)).collect();
-        Ok(BucketFacts { frames })
-    }
-
     /// Each per-entity fact's and each part's name and rows, in computing order.
     pub fn into_frames(self) -> impl Iterator<Item = (&'static str, DataFrame)> {
         self.frames.into_iter().map(|(name, _, frame)| (name, frame))
@@ -314,17 +333,27 @@ mod tests {
 
     #[test]
     fn plans_collected_together_keep_their_order() {
-        let plans = vec![("all", numbers()), ("odd", numbers().filter((col("n") % lit(2i64)).eq(lit(1i64))))];
-        let frames = collect_together(plans).expect("collected");
+        let odd = numbers().filter((col("n") % lit(2i64)).eq(lit(1i64)));
+        let plans = vec![(Owner::Fact("all"), numbers()), (Owner::Table("odd"), odd)];
+        let frames = collect_together(3, plans).expect("collected");
         let heights: Vec<usize> = frames.iter().map(DataFrame::height).collect();
         assert_eq!(heights, [3, 2]);
     }
 
     #[test]
-    fn a_failing_plan_is_named() {
-        let plans = vec![("fine", numbers()), ("broken", numbers().select([col("missing")])), ("also fine", numbers())];
-        let Err((failed, error)) = collect_together(plans) else { panic!("a plan reads a missing column") };
-        assert_eq!(failed, Some("broken"));
-        assert!(error.to_string().contains("missing"), "{error}");
+    fn a_failing_plan_is_named_with_its_table_or_fact() {
+        let broken = || numbers().select([col("missing")]);
+        let plans = vec![(Owner::Fact("fine"), numbers()), (Owner::Table("broken"), broken())];
+        match collect_together(3, plans) {
+            Err(ComputeError::Table { table: "broken", source }) => assert!(source.to_string().contains("missing")),
+            other => panic!("expected table `broken` to fail: {other:?}"),
+        }
+        let plans = vec![(Owner::Fact("broken fact"), broken()), (Owner::Table("fine"), numbers())];
+        match collect_together(5, plans) {
+            Err(error @ ComputeError::Fact { fact: "broken fact", bucket: 5, .. }) => {
+                assert!(error.to_string().contains("bucket 5"), "{error}");
+            }
+            other => panic!("expected fact `broken fact` to fail: {other:?}"),
+        }
     }
 }
