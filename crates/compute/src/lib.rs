@@ -20,7 +20,8 @@
 //! the merged per-entity rows).
 //!
 //! Adding a KPI family is one file in `metrics/` and one line in [`metrics::FAMILIES`]; adding
-//! a table is one file in `tables/` and one line in [`registry::TABLES`].
+//! a table is one file in `tables/` and one line in [`registry::TABLES`], which names the
+//! per-entity facts the table reads (a run computes only those of its tables).
 
 pub mod clv;
 pub mod context;

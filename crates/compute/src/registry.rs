@@ -7,30 +7,49 @@ use polars::prelude::*;
 
 use crate::context::Context;
 use crate::error::ComputeError;
+use crate::facts::customers::{CUSTOMERS, LATEST_NPS};
+use crate::facts::deals::{DEALS, STAGE_VISITS};
+use crate::facts::leads::{LEAD_ORIGINS, LEADS};
 use crate::facts::orders::monthly_order_parts;
-use crate::facts::tickets::UNOPENED_TICKETS;
+use crate::facts::tickets::{TICKETS, UNOPENED_TICKETS};
 use crate::facts::{Bucket, BucketFacts, BucketPlans, Facts, FactsBuilder, Owner};
 use crate::tables::{Run, TableSpec, no_parts};
 use crate::{Table, tables};
 
 /// The tables this version computes, in output order.
 pub const TABLES: &[TableSpec] = &[
-    TableSpec { name: "kpi_monthly", parts: tables::kpi_monthly::parts, plan: tables::kpi_monthly::plan },
+    TableSpec {
+        name: "kpi_monthly",
+        facts: &[LEADS, DEALS, TICKETS, UNOPENED_TICKETS],
+        parts: tables::kpi_monthly::parts,
+        plan: tables::kpi_monthly::plan,
+    },
     TableSpec {
         name: "cohort_retention",
+        facts: &[],
         parts: tables::cohort_retention::parts,
         plan: tables::cohort_retention::plan,
     },
-    TableSpec { name: "customers", parts: no_parts, plan: tables::customers::plan },
-    TableSpec { name: "clv_model", parts: no_parts, plan: tables::clv_model::plan },
-    TableSpec { name: "deals", parts: no_parts, plan: tables::deals::plan },
-    TableSpec { name: "deal_stage_visits", parts: no_parts, plan: tables::deal_stage_visits::plan },
-    TableSpec { name: "stage_durations", parts: no_parts, plan: tables::stage_durations::plan },
-    TableSpec { name: "pipeline_forecast", parts: no_parts, plan: tables::pipeline_forecast::plan },
-    TableSpec { name: "rep_performance", parts: no_parts, plan: tables::rep_performance::plan },
-    TableSpec { name: "lost_reasons", parts: no_parts, plan: tables::lost_reasons::plan },
-    TableSpec { name: "tickets", parts: no_parts, plan: tables::tickets::plan },
-    TableSpec { name: "campaigns", parts: tables::campaigns::parts, plan: tables::campaigns::plan },
+    TableSpec {
+        name: "customers",
+        facts: &[CUSTOMERS, LATEST_NPS, TICKETS, LEAD_ORIGINS],
+        parts: no_parts,
+        plan: tables::customers::plan,
+    },
+    TableSpec { name: "clv_model", facts: &[CUSTOMERS], parts: no_parts, plan: tables::clv_model::plan },
+    TableSpec { name: "deals", facts: &[DEALS, LEAD_ORIGINS], parts: no_parts, plan: tables::deals::plan },
+    TableSpec {
+        name: "deal_stage_visits",
+        facts: &[STAGE_VISITS],
+        parts: no_parts,
+        plan: tables::deal_stage_visits::plan,
+    },
+    TableSpec { name: "stage_durations", facts: &[STAGE_VISITS], parts: no_parts, plan: tables::stage_durations::plan },
+    TableSpec { name: "pipeline_forecast", facts: &[DEALS], parts: no_parts, plan: tables::pipeline_forecast::plan },
+    TableSpec { name: "rep_performance", facts: &[DEALS], parts: no_parts, plan: tables::rep_performance::plan },
+    TableSpec { name: "lost_reasons", facts: &[DEALS], parts: no_parts, plan: tables::lost_reasons::plan },
+    TableSpec { name: "tickets", facts: &[TICKETS, UNOPENED_TICKETS], parts: no_parts, plan: tables::tickets::plan },
+    TableSpec { name: "campaigns", facts: &[], parts: tables::campaigns::parts, plan: tables::campaigns::plan },
 ];
 
 /// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.
@@ -88,7 +107,8 @@ pub fn compute_facts_from(
 /// The facts of one bucket: every per-entity fact, the monthly order sums, and the additive
 /// parts of the given tables. What a Spark task computes for its bucket.
 pub fn bucket_facts(bucket: &Bucket, tables: &[TableSpec]) -> Result<BucketFacts, ComputeError> {
-    let mut plans = BucketPlans::entity_facts(bucket)?;
+    let needed = |fact: &str| tables.iter().any(|table| table.facts.contains(&fact));
+    let mut plans = BucketPlans::entity_facts(bucket, needed)?;
     let order_parts = monthly_order_parts(bucket).map_err(|source| ComputeError::Fact {
         fact: "monthly orders",
         bucket: bucket.number,

@@ -157,11 +157,11 @@ pub struct BucketPlans<'b, 'a> {
 }
 
 impl<'b, 'a> BucketPlans<'b, 'a> {
-    /// The plans of every per-entity fact of a bucket. Building them collects the frames that
-    /// several plans share (see [`Bucket::cached`]).
-    pub fn entity_facts(bucket: &'b Bucket<'a>) -> Result<Self, ComputeError> {
+    /// The plans of the per-entity facts of a bucket that are `needed` (by name). Building them
+    /// collects the frames that several plans share (see [`Bucket::cached`]).
+    pub fn entity_facts(bucket: &'b Bucket<'a>, needed: impl Fn(&str) -> bool) -> Result<Self, ComputeError> {
         let mut plans = Vec::new();
-        for fact in ENTITY_FACTS {
+        for fact in ENTITY_FACTS.iter().filter(|fact| needed(fact.name)) {
             let plan = (fact.plan)(bucket).map_err(|source| ComputeError::Fact {
                 fact: fact.name,
                 bucket: bucket.number,

@@ -54,6 +54,9 @@ impl<'a> Run<'a> {
 pub struct TableSpec {
     /// Table name, as in outputs.md.
     pub name: &'static str,
+    /// The per-entity facts (of [`crate::facts::ENTITY_FACTS`]) that its plan and its data
+    /// checks read: a run computes only those of its tables.
+    pub facts: &'static [&'static str],
     /// The table's additive parts of one bucket (none for tables of per-entity facts only).
     pub parts: fn(&Bucket) -> PolarsResult<Vec<Part>>,
     /// Builds the table's lazy plan, rows sorted by its key columns.
