@@ -125,19 +125,11 @@ pub fn predict_all(customers: &[Rfm], fits: &ClvFits, clv: &crmkpi_schema::ClvCo
         .flat_map_iter(|group| {
             // Every customer of the group has this frequency and age, bit for bit.
             let first = &customers[group[0]];
-            let if_alive: Vec<PurchasesIfAlive> = match bg {
-                Some(model) => {
-                    horizons.iter().map(|&t| model.purchases_if_alive(t, first.frequency, first.t)).collect()
-                }
-                None => Vec::new(),
-            };
-            group
-                .iter()
-                .map(|&index| {
-                    let model = bg.map(|model| (model, if_alive.as_slice()));
-                    (index, predict(&customers[index], model, fits, clv))
-                })
-                .collect::<Vec<_>>()
+            let if_alive: Option<(&BgNbd, Vec<PurchasesIfAlive>)> = bg.map(|model| {
+                (model, horizons.iter().map(|&t| model.purchases_if_alive(t, first.frequency, first.t)).collect())
+            });
+            let model = if_alive.as_ref().map(|(model, if_alive)| (*model, if_alive.as_slice()));
+            group.iter().map(|&index| (index, predict(&customers[index], model, fits, clv))).collect::<Vec<_>>()
         })
         .collect();
     predictions.sort_unstable_by_key(|&(index, _)| index);
