@@ -193,7 +193,7 @@ fn run_compute(
         memory_limit: selection.memory_limit.as_deref(),
         buckets: selection.buckets,
     };
-    let mut run = compute_run::compute(request, &progress)?;
+    let run = compute_run::compute(request, &progress)?;
     progress.step("writing outputs");
     let manifest = run.write(out, report).context("writing the outputs")?;
     progress.finish();

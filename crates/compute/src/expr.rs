@@ -81,14 +81,100 @@ pub fn elapsed(later: Expr, earlier: Expr, micros_per_unit: f64) -> Expr {
 }
 
 /// A number for each run of equal `key`s, the same for all rows of a run and different from
-/// the other runs': in a frame sorted by `key`, a window `.over([col(run)])` on it partitions
-/// the rows exactly as `.over([col(key)])` does, but by integers instead of text (hashing and
-/// comparing the text keys was a tenth of a bucket's facts).
+/// the other runs': in a frame sorted by `key`, each entity's rows are one run. The `_in_run`
+/// expressions below compute per entity what a window `.over([col(key)])` would, with whole-
+/// column operations instead of grouping (hashing the text keys was a tenth of a bucket's facts,
+/// and a window evaluates its expression once per group).
 pub fn runs_of(key: &str) -> Expr {
-    col(key).neq_missing(col(key).shift(lit(1))).cast(DataType::UInt32).cum_sum(false)
+    run_starts(key).cast(DataType::UInt32).cum_sum(false)
+}
+
+/// Whether each row is the first of its run of equal `run` values.
+fn run_starts(run: &str) -> Expr {
+    col(run).neq_missing(col(run).shift(lit(1)))
+}
+
+/// Whether each row is the last of its run of equal `run` values.
+fn run_ends(run: &str) -> Expr {
+    col(run).neq_missing(col(run).shift(lit(-1)))
+}
+
+/// The previous row's `value` within the run (null on a run's first row):
+/// `value.shift(1).over([col(run)])`.
+pub fn previous_in_run(value: Expr, run: &str) -> Expr {
+    when(run_starts(run)).then(lit(NULL)).otherwise(value.shift(lit(1)))
+}
+
+/// The next row's `value` within the run (null on a run's last row):
+/// `value.shift(-1).over([col(run)])`.
+pub fn next_in_run(value: Expr, run: &str) -> Expr {
+    when(run_ends(run)).then(lit(NULL)).otherwise(value.shift(lit(-1)))
+}
+
+/// Each row's position in its run, from 1 (`IDX_DTYPE`): `cum_count(false).over([col(run)])` of
+/// a column without nulls.
+pub fn position_in_run(run: &str) -> Expr {
+    let row = col(run).cum_count(false);
+    let first_row_of_run = when(run_starts(run)).then(row.clone()).otherwise(lit(0)).cum_max(false);
+    (row - first_row_of_run + lit(1)).cast(IDX_DTYPE)
+}
+
+/// The running sum of `value` within the run: `value.cum_sum(false).over([col(run)])`, for a
+/// `value` that is never negative (the sum before each run is then the running maximum of the
+/// sums before the runs so far).
+pub fn cum_sum_in_run(value: Expr, run: &str) -> Expr {
+    let total = value.clone().cum_sum(false);
+    let before_run = when(run_starts(run)).then(total.clone() - value).otherwise(lit(0)).cum_max(false);
+    total - before_run
 }
 
 /// A polars `Date` expression as days since 1970-01-01 (`i32`).
 pub fn days(date: Expr) -> Expr {
     date.cast(DataType::Int32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of one, two and three rows, with a null and a zero among the values.
+    fn runs() -> LazyFrame {
+        df!(
+            "key" => ["a", "b", "b", "c", "c", "c"],
+            "value" => [Some(3i64), Some(1), None, Some(0), Some(2), Some(5)],
+        )
+        .expect("frame")
+        .lazy()
+        .with_column(runs_of("key").alias("run"))
+    }
+
+    #[test]
+    fn run_expressions_equal_their_windows() {
+        let window = |expr: Expr| expr.over([col("key")]).expect("window");
+        let compared = runs()
+            .select([
+                col("run"),
+                previous_in_run(col("value"), "run").alias("previous"),
+                window(col("value").shift(lit(1))).alias("previous_window"),
+                next_in_run(col("value"), "run").alias("next"),
+                window(col("value").shift(lit(-1))).alias("next_window"),
+                position_in_run("run").alias("position"),
+                window(col("key").cum_count(false)).alias("position_window"),
+                cum_sum_in_run(col("value").fill_null(lit(0i64)), "run").alias("sum"),
+                window(col("value").fill_null(lit(0i64)).cum_sum(false)).alias("sum_window"),
+            ])
+            .collect()
+            .expect("collect");
+        let column = |name: &str| compared.column(name).expect(name).as_materialized_series().clone();
+        assert_eq!(column("run").u32().expect("u32").into_no_null_iter().collect::<Vec<_>>(), [1, 2, 2, 3, 3, 3]);
+        for name in ["previous", "next", "position", "sum"] {
+            assert!(column(name).equals_missing(&column(&format!("{name}_window"))), "{name}: {compared}");
+        }
+        // The hand-computed values, not only the windows' agreement.
+        let sums: Vec<i64> = column("sum").i64().expect("i64").into_no_null_iter().collect();
+        assert_eq!(sums, [3, 1, 1, 0, 2, 7]);
+        let positions: Vec<u32> =
+            column("position").cast(&DataType::UInt32).expect("u32").u32().expect("u32").into_no_null_iter().collect();
+        assert_eq!(positions, [1, 1, 2, 1, 2, 3]);
+    }
 }

@@ -78,9 +78,9 @@ pub struct ComputedRun {
 impl ComputedRun {
     /// Writes the tables, `manifest.json` and (with `report`) `report.html` into `out`,
     /// replacing its previous contents atomically (see [`crate::write_outputs`]).
-    pub fn write(&mut self, out: &Path, report: bool) -> Result<Manifest, ExportError> {
+    pub fn write(&self, out: &Path, report: bool) -> Result<Manifest, ExportError> {
         let report = if report { ReportChoice::Render(self.latest_ingest.as_ref()) } else { ReportChoice::Skip };
-        crate::write_outputs(out, &mut self.tables, self.manifest_input.clone(), report)
+        crate::write_outputs(out, &self.tables, self.manifest_input.clone(), report)
     }
 }
 

@@ -119,7 +119,7 @@ fn compute(
 
 /// Writes a finished run's tables, manifest and report into `out` when given, and hands its
 /// tables and data warnings over to Python.
-pub(crate) fn hand_over(mut run: ComputedRun, out: Option<&Path>, report: bool) -> Result<Computed, EngineError> {
+pub(crate) fn hand_over(run: ComputedRun, out: Option<&Path>, report: bool) -> Result<Computed, EngineError> {
     if let Some(out) = out {
         run.write(out, report).map_err(|error| EngineError::from_export("writing the outputs", &error))?;
     }

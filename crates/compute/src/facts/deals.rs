@@ -9,7 +9,9 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
-use crate::expr::{DAYS, HOURS, elapsed, null_str, runs_of};
+use crate::expr::{
+    DAYS, HOURS, cum_sum_in_run, elapsed, next_in_run, null_str, position_in_run, previous_in_run, runs_of,
+};
 use crate::facts::Bucket;
 
 /// Name of the deal summaries fact.
@@ -61,18 +63,17 @@ fn deal_timeline_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
         ])
         .sort(["deal_id", "occurred_at", "type_rank", "event_id"], SortMultipleOptions::default())
         .with_column(runs_of("deal_id").alias("deal_run"));
-    let position = col("occurred_at").cum_count(false).over([col("deal_run")])?;
-    let created_so_far = is_created.clone().cast(DataType::Int64).cum_sum(false).over([col("deal_run")])?;
-    let with_positions = sorted.with_columns([
-        position.alias("position"),
+    let created_so_far = cum_sum_in_run(is_created.clone().cast(DataType::Int64), "deal_run");
+    let closes_so_far = cum_sum_in_run(is_close.clone().cast(DataType::Int64), "deal_run");
+    let with_counts = sorted.with_columns([
         is_close.clone().alias("is_close"),
         is_created.clone().and(created_so_far.eq(lit(1i64))).alias("is_first_created"),
+        (closes_so_far - is_close.cast(DataType::Int64)).alias("closes_before"),
     ]);
-    let first_close = when(col("is_close")).then(col("position")).otherwise(lit(NULL)).min().over([col("deal_run")])?;
     let moves_stage = col("is_first_created").or(col("event_type").eq(lit(STAGE_CHANGED)));
-    Ok(with_positions
-        .with_column(first_close.alias("close_position"))
-        .filter(col("close_position").is_null().or(col("position").lt_eq(col("close_position"))))
+    Ok(with_counts
+        // Up to and including the first close.
+        .filter(col("closes_before").eq(lit(0i64)))
         .with_column(when(moves_stage).then(col("stage")).otherwise(null_str()).alias("visit_stage"))
         .select([
             col("deal_id"),
@@ -131,9 +132,9 @@ fn summaries_of(timeline: LazyFrame) -> LazyFrame {
 pub fn stage_visits(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let timeline = deal_timeline(bucket)?;
     let summaries = deal_summaries(bucket)?.select([col("deal_id"), col("closed_at"), col("status")]);
-    let previous_stage = col("visit_stage").shift(lit(1)).over([col("deal_run")])?;
-    let visit_number = col("entered_at").cum_count(false).over([col("deal_run")])?;
-    let next_entered = col("entered_at").shift(lit(-1)).over([col("deal_run")])?;
+    let previous_stage = previous_in_run(col("visit_stage"), "deal_run");
+    let visit_number = position_in_run("deal_run");
+    let next_entered = next_in_run(col("entered_at"), "deal_run");
     let closes = col("status").neq(lit("open"));
     Ok(timeline
         .filter(col("visit_stage").is_not_null())

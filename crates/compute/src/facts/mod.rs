@@ -62,7 +62,9 @@ impl<'a> Bucket<'a> {
             return Ok(frame);
         }
         // Built without holding the lock: a cached frame's plan may use other cached frames.
+        let started = std::time::Instant::now();
         let frame = plan()?.collect()?;
+        tracing::debug!(bucket = self.number, frame = name, seconds = started.elapsed().as_secs_f64(), "cached");
         Ok(self.lock()?.entry(name).or_insert(frame).clone().lazy())
     }
 

@@ -8,7 +8,7 @@ use crmkpi_schema::EventType;
 use polars::prelude::*;
 
 use crate::context::is_type;
-use crate::expr::{MINUTES, divided_by, elapsed, runs_of};
+use crate::expr::{MINUTES, divided_by, elapsed, position_in_run, runs_of};
 use crate::facts::Bucket;
 use crate::time::business_time::{business_calendar, with_business_clock};
 
@@ -18,8 +18,12 @@ pub const TICKETS: &str = "tickets";
 pub const UNOPENED_TICKETS: &str = "unopened_tickets";
 
 /// The bucket's ticket events in each ticket's order, with `ticket_run` numbering the tickets
-/// (see [`runs_of`]).
-fn ticket_events(bucket: &Bucket) -> LazyFrame {
+/// (see [`runs_of`]) and `position` (1, 2, … within the ticket). Collected once per bucket.
+fn ticket_events(bucket: &Bucket) -> PolarsResult<LazyFrame> {
+    bucket.cached("ticket_events", || ticket_events_plan(bucket))
+}
+
+fn ticket_events_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let types = Series::new(
         "ticket_types".into(),
         [
@@ -30,7 +34,7 @@ fn ticket_events(bucket: &Bucket) -> LazyFrame {
             EventType::TicketReopened.name(),
         ],
     );
-    bucket
+    Ok(bucket
         .events()
         .filter(col("event_type").is_in(lit(types).implode(false), false).and(col("ticket_id").is_not_null()))
         .select([
@@ -43,6 +47,7 @@ fn ticket_events(bucket: &Bucket) -> LazyFrame {
         ])
         .sort(["ticket_id", "occurred_at", "event_id"], SortMultipleOptions::default())
         .with_column(runs_of("ticket_id").alias("ticket_run"))
+        .with_column(position_in_run("ticket_run").alias("position")))
 }
 
 /// The `tickets` rows, one per opened ticket: opening, first agent
@@ -50,8 +55,7 @@ fn ticket_events(bucket: &Bucket) -> LazyFrame {
 /// minutes (resolution times only for resolved tickets), agent replies, reopens, `resolved`
 /// and `fcr` (resolved with exactly one agent reply and no reopen).
 pub fn tickets(bucket: &Bucket) -> PolarsResult<LazyFrame> {
-    let events = ticket_events(bucket)
-        .with_column(col("occurred_at").cum_count(false).over([col("ticket_run")])?.alias("position"));
+    let events = ticket_events(bucket)?;
     let opened = events.clone().filter(is_type(EventType::TicketOpened)).group_by([col("ticket_id")]).agg([
         col("occurred_at").first().alias("opened_at"),
         col("customer_id").first().alias("customer_id"),
@@ -117,7 +121,7 @@ fn only_resolved(value: Expr) -> Expr {
 
 /// Tickets that have events but no `ticket_opened` (left out of `tickets`): `ticket_id`.
 pub fn unopened_tickets(bucket: &Bucket) -> PolarsResult<LazyFrame> {
-    Ok(ticket_events(bucket)
+    Ok(ticket_events(bucket)?
         .group_by([col("ticket_id")])
         .agg([is_type(EventType::TicketOpened).any(true).alias("has_opening")])
         .filter(col("has_opening").not())

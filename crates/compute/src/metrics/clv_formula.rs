@@ -8,7 +8,7 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::expr::{MONEY, from_units, mean_or_null, null_f64, runs_of};
+use crate::expr::{MONEY, from_units, mean_or_null, null_f64, previous_in_run, runs_of};
 use crate::facts::customers::alive_months;
 use crate::facts::orders::{MONTHLY_ORDERS, orders};
 use crate::facts::{Bucket, Facts, Part};
@@ -18,7 +18,7 @@ use crate::metrics::rows::{MetricValue, metric_rows};
 /// the 12-month windows (see [`window_coverage`]); and per window month the customers alive
 /// before it and still alive at its end.
 pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
-    let coverage = window_coverage(orders(bucket)?)?;
+    let coverage = bucket.cached("clv_formula_coverage", || window_coverage(orders(bucket)?))?;
     let changes = |at: &str, name: &str| {
         coverage.clone().group_by([col(at).alias("month_index")]).agg([len().cast(DataType::Int64).alias(name)])
     };
@@ -58,7 +58,7 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
 /// each customer once per window it is in, without pairing every order month with its 12
 /// windows.
 fn window_coverage(order_rows: LazyFrame) -> PolarsResult<LazyFrame> {
-    let previous = col("month_index").shift(lit(1)).over([col("customer_run")])?;
+    let previous = previous_in_run(col("month_index"), "customer_run");
     // With no previous order month the comparison is null and the window starts at o.
     let previous_end = col("previous_month") + lit(12);
     Ok(order_rows

@@ -8,7 +8,7 @@ use crmkpi_schema::EventType;
 use polars::prelude::*;
 
 use crate::context::{Context, is_type};
-use crate::expr::{MONEY, count_where, exact_sum, from_units, mean_or_null, null_f64, runs_of};
+use crate::expr::{MONEY, count_where, exact_sum, from_units, mean_or_null, null_f64, previous_in_run, runs_of};
 use crate::facts::orders::{MONTHLY_NEW_CUSTOMERS, MONTHLY_ORDERS};
 use crate::facts::{Bucket, Facts, Part};
 use crate::metrics::rows::{MetricValue, all_months, metric_rows};
@@ -36,7 +36,7 @@ fn spend_per_month(context: &Context, facts: &Facts) -> LazyFrame {
 /// change it count (`subscribes`, `unsubscribes`).
 fn email_changes_per_month(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let subscribed = is_type(EventType::EmailSubscribed);
-    let previous = col("subscribed").shift(lit(1)).over([col("customer_run")])?.fill_null(lit(false));
+    let previous = previous_in_run(col("subscribed"), "customer_run").fill_null(lit(false));
     Ok(bucket
         .events()
         .filter(subscribed.clone().or(is_type(EventType::EmailUnsubscribed)))

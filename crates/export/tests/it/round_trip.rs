@@ -49,8 +49,8 @@ fn parquet_and_csv_read_back_equal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let frame = sample_frame();
-    let mut tables = vec![OutputTable { name: "sample".to_owned(), frame: frame.clone() }];
-    let manifest = write_outputs(&out, &mut tables, manifest_input("run-1"), ReportChoice::Skip).expect("write");
+    let tables = vec![OutputTable { name: "sample".to_owned(), frame: frame.clone() }];
+    let manifest = write_outputs(&out, &tables, manifest_input("run-1"), ReportChoice::Skip).expect("write");
 
     let parquet =
         ParquetReader::new(std::fs::File::open(out.join("sample.parquet")).expect("open")).finish().expect("read");
@@ -113,13 +113,13 @@ fn parquet_and_csv_read_back_equal() {
 fn a_new_run_replaces_the_directory_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut first = vec![
+    let first = vec![
         OutputTable { name: "one".to_owned(), frame: sample_frame() },
         OutputTable { name: "two".to_owned(), frame: sample_frame() },
     ];
-    write_outputs(&out, &mut first, manifest_input("run-1"), ReportChoice::Skip).expect("first write");
-    let mut second = vec![OutputTable { name: "one".to_owned(), frame: sample_frame().head(Some(1)) }];
-    write_outputs(&out, &mut second, manifest_input("run-2"), ReportChoice::Skip).expect("second write");
+    write_outputs(&out, &first, manifest_input("run-1"), ReportChoice::Skip).expect("first write");
+    let second = vec![OutputTable { name: "one".to_owned(), frame: sample_frame().head(Some(1)) }];
+    write_outputs(&out, &second, manifest_input("run-2"), ReportChoice::Skip).expect("second write");
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .expect("list")
         .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
