@@ -90,12 +90,12 @@ pub fn runs_of(key: &str) -> Expr {
 }
 
 /// Whether each row is the first of its run of equal `run` values.
-fn run_starts(run: &str) -> Expr {
+pub fn run_starts(run: &str) -> Expr {
     col(run).neq_missing(col(run).shift(lit(1)))
 }
 
 /// Whether each row is the last of its run of equal `run` values.
-fn run_ends(run: &str) -> Expr {
+pub fn run_ends(run: &str) -> Expr {
     col(run).neq_missing(col(run).shift(lit(-1)))
 }
 

@@ -8,10 +8,9 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
-use crate::expr::{MONEY, days, divided_by, exact_sum, mean_or_null};
+use crate::expr::{MONEY, count_where, days, divided_by, exact_sum, mean_or_null};
 use crate::facts::Bucket;
-use crate::facts::orders::{first_order_days, orders};
-use crate::time::calendar::month_of_day;
+use crate::facts::orders::orders;
 
 /// Name of the customer summaries fact.
 pub const CUSTOMERS: &str = "customers";
@@ -27,20 +26,21 @@ pub fn rfm(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let context = bucket.context;
     let unit = f64::from(context.config.clv.unit_days);
     let as_of_day = context.calendar.as_of_day;
-    let order_events = orders(bucket)?.select([col("customer_id"), col("occurred_at"), col("amount"), col("day")]);
-    let day_totals =
-        order_events
-            .clone()
-            .group_by([col("customer_id"), col("day")])
-            .agg([exact_sum(col("amount"), MONEY).alias("day_total")]);
-    let per_customer_days = day_totals
-        .group_by([col("customer_id")])
+    // Orders of one local day are one purchase: the order days are the days' first orders.
+    let order_day = col("first_of_day");
+    Ok(orders(bucket)?
+        .group_by([col("customer_run")])
         .agg([
-            len().cast(DataType::Int64).alias("order_days"),
+            col("customer_id").first(),
+            col("occurred_at").min().alias("first_order_at"),
+            col("occurred_at").max().alias("last_order_at"),
+            len().cast(DataType::Int64).alias("orders"),
+            exact_sum(col("amount"), MONEY).alias("revenue"),
+            count_where(order_day.clone()).alias("order_days"),
             col("day").min().alias("first_order_day"),
             col("day").max().alias("last_order_day"),
-            days(col("day")).gt(lit(as_of_day - 365)).cast(DataType::Int64).sum().alias("recent_order_days"),
-            exact_sum(col("day_total").filter(col("day").neq(col("day").min())), MONEY).alias("repeat_revenue"),
+            count_where(order_day.and(days(col("day")).gt(lit(as_of_day - 365)))).alias("recent_order_days"),
+            exact_sum(when(col("on_first_day")).then(lit(0.0)).otherwise(col("amount")), MONEY).alias("repeat_revenue"),
         ])
         .with_columns([
             (col("order_days") - lit(1i64)).alias("frequency"),
@@ -48,26 +48,20 @@ pub fn rfm(bucket: &Bucket) -> PolarsResult<LazyFrame> {
                 .alias("recency"),
             divided_by((lit(as_of_day) - days(col("first_order_day"))).cast(DataType::Float64), unit).alias("t"),
         ])
-        .with_column(mean_or_null(col("repeat_revenue"), col("frequency")).fill_null(lit(0.0)).alias("monetary_value"));
-    let per_customer_orders = order_events.group_by([col("customer_id")]).agg([
-        col("occurred_at").min().alias("first_order_at"),
-        col("occurred_at").max().alias("last_order_at"),
-        len().cast(DataType::Int64).alias("orders"),
-        exact_sum(col("amount"), MONEY).alias("revenue"),
-    ]);
-    Ok(per_customer_orders.left_join(per_customer_days, col("customer_id"), col("customer_id")).select([
-        col("customer_id"),
-        col("first_order_at"),
-        col("last_order_at"),
-        col("orders"),
-        col("revenue"),
-        col("frequency"),
-        col("recency"),
-        col("t"),
-        col("monetary_value"),
-        col("last_order_day"),
-        col("recent_order_days"),
-    ]))
+        .with_column(mean_or_null(col("repeat_revenue"), col("frequency")).fill_null(lit(0.0)).alias("monetary_value"))
+        .select([
+            col("customer_id"),
+            col("first_order_at"),
+            col("last_order_at"),
+            col("orders"),
+            col("revenue"),
+            col("frequency"),
+            col("recency"),
+            col("t"),
+            col("monetary_value"),
+            col("last_order_day"),
+            col("recent_order_days"),
+        ]))
 }
 
 /// Per customer with an NPS answer: `latest_nps`, the score of the latest (ties by `event_id`).
@@ -95,13 +89,17 @@ fn alive_months_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let churn_days = i32::try_from(context.config.churn_after_days).unwrap_or(i32::MAX / 2);
     let churn = lit(churn_days);
     let order_rows = orders(bucket)?;
-    let order_days = order_rows
-        .clone()
-        .select([col("customer_id"), col("day"), col("month_index")])
-        .unique(None, UniqueKeepStrategy::Any);
-    let new_months = first_order_days(order_rows)
-        .select([col("customer_id"), month_of_day(col("first_order_day")).alias("month_index")])
-        .with_column(lit(true).alias("is_new"));
+    let order_days = order_rows.clone().filter(col("first_of_day")).select([
+        col("customer_run"),
+        col("customer_id"),
+        col("day"),
+        col("month_index"),
+    ]);
+    let new_months = order_rows.filter(col("first_of_customer")).select([
+        col("customer_run"),
+        col("month_index"),
+        lit(true).alias("is_new"),
+    ]);
     let month_span = churn_days / 28 + 2;
     let offsets = DataFrame::new(
         usize::try_from(month_span).unwrap_or(0),
@@ -117,17 +115,28 @@ fn alive_months_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     Ok(order_days
         .with_column(lit(1i32).alias("join_key"))
         .inner_join(offsets, col("join_key"), col("join_key"))
-        .select([col("customer_id"), col("day"), (col("month_index") + col("month_offset")).alias("month_index")])
+        .select([
+            col("customer_run"),
+            col("customer_id"),
+            col("day"),
+            (col("month_index") + col("month_offset")).alias("month_index"),
+        ])
         .inner_join(context.calendar.month_grid(), col("month_index"), col("month_index"))
         .with_columns([alive_start.alias("alive_start"), alive_end.alias("alive_end")])
         .filter(col("alive_start").or(col("alive_end")))
-        .group_by([col("customer_id"), col("month_index")])
-        .agg([col("alive_start").any(true), col("alive_end").any(true)])
+        .group_by([col("customer_run"), col("month_index")])
+        .agg([col("customer_id").first(), col("alive_start").any(true), col("alive_end").any(true)])
         .join(
             new_months,
-            [col("customer_id"), col("month_index")],
-            [col("customer_id"), col("month_index")],
+            [col("customer_run"), col("month_index")],
+            [col("customer_run"), col("month_index")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_column(col("is_new").fill_null(lit(false))))
+        .select([
+            col("customer_id"),
+            col("month_index"),
+            col("alive_start"),
+            col("alive_end"),
+            col("is_new").fill_null(lit(false)),
+        ]))
 }

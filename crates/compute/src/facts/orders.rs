@@ -4,35 +4,60 @@
 use crmkpi_schema::EventType;
 use polars::prelude::*;
 
-use crate::expr::{MONEY, exact_units};
+use crate::expr::{MONEY, cum_sum_in_run, exact_units, run_ends, run_starts, runs_of};
 use crate::facts::{Bucket, Part};
 use crate::time::calendar::{local_day, local_month, month_of_day};
 
-/// The bucket's orders up to `as_of`: `event_id`, `customer_id`, `occurred_at`, `amount`,
-/// `kind`, `month_index`, `day`.
+/// The bucket's orders up to `as_of`, sorted by `customer_id` and `occurred_at` (so also by
+/// local day and month within a customer): `event_id`, `customer_id`, `occurred_at`, `amount`,
+/// `kind`, `month_index`, `day`; and, from the order, `customer_run` (a number per customer,
+/// see [`runs_of`]), `first_of_customer` and `last_of_customer` (the customer's first and last
+/// order), `first_of_day` and `first_of_month` (the customer's first order of its local day and
+/// month), `on_first_day` (an order of the customer's first order day). Collected once per
+/// bucket.
 pub fn orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let zone = bucket.context.config.timezone;
     bucket.cached("orders", || {
-        Ok(bucket.events_of(EventType::OrderPlaced).select([
-            col("event_id"),
-            col("customer_id"),
-            col("occurred_at"),
-            col("amount"),
-            col("kind"),
-            local_month(col("occurred_at"), zone).alias("month_index"),
-            local_day(col("occurred_at"), zone).alias("day"),
-        ]))
+        let first_of_customer = run_starts("customer_run");
+        Ok(bucket
+            .events_of(EventType::OrderPlaced)
+            .select([
+                col("event_id"),
+                col("customer_id"),
+                col("occurred_at"),
+                col("amount"),
+                col("kind"),
+                local_month(col("occurred_at"), zone).alias("month_index"),
+                local_day(col("occurred_at"), zone).alias("day"),
+            ])
+            .sort(["customer_id", "occurred_at"], SortMultipleOptions::default())
+            .with_column(runs_of("customer_id").alias("customer_run"))
+            .with_columns([
+                first_of_customer.clone().alias("first_of_customer"),
+                run_ends("customer_run").alias("last_of_customer"),
+                first_of_customer.clone().or(run_starts("day")).alias("first_of_day"),
+                first_of_customer.or(run_starts("month_index")).alias("first_of_month"),
+            ])
+            .with_column(
+                cum_sum_in_run(col("first_of_day").cast(DataType::Int64), "customer_run")
+                    .eq(lit(1i64))
+                    .alias("on_first_day"),
+            ))
     })
 }
 
-/// Per customer with an order: `first_order_day`.
-pub fn first_order_days(orders: LazyFrame) -> LazyFrame {
-    orders.group_by([col("customer_id")]).agg([col("day").min().alias("first_order_day")])
+/// Per customer with an order: `customer_id`, `first_order_day`, `first_order_at`.
+pub fn first_orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
+    Ok(orders(bucket)?.filter(col("first_of_customer")).select([
+        col("customer_id"),
+        col("day").alias("first_order_day"),
+        col("occurred_at").alias("first_order_at"),
+    ]))
 }
 
 /// The distinct (customer, month) pairs with an order: `customer_id`, `month_index`.
 pub fn customer_months(bucket: &Bucket) -> PolarsResult<LazyFrame> {
-    Ok(orders(bucket)?.select([col("customer_id"), col("month_index")]).unique(None, UniqueKeepStrategy::Any))
+    Ok(orders(bucket)?.filter(col("first_of_month")).select([col("customer_id"), col("month_index")]))
 }
 
 /// Name of the part with each month's `revenue_units` (exact, see [`exact_units`]) and
@@ -45,12 +70,10 @@ pub const MONTHLY_NEW_CUSTOMERS: &str = "monthly_new_customers";
 /// A bucket's monthly order parts, [`MONTHLY_ORDERS`] and [`MONTHLY_NEW_CUSTOMERS`]: computed
 /// once for every family that reads them.
 pub fn monthly_order_parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
-    let orders = orders(bucket)?;
-    let per_month = orders
-        .clone()
+    let per_month = orders(bucket)?
         .group_by([col("month_index")])
         .agg([exact_units(col("amount"), MONEY).alias("revenue_units"), len().cast(DataType::Int64).alias("orders")]);
-    let new_customers = first_order_days(orders)
+    let new_customers = first_orders(bucket)?
         .select([month_of_day(col("first_order_day")).alias("month_index")])
         .group_by([col("month_index")])
         .agg([len().cast(DataType::Int64).alias("new_customers")]);
