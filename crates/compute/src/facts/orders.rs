@@ -55,9 +55,14 @@ pub fn first_orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     ]))
 }
 
-/// The distinct (customer, month) pairs with an order: `customer_id`, `month_index`.
+/// The distinct (customer, month) pairs with an order: `customer_run`, `customer_id`,
+/// `month_index`.
 pub fn customer_months(bucket: &Bucket) -> PolarsResult<LazyFrame> {
-    Ok(orders(bucket)?.filter(col("first_of_month")).select([col("customer_id"), col("month_index")]))
+    Ok(orders(bucket)?.filter(col("first_of_month")).select([
+        col("customer_run"),
+        col("customer_id"),
+        col("month_index"),
+    ]))
 }
 
 /// Name of the part with each month's `revenue_units` (exact, see [`exact_units`]) and

@@ -8,7 +8,7 @@
 use polars::prelude::*;
 
 use crate::facts::leads::lead_origins;
-use crate::facts::orders::customer_months;
+use crate::facts::orders::{customer_months, orders};
 use crate::facts::{Bucket, Part};
 use crate::tables::Run;
 
@@ -17,21 +17,15 @@ use crate::tables::Run;
 /// channel (`unknown` without a lead), its `cohort` and `last_order_month` month indices.
 pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
     let months = customer_months(bucket)?;
-    let channels = lead_origins(bucket)?.select([col("customer_id"), col("channel")]);
-    let members = months
-        .clone()
-        .group_by([col("customer_id")])
-        .agg([col("month_index").min().alias("cohort"), col("month_index").max().alias("last_order_month")])
-        .left_join(channels, col("customer_id"), col("customer_id"))
-        .with_column(col("channel").fill_null(lit("unknown")));
+    let members = bucket.cached("cohort_members", || cohort_members(bucket))?;
     let count = |rows: LazyFrame, keys: &[&str], name: &str| {
         let keys: Vec<Expr> = ["channel"].iter().chain(keys).map(|key| col(*key)).collect();
         rows.group_by(keys).agg([len().cast(DataType::Int64).alias(name)])
     };
     let retained = months.inner_join(
-        members.clone().select([col("customer_id"), col("channel"), col("cohort")]),
-        col("customer_id"),
-        col("customer_id"),
+        members.clone().select([col("customer_run"), col("channel"), col("cohort")]),
+        col("customer_run"),
+        col("customer_run"),
     );
     Ok(vec![
         Part {
@@ -50,6 +44,23 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
             frame: count(members, &["cohort", "last_order_month"], "members"),
         },
     ])
+}
+
+/// A bucket's customers with an order: `customer_run`, `customer_id`, `cohort` (the month of
+/// the first order), `last_order_month` and `channel`. Collected once per bucket.
+fn cohort_members(bucket: &Bucket) -> PolarsResult<LazyFrame> {
+    let orders = orders(bucket)?;
+    let last_order_months = orders
+        .clone()
+        .filter(col("last_of_customer"))
+        .select([col("customer_run"), col("month_index").alias("last_order_month")]);
+    let channels = lead_origins(bucket)?.select([col("customer_id"), col("channel")]);
+    Ok(orders
+        .filter(col("first_of_customer"))
+        .select([col("customer_run"), col("customer_id"), col("month_index").alias("cohort")])
+        .inner_join(last_order_months, col("customer_run"), col("customer_run"))
+        .left_join(channels, col("customer_id"), col("customer_id"))
+        .with_column(col("channel").fill_null(lit("unknown"))))
 }
 
 /// Counts per channel (`channel`, the keys, `count`) by segment: per channel (segment
