@@ -17,7 +17,7 @@ use crmkpi_compute::{ComputeError, Context, LakeStats, Run, TableSpec, parse_as_
 use crmkpi_ingest::{RunRecord, Snapshot};
 use crmkpi_schema::Config;
 
-use crate::bucket_spill::BucketSpill;
+use crate::bucket_spill::{BucketSpill, SplitStore};
 use crate::manifest::LakeInfo;
 use crate::{ExportError, LatestIngest, Manifest, ManifestInput, OutputTable, ReportChoice};
 
@@ -84,8 +84,8 @@ impl ComputedRun {
     }
 }
 
-/// From this many buckets on, a run splits the lake into per-bucket files in one pass
-/// ([`BucketSpill`]) instead of reading and hashing the lake once per bucket.
+/// From this many buckets on, a run splits the lake by bucket in one pass ([`BucketSpill`])
+/// instead of reading and hashing the lake once per bucket.
 const SPILL_FROM_BUCKETS: u32 = 2;
 
 /// Computes the requested tables from the lake's committed snapshot.
@@ -96,8 +96,9 @@ pub fn compute(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<C
 }
 
 /// The merged facts of every bucket of a run. With more than one bucket the lake is first split
-/// into per-bucket files ([`BucketSpill`], under the system's temporary directory), which the
-/// buckets then read. Records the `split` and `facts` seconds.
+/// by bucket ([`BucketSpill`]: held in memory when the buckets fit in the memory limit, else
+/// written to per-bucket files under the system's temporary directory), and each bucket then
+/// reads only its own events. Records the `split` and `facts` seconds.
 pub fn merged_facts(
     context: &Context,
     tables: &[TableSpec],
@@ -108,9 +109,11 @@ pub fn merged_facts(
     let on_bucket = |done, buckets| progress.step(&format!("entity facts, bucket {done}/{buckets}"));
     let facts = if context.buckets >= SPILL_FROM_BUCKETS {
         progress.step(&format!("splitting the lake into {} buckets", context.buckets));
-        let spill = BucketSpill::write(context, &std::env::temp_dir())?;
+        let store = SplitStore::for_run(context);
+        let spill = BucketSpill::write(context, store, &std::env::temp_dir())?;
         stage_seconds.insert("split".to_owned(), clock.elapsed().as_secs_f64());
-        tracing::info!(buckets = context.buckets, seconds = clock.elapsed().as_secs_f64(), "lake split into buckets");
+        let seconds = clock.elapsed().as_secs_f64();
+        tracing::info!(buckets = context.buckets, ?store, seconds, "lake split into buckets");
         clock = Instant::now();
         crmkpi_compute::compute_facts_from(context, tables, &|bucket| spill.events(bucket), &on_bucket)?
     } else {
