@@ -42,6 +42,9 @@ pub struct BgNbd {
 struct BgGroup {
     /// Index of the group's frequency in [`BgData::frequencies`].
     frequency_index: usize,
+    /// Indices of the group's recency and T in [`BgData::times`].
+    recency_index: usize,
+    t_index: usize,
     frequency: f64,
     recency: f64,
     t: f64,
@@ -52,6 +55,9 @@ struct BgGroup {
 struct BgData {
     /// The distinct frequencies, ascending (whole numbers).
     frequencies: Vec<f64>,
+    /// The distinct recencies and ages T, ascending: far fewer than the groups (whole days in
+    /// `unit_days` units), so ln(alpha + time) is taken once per time, not per group.
+    times: Vec<f64>,
     groups: Vec<BgGroup>,
 }
 
@@ -76,6 +82,8 @@ impl BgData {
                     }
                     groups.push(BgGroup {
                         frequency_index: frequencies.len() - 1,
+                        recency_index: 0,
+                        t_index: 0,
                         frequency,
                         recency,
                         t,
@@ -84,7 +92,15 @@ impl BgData {
                 }
             }
         }
-        Some(BgData { frequencies, groups })
+        let mut times: Vec<f64> = groups.iter().flat_map(|group| [group.recency, group.t]).collect();
+        times.sort_by(f64::total_cmp);
+        times.dedup_by(|u, v| u.total_cmp(v).is_eq());
+        let index_of = |time: f64| times.binary_search_by(|probe| probe.total_cmp(&time)).ok();
+        for group in &mut groups {
+            group.recency_index = index_of(group.recency)?;
+            group.t_index = index_of(group.t)?;
+        }
+        Some(BgData { frequencies, times, groups })
     }
 }
 
@@ -139,13 +155,14 @@ impl BgNbd {
         let BgNbd { r, alpha, a, .. } = *self;
         let terms = frequency_terms(self, &data.frequencies);
         let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
+        let ln_alpha_plus: Vec<f64> = data.times.iter().map(|time| (alpha + time).ln()).collect();
         sum_terms(&data.groups, |group| {
             let ft = &terms[group.frequency_index];
             let x = group.frequency;
-            let ln_at = (alpha + group.t).ln();
+            let ln_at = ln_alpha_plus[group.t_index];
             let a3 = -(r + x) * ln_at;
             let (lse, w4, ln_atx, inv_atx) = if x > 0.0 {
-                let ln_atx = (alpha + group.recency).ln();
+                let ln_atx = ln_alpha_plus[group.recency_index];
                 let a4 = ln_a - ft.ln_b_x1 - (r + x) * ln_atx;
                 let m = a3.max(a4);
                 let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());

@@ -30,7 +30,7 @@ pub struct Bucket<'a> {
     /// The bucket's number.
     pub number: u32,
     events: DataFrame,
-    cache: Mutex<HashMap<&'static str, DataFrame>>,
+    cache: Mutex<HashMap<&'static str, LazyFrame>>,
 }
 
 impl<'a> Bucket<'a> {
@@ -49,26 +49,25 @@ impl<'a> Bucket<'a> {
         self.events().filter(is_type(event_type))
     }
 
-    /// The frame `name` built by `plan`, collected the first time the bucket's facts or parts
-    /// ask for it and served from memory afterwards (orders with their local days, lead
-    /// origins, deal timelines are read by several).
+    /// The frame `name` built by `plan`, shared by every plan of the bucket that reads it
+    /// (orders with their local days, lead origins, deal timelines are read by several): the
+    /// first call builds the plan and marks it cached, so that the bucket's plans, collected
+    /// together, compute it once (see [`BucketPlans::collect`]).
     pub fn cached(
         &self,
         name: &'static str,
         plan: impl FnOnce() -> PolarsResult<LazyFrame>,
     ) -> PolarsResult<LazyFrame> {
-        let cached = self.lock()?.get(name).map(|frame| frame.clone().lazy());
+        let cached = self.lock()?.get(name).cloned();
         if let Some(frame) = cached {
             return Ok(frame);
         }
         // Built without holding the lock: a cached frame's plan may use other cached frames.
-        let started = std::time::Instant::now();
-        let frame = plan()?.collect()?;
-        tracing::debug!(bucket = self.number, frame = name, seconds = started.elapsed().as_secs_f64(), "cached");
-        Ok(self.lock()?.entry(name).or_insert(frame).clone().lazy())
+        let frame = plan()?.cache();
+        Ok(self.lock()?.entry(name).or_insert(frame).clone())
     }
 
-    fn lock(&self) -> PolarsResult<std::sync::MutexGuard<'_, HashMap<&'static str, DataFrame>>> {
+    fn lock(&self) -> PolarsResult<std::sync::MutexGuard<'_, HashMap<&'static str, LazyFrame>>> {
         self.cache.lock().map_err(|_| polars_err!(ComputeError: "a bucket frame's plan panicked"))
     }
 }
