@@ -27,9 +27,11 @@ pub const SPARK_XXHASH64_SEED: u64 = 42;
 /// columns and the intermediate frames of the per-entity plans (measured on a generated lake of
 /// 10 million events: 3.7 GB for one bucket of all of them).
 const BYTES_PER_BUCKET_EVENT: u64 = 400;
-/// Events read at once by a pass over the whole lake: the split into per-bucket files holds
-/// about 700 bytes per event of a chunk (its columns and their partition by bucket).
+/// Events read at once by a pass over the whole lake.
 const CHUNK_EVENTS: usize = 1_500_000;
+/// Bytes the split holds per event of the chunk it is splitting: its columns and their
+/// partition by bucket.
+const BYTES_PER_CHUNK_EVENT: u64 = 700;
 /// Events per bucket beyond which a run splits into more buckets whatever the memory limit:
 /// smaller buckets compute faster (measured on a lake of 10 million events split once into
 /// per-bucket files: 8.2 to 8.6 s of facts with 8 or 16 buckets, 11.3 s with 2, 10.2 s with
@@ -399,6 +401,13 @@ impl Context {
             .map_err(received_error)
     }
 
+    /// The same context reading the lake in chunks of about `events` events (at least 1; by
+    /// default 1.5 million): the unit of the passes over the whole lake and of the split.
+    pub fn with_chunk_events(mut self, events: usize) -> Result<Context, ComputeError> {
+        self.chunks = lake_chunks(&self.files, events.max(1))?;
+        Ok(self)
+    }
+
     /// The same context with its per-entity work split into `buckets` buckets (at least 1):
     /// the outputs are the same for every number.
     pub fn with_buckets(mut self, buckets: u32) -> Context {
@@ -430,8 +439,7 @@ impl Context {
     }
 
     /// The entity events up to `as_of` of some of the lake's files (a chunk), with their bucket
-    /// (`u32` column `bucket`), collected: what splits the lake into per-bucket files in one
-    /// pass.
+    /// (`u32` column `bucket`), collected: what splits the lake by bucket in one pass.
     pub fn bucketed_events(&self, chunk: &LakeChunk) -> Result<DataFrame, ComputeError> {
         chunk
             .scan()?
@@ -473,13 +481,15 @@ const BYTES_PER_HELD_EVENT: u64 = 250;
 
 /// Whether a run of `events` events in `buckets` buckets may hold every bucket's events in
 /// memory from the split until the bucket is computed, instead of writing them to per-bucket
-/// files and reading them back: when they, the merged facts and one bucket's computation fit
-/// in `memory_limit` bytes together.
+/// files and reading them back: when they fit in `memory_limit` bytes together with the larger
+/// of what the split itself holds (one chunk) and what computing follows with (the merged
+/// facts and one bucket's computation).
 pub fn split_fits_in_memory(events: u64, buckets: u32, memory_limit: u64) -> bool {
     let held = events.saturating_mul(BYTES_PER_HELD_EVENT);
+    let chunk = events.min(CHUNK_EVENTS as u64).saturating_mul(BYTES_PER_CHUNK_EVENT);
     let merged = events.saturating_mul(BYTES_PER_LAKE_EVENT);
     let bucket = events.div_ceil(u64::from(buckets.max(1))).saturating_mul(BYTES_PER_BUCKET_EVENT);
-    held.saturating_add(merged).saturating_add(bucket) <= memory_limit
+    held.saturating_add(chunk.max(merged.saturating_add(bucket))) <= memory_limit
 }
 
 /// The number of buckets for a run of `events` events within `memory_limit` bytes: what the
@@ -592,7 +602,8 @@ mod tests {
     #[test]
     fn a_split_is_held_in_memory_only_within_the_limit() {
         const GIB: u64 = 1 << 30;
-        // 10 million events in 10 buckets: 2.5 GB held, 0.5 GB merged, 0.4 GB for a bucket.
+        // 10 million events in 10 buckets: 2.5 GB held, then 1.05 GB for a chunk, or 0.5 GB
+        // merged and 0.4 GB for a bucket.
         assert!(split_fits_in_memory(10_000_000, 10, 4 * GIB));
         assert!(!split_fits_in_memory(10_000_000, 10, 2 * GIB));
         assert!(!split_fits_in_memory(20_000_000, 20, 4 * GIB));

@@ -84,11 +84,11 @@ pub enum ComputeError {
         /// polars' error.
         source: polars::error::PolarsError,
     },
-    /// The per-bucket files a run splits the lake into (in the scratch directory) could not be
-    /// written or read.
-    #[error("the per-bucket event files in {path}: {source}")]
+    /// The split of the lake by bucket failed: a lake chunk could not be split, or a per-bucket
+    /// file (in the scratch directory) could not be written or read.
+    #[error("splitting the lake by bucket ({path}): {source}")]
     Spill {
-        /// The file or directory.
+        /// The lake file, or the per-bucket file or directory.
         path: PathBuf,
         /// The cause.
         source: polars::error::PolarsError,

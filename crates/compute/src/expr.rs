@@ -89,7 +89,8 @@ pub fn runs_of(key: &str) -> Expr {
     run_starts(key).cast(DataType::UInt32).cum_sum(false)
 }
 
-/// Whether each row is the first of its run of equal `run` values.
+/// Whether each row is the first of its run of equal `run` values (the columns it is used on
+/// have no nulls).
 pub fn run_starts(run: &str) -> Expr {
     col(run).neq_missing(col(run).shift(lit(1)))
 }
@@ -119,9 +120,10 @@ pub fn position_in_run(run: &str) -> Expr {
     (row - first_row_of_run + lit(1)).cast(IDX_DTYPE)
 }
 
-/// The running sum of `value` within the run: `value.cum_sum(false).over([col(run)])`, for a
-/// `value` that is never negative (the sum before each run is then the running maximum of the
-/// sums before the runs so far).
+/// The running sum of `value` within the run: `value.cum_sum(false).over([col(run)])`, for an
+/// integer `value` that is never null nor negative (the sum before each run is then the running
+/// maximum of the sums before the runs so far; a null would be skipped by that maximum, and
+/// floats would not subtract exactly).
 pub fn cum_sum_in_run(value: Expr, run: &str) -> Expr {
     let total = value.clone().cum_sum(false);
     let before_run = when(run_starts(run)).then(total.clone() - value).otherwise(lit(0)).cum_max(false);

@@ -80,7 +80,7 @@ pub fn compute_facts(
 }
 
 /// [`compute_facts`] with each bucket's events from `events_of(bucket)` (a run that split the
-/// lake into per-bucket files once reads them from there).
+/// lake by bucket once reads them from the split).
 pub fn compute_facts_from(
     context: &Context,
     tables: &[TableSpec],

@@ -185,8 +185,9 @@ impl BucketSpill {
         Ok(BucketSpill { store: sink.finish()? })
     }
 
-    /// The events of bucket `bucket`, collected. A bucket held in memory is handed over (its
-    /// memory is freed when the caller drops it), so it can be read once only.
+    /// The events of bucket `bucket`, collected. A bucket held in memory is handed over, so it
+    /// can be read once only (its numbers and string views are freed when the caller drops it;
+    /// the strings of a lake chunk once every bucket of that chunk is dropped).
     pub fn events(&self, bucket: u32) -> Result<DataFrame, ComputeError> {
         let slot = usize::try_from(bucket).ok();
         match &self.store {

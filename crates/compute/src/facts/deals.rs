@@ -32,7 +32,7 @@ pub const LOST: &str = EventType::DealLost.name();
 /// first close. Columns: `deal_id`, `deal_run` (a number per deal, see [`runs_of`]),
 /// `event_type`, `occurred_at`, `stage`, `amount`, `customer_id`, `owner_id`, `reason`,
 /// `is_close`, `is_first_created`, `visit_stage` (the stage the event moves the deal to, null
-/// when it moves nothing). Collected once per bucket.
+/// when it moves nothing). Computed once per bucket.
 fn deal_timeline(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     bucket.cached("deal_timeline", || deal_timeline_plan(bucket))
 }
@@ -93,7 +93,7 @@ fn deal_timeline_plan(bucket: &Bucket) -> PolarsResult<LazyFrame> {
 
 /// Per deal from its timeline: `deal_id`, `customer_id`, `owner_id`, `created_at`,
 /// `closed_at`, `status` (`won`, `lost`, `open`), `stage` (of the last visit), `amount` (last
-/// non-null up to the close), `cycle_days`, `lost_reason`. Collected once per bucket.
+/// non-null up to the close), `cycle_days`, `lost_reason`. Computed once per bucket.
 pub fn deal_summaries(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     bucket.cached(DEALS, || Ok(summaries_of(deal_timeline(bucket)?)))
 }

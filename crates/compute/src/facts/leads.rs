@@ -5,7 +5,7 @@ use polars::prelude::*;
 
 use crate::expr::{DAYS, HOURS, elapsed};
 use crate::facts::Bucket;
-use crate::facts::orders::first_orders;
+use crate::facts::orders::first_order_instants;
 use crate::time::calendar::local_month;
 
 /// Name of the lead origins fact.
@@ -36,7 +36,7 @@ pub fn lead_facts(bucket: &Bucket) -> PolarsResult<LazyFrame> {
         .group_by([col("customer_id")])
         .agg([lit(true).alias("qualified")])
         .select([col("customer_id"), col("qualified")]);
-    let first_orders = first_orders(bucket)?.select([col("customer_id"), col("first_order_at")]);
+    let first_orders = first_order_instants(bucket)?;
     let origins = lead_origins(bucket)?;
     let first_contacts = bucket
         .events_of(EventType::LeadContacted)

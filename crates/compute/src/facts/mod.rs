@@ -158,8 +158,9 @@ pub struct BucketPlans<'b, 'a> {
 }
 
 impl<'b, 'a> BucketPlans<'b, 'a> {
-    /// The plans of the per-entity facts of a bucket that are `needed` (by name). Building them
-    /// collects the frames that several plans share (see [`Bucket::cached`]).
+    /// The plans of the per-entity facts of a bucket that are `needed` (by name). The frames
+    /// that several plans share are cached plans, computed once when the plans are collected
+    /// (see [`Bucket::cached`]).
     pub fn entity_facts(bucket: &'b Bucket<'a>, needed: impl Fn(&str) -> bool) -> Result<Self, ComputeError> {
         let mut plans = Vec::new();
         for fact in ENTITY_FACTS.iter().filter(|fact| needed(fact.name)) {

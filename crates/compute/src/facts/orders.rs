@@ -8,13 +8,14 @@ use crate::expr::{MONEY, cum_sum_in_run, exact_units, run_ends, run_starts, runs
 use crate::facts::{Bucket, Part};
 use crate::time::calendar::{local_day, local_month, month_of_day};
 
-/// The bucket's orders up to `as_of`, sorted by `customer_id` and `occurred_at` (so also by
-/// local day and month within a customer): `event_id`, `customer_id`, `occurred_at`, `amount`,
-/// `kind`, `month_index`, `day`; and, from the order, `customer_run` (a number per customer,
-/// see [`runs_of`]), `first_of_customer` and `last_of_customer` (the customer's first and last
-/// order), `first_of_day` and `first_of_month` (the customer's first order of its local day and
-/// month), `on_first_day` (an order of the customer's first order day). Collected once per
-/// bucket.
+/// The bucket's orders up to `as_of`, sorted by `customer_id`, local `day` and `occurred_at`:
+/// `event_id`, `customer_id`, `occurred_at`, `amount`, `kind`, `month_index`, `day`; and, from
+/// the order, `customer_run` (a number per customer, see [`runs_of`]), `first_of_customer` and
+/// `last_of_customer` (the customer's orders of its first and last local day), `first_of_day`
+/// and `first_of_month` (the customer's first order of its local day and month),
+/// `on_first_day` (an order of the customer's first order day). Sorted by the local day, not
+/// only by time: where clocks go back across midnight (America/St_Johns until 2011), a later
+/// order can fall on an earlier local day. Computed once per bucket.
 pub fn orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let zone = bucket.context.config.timezone;
     bucket.cached("orders", || {
@@ -30,7 +31,7 @@ pub fn orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
                 local_month(col("occurred_at"), zone).alias("month_index"),
                 local_day(col("occurred_at"), zone).alias("day"),
             ])
-            .sort(["customer_id", "occurred_at"], SortMultipleOptions::default())
+            .sort(["customer_id", "day", "occurred_at"], SortMultipleOptions::default())
             .with_column(runs_of("customer_id").alias("customer_run"))
             .with_columns([
                 first_of_customer.clone().alias("first_of_customer"),
@@ -46,13 +47,20 @@ pub fn orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     })
 }
 
-/// Per customer with an order: `customer_id`, `first_order_day`, `first_order_at`.
-pub fn first_orders(bucket: &Bucket) -> PolarsResult<LazyFrame> {
-    Ok(orders(bucket)?.filter(col("first_of_customer")).select([
-        col("customer_id"),
-        col("day").alias("first_order_day"),
-        col("occurred_at").alias("first_order_at"),
-    ]))
+/// Per customer with an order: `customer_id`, `first_order_day` (its earliest local day).
+pub fn first_order_days(bucket: &Bucket) -> PolarsResult<LazyFrame> {
+    Ok(orders(bucket)?
+        .filter(col("first_of_customer"))
+        .select([col("customer_id"), col("day").alias("first_order_day")]))
+}
+
+/// Per customer with an order: `customer_id`, `first_order_at` (its earliest order instant,
+/// which is not always on its earliest local day, see [`orders`]).
+pub fn first_order_instants(bucket: &Bucket) -> PolarsResult<LazyFrame> {
+    Ok(orders(bucket)?
+        .group_by([col("customer_run")])
+        .agg([col("customer_id").first(), col("occurred_at").min().alias("first_order_at")])
+        .select([col("customer_id"), col("first_order_at")]))
 }
 
 /// The distinct (customer, month) pairs with an order: `customer_run`, `customer_id`,
@@ -78,7 +86,7 @@ pub fn monthly_order_parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
     let per_month = orders(bucket)?
         .group_by([col("month_index")])
         .agg([exact_units(col("amount"), MONEY).alias("revenue_units"), len().cast(DataType::Int64).alias("orders")]);
-    let new_customers = first_orders(bucket)?
+    let new_customers = first_order_days(bucket)?
         .select([month_of_day(col("first_order_day")).alias("month_index")])
         .group_by([col("month_index")])
         .agg([len().cast(DataType::Int64).alias("new_customers")]);

@@ -18,7 +18,7 @@ pub const TICKETS: &str = "tickets";
 pub const UNOPENED_TICKETS: &str = "unopened_tickets";
 
 /// The bucket's ticket events in each ticket's order, with `ticket_run` numbering the tickets
-/// (see [`runs_of`]) and `position` (1, 2, … within the ticket). Collected once per bucket.
+/// (see [`runs_of`]) and `position` (1, 2, … within the ticket). Computed once per bucket.
 fn ticket_events(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     bucket.cached("ticket_events", || ticket_events_plan(bucket))
 }

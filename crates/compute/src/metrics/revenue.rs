@@ -10,7 +10,7 @@ use polars::prelude::*;
 
 use crate::context::Context;
 use crate::expr::{MONEY, exact_units, from_units, mean_or_null};
-use crate::facts::orders::{MONTHLY_NEW_CUSTOMERS, MONTHLY_ORDERS, first_orders, orders};
+use crate::facts::orders::{MONTHLY_NEW_CUSTOMERS, MONTHLY_ORDERS, first_order_days, orders};
 use crate::facts::{Bucket, Facts, Part};
 use crate::metrics::rows::{MetricValue, all_months, metric_rows, plain, share};
 
@@ -25,12 +25,7 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
     let days_since_first = col("day").cast(DataType::Int32) - col("first_order_day").cast(DataType::Int32);
     let per_month = orders
         .clone()
-        .join(
-            first_orders(bucket)?.select([col("customer_id"), col("first_order_day")]),
-            [col("customer_id")],
-            [col("customer_id")],
-            JoinArgs::new(JoinType::Left),
-        )
+        .join(first_order_days(bucket)?, [col("customer_id")], [col("customer_id")], JoinArgs::new(JoinType::Left))
         .group_by([col("month_index")])
         .agg([
             exact_units(col("amount").filter(days_since_first.lt(lit(window))), MONEY).alias("net_new_revenue_units"),

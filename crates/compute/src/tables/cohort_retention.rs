@@ -47,7 +47,7 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
 }
 
 /// A bucket's customers with an order: `customer_run`, `customer_id`, `cohort` (the month of
-/// the first order), `last_order_month` and `channel`. Collected once per bucket.
+/// the first order day), `last_order_month` and `channel`. Computed once per bucket.
 fn cohort_members(bucket: &Bucket) -> PolarsResult<LazyFrame> {
     let orders = orders(bucket)?;
     let last_order_months = orders

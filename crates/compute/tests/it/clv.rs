@@ -391,3 +391,30 @@ fn cdnow_reference_fits() {
         assert!((got - want).abs() <= 0.005 + 0.0005 * want, "{name}: fitted {got}, reference {want}");
     }
 }
+
+/// The RFM summaries count local order days where clocks go back across midnight
+/// (America/St_Johns, 2009-11-01): c1's orders fall on Oct 31, Nov 1, Oct 31 and Dec 15 in time
+/// order, three distinct days.
+#[test]
+fn rfm_where_local_days_go_back_in_time() {
+    let config = Config { timezone: chrono_tz::America::St_Johns, ..Config::default() };
+    let lake = TestLake::from_lines(&crate::cohorts::clocks_back_orders(), &config);
+    let as_of = micros("2009-12-31T23:59:59Z");
+    let expected = reference_rfm(&lake.rows(), as_of, &config);
+    assert_eq!(expected["c1"].frequency, 2.0, "the reference sees three order days");
+    let frame = customers(&lake.context(&config, Some(as_of))).and_then(LazyFrame::collect).expect("plan runs");
+    let rows = cells(&frame.select(["customer_id", "frequency", "recency", "t", "monetary_value"]).expect("columns"));
+    for row in rows {
+        let id = row[0].clone().expect("id");
+        let value = |index: usize| row[index].as_ref().map(|v| v.parse::<f64>().expect("number"));
+        let want = &expected[&id];
+        for (index, name, wanted) in [
+            (1, "frequency", want.frequency),
+            (2, "recency", want.recency),
+            (3, "t", want.t),
+            (4, "monetary", want.monetary_value),
+        ] {
+            assert!(close(value(index), Some(wanted)), "{id} {name}: plan {:?}, reference {wanted}", value(index));
+        }
+    }
+}

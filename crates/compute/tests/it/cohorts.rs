@@ -141,3 +141,29 @@ fn differential_against_row_by_row_reference() {
         assert_cells(actual, reference(&lake.rows(), as_of, zone), &format!("seed {seed}"));
     }
 }
+
+/// Orders around 2009-11-01 in America/St_Johns, where clocks went back at 00:01 local time:
+/// an order at 02:45Z falls on Oct 31, after one at 02:30:30Z on Nov 1. The cohorts still
+/// follow the orders' local days, not their order in time.
+pub fn clocks_back_orders() -> Vec<String> {
+    vec![
+        order("o1", "c1", "2009-11-01T02:30:30Z"),
+        order("o2", "c1", "2009-11-01T02:45:00Z"),
+        order("o3", "c1", "2009-11-01T02:00:00Z"),
+        order("o4", "c1", "2009-12-15T12:00:00Z"),
+        order("o5", "c2", "2009-11-01T03:00:00Z"),
+    ]
+}
+
+#[test]
+fn local_days_that_go_back_in_time() {
+    let zone = chrono_tz::America::St_Johns;
+    assert_eq!(local_date(micros("2009-11-01T02:30:30Z"), zone).day(), 1, "Nov 1, before the change");
+    assert_eq!(local_date(micros("2009-11-01T02:45:00Z"), zone).day(), 31, "Oct 31, after it");
+    let config = Config { timezone: zone, ..Config::default() };
+    let lake = TestLake::from_lines(&clocks_back_orders(), &config);
+    let as_of = micros("2009-12-31T23:59:59Z");
+    let actual =
+        cells(&cohort_retention(&lake.context(&config, Some(as_of))).and_then(LazyFrame::collect).expect("plan runs"));
+    assert_cells(actual, reference(&lake.rows(), as_of, zone), "St_Johns");
+}
