@@ -53,78 +53,64 @@ pub struct BucketSpill {
     store: Store,
 }
 
-/// Where the split keeps the buckets' events.
+/// Where a split keeps the buckets' events.
 enum Store {
     /// Each bucket's parts, one per lake chunk, taken when the bucket is computed (`None`
     /// once taken).
     Memory(Mutex<Vec<Option<Vec<DataFrame>>>>),
-    /// One Parquet file per bucket.
+    /// One Parquet file per bucket (bucket `b`'s at index `b`), in a directory removed with
+    /// the split.
     Files { dir: tempfile::TempDir, files: Vec<PathBuf> },
 }
 
-/// Where the split puts a chunk's bucket parts while it reads the lake.
-enum Sink {
-    Memory(Vec<Vec<DataFrame>>),
-    Files { dir: tempfile::TempDir, files: Vec<PathBuf>, writers: Vec<BatchedWriter<File>> },
+fn spill_error(path: &Path) -> impl FnOnce(PolarsError) -> ComputeError + use<> {
+    let path = path.to_owned();
+    move |source| ComputeError::Spill { path, source }
 }
 
-impl Sink {
-    fn spill_error(path: &Path) -> impl FnOnce(PolarsError) -> ComputeError + use<> {
-        let path = path.to_owned();
-        move |source| ComputeError::Spill { path, source }
-    }
+/// A new directory under `scratch` with an empty Parquet file per bucket, and their writers.
+fn bucket_files(buckets: u32, scratch: &Path) -> Result<(Store, Vec<BatchedWriter<File>>), ComputeError> {
+    let dir = tempfile::Builder::new()
+        .prefix(".crmkpi-buckets-")
+        .tempdir_in(scratch)
+        .map_err(|error| spill_error(scratch)(error.into()))?;
+    let files: Vec<PathBuf> = (0..buckets).map(|bucket| dir.path().join(format!("bucket-{bucket}.parquet"))).collect();
+    let schema = bucket_schema();
+    let writers = files
+        .iter()
+        .map(|path| {
+            let file = File::create(path).map_err(|error| spill_error(path)(error.into()))?;
+            ParquetWriter::new(file)
+                .with_compression(ParquetCompression::Lz4Raw)
+                .with_statistics(NO_STATISTICS)
+                .batched(&schema)
+                .map_err(spill_error(path))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((Store::Files { dir, files }, writers))
+}
 
-    /// Per-bucket files in a new directory under `scratch`.
-    fn files(buckets: u32, scratch: &Path) -> Result<Sink, ComputeError> {
-        let dir = tempfile::Builder::new()
-            .prefix(".crmkpi-buckets-")
-            .tempdir_in(scratch)
-            .map_err(|error| Sink::spill_error(scratch)(error.into()))?;
-        let files: Vec<PathBuf> =
-            (0..buckets).map(|bucket| dir.path().join(format!("bucket-{bucket}.parquet"))).collect();
-        let schema = bucket_schema();
-        let writers = files
-            .iter()
-            .map(|path| {
-                let file = File::create(path).map_err(|error| Sink::spill_error(path)(error.into()))?;
-                ParquetWriter::new(file)
-                    .with_compression(ParquetCompression::Lz4Raw)
-                    .with_statistics(NO_STATISTICS)
-                    .batched(&schema)
-                    .map_err(Sink::spill_error(path))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Sink::Files { dir, files, writers })
-    }
-
-    /// Adds one chunk's part of each bucket (`None`: no event of the chunk in that bucket).
-    fn add(&mut self, parts: Vec<Option<DataFrame>>) -> Result<(), ComputeError> {
+impl Store {
+    /// Adds one chunk's part of each bucket (`None`: no event of the chunk in that bucket):
+    /// to the bucket's parts in memory, or through `writers` to the bucket's file.
+    fn add(&mut self, writers: &mut [BatchedWriter<File>], parts: Vec<Option<DataFrame>>) -> Result<(), ComputeError> {
         match self {
-            Sink::Memory(held) => {
-                for (bucket, part) in held.iter_mut().zip(parts) {
-                    bucket.extend(part);
+            Store::Memory(held) => {
+                let held = held.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (slot, part) in held.iter_mut().zip(parts) {
+                    if let Some(part) = part {
+                        slot.get_or_insert_with(Vec::new).push(part);
+                    }
                 }
                 Ok(())
             }
             // Each bucket's part goes to its own file: the buckets are written in parallel.
-            Sink::Files { files, writers, .. } => writers.par_iter_mut().zip(files.as_slice()).zip(parts).try_for_each(
+            Store::Files { files, .. } => writers.par_iter_mut().zip(files.as_slice()).zip(parts).try_for_each(
                 |((writer, path), part)| match part {
-                    Some(part) => writer.write_batch(&part).map_err(Sink::spill_error(path)),
+                    Some(part) => writer.write_batch(&part).map_err(spill_error(path)),
                     None => Ok(()),
                 },
             ),
-        }
-    }
-
-    fn finish(self) -> Result<Store, ComputeError> {
-        match self {
-            Sink::Memory(held) => Ok(Store::Memory(Mutex::new(held.into_iter().map(Some).collect()))),
-            Sink::Files { dir, files, writers } => {
-                for (writer, path) in writers.iter().zip(&files) {
-                    writer.finish().map_err(Sink::spill_error(path))?;
-                }
-                Ok(Store::Files { dir, files })
-            }
         }
     }
 }
@@ -135,19 +121,22 @@ impl BucketSpill {
     /// new directory under `scratch`.
     pub fn write(context: &Context, store: SplitStore, scratch: &Path) -> Result<BucketSpill, ComputeError> {
         let buckets = context.buckets;
-        let mut sink = match store {
-            SplitStore::Memory => Sink::Memory((0..buckets).map(|_| Vec::new()).collect()),
-            SplitStore::Files => Sink::files(buckets, scratch)?,
+        // The files' writers (none for a split in memory).
+        let (mut store_of_buckets, mut writers) = match store {
+            SplitStore::Memory => {
+                (Store::Memory(Mutex::new((0..buckets).map(|_| Some(Vec::new())).collect())), Vec::new())
+            }
+            SplitStore::Files => bucket_files(buckets, scratch)?,
         };
         tracing::debug!(buckets, ?store, "splitting the lake into buckets");
         let schema = bucket_schema();
         for chunk in context.lake_chunks() {
             let lake_file = chunk.first_file();
-            let spill_error = || Sink::spill_error(lake_file);
+            let chunk_error = || spill_error(lake_file);
             let started = std::time::Instant::now();
             let events = context.bucketed_events(chunk)?;
             let read = started.elapsed().as_secs_f64();
-            let parts = events.partition_by(["bucket"], true).map_err(spill_error())?;
+            let parts = events.partition_by(["bucket"], true).map_err(chunk_error())?;
             drop(events);
             let partitioned = started.elapsed().as_secs_f64() - read;
             let mut by_bucket: Vec<Option<DataFrame>> = (0..buckets).map(|_| None).collect();
@@ -155,24 +144,24 @@ impl BucketSpill {
                 let bucket = part
                     .column("bucket")
                     .and_then(|column| column.u32().cloned())
-                    .map_err(spill_error())?
+                    .map_err(chunk_error())?
                     .get(0)
                     .and_then(|bucket| usize::try_from(bucket).ok());
                 let Some(slot) = bucket.and_then(|bucket| by_bucket.get_mut(bucket)) else {
                     let source =
                         polars_err!(ComputeError: "an event of bucket {bucket:?}, not one of the {buckets} buckets");
-                    return Err(spill_error()(source));
+                    return Err(chunk_error()(source));
                 };
-                part.drop_in_place("bucket").map_err(spill_error())?;
+                part.drop_in_place("bucket").map_err(chunk_error())?;
                 // The writers take the columns by position: check them by name and type.
                 if **part.schema() != schema {
                     let source = polars_err!(SchemaMismatch: "bucket events of columns {:?}, expected {schema:?}", part.schema());
-                    return Err(spill_error()(source));
+                    return Err(chunk_error()(source));
                 }
                 part.rechunk_mut();
                 *slot = Some(part);
             }
-            sink.add(by_bucket)?;
+            store_of_buckets.add(&mut writers, by_bucket)?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::debug!(
                 chunk = %lake_file.display(),
@@ -182,7 +171,12 @@ impl BucketSpill {
                 "lake chunk split"
             );
         }
-        Ok(BucketSpill { store: sink.finish()? })
+        if let Store::Files { files, .. } = &store_of_buckets {
+            for (writer, path) in writers.iter().zip(files) {
+                writer.finish().map_err(spill_error(path))?;
+            }
+        }
+        Ok(BucketSpill { store: store_of_buckets })
     }
 
     /// The events of bucket `bucket`, collected. A bucket held in memory is handed over, so it

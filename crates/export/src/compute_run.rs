@@ -111,8 +111,8 @@ pub fn merged_facts(
         progress.step(&format!("splitting the lake into {} buckets", context.buckets));
         let store = SplitStore::for_run(context);
         let spill = BucketSpill::write(context, store, &std::env::temp_dir())?;
-        stage_seconds.insert("split".to_owned(), clock.elapsed().as_secs_f64());
         let seconds = clock.elapsed().as_secs_f64();
+        stage_seconds.insert("split".to_owned(), seconds);
         tracing::info!(buckets = context.buckets, ?store, seconds, "lake split into buckets");
         clock = Instant::now();
         crmkpi_compute::compute_facts_from(context, tables, &|bucket| spill.events(bucket), &on_bucket)?

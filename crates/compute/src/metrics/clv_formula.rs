@@ -8,9 +8,9 @@
 use polars::prelude::*;
 
 use crate::context::Context;
-use crate::expr::{MONEY, from_units, mean_or_null, null_f64, previous_in_run, runs_of};
+use crate::expr::{MONEY, from_units, mean_or_null, null_f64, previous_in_run};
 use crate::facts::customers::alive_months;
-use crate::facts::orders::{MONTHLY_ORDERS, orders};
+use crate::facts::orders::{MONTHLY_ORDERS, customer_months};
 use crate::facts::{Bucket, Facts, Part};
 use crate::metrics::rows::{MetricValue, metric_rows};
 
@@ -18,7 +18,7 @@ use crate::metrics::rows::{MetricValue, metric_rows};
 /// the 12-month windows (see [`window_coverage`]); and per window month the customers alive
 /// before it and still alive at its end.
 pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
-    let coverage = bucket.cached("clv_formula_coverage", || window_coverage(orders(bucket)?))?;
+    let coverage = bucket.cached("clv_formula_coverage", || Ok(window_coverage(customer_months(bucket)?)))?;
     let changes = |at: &str, name: &str| {
         coverage.clone().group_by([col(at).alias("month_index")]).agg([len().cast(DataType::Int64).alias(name)])
     };
@@ -57,23 +57,19 @@ pub fn parts(bucket: &Bucket) -> PolarsResult<Vec<Part>> {
 /// customer adds +1 at each start and -1 at each end, and a running sum over the months counts
 /// each customer once per window it is in, without pairing every order month with its 12
 /// windows.
-fn window_coverage(order_rows: LazyFrame) -> PolarsResult<LazyFrame> {
+/// `customer_months` are the distinct (customer, month) pairs with an order, in customer and
+/// month order (see [`customer_months`]).
+fn window_coverage(customer_months: LazyFrame) -> LazyFrame {
     let previous = previous_in_run(col("month_index"), "customer_run");
     // With no previous order month the comparison is null and the window starts at o.
     let previous_end = col("previous_month") + lit(12);
-    Ok(order_rows
-        .select([col("customer_id"), col("month_index")])
-        .unique(None, UniqueKeepStrategy::Any)
-        .sort(["customer_id", "month_index"], SortMultipleOptions::default())
-        .with_column(runs_of("customer_id").alias("customer_run"))
-        .with_column(previous.alias("previous_month"))
-        .select([
-            when(previous_end.clone().gt(col("month_index")))
-                .then(previous_end)
-                .otherwise(col("month_index"))
-                .alias("covered_from"),
-            (col("month_index") + lit(12)).alias("covered_until"),
-        ]))
+    customer_months.with_column(previous.alias("previous_month")).select([
+        when(previous_end.clone().gt(col("month_index")))
+            .then(previous_end)
+            .otherwise(col("month_index"))
+            .alias("covered_from"),
+        (col("month_index") + lit(12)).alias("covered_until"),
+    ])
 }
 
 /// The `clv_formula` rows: the windows' sums from the merged monthly parts.
