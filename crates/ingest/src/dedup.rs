@@ -3,17 +3,23 @@
 //! run: files in path order, lines in file order) and the same content hash is a plain
 //! duplicate, with another content a `conflicting_duplicate`; the first accepted one wins.
 //!
-//! Three phases instead of an in-memory set of every id:
-//! 1. [`Spill`]: every outcome of the run's records is written to a spill file in arrival order,
-//!    and each valid record's (id hash, sequence number, content hash) to one of 256 key files
-//!    by the id hash's top byte (32 bytes a record).
+//! One pass over the dump, then the few records it could not decide, instead of an in-memory
+//! set of every id:
+//! 1. While the dump is read, a [`SeenFilter`] holds the lake's ids and the run's so far. A
+//!    valid record whose id it has certainly not seen is new: it goes straight into the lake's
+//!    new files (and is marked in [`Unseen`]). One it may have seen (a duplicate, or one of the
+//!    filter's false positives, a few in 10,000) is a suspect, spilled as a [`SuspectRecord`].
+//!    Every valid record's (id hash, sequence number, content hash) goes to one of 256 key
+//!    files by the id hash's top byte (32 bytes a record) ([`Spill`]).
 //! 2. [`decide`]: partition by partition (two at a time, on the rayon pool), the run's keys are
 //!    sorted by (id, sequence) and merged with the lake's sorted index partition (streamed from
-//!    disk), which decides every valid record and writes the partition's next version.
-//! 3. [`SpilledRun::replay`]: the outcomes are read back in arrival order with their decisions.
+//!    disk), which decides every valid record exactly and writes the partition's next version.
+//!    [`Unseen::check`] confirms every record written in phase 1 was decided new.
+//! 3. [`SpilledRun::replay_suspects`]: the suspects are read back in arrival order with their
+//!    decisions; the new ones are added to the lake's files after the others.
 //!
-//! Memory: one partition's keys (a 256th of the run's valid records) per thread, two bits per
-//! valid record for the decisions, and I/O buffers.
+//! Memory: the filter (at most 128 MiB), one partition's keys (a 256th of the run's valid
+//! records) per thread, three bits per valid record for the decisions, and I/O buffers.
 //!
 //! Rejects are remembered by their 128-bit key (see [`crate::lake::reject_key`]) in a
 //! [`RejectIndex`], so that a record rejected by an earlier run is not written to the lake's
@@ -26,14 +32,16 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
 use crate::id_index::{IndexEntry, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
-use crate::read::Parsed;
-use crate::validate::{EventView, RejectReason};
+use crate::seen_filter::SeenFilter;
+use crate::validate::EventView;
 
 /// What deduplication made of a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,73 +72,26 @@ impl Seen {
     }
 }
 
-/// One record's outcome as spilled: where it came from, its text, and what validation made of
-/// it. It borrows its text, from the record when it is written and from the spill when it is
-/// read back.
+/// A valid record whose id the [`SeenFilter`] may have seen (a suspect), as spilled to be
+/// decided once every id of the run is known. It borrows its text, from the record when it is
+/// written and from the spill when it is read back.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SpilledOutcome<'a> {
+pub struct SuspectRecord<'a> {
     /// Index of the input file in the run's file list.
     pub file: u32,
     /// The line the record starts on.
     pub line: u64,
     /// The record's text.
     pub raw: &'a str,
-    /// The valid event, or the reason it was rejected.
+    /// The valid event.
     #[serde(borrow)]
-    pub verdict: Verdict<'a>,
+    pub event: EventView<'a>,
 }
 
-/// Validation's verdict on a record.
-// Outcomes are decoded a block at a time and their events used where they were decoded: a box
-// per event would cost an allocation per record.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Verdict<'a> {
-    /// A valid event, still to be deduplicated.
-    #[serde(borrow)]
-    Valid(EventView<'a>),
-    /// Rejected, with the reason of events.md.
-    Invalid(&'a str),
-}
-
-/// A piece of a batch of records encoded for the spill, in the task that parsed it: its
-/// outcomes one after another, each after its length, and the keys of its valid records.
-pub struct EncodedPiece {
-    records: u64,
-    keys: Vec<(u128, u64)>,
-    outcomes: Vec<u8>,
-}
-
-impl EncodedPiece {
-    /// Encodes the parsed records of a piece of dump file `file`.
-    pub fn encode(file: u32, parsed: &[Parsed<'_>]) -> Result<EncodedPiece, postcard::Error> {
-        let mut keys = Vec::with_capacity(parsed.len());
-        let mut outcomes = Vec::with_capacity(parsed.iter().map(|record| record.raw.len() * 2 + 16).sum());
-        for record in parsed {
-            let reason;
-            let verdict = match &record.verdict {
-                Ok(event) => {
-                    keys.push((id_hash(&event.event_id), event.content_hash));
-                    Verdict::Valid(event.view())
-                }
-                Err(rejected) => {
-                    reason = rejected.to_string();
-                    Verdict::Invalid(&reason)
-                }
-            };
-            let outcome = SpilledOutcome { file, line: record.line, raw: record.raw, verdict };
-            let start = outcomes.len();
-            outcomes.extend_from_slice(&[0; 4]);
-            outcomes = postcard::to_extend(&outcome, outcomes)?;
-            let length = (outcomes.len() - start - 4) as u32;
-            outcomes[start..start + 4].copy_from_slice(&length.to_le_bytes());
-        }
-        Ok(EncodedPiece { records: parsed.len() as u64, keys, outcomes })
-    }
-
-    /// Records in the piece.
-    pub fn records(&self) -> u64 {
-        self.records
+impl SuspectRecord<'_> {
+    /// The record encoded for the spill.
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_extend(self, Vec::with_capacity(self.raw.len() * 2 + 16))
     }
 }
 
@@ -141,11 +102,17 @@ fn spill_io(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
     move |source| IngestError::Spill { path: path.to_owned(), source }
 }
 
-/// Phase 1: the run's outcomes and keys being written to a spill directory.
+/// Keys of valid records in arrival order, (id hash, content hash), with the sequence number of
+/// the first.
+type KeyBatch = (u64, Vec<(u128, u64)>);
+
+/// Phase 1: the keys of the run's valid records, and its suspects, being written to a spill
+/// directory. The keys are written to their partitions' files on a thread of their own.
 pub struct Spill {
     dir: PathBuf,
-    outcomes: BufWriter<File>,
-    keys: Vec<Option<BufWriter<File>>>,
+    suspects: BufWriter<File>,
+    keys: Option<SyncSender<KeyBatch>>,
+    key_writer: Option<JoinHandle<Result<(), IngestError>>>,
     valid: u64,
 }
 
@@ -156,55 +123,116 @@ impl Spill {
             fs::remove_dir_all(dir).map_err(spill_io(dir))?;
         }
         fs::create_dir_all(dir).map_err(spill_io(dir))?;
-        let path = dir.join("outcomes.bin");
-        let outcomes = BufWriter::with_capacity(BUFFER_BYTES * 4, File::create(&path).map_err(spill_io(&path))?);
-        Ok(Spill { dir: dir.to_owned(), outcomes, keys: (0..PARTITIONS).map(|_| None).collect(), valid: 0 })
+        let path = dir.join(SUSPECTS);
+        let suspects = BufWriter::with_capacity(BUFFER_BYTES, File::create(&path).map_err(spill_io(&path))?);
+        let (keys, received) = sync_channel(4);
+        let key_dir = dir.to_owned();
+        let key_writer = std::thread::Builder::new()
+            .name("crmkpi-keys".to_owned())
+            .spawn(move || write_keys(&key_dir, received))
+            .map_err(spill_io(dir))?;
+        Ok(Spill { dir: dir.to_owned(), suspects, keys: Some(keys), key_writer: Some(key_writer), valid: 0 })
     }
 
-    /// Appends the outcomes of a piece of records and the keys of its valid ones.
-    pub fn push(&mut self, piece: EncodedPiece) -> Result<(), IngestError> {
-        for (id, content_hash) in piece.keys {
-            self.push_key(id, content_hash)?;
+    /// Appends the (id hash, content hash) keys of the run's next valid records (in arrival
+    /// order) and returns the sequence number of the first.
+    pub fn push_keys(&mut self, keys: Vec<(u128, u64)>) -> Result<u64, IngestError> {
+        let first = self.valid;
+        self.valid += keys.len() as u64;
+        let sent = self.keys.as_ref().is_some_and(|sender| sender.send((first, keys)).is_ok());
+        if !sent {
+            // The writer stopped at an error: report it.
+            self.finish_keys()?;
+            return Err(IngestError::Spill {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the key files were closed"),
+            });
         }
-        let path = self.dir.join("outcomes.bin");
-        self.outcomes.write_all(&piece.outcomes).map_err(spill_io(&path))
+        Ok(first)
     }
 
-    /// Appends a key without an outcome (building an index from the lake's own events).
-    fn push_key(&mut self, id: u128, content_hash: u64) -> Result<(), IngestError> {
-        let partition = partition_of(id);
-        let writer = match &mut self.keys[partition] {
-            Some(writer) => writer,
-            slot => {
-                let path = key_path(&self.dir, partition);
-                slot.insert(BufWriter::with_capacity(BUFFER_BYTES / 4, File::create(&path).map_err(spill_io(&path))?))
-            }
-        };
-        let mut key = [0u8; KEY_BYTES];
-        key[..16].copy_from_slice(&id.to_le_bytes());
-        key[16..24].copy_from_slice(&self.valid.to_le_bytes());
-        key[24..].copy_from_slice(&content_hash.to_le_bytes());
-        self.valid += 1;
-        // The path is formatted only for an error: this runs once per valid record.
-        writer.write_all(&key).map_err(|source| IngestError::Spill { path: key_path(&self.dir, partition), source })
+    /// Waits for every key to be written.
+    fn finish_keys(&mut self) -> Result<(), IngestError> {
+        self.keys = None;
+        match self.key_writer.take().map(JoinHandle::join) {
+            Some(Ok(written)) => written,
+            Some(Err(_)) => Err(IngestError::Spill {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the key writer panicked"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The spill file of the suspects.
+    pub fn suspects_path(&self) -> PathBuf {
+        self.dir.join(SUSPECTS)
+    }
+
+    /// Appends a suspect (see [`SuspectRecord::encode`]) with its sequence number.
+    pub fn push_suspect(&mut self, sequence: u64, encoded: &[u8]) -> Result<(), IngestError> {
+        let length = u32::try_from(encoded.len()).map_err(|_| IngestError::Spill {
+            path: self.dir.join(SUSPECTS),
+            source: std::io::Error::other(format!("a record of {} bytes", encoded.len())),
+        })?;
+        self.suspects
+            .write_all(&sequence.to_le_bytes())
+            .and_then(|()| self.suspects.write_all(&length.to_le_bytes()))
+            .and_then(|()| self.suspects.write_all(encoded))
+            .map_err(|source| IngestError::Spill { path: self.dir.join(SUSPECTS), source })
     }
 
     /// Closes the spill files.
-    pub fn finish(self) -> Result<SpilledRun, IngestError> {
-        let path = self.dir.join("outcomes.bin");
-        self.outcomes.into_inner().map_err(|error| IngestError::Spill {
-            path: path.clone(),
-            source: std::io::Error::other(error.to_string()),
-        })?;
-        for (partition, writer) in self.keys.into_iter().enumerate() {
-            if let Some(mut writer) = writer {
-                let path = key_path(&self.dir, partition);
-                writer.flush().map_err(spill_io(&path))?;
-            }
-        }
-        Ok(SpilledRun { dir: self.dir, valid: self.valid })
+    pub fn finish(mut self) -> Result<SpilledRun, IngestError> {
+        self.finish_keys()?;
+        let path = self.dir.join(SUSPECTS);
+        self.suspects.flush().map_err(spill_io(&path))?;
+        Ok(SpilledRun { dir: std::mem::take(&mut self.dir), valid: self.valid })
     }
 }
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        // An abandoned spill: its files are removed with it.
+        let _ = self.finish_keys();
+    }
+}
+
+/// The key writer: each batch of keys, numbered from its first sequence number, to the files
+/// of their partitions (a file is created at its first key).
+fn write_keys(dir: &Path, batches: Receiver<KeyBatch>) -> Result<(), IngestError> {
+    let mut files: Vec<Option<BufWriter<File>>> = (0..PARTITIONS).map(|_| None).collect();
+    for (first, keys) in batches {
+        for (sequence, (id, content_hash)) in (first..).zip(keys) {
+            let partition = partition_of(id);
+            let writer = match &mut files[partition] {
+                Some(writer) => writer,
+                slot => {
+                    let path = key_path(dir, partition);
+                    slot.insert(BufWriter::with_capacity(
+                        BUFFER_BYTES / 4,
+                        File::create(&path).map_err(spill_io(&path))?,
+                    ))
+                }
+            };
+            let mut key = [0u8; KEY_BYTES];
+            key[..16].copy_from_slice(&id.to_le_bytes());
+            key[16..24].copy_from_slice(&sequence.to_le_bytes());
+            key[24..].copy_from_slice(&content_hash.to_le_bytes());
+            // The path is formatted only for an error: this runs once per valid record.
+            writer.write_all(&key).map_err(|source| IngestError::Spill { path: key_path(dir, partition), source })?;
+        }
+    }
+    for (partition, writer) in files.iter_mut().enumerate() {
+        if let Some(writer) = writer {
+            writer.flush().map_err(spill_io(&key_path(dir, partition)))?;
+        }
+    }
+    Ok(())
+}
+
+/// The spill file of the suspects.
+const SUSPECTS: &str = "suspects.bin";
 
 fn key_path(dir: &Path, partition: usize) -> PathBuf {
     dir.join(format!("keys-{partition:03}.bin"))
@@ -213,7 +241,7 @@ fn key_path(dir: &Path, partition: usize) -> PathBuf {
 /// The keys of all rejects in the lake's rejects and of this run's.
 #[derive(Debug, Default)]
 pub struct RejectIndex {
-    keys: HashSet<u128, BuildHasherDefault<PrehashedKey>>,
+    keys: IdSet,
 }
 
 impl RejectIndex {
@@ -238,9 +266,15 @@ impl RejectIndex {
     }
 }
 
+/// A set of 128-bit hashes (event ids or reject keys).
+pub type IdSet = HashSet<u128, BuildHasherDefault<PrehashedKey>>;
+
+/// A map from 128-bit hashes.
+pub type IdMap<V> = std::collections::HashMap<u128, V, BuildHasherDefault<PrehashedKey>>;
+
 /// The keys are already uniform 128-bit hashes: their low 64 bits serve as the table hash.
 #[derive(Debug, Default)]
-struct PrehashedKey(u64);
+pub struct PrehashedKey(u64);
 
 impl Hasher for PrehashedKey {
     fn finish(&self) -> u64 {
@@ -258,7 +292,7 @@ impl Hasher for PrehashedKey {
     }
 }
 
-/// A finished spill: read by [`decide`] and [`SpilledRun::replay`].
+/// A finished spill: read by [`decide`] and [`SpilledRun::replay_suspects`].
 pub struct SpilledRun {
     dir: PathBuf,
     valid: u64,
@@ -367,7 +401,7 @@ fn read_keys(path: &Path) -> Result<Vec<(u128, u64, u64)>, IngestError> {
         .collect())
 }
 
-/// A record as phase 3 hands it on: where it came from and what became of it.
+/// A suspect as phase 3 hands it on: where it came from and what became of it.
 #[derive(Debug)]
 pub struct Decided<'a> {
     /// Index of the input file in the run's file list.
@@ -380,59 +414,53 @@ pub struct Decided<'a> {
     pub fate: Fate<'a>,
 }
 
-/// What became of a record.
-// Handed on by value, a block of records at a time, like [`Verdict`].
+/// What became of a suspect.
+// Handed on by value, a block of records at a time.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Fate<'a> {
-    /// A valid event with a new id.
+    /// A valid event with a new id (the filter's false positive).
     Accepted(EventView<'a>),
     /// A valid event accepted before with the same content: dropped and counted.
     Duplicate,
-    /// Rejected with this reason (`conflicting_duplicate` or validation's).
-    Rejected(String),
+    /// A valid event accepted before with another content: a `conflicting_duplicate`.
+    Conflict,
 }
 
 impl SpilledRun {
-    /// Phase 3: every record in arrival order with its fate, a block of [`REPLAY_BLOCK`]
-    /// records at a time, decoded in parallel.
-    pub fn replay(
+    /// Phase 3: every suspect in arrival order with its fate, a block of [`REPLAY_BLOCK`]
+    /// suspects at a time, decoded in parallel.
+    pub fn replay_suspects(
         &self,
         decisions: &Decisions,
         mut on_block: impl FnMut(Vec<Decided<'_>>) -> Result<(), IngestError>,
     ) -> Result<(), IngestError> {
-        let path = self.dir.join("outcomes.bin");
+        let path = self.dir.join(SUSPECTS);
         let mut reader = BufReader::with_capacity(BUFFER_BYTES * 4, File::open(&path).map_err(spill_io(&path))?);
-        let mut sequence = 0;
         let mut block = Vec::new();
-        let mut ends = Vec::new();
+        let mut suspects = Vec::new();
         loop {
-            read_block(&mut reader, &path, &mut block, &mut ends)?;
-            if ends.is_empty() {
+            read_block(&mut reader, &path, &mut block, &mut suspects)?;
+            if suspects.is_empty() {
                 return Ok(());
             }
-            let starts = std::iter::once(0).chain(ends.iter().copied());
-            let ranges: Vec<Range<usize>> = starts.zip(ends.iter().copied()).map(|(start, end)| start..end).collect();
-            let outcomes: Vec<SpilledOutcome<'_>> = ranges
-                .into_par_iter()
-                .map(|range| postcard::from_bytes(&block[range]))
+            let records: Vec<SuspectRecord<'_>> = suspects
+                .par_iter()
+                .map(|(_, range)| postcard::from_bytes(&block[range.clone()]))
                 .collect::<Result<_, _>>()
                 .map_err(|error| IngestError::Spill { path: path.clone(), source: std::io::Error::other(error) })?;
-            let mut decided = Vec::with_capacity(outcomes.len());
-            for outcome in outcomes {
-                let fate = match outcome.verdict {
-                    Verdict::Valid(event) => {
-                        sequence += 1;
-                        match decisions.get(sequence - 1) {
-                            Seen::New => Fate::Accepted(event),
-                            Seen::Duplicate => Fate::Duplicate,
-                            Seen::Conflict => Fate::Rejected(RejectReason::ConflictingDuplicate.to_string()),
-                        }
-                    }
-                    Verdict::Invalid(reason) => Fate::Rejected(reason.to_owned()),
-                };
-                decided.push(Decided { file: outcome.file, line: outcome.line, raw: outcome.raw, fate });
-            }
+            let decided = records
+                .into_iter()
+                .zip(&suspects)
+                .map(|(record, (sequence, _))| {
+                    let fate = match decisions.get(*sequence) {
+                        Seen::New => Fate::Accepted(record.event),
+                        Seen::Duplicate => Fate::Duplicate,
+                        Seen::Conflict => Fate::Conflict,
+                    };
+                    Decided { file: record.file, line: record.line, raw: record.raw, fate }
+                })
+                .collect();
             on_block(decided)?;
         }
     }
@@ -443,32 +471,86 @@ impl SpilledRun {
     }
 }
 
-/// Records decoded in parallel at a time in phase 3.
+/// Suspects decoded in parallel at a time in phase 3.
 const REPLAY_BLOCK: usize = 1 << 14;
 
-/// Reads the next [`REPLAY_BLOCK`] encoded outcomes into `block`, one after another, and where
-/// each ends into `ends` (empty at the end of the spill).
+/// Reads the next [`REPLAY_BLOCK`] suspects into `block`, one after another, and each one's
+/// sequence number and place in the block into `suspects` (empty at the end of the spill).
 fn read_block(
     reader: &mut BufReader<File>,
     path: &Path,
     block: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
+    suspects: &mut Vec<(u64, Range<usize>)>,
 ) -> Result<(), IngestError> {
     block.clear();
-    ends.clear();
-    let mut length = [0u8; 4];
-    while ends.len() < REPLAY_BLOCK {
-        match reader.read_exact(&mut length) {
+    suspects.clear();
+    let mut header = [0u8; 12];
+    while suspects.len() < REPLAY_BLOCK {
+        match reader.read_exact(&mut header) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(source) => return Err(IngestError::Spill { path: path.to_owned(), source }),
         }
+        let (sequence, length) = header.split_at(8);
+        let sequence = u64::from_le_bytes(sequence.try_into().unwrap_or_default());
+        let length = u32::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
         let start = block.len();
-        block.resize(start + u32::from_le_bytes(length) as usize, 0);
+        block.resize(start + length, 0);
         reader.read_exact(&mut block[start..]).map_err(spill_io(path))?;
-        ends.push(block.len());
+        suspects.push((sequence, start..block.len()));
     }
     Ok(())
+}
+
+/// The valid records of a run written to the lake's files without waiting for [`decide`]
+/// (their ids were certainly not seen), one bit each by sequence number.
+#[derive(Debug, Default)]
+pub struct Unseen {
+    bits: Vec<u64>,
+}
+
+impl Unseen {
+    /// Marks record `sequence` as written unseen.
+    pub fn mark(&mut self, sequence: u64) {
+        let word = (sequence / 64) as usize;
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1 << (sequence % 64);
+    }
+
+    /// Checks that every record written unseen was decided new: the filter never misses an id
+    /// it holds, so anything else is a bug, and the run must not commit.
+    pub fn check(&self, decisions: &Decisions) -> Result<(), IngestError> {
+        for (word, &bits) in self.bits.iter().enumerate() {
+            let mut rest = bits;
+            while rest != 0 {
+                let sequence = word as u64 * 64 + u64::from(rest.trailing_zeros());
+                if decisions.get(sequence) != Seen::New {
+                    return Err(IngestError::UnseenDuplicate { sequence });
+                }
+                rest &= rest - 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The filter of every id in `lake_index` (`None`: an empty lake), sized for them and about
+/// `run_ids` more.
+pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter, IngestError> {
+    let readers =
+        (0..PARTITIONS).map(|partition| PartitionReader::open(lake_index, partition)).collect::<Result<Vec<_>, _>>()?;
+    let lake_ids: u64 = readers.iter().map(PartitionReader::len).sum();
+    let filter = SeenFilter::for_ids(lake_ids.saturating_add(run_ids));
+    readers.into_par_iter().try_for_each(|mut reader| {
+        while let Some(entry) = reader.next_entry()? {
+            filter.insert(entry.id);
+        }
+        Ok::<(), IngestError>(())
+    })?;
+    tracing::debug!(lake_ids, bytes = filter.bytes(), "filter of the lake's event ids");
+    Ok(filter)
 }
 
 /// Builds the index of a lake that has none (written before the index existed) from its event
@@ -486,11 +568,12 @@ pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<
             .map_err(parquet_error)?;
         let ids = frame.column("event_id").and_then(|column| column.str().cloned()).map_err(parquet_error)?;
         let hashes = frame.column("content_hash").and_then(|column| column.u64().cloned()).map_err(parquet_error)?;
-        for (id, content_hash) in ids.iter().zip(hashes.iter()) {
-            if let (Some(id), Some(content_hash)) = (id, content_hash) {
-                run.push_key(id_hash(id), content_hash)?;
-            }
-        }
+        let keys = ids
+            .iter()
+            .zip(hashes.iter())
+            .filter_map(|(id, content_hash)| Some((id_hash(id?), content_hash?)))
+            .collect();
+        run.push_keys(keys)?;
     }
     let run = run.finish()?;
     decide(&run, None, Some(dir))?;
@@ -500,46 +583,20 @@ pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::TextFields;
 
-    fn event(id: &str, content_hash: u64) -> Parsed<'_> {
-        Parsed {
-            line: 1,
-            raw: "",
-            verdict: Ok(crate::validate::Event {
-                event_id: id.into(),
-                event_type: crmkpi_schema::EventType::SiteVisited,
-                occurred_at: 0,
-                text: TextFields::default(),
-                amount: None,
-                score: None,
-                content_hash,
-            }),
-        }
-    }
-
-    /// A run of the records, spilled in pieces of two.
+    /// A run of `(id, content hash)` keys, spilled.
     fn run_of(dir: &Path, records: &[(&str, u64)]) -> SpilledRun {
         let mut spill = Spill::create(dir).expect("spill");
-        let parsed: Vec<Parsed<'_>> = records.iter().map(|(id, hash)| event(id, *hash)).collect();
-        for piece in parsed.chunks(2) {
-            spill.push(EncodedPiece::encode(0, piece).expect("encode")).expect("push");
+        let (first, rest) = records.split_at(records.len() / 2);
+        for (start, part) in [(0, first), (first.len(), rest)] {
+            let keys = part.iter().map(|(id, content_hash)| (id_hash(id), *content_hash)).collect();
+            assert_eq!(spill.push_keys(keys).expect("push"), start as u64);
         }
         spill.finish().expect("finish")
     }
 
-    fn decisions_of(run: &SpilledRun, decisions: &Decisions) -> Vec<&'static str> {
-        let mut fates = Vec::new();
-        run.replay(decisions, |block| {
-            fates.extend(block.iter().map(|record| match record.fate {
-                Fate::Accepted(_) => "new",
-                Fate::Duplicate => "duplicate",
-                Fate::Rejected(_) => "conflict",
-            }));
-            Ok(())
-        })
-        .expect("replay");
-        fates
+    fn decisions_of(run: &SpilledRun, decisions: &Decisions) -> Vec<Seen> {
+        (0..run.valid).map(|sequence| decisions.get(sequence)).collect()
     }
 
     #[test]
@@ -553,17 +610,68 @@ mod tests {
 
     #[test]
     fn first_accepted_wins_within_a_run_and_against_the_lake() {
+        use Seen::{Conflict, Duplicate, New};
         let dir = tempfile::tempdir().expect("tempdir");
         let first = run_of(&dir.path().join("spill1"), &[("e1", 7), ("e1", 7), ("e1", 8), ("e1", 7), ("e2", 8)]);
         let index = dir.path().join("index1");
         let decisions = decide(&first, None, Some(&index)).expect("decide");
-        assert_eq!(decisions_of(&first, &decisions), ["new", "duplicate", "conflict", "duplicate", "new"]);
+        assert_eq!(decisions_of(&first, &decisions), [New, Duplicate, Conflict, Duplicate, New]);
         // The next run sees the lake: e1 with 7 and e2 with 8 were accepted.
         let second = run_of(&dir.path().join("spill2"), &[("e2", 9), ("e3", 1), ("e1", 7), ("e3", 1)]);
         let decisions = decide(&second, Some(&index), Some(&dir.path().join("index2"))).expect("decide");
-        assert_eq!(decisions_of(&second, &decisions), ["conflict", "new", "duplicate", "duplicate"]);
+        assert_eq!(decisions_of(&second, &decisions), [Conflict, New, Duplicate, Duplicate]);
         let third = run_of(&dir.path().join("spill3"), &[("e3", 2), ("e1", 7)]);
         let decisions = decide(&third, Some(&dir.path().join("index2")), None).expect("decide");
-        assert_eq!(decisions_of(&third, &decisions), ["conflict", "duplicate"]);
+        assert_eq!(decisions_of(&third, &decisions), [Conflict, Duplicate]);
+        // The lake's filter holds every id of the index.
+        let filter = lake_filter(Some(&dir.path().join("index2")), 0).expect("filter");
+        assert!(["e1", "e2", "e3"].iter().all(|id| filter.may_contain(id_hash(id))));
+    }
+
+    #[test]
+    fn suspects_come_back_in_order_with_their_fates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spill = Spill::create(&dir.path().join("spill")).expect("spill");
+        let event = |id| crate::validate::Event {
+            event_id: id,
+            event_type: crmkpi_schema::EventType::SiteVisited,
+            occurred_at: 0,
+            text: crate::validate::TextFields::default(),
+            amount: None,
+            score: None,
+            content_hash: 1,
+        };
+        // e1 written unseen; then e2 (a false positive), e1 again, e1 with other content.
+        let records = [("e1", 1, false), ("e2", 1, true), ("e1", 1, true), ("e1", 2, true)];
+        let mut unseen = Unseen::default();
+        for (line, (id, content_hash, suspect)) in records.into_iter().enumerate() {
+            let sequence = spill.push_keys(vec![(id_hash(id), content_hash)]).expect("push");
+            if suspect {
+                let record = SuspectRecord { file: 0, line: line as u64 + 1, raw: id, event: event(id) };
+                spill.push_suspect(sequence, &record.encode().expect("encode")).expect("suspect");
+            } else {
+                unseen.mark(sequence);
+            }
+        }
+        let run = spill.finish().expect("finish");
+        let decisions = decide(&run, None, None).expect("decide");
+        unseen.check(&decisions).expect("e1 was new");
+        let mut fates = Vec::new();
+        run.replay_suspects(&decisions, |block| {
+            fates.extend(block.into_iter().map(|record| {
+                let fate = match record.fate {
+                    Fate::Accepted(event) => format!("new {}", event.event_id),
+                    Fate::Duplicate => "duplicate".to_owned(),
+                    Fate::Conflict => "conflict".to_owned(),
+                };
+                (record.line, fate)
+            }));
+            Ok(())
+        })
+        .expect("replay");
+        assert_eq!(fates, [(2, "new e2".to_owned()), (3, "duplicate".to_owned()), (4, "conflict".to_owned())]);
+        // Had the duplicate been written unseen, the check refuses the run.
+        unseen.mark(2);
+        assert!(matches!(unseen.check(&decisions), Err(IngestError::UnseenDuplicate { sequence: 2 })));
     }
 }

@@ -99,6 +99,16 @@ pub enum IngestError {
         /// The I/O or encoding error.
         source: std::io::Error,
     },
+    /// A record written to the lake's files as new during the read turned out to repeat an id
+    /// seen before: the id filter missed an id it holds, which it never should.
+    #[error(
+        "deduplication: valid record {sequence} of the run was written as new but repeats an id seen before; \
+         the lake was left unchanged (a bug in crmkpi, please report it)"
+    )]
+    UnseenDuplicate {
+        /// The record's sequence number among the run's valid records.
+        sequence: u64,
+    },
     /// polars failed to build or write a Parquet file of the lake.
     #[error("writing or reading lake Parquet {path}: {source}")]
     Parquet {

@@ -86,6 +86,16 @@ impl PartitionReader {
         Ok(PartitionReader { path, reader: Some(reader), remaining })
     }
 
+    /// The entries not read yet.
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether every entry was read.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
     /// The next entry, `None` at the end.
     pub fn next_entry(&mut self) -> Result<Option<IndexEntry>, IngestError> {
         let Some(reader) = self.reader.as_mut().filter(|_| self.remaining > 0) else { return Ok(None) };

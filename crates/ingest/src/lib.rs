@@ -14,6 +14,7 @@ pub mod lake;
 pub mod read;
 pub mod record;
 pub mod run;
+pub mod seen_filter;
 pub mod source;
 pub mod validate;
 

@@ -2,18 +2,23 @@
 //! deduplicate against the lake and the run so far, and account for every record read:
 //! `read = accepted + duplicates + rejected`, per file and in total.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use crmkpi_schema::Config;
 use serde::Serialize;
 
-use crate::dedup::{self, EncodedPiece, Fate, RejectIndex, Spill};
+use rayon::prelude::*;
+
+use crate::dedup::{self, Fate, IdMap, RejectIndex, Spill, SuspectRecord, Unseen};
 use crate::error::IngestError;
+use crate::id_index::id_hash;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
-use crate::read::read_dump;
-use crate::source::{DumpFile, content_identity, expand_inputs};
-use crate::validate::EventView;
+use crate::read::{Parsed, read_dump};
+use crate::seen_filter::SeenFilter;
+use crate::source::{Compression, DumpFile, content_identity, expand_inputs};
+use crate::validate::{Event, RejectReason};
 
 /// Rejects buffered before they are written as Parquet.
 const REJECT_CHUNK: usize = 100_000;
@@ -116,8 +121,8 @@ impl IngestReport {
 }
 
 /// Where accepted events and rejects go.
-trait RecordSink {
-    fn accept(&mut self, events: &[EventView<'_>]) -> Result<(), IngestError>;
+trait RecordSink: Send {
+    fn accept<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError>;
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError>;
 }
 
@@ -126,7 +131,7 @@ trait RecordSink {
 pub fn validate_inputs(inputs: &[String], config: &Config, progress: &dyn Progress) -> Result<Summary, IngestError> {
     struct Discard;
     impl RecordSink for Discard {
-        fn accept(&mut self, _events: &[EventView<'_>]) -> Result<(), IngestError> {
+        fn accept<S: Deref<Target = str> + Sync>(&mut self, _events: &[&Event<S>]) -> Result<(), IngestError> {
             Ok(())
         }
         fn reject(&mut self, _file: &DumpFile, _reject: Reject) -> Result<(), IngestError> {
@@ -171,7 +176,7 @@ pub fn ingest(
         reject_keys: Vec::new(),
         reject_index: known_rejects,
         known_rejects: 0,
-        source_identity: None,
+        source_identities: HashMap::new(),
     };
     let places = match sink.staged.dedup_places() {
         Ok(places) => places,
@@ -224,9 +229,9 @@ struct LakeSink {
     reject_index: RejectIndex,
     /// This run's rejects that were in the lake's rejects already.
     known_rejects: u64,
-    /// The content identity of the file whose rejects are arriving, computed at its first
-    /// reject (a second read of the file; files without rejects are not read twice).
-    source_identity: Option<(std::path::PathBuf, u128)>,
+    /// The content identity of each file with rejects, computed at its first reject (a second
+    /// read of the file; files without rejects are not read twice).
+    source_identities: HashMap<PathBuf, u128>,
 }
 
 impl LakeSink {
@@ -237,16 +242,16 @@ impl LakeSink {
 }
 
 impl RecordSink for LakeSink {
-    fn accept(&mut self, events: &[EventView<'_>]) -> Result<(), IngestError> {
+    fn accept<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
         self.staged.add_events(events)
     }
 
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
-        let identity = match &self.source_identity {
-            Some((path, identity)) if *path == file.path => *identity,
-            _ => {
+        let identity = match self.source_identities.get(&file.path) {
+            Some(identity) => *identity,
+            None => {
                 let identity = content_identity(file)?;
-                self.source_identity = Some((file.path.clone(), identity));
+                self.source_identities.insert(file.path.clone(), identity);
                 identity
             }
         };
@@ -279,14 +284,16 @@ pub struct DedupPlaces {
     pub next_index: Option<PathBuf>,
 }
 
-/// Reads every file (phase 1: parse and validate in parallel, spill in arrival order), decides
-/// duplicates partition by partition against the lake's index (phase 2), and hands every record
-/// to `sink` in arrival order (phase 3); see [`crate::dedup`].
+/// Reads every file in one pass and decides what it could not (see [`crate::dedup`]): each
+/// batch's valid records are checked against the filter of the lake's and the run's ids, the
+/// unseen ones handed to `sink` at once and the suspects spilled; once every file is read, the
+/// suspects are decided against the lake's index and the whole run and handed on in arrival
+/// order.
 fn read_files(
     files: &[DumpFile],
     config: &Config,
     places: &DedupPlaces,
-    sink: &mut dyn RecordSink,
+    sink: &mut impl RecordSink,
     progress: &dyn Progress,
 ) -> Result<Summary, IngestError> {
     let sizes: Vec<u64> =
@@ -294,50 +301,44 @@ fn read_files(
     progress.run_started(files.len(), sizes.iter().sum());
     let mut stats: Vec<FileStats> =
         files.iter().map(|file| FileStats { path: file.display_path(), ..FileStats::default() }).collect();
-    let mut spill = Spill::create(&places.spill)?;
-    let spill_error = |error| IngestError::Spill { path: places.spill.clone(), source: std::io::Error::other(error) };
+    let expected = files.iter().zip(&sizes).map(|(file, size)| expected_records(file, *size)).sum();
+    let mut intake = Intake {
+        filter: dedup::lake_filter(places.lake_index.as_deref(), expected)?,
+        spill: Spill::create(&places.spill)?,
+        unseen: Unseen::default(),
+    };
     for (index, (file, size)) in files.iter().zip(sizes).enumerate() {
         progress.file_started(&stats[index].path, size);
         let file_stats = &mut stats[index];
         read_dump(
             file,
             config,
-            |parsed| EncodedPiece::encode(index as u32, &parsed).map_err(spill_error),
-            |piece| {
-                file_stats.read += piece.records();
-                spill.push(piece)
-            },
+            |parsed| intake.take(index as u32, file, parsed, file_stats, sink),
             |bytes, records| progress.file_progress(bytes, records),
         )?;
     }
+    let Intake { filter, spill, unseen } = intake;
+    drop(filter);
     let run = spill.finish()?;
     let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
-    run.replay(&decisions, |block| {
-        let mut accepted = Vec::with_capacity(block.len());
+    unseen.check(&decisions)?;
+    run.replay_suspects(&decisions, |block| {
+        let mut accepted = Vec::new();
         for record in block {
             let file_stats = &mut stats[record.file as usize];
-            let reason = match record.fate {
+            match record.fate {
                 Fate::Accepted(event) => {
                     file_stats.accepted += 1;
                     accepted.push(event);
-                    continue;
                 }
-                Fate::Duplicate => {
-                    file_stats.duplicates += 1;
-                    continue;
+                Fate::Duplicate => file_stats.duplicates += 1,
+                Fate::Conflict => {
+                    let reason = RejectReason::ConflictingDuplicate.to_string();
+                    reject(sink, &files[record.file as usize], file_stats, record.line, reason, record.raw)?;
                 }
-                Fate::Rejected(reason) => reason,
-            };
-            *file_stats.rejected.entry(reason.clone()).or_default() += 1;
-            let reject = Reject {
-                source_file: file_stats.path.clone(),
-                line: record.line as i64,
-                reason,
-                raw: record.raw.to_owned(),
-            };
-            sink.reject(&files[record.file as usize], reject)?;
+            }
         }
-        sink.accept(&accepted)
+        sink.accept(&accepted.iter().collect::<Vec<_>>())
     })?;
     run.remove()?;
     let mut summary = Summary::default();
@@ -346,4 +347,159 @@ fn read_files(
         summary.add_file(file_stats);
     }
     Ok(summary)
+}
+
+/// About how many records a dump file holds, to size the id filter: a generous guess, since a
+/// filter too small only spills more suspects (100 bytes a record, a compressed file 8 times
+/// its size).
+fn expected_records(file: &DumpFile, size: u64) -> u64 {
+    match file.compression {
+        Compression::None => size / 100,
+        Compression::Gzip | Compression::Zstd => size / 12,
+    }
+}
+
+/// Counts a rejected record and hands it to `sink`.
+fn reject(
+    sink: &mut impl RecordSink,
+    file: &DumpFile,
+    file_stats: &mut FileStats,
+    line: u64,
+    reason: String,
+    raw: &str,
+) -> Result<(), IngestError> {
+    *file_stats.rejected.entry(reason.clone()).or_default() += 1;
+    let reject = Reject { source_file: file_stats.path.clone(), line: line as i64, reason, raw: raw.to_owned() };
+    sink.reject(file, reject)
+}
+
+/// What a run keeps while it reads: the filter of the ids seen, the spill of keys and
+/// suspects, and which records were written unseen.
+struct Intake {
+    filter: SeenFilter,
+    spill: Spill,
+    unseen: Unseen,
+}
+
+/// What the filter makes of a record of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Rejected by validation.
+    Invalid,
+    /// Valid, its id certainly not seen before: new.
+    Unseen(u128),
+    /// Valid, its id maybe seen before: decided once the run is read.
+    Suspect(u128),
+}
+
+impl Intake {
+    /// Takes a batch of file `file`'s parsed records (number `index` of the run): rejects go to
+    /// `sink` with their reasons, unseen events to `sink` as accepted, suspects to the spill.
+    fn take(
+        &mut self,
+        index: u32,
+        file: &DumpFile,
+        parsed: Vec<Parsed<'_>>,
+        file_stats: &mut FileStats,
+        sink: &mut impl RecordSink,
+    ) -> Result<(), IngestError> {
+        let classes = self.classify(&parsed);
+        let keys: Vec<(u128, u64)> = parsed
+            .par_iter()
+            .zip(&classes)
+            .filter_map(|(record, class)| match (class, &record.verdict) {
+                (Class::Unseen(id) | Class::Suspect(id), Ok(event)) => Some((*id, event.content_hash)),
+                _ => None,
+            })
+            .collect();
+        let first = self.spill.push_keys(keys)?;
+        let (unseen, suspects) = rayon::join(
+            || {
+                parsed
+                    .par_iter()
+                    .zip(&classes)
+                    .filter_map(|(record, class)| match (class, &record.verdict) {
+                        (Class::Unseen(_), Ok(event)) => Some(event),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            },
+            || self.encode_suspects(index, &parsed, &classes),
+        );
+        let suspects = suspects?;
+        file_stats.read += parsed.len() as u64;
+        file_stats.accepted += unseen.len() as u64;
+        let mut sequence = first;
+        let mut suspects = suspects.into_iter();
+        for (record, class) in parsed.iter().zip(&classes) {
+            match (&record.verdict, class) {
+                (Err(reason), _) => reject(sink, file, file_stats, record.line, reason.to_string(), &record.raw)?,
+                (Ok(_), Class::Unseen(_)) => {
+                    self.unseen.mark(sequence);
+                    sequence += 1;
+                }
+                (Ok(_), Class::Suspect(_)) => {
+                    let encoded = suspects.next().unwrap_or_default();
+                    self.spill.push_suspect(sequence, &encoded)?;
+                    sequence += 1;
+                }
+                (Ok(_), Class::Invalid) => {}
+            }
+        }
+        sink.accept(&unseen)
+    }
+
+    /// The batch's suspects encoded for the spill, in order.
+    fn encode_suspects(
+        &self,
+        index: u32,
+        parsed: &[Parsed<'_>],
+        classes: &[Class],
+    ) -> Result<Vec<Vec<u8>>, IngestError> {
+        parsed
+            .par_iter()
+            .zip(classes)
+            .filter_map(|(record, class)| match (class, &record.verdict) {
+                (Class::Suspect(_), Ok(event)) => Some(
+                    SuspectRecord { file: index, line: record.line, raw: &record.raw, event: event.view() }.encode(),
+                ),
+                _ => None,
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|error| IngestError::Spill {
+                path: self.spill.suspects_path(),
+                source: std::io::Error::other(error),
+            })
+    }
+
+    /// Classifies a batch's records, adding their ids to the filter. An id repeated within the
+    /// batch makes every one of its records a suspect: the filter is filled in parallel, so the
+    /// record that found the id unseen may not be the first.
+    fn classify(&self, parsed: &[Parsed<'_>]) -> Vec<Class> {
+        let mut classes: Vec<Class> = parsed
+            .par_iter()
+            .map(|record| match &record.verdict {
+                Err(_) => Class::Invalid,
+                Ok(event) => {
+                    let id = id_hash(&event.event_id);
+                    if self.filter.insert(id) { Class::Suspect(id) } else { Class::Unseen(id) }
+                }
+            })
+            .collect();
+        let mut first_of = IdMap::with_capacity_and_hasher(classes.len(), Default::default());
+        let mut repeated = Vec::new();
+        for (index, class) in classes.iter().enumerate() {
+            if let Class::Unseen(id) | Class::Suspect(id) = *class
+                && let Some(first) = first_of.insert(id, index)
+            {
+                repeated.extend([first, index]);
+            }
+        }
+        for index in repeated {
+            if let Class::Unseen(id) = classes[index] {
+                classes[index] = Class::Suspect(id);
+            }
+        }
+        classes
+    }
 }

@@ -3,15 +3,14 @@
 //! run record, fsyncs the files and directories, and switches `_current` to it.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::fs::{self, File};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use polars_parquet::write::CompressedPage;
 use rayon::prelude::*;
 
-use super::event_writer::{EventColumns, EventEncoder, Month, month_dir, month_of};
+use super::event_writer::{EventColumns, Month, MonthFiles, month_of};
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
 use xxhash_rust::xxh3::Xxh3;
@@ -20,7 +19,7 @@ use crate::dedup::build_index;
 use crate::error::IngestError;
 use crate::id_index::INDEX_DIR;
 use crate::run::DedupPlaces;
-use crate::validate::EventView;
+use crate::validate::Event;
 
 /// Accepted events collected before they are written, a row group per month: the more, the
 /// larger the row groups (a dump spanning 20 months gets row groups of about 25,000 rows).
@@ -40,21 +39,13 @@ pub struct StagedRun {
     /// The next snapshot.
     dir: PathBuf,
     run_id: String,
-    /// The run's event file of each UTC month partition, open until the commit.
-    month_files: BTreeMap<Month, MonthFile>,
-    /// Accepted events of each month not yet written, and how many in all.
+    /// The run's event file of each UTC month partition, written on a thread of their own.
+    month_files: MonthFiles,
+    /// Accepted events of each month not yet sent to the files, and how many in all.
     pending: BTreeMap<Month, EventColumns>,
     pending_events: usize,
-    encoder: EventEncoder,
     reject_files: Vec<String>,
     parts_written: usize,
-}
-
-/// One event file of a run: its path under the lake and its writer, which appends each chunk
-/// of the month's events as row groups.
-struct MonthFile {
-    relative: String,
-    writer: polars::io::parquet::write::BatchedWriter<File>,
 }
 
 /// One rejected record as stored in the lake's rejects.
@@ -91,16 +82,15 @@ impl StagedRun {
     /// Starts the next snapshot after the current one.
     pub(super) fn new(lake: &Lake, run_id: &str) -> Result<StagedRun, IngestError> {
         let (base, dir) = next_snapshot(lake)?;
-        let encoder = EventEncoder::new().map_err(|source| IngestError::Parquet { path: dir.clone(), source })?;
+        let month_files = MonthFiles::start(&dir, run_id)?;
         Ok(StagedRun {
             lake: lake.clone(),
             base,
             dir,
             run_id: run_id.to_owned(),
-            month_files: BTreeMap::new(),
+            month_files,
             pending: BTreeMap::new(),
             pending_events: 0,
-            encoder,
             reject_files: Vec::new(),
             parts_written: 0,
         })
@@ -110,24 +100,24 @@ impl StagedRun {
     /// month partition and run). Events are collected by month, each month's on its own
     /// thread, [`PENDING_EVENTS`] at most, and written as a row group per month, encoded and
     /// compressed in parallel.
-    pub fn add_events(&mut self, events: &[EventView<'_>]) -> Result<(), IngestError> {
-        let mut by_month: BTreeMap<Month, Vec<&EventView<'_>>> = BTreeMap::new();
-        for event in events {
-            let month = month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
-                path: self.dir.join("events"),
-                source: polars_err!(ComputeError: "event {} occurred outside any calendar month", event.event_id),
-            })?;
-            by_month.entry(month).or_default().push(event);
+    pub fn add_events<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
+        let months: Vec<Month> = events
+            .par_iter()
+            .map(|event| {
+                month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
+                    path: self.dir.join("events"),
+                    source: polars_err!(ComputeError: "event {} occurred outside any calendar month", &*event.event_id),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for month in &months {
+            if !self.pending.contains_key(month) {
+                self.pending.insert(*month, EventColumns::with_capacity(1 << 12));
+            }
         }
-        for month in by_month.keys() {
-            self.pending.entry(*month).or_insert_with(|| EventColumns::with_capacity(1 << 12));
-        }
-        let mut columns: Vec<(&mut EventColumns, Vec<&EventView<'_>>)> = self
-            .pending
-            .iter_mut()
-            .filter_map(|(month, columns)| by_month.remove(month).map(|events| (columns, events)))
-            .collect();
-        columns.par_iter_mut().for_each(|(columns, events)| events.iter().for_each(|event| columns.push(event)));
+        self.pending.par_iter_mut().for_each(|(month, columns)| {
+            events.iter().zip(&months).filter(|(_, of)| *of == month).for_each(|(event, _)| columns.push(event));
+        });
         self.pending_events += events.len();
         if self.pending_events >= PENDING_EVENTS {
             self.flush_events()?;
@@ -135,38 +125,14 @@ impl StagedRun {
         Ok(())
     }
 
-    /// Writes the collected events, a row group per month, encoded in parallel.
+    /// Sends the collected events to the event files, a row group per month.
     fn flush_events(&mut self) -> Result<(), IngestError> {
         let pending: Vec<(Month, EventColumns)> = std::mem::take(&mut self.pending).into_iter().collect();
         self.pending_events = 0;
-        let (run_id, encoder, dir) = (self.run_id.as_str(), &self.encoder, &self.dir);
-        let encoded: Vec<(Month, usize, Vec<Vec<CompressedPage>>)> = pending
-            .into_par_iter()
-            .map(|(month, events)| {
-                let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
-                let rows = events.len();
-                let frame = events.finish(run_id).map_err(parquet_error)?;
-                Ok((month, rows, encoder.encode(&frame).map_err(parquet_error)?))
-            })
-            .collect::<Result<_, IngestError>>()?;
-        for (month, rows, pages) in encoded {
-            let month_file = match self.month_files.entry(month) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    self.parts_written += 1;
-                    let relative =
-                        format!("{}/part-{}-{:05}.parquet", month_dir(month), self.run_id, self.parts_written - 1);
-                    let writer = self.encoder.writer(&self.dir.join(&relative))?;
-                    entry.insert(MonthFile { relative, writer })
-                }
-            };
-            let path = self.dir.join(&month_file.relative);
-            month_file
-                .writer
-                .write_row_group(rows as u64, &pages)
-                .map_err(|source| IngestError::Parquet { path, source })?;
+        if pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.month_files.send(pending)
     }
 
     /// Writes a chunk of rejects with their keys (see [`reject_key`]) as one Parquet file.
@@ -215,7 +181,7 @@ impl StagedRun {
         if record.status == RunStatus::Committed {
             self.flush_events()?;
         }
-        let month_files = std::mem::take(&mut self.month_files);
+        let month_files = self.month_files.finish()?;
         for month_file in month_files.into_values() {
             let path = self.dir.join(&month_file.relative);
             if record.status == RunStatus::Committed {
@@ -534,7 +500,7 @@ mod tests {
             vec![event(6, "2024-03-03T03:03:03Z")],
         ];
         for chunk in &chunks {
-            let events: Vec<EventView<'_>> = chunk.iter().map(Event::view).collect();
+            let events: Vec<&Event> = chunk.iter().collect();
             staged.add_events(&events).expect("add");
         }
         let record = staged.commit(record("run1")).expect("commit");

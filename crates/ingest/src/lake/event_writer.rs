@@ -1,10 +1,16 @@
 //! The lake's event files: the columns of accepted events, their UTC month partitions, and the
 //! row groups of a month file, encoded and compressed (zstd) in parallel, column by column,
 //! before they are appended to the file in order (polars' batched writer compresses the pages
-//! one after another as it writes them).
+//! one after another as it writes them). A [`MonthFiles`] writer does that on a thread of its
+//! own, so that the next events are read while the last ones are encoded.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fs::File;
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use chrono::{DateTime, Datelike};
 use polars::io::parquet::write::{BatchedWriter, get_encodings};
@@ -17,7 +23,7 @@ use rayon::prelude::*;
 
 use super::commit::parquet_writer;
 use crate::error::IngestError;
-use crate::validate::EventView;
+use crate::validate::Event;
 use crmkpi_schema::{LAKE_COLUMNS, LakeColumn, LakeType};
 
 /// A UTC month: (year, month).
@@ -79,8 +85,8 @@ impl EventColumns {
     }
 
     /// Appends an event.
-    pub fn push(&mut self, event: &EventView<'_>) {
-        self.event_id.append_value(event.event_id);
+    pub fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
+        self.event_id.append_value(&*event.event_id);
         self.event_type.append_value(event.event_type.name());
         for (column, text) in self.fields.iter_mut().zip(event.text.in_lake_order()) {
             column.append_option(text);
@@ -193,4 +199,113 @@ impl EventEncoder {
             })
             .collect()
     }
+}
+
+/// One event file of a run: its path under the run's snapshot and its writer, which appends
+/// each chunk of the month's events as row groups.
+pub struct MonthFile {
+    /// The path under the snapshot.
+    pub relative: String,
+    /// The open writer.
+    pub writer: BatchedWriter<File>,
+}
+
+/// The event files of a run, a file per UTC month, written on a thread of their own: each
+/// chunk of events sent is encoded (in parallel, on the rayon pool) and appended as a row group
+/// per month while the caller collects the next chunk. One chunk waits at most.
+pub struct MonthFiles {
+    sender: Option<SyncSender<Vec<(Month, EventColumns)>>>,
+    thread: Option<JoinHandle<Result<BTreeMap<Month, MonthFile>, IngestError>>>,
+}
+
+impl MonthFiles {
+    /// Starts the writer of run `run_id`'s event files under the snapshot `dir`.
+    pub fn start(dir: &Path, run_id: &str) -> Result<MonthFiles, IngestError> {
+        let encoder = EventEncoder::new().map_err(|source| IngestError::Parquet { path: dir.to_owned(), source })?;
+        let (sender, receiver) = sync_channel::<Vec<(Month, EventColumns)>>(0);
+        let (dir, run_id) = (dir.to_owned(), run_id.to_owned());
+        let thread = std::thread::Builder::new()
+            .name("crmkpi-event-files".to_owned())
+            .spawn(move || {
+                let mut files = BTreeMap::new();
+                for chunk in receiver {
+                    write_chunk(&encoder, &dir, &run_id, chunk, &mut files)?;
+                }
+                Ok(files)
+            })
+            .map_err(|source| IngestError::LakeIo { path: PathBuf::from("crmkpi-event-files thread"), source })?;
+        Ok(MonthFiles { sender: Some(sender), thread: Some(thread) })
+    }
+
+    /// Hands a chunk of events, by month, to the writer; waits while it still encodes the last.
+    pub fn send(&mut self, chunk: Vec<(Month, EventColumns)>) -> Result<(), IngestError> {
+        let Some(sender) = &self.sender else { return self.finish().map(drop) };
+        if sender.send(chunk).is_err() {
+            // The writer stopped at an error: report it.
+            self.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every chunk to be written; the open files by month.
+    pub fn finish(&mut self) -> Result<BTreeMap<Month, MonthFile>, IngestError> {
+        self.sender = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(files)) => files,
+            Some(Err(_)) => Err(IngestError::LakeIo {
+                path: PathBuf::from("crmkpi-event-files thread"),
+                source: std::io::Error::other("the thread writing the event files panicked"),
+            }),
+            None => Err(IngestError::LakeIo {
+                path: PathBuf::from("crmkpi-event-files thread"),
+                source: std::io::Error::other("the event files were finished already"),
+            }),
+        }
+    }
+}
+
+impl Drop for MonthFiles {
+    fn drop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            // An abandoned run: its files are removed with its snapshot.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Encodes a chunk's months in parallel and appends each as a row group to its month's file.
+fn write_chunk(
+    encoder: &EventEncoder,
+    dir: &Path,
+    run_id: &str,
+    chunk: Vec<(Month, EventColumns)>,
+    files: &mut BTreeMap<Month, MonthFile>,
+) -> Result<(), IngestError> {
+    let encoded: Vec<(Month, usize, Vec<Vec<CompressedPage>>)> = chunk
+        .into_par_iter()
+        .map(|(month, events)| {
+            let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
+            let rows = events.len();
+            let frame = events.finish(run_id).map_err(parquet_error)?;
+            Ok((month, rows, encoder.encode(&frame).map_err(parquet_error)?))
+        })
+        .collect::<Result<_, IngestError>>()?;
+    for (month, rows, pages) in encoded {
+        let number = files.len();
+        let month_file = match files.entry(month) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let relative = format!("{}/part-{run_id}-{number:05}.parquet", month_dir(month));
+                let writer = encoder.writer(&dir.join(&relative))?;
+                entry.insert(MonthFile { relative, writer })
+            }
+        };
+        let path = dir.join(&month_file.relative);
+        month_file
+            .writer
+            .write_row_group(rows as u64, &pages)
+            .map_err(|source| IngestError::Parquet { path, source })?;
+    }
+    Ok(())
 }

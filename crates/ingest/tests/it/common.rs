@@ -48,7 +48,7 @@ pub fn lake_events(lake_dir: &Path) -> DataFrame {
     all.sort(["event_id"], SortMultipleOptions::default()).expect("sort")
 }
 
-/// All rejects of the lake as (file name, line, reason), in lake order.
+/// All rejects of the lake as (file name, line, reason), by file path and line.
 pub fn lake_rejects(lake_dir: &Path) -> Vec<(String, i64, String)> {
     let files = Lake::new(lake_dir).reject_files().expect("list rejects");
     let all = read_all(&files);
@@ -58,13 +58,19 @@ pub fn lake_rejects(lake_dir: &Path) -> Vec<(String, i64, String)> {
     let source = all.column("source_file").expect("source_file").str().expect("str").clone();
     let line = all.column("line").expect("line").i64().expect("i64").clone();
     let reason = all.column("reason").expect("reason").str().expect("str").clone();
-    source
+    let mut rejects: Vec<(&str, i64, &str)> = source
         .iter()
         .zip(line.iter())
         .zip(reason.iter())
-        .map(|((source, line), reason)| {
-            let name = Path::new(source.expect("source")).file_name().expect("name").to_string_lossy().into_owned();
-            (name, line.expect("line"), reason.expect("reason").to_owned())
+        .map(|((source, line), reason)| (source.expect("source"), line.expect("line"), reason.expect("reason")))
+        .collect();
+    // A run writes its conflicting duplicates after its other rejects.
+    rejects.sort_by_key(|&(source, line, _)| (source, line));
+    rejects
+        .into_iter()
+        .map(|(source, line, reason)| {
+            let name = Path::new(source).file_name().expect("name").to_string_lossy().into_owned();
+            (name, line, reason.to_owned())
         })
         .collect()
 }
