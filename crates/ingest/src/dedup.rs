@@ -30,6 +30,7 @@ use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -39,7 +40,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
-use crate::id_index::{IndexEntry, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
+use crate::id_index::{IndexEntry, IndexWriter, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
 use crate::seen_filter::SeenFilter;
 use crate::validate::EventView;
 
@@ -112,7 +113,7 @@ pub struct Spill {
     dir: PathBuf,
     suspects: BufWriter<File>,
     keys: Option<SyncSender<KeyBatch>>,
-    key_writer: Option<JoinHandle<Result<(), IngestError>>>,
+    key_writer: Option<JoinHandle<Result<KeyBlocks, IngestError>>>,
     valid: u64,
 }
 
@@ -151,16 +152,17 @@ impl Spill {
         Ok(first)
     }
 
-    /// Waits for every key to be written.
-    fn finish_keys(&mut self) -> Result<(), IngestError> {
+    /// Waits for every key to be written; where they are.
+    fn finish_keys(&mut self) -> Result<KeyBlocks, IngestError> {
         self.keys = None;
+        let stopped = |message: &str| IngestError::Spill {
+            path: self.dir.join(KEYS),
+            source: std::io::Error::other(message.to_owned()),
+        };
         match self.key_writer.take().map(JoinHandle::join) {
             Some(Ok(written)) => written,
-            Some(Err(_)) => Err(IngestError::Spill {
-                path: self.dir.clone(),
-                source: std::io::Error::other("the key writer panicked"),
-            }),
-            None => Ok(()),
+            Some(Err(_)) => Err(stopped("the key writer panicked")),
+            None => Err(stopped("the key file was closed already")),
         }
     }
 
@@ -184,10 +186,10 @@ impl Spill {
 
     /// Closes the spill files.
     pub fn finish(mut self) -> Result<SpilledRun, IngestError> {
-        self.finish_keys()?;
+        let keys = self.finish_keys()?;
         let path = self.dir.join(SUSPECTS);
         self.suspects.flush().map_err(spill_io(&path))?;
-        Ok(SpilledRun { dir: std::mem::take(&mut self.dir), valid: self.valid })
+        Ok(SpilledRun { dir: std::mem::take(&mut self.dir), valid: self.valid, keys })
     }
 }
 
@@ -198,45 +200,59 @@ impl Drop for Spill {
     }
 }
 
-/// The key writer: each batch of keys, numbered from its first sequence number, to the files
-/// of their partitions (a file is created at its first key).
-fn write_keys(dir: &Path, batches: Receiver<KeyBatch>) -> Result<(), IngestError> {
-    let mut files: Vec<Option<BufWriter<File>>> = (0..PARTITIONS).map(|_| None).collect();
-    for (first, keys) in batches {
-        for (sequence, (id, content_hash)) in (first..).zip(keys) {
-            let partition = partition_of(id);
-            let writer = match &mut files[partition] {
-                Some(writer) => writer,
-                slot => {
-                    let path = key_path(dir, partition);
-                    slot.insert(BufWriter::with_capacity(
-                        BUFFER_BYTES / 4,
-                        File::create(&path).map_err(spill_io(&path))?,
-                    ))
-                }
-            };
-            let mut key = [0u8; KEY_BYTES];
-            key[..16].copy_from_slice(&id.to_le_bytes());
-            key[16..24].copy_from_slice(&sequence.to_le_bytes());
-            key[24..].copy_from_slice(&content_hash.to_le_bytes());
-            // The path is formatted only for an error: this runs once per valid record.
-            writer.write_all(&key).map_err(|source| IngestError::Spill { path: key_path(dir, partition), source })?;
-        }
-    }
-    for (partition, writer) in files.iter_mut().enumerate() {
-        if let Some(writer) = writer {
-            writer.flush().map_err(spill_io(&key_path(dir, partition)))?;
-        }
-    }
-    Ok(())
+/// Where a run's keys are in its key file: each partition's blocks (byte offset, length) in
+/// order, and its number of keys.
+#[derive(Debug, Default)]
+struct KeyBlocks {
+    blocks: Vec<Vec<(u64, usize)>>,
+    counts: Vec<u64>,
 }
+
+/// Bytes of keys collected for a partition before they are written as a block.
+const KEY_BLOCK: usize = 1 << 15;
+
+/// The key writer: each batch of keys, numbered from its first sequence number, collected by
+/// partition and appended to the one key file a block at a time.
+fn write_keys(dir: &Path, batches: Receiver<KeyBatch>) -> Result<KeyBlocks, IngestError> {
+    let path = dir.join(KEYS);
+    let mut file = BufWriter::with_capacity(BUFFER_BYTES, File::create(&path).map_err(spill_io(&path))?);
+    let mut written = 0u64;
+    let mut keys = KeyBlocks { blocks: vec![Vec::new(); PARTITIONS], counts: vec![0; PARTITIONS] };
+    let mut buffers: Vec<Vec<u8>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+    let mut write_block = |partition: usize, buffer: &mut Vec<u8>, keys: &mut KeyBlocks| {
+        file.write_all(buffer).map_err(spill_io(&path))?;
+        keys.blocks[partition].push((written, buffer.len()));
+        written += buffer.len() as u64;
+        buffer.clear();
+        Ok::<(), IngestError>(())
+    };
+    for (first, batch) in batches {
+        for (sequence, (id, content_hash)) in (first..).zip(batch) {
+            let partition = partition_of(id);
+            let buffer = &mut buffers[partition];
+            buffer.extend_from_slice(&id.to_le_bytes());
+            buffer.extend_from_slice(&sequence.to_le_bytes());
+            buffer.extend_from_slice(&content_hash.to_le_bytes());
+            keys.counts[partition] += 1;
+            if buffer.len() >= KEY_BLOCK {
+                write_block(partition, buffer, &mut keys)?;
+            }
+        }
+    }
+    for (partition, buffer) in buffers.iter_mut().enumerate() {
+        if !buffer.is_empty() {
+            write_block(partition, buffer, &mut keys)?;
+        }
+    }
+    file.flush().map_err(spill_io(&path))?;
+    Ok(keys)
+}
+
+/// The spill file of the keys.
+const KEYS: &str = "keys.bin";
 
 /// The spill file of the suspects.
 const SUSPECTS: &str = "suspects.bin";
-
-fn key_path(dir: &Path, partition: usize) -> PathBuf {
-    dir.join(format!("keys-{partition:03}.bin"))
-}
 
 /// The keys of all rejects in the lake's rejects and of this run's.
 #[derive(Debug, Default)]
@@ -296,6 +312,7 @@ impl Hasher for PrehashedKey {
 pub struct SpilledRun {
     dir: PathBuf,
     valid: u64,
+    keys: KeyBlocks,
 }
 
 /// The decision on every valid record of a run, two bits each, by sequence number.
@@ -328,9 +345,15 @@ pub fn decide(
     next_index: Option<&Path>,
 ) -> Result<Decisions, IngestError> {
     let decisions = Decisions::new(run.valid);
-    (0..PARTITIONS)
-        .into_par_iter()
-        .try_for_each(|partition| decide_partition(run, partition, lake_index, next_index, &decisions))?;
+    let lake =
+        (0..PARTITIONS).map(|partition| PartitionReader::open(lake_index, partition)).collect::<Result<Vec<_>, _>>()?;
+    let capacities: Vec<u64> = lake.iter().zip(&run.keys.counts).map(|(lake, run)| lake.len() + run).collect();
+    let index = next_index.map(|dir| IndexWriter::create(dir, &capacities)).transpose()?;
+    lake.into_par_iter().enumerate().try_for_each(|(partition, lake)| {
+        let writer = index.as_ref().map(|index| index.partition(partition));
+        decide_partition(run, partition, lake, writer, &decisions)
+    })?;
+    index.map_or(Ok(()), IndexWriter::finish)?;
     Ok(decisions)
 }
 
@@ -338,14 +361,12 @@ pub fn decide(
 fn decide_partition(
     run: &SpilledRun,
     partition: usize,
-    lake_index: Option<&Path>,
-    next_index: Option<&Path>,
+    mut lake: PartitionReader,
+    mut writer: Option<PartitionWriter<'_>>,
     decisions: &Decisions,
 ) -> Result<(), IngestError> {
-    let mut keys = read_keys(&key_path(&run.dir, partition))?;
+    let mut keys = run.read_keys(partition)?;
     keys.sort_unstable_by_key(|&(id, sequence, _)| (id, sequence));
-    let mut lake = PartitionReader::open(lake_index, partition)?;
-    let mut writer = next_index.map(|dir| PartitionWriter::create(dir, partition)).transpose()?;
     let mut push = |entry: IndexEntry| writer.as_mut().map_or(Ok(()), |writer| writer.push(entry));
     let mut lake_entry = lake.next_entry()?;
     let mut start = 0;
@@ -380,25 +401,28 @@ fn decide_partition(
     writer.map_or(Ok(()), PartitionWriter::finish)
 }
 
-/// The (id hash, sequence, content hash) keys of one partition's spill file.
-fn read_keys(path: &Path) -> Result<Vec<(u128, u64, u64)>, IngestError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(IngestError::Spill { path: path.to_owned(), source }),
-    };
-    Ok(bytes
-        .chunks_exact(KEY_BYTES)
-        .map(|key| {
-            let mut id = [0u8; 16];
-            let mut sequence = [0u8; 8];
-            let mut content_hash = [0u8; 8];
-            id.copy_from_slice(&key[..16]);
-            sequence.copy_from_slice(&key[16..24]);
-            content_hash.copy_from_slice(&key[24..]);
-            (u128::from_le_bytes(id), u64::from_le_bytes(sequence), u64::from_le_bytes(content_hash))
-        })
-        .collect())
+impl SpilledRun {
+    /// The (id hash, sequence, content hash) keys of one partition.
+    fn read_keys(&self, partition: usize) -> Result<Vec<(u128, u64, u64)>, IngestError> {
+        let path = self.dir.join(KEYS);
+        let file = File::open(&path).map_err(spill_io(&path))?;
+        let mut keys = Vec::with_capacity(self.keys.counts[partition] as usize);
+        let mut bytes = Vec::new();
+        for &(offset, length) in &self.keys.blocks[partition] {
+            bytes.resize(length, 0);
+            file.read_exact_at(&mut bytes, offset).map_err(spill_io(&path))?;
+            keys.extend(bytes.chunks_exact(KEY_BYTES).map(|key| {
+                let (id, rest) = key.split_at(16);
+                let (sequence, content_hash) = rest.split_at(8);
+                (
+                    u128::from_le_bytes(id.try_into().unwrap_or_default()),
+                    u64::from_le_bytes(sequence.try_into().unwrap_or_default()),
+                    u64::from_le_bytes(content_hash.try_into().unwrap_or_default()),
+                )
+            }));
+        }
+        Ok(keys)
+    }
 }
 
 /// A suspect as phase 3 hands it on: where it came from and what became of it.

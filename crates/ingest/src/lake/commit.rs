@@ -115,8 +115,22 @@ impl StagedRun {
                 self.pending.insert(*month, EventColumns::with_capacity(1 << 12));
             }
         }
-        self.pending.par_iter_mut().for_each(|(month, columns)| {
-            events.iter().zip(&months).filter(|(_, of)| *of == month).for_each(|(event, _)| columns.push(event));
+        // The events of each month, in order: the pending months' slots, then the events'
+        // positions counted into them.
+        let slots: BTreeMap<Month, usize> =
+            self.pending.keys().enumerate().map(|(slot, month)| (*month, slot)).collect();
+        let slot_of: Vec<usize> = months.iter().map(|month| slots[month]).collect();
+        let mut starts = vec![0usize; slots.len() + 1];
+        slot_of.iter().for_each(|slot| starts[slot + 1] += 1);
+        (1..starts.len()).for_each(|slot| starts[slot] += starts[slot - 1]);
+        let mut next = starts.clone();
+        let mut positions = vec![0usize; events.len()];
+        for (position, slot) in slot_of.iter().enumerate() {
+            positions[next[*slot]] = position;
+            next[*slot] += 1;
+        }
+        self.pending.values_mut().zip(starts.windows(2)).par_bridge().for_each(|(columns, range)| {
+            positions[range[0]..range[1]].iter().for_each(|position| columns.push(events[*position]));
         });
         self.pending_events += events.len();
         if self.pending_events >= PENDING_EVENTS {
