@@ -97,7 +97,10 @@ pub fn read_dump(
     let reader = open(file, counter.clone())?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Batch, IngestError>>(2);
     std::thread::scope(|scope| {
-        scope.spawn(|| split_records(file, reader, sender));
+        scope.spawn(|| match file.format {
+            Format::Ndjson => split_ndjson(file, reader, sender),
+            Format::Csv => split_csv(file, reader, sender),
+        });
         let mut header: Option<Option<CsvHeader>> = None;
         let mut records = 0;
         for batch in receiver {
@@ -140,16 +143,109 @@ fn parse_record<'a>(header: Option<&CsvHeader>, text: &'a [u8], record: &'a Reco
     Parsed { line: record.line, raw, verdict }
 }
 
-/// The reader thread: splits the decompressed stream into records and sends them in batches.
-/// A read error or a file whose first line is not UTF-8 ends the stream with an error.
-fn split_records(
+/// The reader thread of an NDJSON dump: copies the decompressed stream into batches a buffer
+/// at a time, splits them into lines and sends them. A read error or a file whose first line
+/// is not UTF-8 ends the stream with an error.
+fn split_ndjson(
     file: &DumpFile,
     mut reader: Box<dyn BufRead + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
 ) {
     let mut batch = Batch::with_capacity(BATCH_RECORDS);
     let mut line_number = 0u64;
-    let mut csv = (file.format == Format::Csv).then(CsvSplitter::default);
+    // Where the line being read starts in the batch's text (its end not read yet).
+    let mut line_start = 0;
+    loop {
+        let read = match reader.fill_buf() {
+            Ok(buffer) => {
+                batch.text.extend_from_slice(buffer);
+                buffer.len()
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                let _ = sender.send(Err(IngestError::Read { path: file.display_path(), line: line_number, source }));
+                return;
+            }
+        };
+        reader.consume(read);
+        let scanned = batch.text.len() - read;
+        let ends: Vec<usize> = if read == 0 {
+            // The last line, without a line end.
+            (line_start < batch.text.len()).then_some(batch.text.len()).into_iter().collect()
+        } else {
+            memchr::memchr_iter(b'\n', &batch.text[scanned..]).map(|end| scanned + end + 1).collect()
+        };
+        for end in ends {
+            line_number += 1;
+            if let Err(error) = batch.push_ndjson_line(line_number, line_start..end) {
+                let _ = sender.send(Err(error.at(file)));
+                return;
+            }
+            line_start = end;
+        }
+        if read == 0 {
+            break;
+        }
+        if batch.records.len() >= BATCH_RECORDS {
+            let mut next = Batch::with_capacity(BATCH_RECORDS);
+            next.text.extend_from_slice(&batch.text[line_start..]);
+            batch.text.truncate(line_start);
+            line_start = 0;
+            if sender.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+                return;
+            }
+        }
+    }
+    if !batch.records.is_empty() {
+        let _ = sender.send(Ok(batch));
+    }
+}
+
+/// The first line of a dump is not UTF-8.
+struct FirstLineNotUtf8;
+
+impl FirstLineNotUtf8 {
+    fn at(self, file: &DumpFile) -> IngestError {
+        IngestError::NotUtf8 { path: file.display_path() }
+    }
+}
+
+impl Batch {
+    /// Adds the NDJSON line at `range` of the text (with its line end), unless it is blank.
+    fn push_ndjson_line(&mut self, line_number: u64, mut range: Range<usize>) -> Result<(), FirstLineNotUtf8> {
+        if line_number == 1 {
+            if self.text[range.clone()].starts_with(UTF8_BOM) {
+                range.start += UTF8_BOM.len();
+            }
+            if std::str::from_utf8(&self.text[range.clone()]).is_err() {
+                return Err(FirstLineNotUtf8);
+            }
+        }
+        let line = &self.text[range.clone()];
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !is_blank(line) {
+            self.records.push(RecordSpan {
+                line: line_number,
+                range: range.start..range.start + line.len(),
+                body: RecordBody::Json,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The reader thread of a CSV dump: splits the decompressed stream into records (csv-core
+/// finds where a record ends, which may be lines later) and sends them in batches. A read error
+/// or a file whose first line is not UTF-8 ends the stream with an error.
+fn split_csv(
+    file: &DumpFile,
+    mut reader: Box<dyn BufRead + Send>,
+    sender: mpsc::SyncSender<Result<Batch, IngestError>>,
+) {
+    let mut batch = Batch::with_capacity(BATCH_RECORDS);
+    let mut line_number = 0u64;
+    let mut splitter = CsvSplitter::default();
     let mut csv_records = Vec::new();
     loop {
         // Each line is read straight into the batch's text.
@@ -173,38 +269,17 @@ fn split_records(
                 return;
             }
         }
-        match &mut csv {
-            Some(splitter) => {
-                splitter.feed_line(line_number, &batch.text[range], &mut csv_records);
-                batch.text.truncate(start);
-                csv_records.drain(..).for_each(|record| batch.push_csv(record));
-            }
-            None => {
-                let line = &batch.text[range.clone()];
-                let line = line.strip_suffix(b"\n").unwrap_or(line);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if is_blank(line) {
-                    batch.text.truncate(start);
-                } else {
-                    let end = range.start + line.len();
-                    batch.records.push(RecordSpan {
-                        line: line_number,
-                        range: range.start..end,
-                        body: RecordBody::Json,
-                    });
-                }
-            }
-        }
+        splitter.feed_line(line_number, &batch.text[range], &mut csv_records);
+        batch.text.truncate(start);
+        csv_records.drain(..).for_each(|record| batch.push_csv(record));
         if batch.records.len() >= BATCH_RECORDS
             && sender.send(Ok(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_RECORDS)))).is_err()
         {
             return;
         }
     }
-    if let Some(splitter) = &mut csv {
-        splitter.finish(&mut csv_records);
-        csv_records.drain(..).for_each(|record| batch.push_csv(record));
-    }
+    splitter.finish(&mut csv_records);
+    csv_records.drain(..).for_each(|record| batch.push_csv(record));
     if !batch.records.is_empty() {
         let _ = sender.send(Ok(batch));
     }

@@ -320,8 +320,10 @@ fn read_files(
     let Intake { filter, spill, unseen } = intake;
     drop(filter);
     let run = spill.finish()?;
+    tracing::debug!("every file read");
     let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
     unseen.check(&decisions)?;
+    tracing::debug!("every id decided");
     run.replay_suspects(&decisions, |block| {
         let mut accepted = Vec::new();
         for record in block {
@@ -341,6 +343,7 @@ fn read_files(
         sink.accept(&accepted.iter().collect::<Vec<_>>())
     })?;
     run.remove()?;
+    tracing::debug!("suspects added");
     let mut summary = Summary::default();
     for file_stats in stats {
         progress.file_finished(&file_stats);

@@ -94,7 +94,28 @@ impl Field {
 
     /// The field named `name` in a dump, if it is one of the record's fields.
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|field| field.name() == name)
+        // A match compares lengths first: ingest looks up every key of every record.
+        Some(match name {
+            "event_id" => Field::EventId,
+            "event_type" => Field::EventType,
+            "occurred_at" => Field::OccurredAt,
+            "customer_id" => Field::CustomerId,
+            "deal_id" => Field::DealId,
+            "order_id" => Field::OrderId,
+            "ticket_id" => Field::TicketId,
+            "campaign_id" => Field::CampaignId,
+            "owner_id" => Field::OwnerId,
+            "stage" => Field::Stage,
+            "amount" => Field::Amount,
+            "currency" => Field::Currency,
+            "channel" => Field::Channel,
+            "kind" => Field::Kind,
+            "category" => Field::Category,
+            "survey" => Field::Survey,
+            "score" => Field::Score,
+            "reason" => Field::Reason,
+            _ => return None,
+        })
     }
 }
 
@@ -214,7 +235,33 @@ impl EventType {
 
     /// The event type written `name`, if it is one of the 23.
     pub fn from_name(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|ty| ty.name() == name)
+        // A match compares lengths first: ingest looks up the type of every record.
+        Some(match name {
+            "site_visited" => EventType::SiteVisited,
+            "lead_created" => EventType::LeadCreated,
+            "lead_qualified" => EventType::LeadQualified,
+            "lead_contacted" => EventType::LeadContacted,
+            "deal_created" => EventType::DealCreated,
+            "deal_stage_changed" => EventType::DealStageChanged,
+            "deal_won" => EventType::DealWon,
+            "deal_lost" => EventType::DealLost,
+            "order_placed" => EventType::OrderPlaced,
+            "subscription_renewed" => EventType::SubscriptionRenewed,
+            "subscription_cancelled" => EventType::SubscriptionCancelled,
+            "ticket_opened" => EventType::TicketOpened,
+            "ticket_agent_replied" => EventType::TicketAgentReplied,
+            "ticket_customer_replied" => EventType::TicketCustomerReplied,
+            "ticket_resolved" => EventType::TicketResolved,
+            "ticket_reopened" => EventType::TicketReopened,
+            "survey_answered" => EventType::SurveyAnswered,
+            "spend_recorded" => EventType::SpendRecorded,
+            "email_subscribed" => EventType::EmailSubscribed,
+            "email_unsubscribed" => EventType::EmailUnsubscribed,
+            "campaign_sent" => EventType::CampaignSent,
+            "campaign_responded" => EventType::CampaignResponded,
+            "crm_user_active" => EventType::CrmUserActive,
+            _ => return None,
+        })
     }
 
     /// The fields this type requires besides the three common ones, in field-table order.

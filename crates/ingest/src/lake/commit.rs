@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::BufWriter;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,9 @@ pub struct StagedRun {
     /// Accepted events of each month not yet sent to the files, and how many in all.
     pending: BTreeMap<Month, EventColumns>,
     pending_events: usize,
+    /// How many events each month collected in the last chunk sent: the next chunk's columns
+    /// start with room for about as many (growing them by doubling costs copies and page faults).
+    last_chunk: BTreeMap<Month, usize>,
     reject_files: Vec<String>,
     parts_written: usize,
 }
@@ -91,6 +95,7 @@ impl StagedRun {
             month_files,
             pending: BTreeMap::new(),
             pending_events: 0,
+            last_chunk: BTreeMap::new(),
             reject_files: Vec::new(),
             parts_written: 0,
         })
@@ -112,7 +117,8 @@ impl StagedRun {
             .collect::<Result<_, _>>()?;
         for month in &months {
             if !self.pending.contains_key(month) {
-                self.pending.insert(*month, EventColumns::with_capacity(1 << 12));
+                let expected = self.last_chunk.get(month).map_or(1 << 12, |rows| rows + rows / 8);
+                self.pending.insert(*month, EventColumns::with_capacity(expected));
             }
         }
         // The events of each month, in order: the pending months' slots, then the events'
@@ -143,6 +149,7 @@ impl StagedRun {
     fn flush_events(&mut self) -> Result<(), IngestError> {
         let pending: Vec<(Month, EventColumns)> = std::mem::take(&mut self.pending).into_iter().collect();
         self.pending_events = 0;
+        self.last_chunk = pending.iter().map(|(month, columns)| (*month, columns.len())).collect();
         if pending.is_empty() {
             return Ok(());
         }
@@ -196,6 +203,7 @@ impl StagedRun {
             self.flush_events()?;
         }
         let month_files = self.month_files.finish()?;
+        tracing::debug!(files = month_files.len(), "event files written");
         for month_file in month_files.into_values() {
             let path = self.dir.join(&month_file.relative);
             if record.status == RunStatus::Committed {
@@ -226,6 +234,7 @@ impl StagedRun {
             .map_err(|error| IngestError::LakeIo { path: path.clone(), source: std::io::Error::other(error) })?;
         fs::write(&path, json).map_err(lake_io(&path))?;
         sync_tree(&self.dir)?;
+        tracing::debug!("snapshot synced");
         crmkpi_schema::pause::pause_at("ingest:before_commit");
         self.lake.switch_current(&self.dir)?;
         crmkpi_schema::pause::pause_at("ingest:after_commit");
@@ -405,13 +414,15 @@ pub(super) fn remove_unused_snapshots(lake: &Lake) -> Result<(), IngestError> {
     Ok(())
 }
 
-/// A Parquet writer of a lake file at `path` (zstd, full statistics), directories created.
-pub(super) fn parquet_writer(path: &Path) -> Result<ParquetWriter<File>, IngestError> {
+/// A Parquet writer of a lake file at `path` (zstd, full statistics), directories created. It
+/// writes through a buffer (the footer's column and offset indexes are many small writes),
+/// flushed when the file is finished.
+pub(super) fn parquet_writer(path: &Path) -> Result<ParquetWriter<BufWriter<File>>, IngestError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(lake_io(parent))?;
     }
     let file = File::create(path).map_err(lake_io(path))?;
-    Ok(ParquetWriter::new(file)
+    Ok(ParquetWriter::new(BufWriter::with_capacity(1 << 20, file))
         .with_compression(ParquetCompression::Zstd(None))
         .with_statistics(StatisticsOptions::default()))
 }

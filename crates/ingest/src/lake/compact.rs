@@ -6,6 +6,7 @@
 //! compaction finds nothing to merge.
 
 use std::fs::{self, File};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -121,7 +122,7 @@ fn merge(files: &[PathBuf], to: &Path) -> Result<(), IngestError> {
         let path = path.to_owned();
         move |source| IngestError::Parquet { path, source }
     };
-    let mut writer: Option<polars::io::parquet::write::BatchedWriter<File>> = None;
+    let mut writer: Option<polars::io::parquet::write::BatchedWriter<BufWriter<File>>> = None;
     for file in files {
         let frame =
             ParquetReader::new(File::open(file).map_err(lake_io(file))?).finish().map_err(parquet_error(file))?;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fs::File;
+use std::io::BufWriter;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -162,7 +163,7 @@ impl EventEncoder {
     }
 
     /// A new event file at `path`, to which encoded row groups are appended.
-    pub fn writer(&self, path: &Path) -> Result<BatchedWriter<File>, IngestError> {
+    pub fn writer(&self, path: &Path) -> Result<BatchedWriter<BufWriter<File>>, IngestError> {
         parquet_writer(path)?
             .batched(&self.schema)
             .map_err(|source| IngestError::Parquet { path: path.to_owned(), source })
@@ -217,7 +218,7 @@ pub struct MonthFile {
     /// The path under the snapshot.
     pub relative: String,
     /// The open writer.
-    pub writer: BatchedWriter<File>,
+    pub writer: BatchedWriter<BufWriter<File>>,
 }
 
 /// The event files of a run, a file per UTC month, written on a thread of their own: each
