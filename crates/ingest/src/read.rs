@@ -24,7 +24,7 @@ use crate::source::{ByteCounter, DumpFile, Format, open};
 use crate::validate::{Event, RejectReason, validate};
 
 /// Records per batch handed from the reader thread to the parsers.
-const BATCH_RECORDS: usize = 1 << 16;
+const BATCH_RECORDS: usize = 1 << 13;
 /// Records parsed at least by one task.
 const PIECE_RECORDS: usize = 2_048;
 
