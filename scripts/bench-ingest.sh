@@ -106,7 +106,9 @@ for target in 0 30000000 100000000; do
         filled=$((filled + 10000000))
     done
     rm -rf "$data/lake-try"
-    cp -a "$lake" "$data/lake-try" 2> /dev/null || mkdir -p "$data/lake-try"
+    # A copy of hard links: an ingest only adds files and links (committed files are never
+    # written again), so the filled lake stays as it is for the next size.
+    cp -al "$lake" "$data/lake-try" 2> /dev/null || mkdir -p "$data/lake-try"
     [ "$target" = 0 ] && rm -rf "$data/lake-try"
     result=$(measure "$bin" -q --config "$config" ingest "$dump" --lake "$data/lake-try")
     echo "curve: $events-event dump into a lake of $target events: ${result% *} s, peak RSS $((${result#* } / 1024)) MiB"

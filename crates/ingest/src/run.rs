@@ -306,6 +306,7 @@ fn read_files(
         filter: dedup::lake_filter(places.lake_index.as_deref(), expected)?,
         spill: Spill::create(&places.spill)?,
         unseen: Unseen::default(),
+        suspects: 0,
     };
     for (index, (file, size)) in files.iter().zip(sizes).enumerate() {
         progress.file_started(&stats[index].path, size);
@@ -317,10 +318,10 @@ fn read_files(
             |bytes, records| progress.file_progress(bytes, records),
         )?;
     }
-    let Intake { filter, spill, unseen } = intake;
+    let Intake { filter, spill, unseen, suspects } = intake;
     drop(filter);
     let run = spill.finish()?;
-    tracing::debug!("every file read");
+    tracing::debug!(suspects, "every file read; the suspects are decided next");
     let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
@@ -382,6 +383,8 @@ struct Intake {
     filter: SeenFilter,
     spill: Spill,
     unseen: Unseen,
+    /// Suspects spilled so far.
+    suspects: u64,
 }
 
 /// What the filter makes of a record of a batch.
@@ -444,6 +447,7 @@ impl Intake {
                 (Ok(_), Class::Suspect(_)) => {
                     let encoded = suspects.next().unwrap_or_default();
                     self.spill.push_suspect(sequence, &encoded)?;
+                    self.suspects += 1;
                     sequence += 1;
                 }
                 (Ok(_), Class::Invalid) => {}
