@@ -5,13 +5,14 @@
 //!
 //! One pass over the dump, then the few records it could not decide, instead of an in-memory
 //! set of every id:
-//! 1. While the dump is read, a [`SeenFilter`] holds the lake's ids and the run's so far. A
-//!    valid record whose id it has certainly not seen is new: it goes straight into the lake's
-//!    new files (and is marked in [`Unseen`]). One it may have seen (a duplicate, or one of the
-//!    filter's false positives, a few in 10,000) is a suspect, spilled as a [`SuspectRecord`].
-//!    Every valid record's (id hash, sequence number, content hash) goes to one of 256 key
-//!    files by the id hash's top byte (32 bytes a record) ([`Spill`]).
-//! 2. [`decide`]: partition by partition (two at a time, on the rayon pool), the run's keys are
+//! 1. While the dump is read, a [`SeenFilter`] holds the lake's ids and the ids of the run's
+//!    valid records so far. A valid record whose id it has certainly not seen is new: it goes
+//!    straight into the lake's new files (and is marked in [`Unseen`]). One it may have seen (a
+//!    duplicate, an id repeated within its batch, or one of the filter's false positives) is a
+//!    suspect, spilled as a [`SuspectRecord`]. Every valid record's (id hash, sequence number,
+//!    content hash) goes to the key file, in blocks of one partition (by the id hash's top
+//!    byte; 32 bytes a record) ([`Spill`]).
+//! 2. [`decide`]: partition by partition (one per thread of the rayon pool), the run's keys are
 //!    sorted by (id, sequence) and merged with the lake's sorted index partition (streamed from
 //!    disk), which decides every valid record exactly and writes the partition's next version.
 //!    [`Unseen::check`] confirms every record written in phase 1 was decided new.
@@ -28,7 +29,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
-use crate::id_index::{IndexEntry, IndexWriter, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_of};
+use crate::id_index::{
+    IndexEntry, IndexWriter, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_counts, partition_of,
+};
 use crate::seen_filter::SeenFilter;
 use crate::validate::EventView;
 
@@ -195,7 +198,7 @@ impl Spill {
 
 impl Drop for Spill {
     fn drop(&mut self) {
-        // An abandoned spill: its files are removed with it.
+        // An abandoned spill: the key writer is stopped; the caller removes the directory.
         let _ = self.finish_keys();
     }
 }
@@ -282,7 +285,7 @@ impl RejectIndex {
     }
 }
 
-/// A set of 128-bit hashes (event ids or reject keys).
+/// A set of 128-bit hashes (reject keys).
 pub type IdSet = HashSet<u128, BuildHasherDefault<PrehashedKey>>;
 
 /// A map from 128-bit hashes.
@@ -345,11 +348,11 @@ pub fn decide(
     next_index: Option<&Path>,
 ) -> Result<Decisions, IngestError> {
     let decisions = Decisions::new(run.valid);
-    let lake =
-        (0..PARTITIONS).map(|partition| PartitionReader::open(lake_index, partition)).collect::<Result<Vec<_>, _>>()?;
-    let capacities: Vec<u64> = lake.iter().zip(&run.keys.counts).map(|(lake, run)| lake.len() + run).collect();
+    let capacities: Vec<u64> =
+        partition_counts(lake_index)?.iter().zip(&run.keys.counts).map(|(lake, run)| lake + run).collect();
     let index = next_index.map(|dir| IndexWriter::create(dir, &capacities)).transpose()?;
-    lake.into_par_iter().enumerate().try_for_each(|(partition, lake)| {
+    (0..PARTITIONS).into_par_iter().try_for_each(|partition| {
+        let lake = PartitionReader::open(lake_index, partition)?;
         let writer = index.as_ref().map(|index| index.partition(partition));
         decide_partition(run, partition, lake, writer, &decisions)
     })?;
@@ -443,7 +446,8 @@ pub struct Decided<'a> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Fate<'a> {
-    /// A valid event with a new id (the filter's false positive).
+    /// A valid event with a new id (the filter's false positive, or the first of an id
+    /// repeated within its batch).
     Accepted(EventView<'a>),
     /// A valid event accepted before with the same content: dropped and counted.
     Duplicate,
@@ -453,21 +457,23 @@ pub enum Fate<'a> {
 
 impl SpilledRun {
     /// Phase 3: every suspect in arrival order with its fate, a block of [`REPLAY_BLOCK`]
-    /// suspects at a time, decoded in parallel.
+    /// suspects at a time, decoded in parallel. Returns how many were read back.
     pub fn replay_suspects(
         &self,
         decisions: &Decisions,
         mut on_block: impl FnMut(Vec<Decided<'_>>) -> Result<(), IngestError>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<u64, IngestError> {
         let path = self.dir.join(SUSPECTS);
         let mut reader = BufReader::with_capacity(BUFFER_BYTES * 4, File::open(&path).map_err(spill_io(&path))?);
         let mut block = Vec::new();
         let mut suspects = Vec::new();
+        let mut replayed = 0;
         loop {
             read_block(&mut reader, &path, &mut block, &mut suspects)?;
             if suspects.is_empty() {
-                return Ok(());
+                return Ok(replayed);
             }
+            replayed += suspects.len() as u64;
             let records: Vec<SuspectRecord<'_>> = suspects
                 .par_iter()
                 .map(|(_, range)| postcard::from_bytes(&block[range.clone()]))
@@ -487,6 +493,11 @@ impl SpilledRun {
                 .collect();
             on_block(decided)?;
         }
+    }
+
+    /// The spill file of the suspects.
+    pub fn suspects_path(&self) -> PathBuf {
+        self.dir.join(SUSPECTS)
     }
 
     /// Removes the spill files.
@@ -510,9 +521,10 @@ fn read_block(
     suspects.clear();
     let mut header = [0u8; 12];
     while suspects.len() < REPLAY_BLOCK {
-        match reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
+        match reader.fill_buf() {
+            // The end of the spill: only between two suspects.
+            Ok([]) => break,
+            Ok(_) => reader.read_exact(&mut header).map_err(spill_io(path))?,
             Err(source) => return Err(IngestError::Spill { path: path.to_owned(), source }),
         }
         let (sequence, length) = header.split_at(8);
@@ -563,11 +575,10 @@ impl Unseen {
 /// The filter of every id in `lake_index` (`None`: an empty lake), sized for them and about
 /// `run_ids` more.
 pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter, IngestError> {
-    let readers =
-        (0..PARTITIONS).map(|partition| PartitionReader::open(lake_index, partition)).collect::<Result<Vec<_>, _>>()?;
-    let lake_ids: u64 = readers.iter().map(PartitionReader::len).sum();
+    let lake_ids: u64 = partition_counts(lake_index)?.iter().sum();
     let filter = SeenFilter::for_ids(lake_ids.saturating_add(run_ids));
-    readers.into_par_iter().try_for_each(|mut reader| {
+    (0..PARTITIONS).into_par_iter().try_for_each(|partition| {
+        let mut reader = PartitionReader::open(lake_index, partition)?;
         while let Some(entry) = reader.next_entry()? {
             filter.insert(entry.id);
         }

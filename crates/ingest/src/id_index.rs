@@ -14,7 +14,7 @@
 //!
 //! Lakes written before this format have a file per partition (`_index/part-000.bin`: the
 //! magic `CRMKIDX1`, the entry count, the entries); they are read as they are, and their next
-//! ingest writes the single file.
+//! ingest writes the single file, with a `part-000.bin` beside it that stops an older crmkpi.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -35,6 +35,11 @@ const INDEX_FILE: &str = "ids.bin";
 const MAGIC: &[u8; 8] = b"CRMKIDX2";
 /// The magic of a partition file of the earlier format.
 const PARTITION_MAGIC: &[u8; 8] = b"CRMKIDX1";
+/// The magic of the `part-000.bin` written beside every index file: a crmkpi from before the
+/// one-file index reads it as its first partition and stops at the bad magic, instead of
+/// taking an index it cannot see as empty (and every event as new). This version reads
+/// `ids.bin` and never this file.
+const MOVED_MAGIC: &[u8; 8] = b"CRMKMOVD";
 /// Bytes of an entry.
 pub const ENTRY_BYTES: usize = 24;
 const HEADER_BYTES: u64 = 8 + 16 * PARTITIONS as u64;
@@ -107,6 +112,19 @@ fn read_table(path: &Path, file: &mut File) -> Result<PartitionTable, IngestErro
         );
     }
     Ok(table)
+}
+
+/// The number of entries of each partition of the index in `dir` (`None`: no index, all 0).
+pub fn partition_counts(dir: Option<&Path>) -> Result<Vec<u64>, IngestError> {
+    let Some(dir) = dir else { return Ok(vec![0; PARTITIONS]) };
+    let path = dir.join(INDEX_FILE);
+    match File::open(&path) {
+        Ok(mut file) => Ok(read_table(&path, &mut file)?.iter().map(|(_, count)| *count).collect()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => (0..PARTITIONS)
+            .map(|partition| PartitionReader::open_partition_file(dir, partition).map(|reader| reader.len()))
+            .collect(),
+        Err(source) => Err(IngestError::LakeIo { path, source }),
+    }
 }
 
 /// Streams the entries of one partition in id order; no index (or a missing partition file of
@@ -186,9 +204,14 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    /// Creates the index file in `dir`, with room for `capacities[p]` entries in partition `p`.
+    /// Creates the index file in `dir`, with room for `capacities[p]` entries in partition `p`,
+    /// and a first partition file of the earlier format that is not one (see [`MOVED_MAGIC`]).
     pub fn create(dir: &Path, capacities: &[u64]) -> Result<IndexWriter, IngestError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let moved = partition_path(dir, 0);
+        let mut stub = MOVED_MAGIC.to_vec();
+        stub.extend_from_slice(&0u64.to_le_bytes());
+        std::fs::write(&moved, stub).map_err(io_error(&moved))?;
         let path = dir.join(INDEX_FILE);
         let file = File::create(&path).map_err(io_error(&path))?;
         let mut offset = HEADER_BYTES;
@@ -303,6 +326,10 @@ mod tests {
         assert_eq!(read(dir.path(), 3), third);
         assert_eq!(read(dir.path(), 4), fourth);
         assert_eq!(read(dir.path(), 5), []);
+        // A crmkpi from before the one-file index reads partition files only: it stops at the
+        // first one.
+        std::fs::remove_file(dir.path().join(INDEX_FILE)).expect("remove");
+        assert!(PartitionReader::open(Some(dir.path()), 0).is_err(), "the stub is not a partition");
         let full = IndexWriter::create(&dir.path().join("over"), &capacities).expect("create");
         let mut over = full.partition(4);
         entries(4, 10).into_iter().for_each(|entry| over.push(entry).expect("push"));

@@ -26,14 +26,13 @@ use crate::validate::{Event, RejectReason, validate};
 /// Records per batch handed from the reader thread to the parsers.
 const BATCH_RECORDS: usize = 1 << 13;
 /// Records parsed at least by one task.
-const PIECE_RECORDS: usize = 2_048;
+const PIECE_RECORDS: usize = 1_024;
 
 /// The UTF-8 byte-order mark some exporters write at the start of a file.
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Records as the reader thread found them: their bytes one after another, and each one's
 /// line, place and body.
-#[derive(Default)]
 struct Batch {
     text: Vec<u8>,
     records: Vec<RecordSpan>,
@@ -168,6 +167,8 @@ fn split_ndjson(
             }
         };
         reader.consume(read);
+        // Bytes of the text (up to the buffer just read) that went with batches sent since.
+        let mut cut = 0;
         let scanned = batch.text.len() - read;
         let ends: Vec<usize> = if read == 0 {
             // The last line, without a line end.
@@ -177,23 +178,26 @@ fn split_ndjson(
         };
         for end in ends {
             line_number += 1;
+            // Positions after a cut are in the next batch's text, shorter by what was sent.
+            let end = end - cut;
             if let Err(error) = batch.push_ndjson_line(line_number, line_start..end) {
                 let _ = sender.send(Err(error.at(file)));
                 return;
             }
             line_start = end;
+            if batch.records.len() == BATCH_RECORDS {
+                let mut next = Batch::with_capacity(BATCH_RECORDS);
+                next.text.extend_from_slice(&batch.text[line_start..]);
+                batch.text.truncate(line_start);
+                cut += line_start;
+                line_start = 0;
+                if sender.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+                    return;
+                }
+            }
         }
         if read == 0 {
             break;
-        }
-        if batch.records.len() >= BATCH_RECORDS {
-            let mut next = Batch::with_capacity(BATCH_RECORDS);
-            next.text.extend_from_slice(&batch.text[line_start..]);
-            batch.text.truncate(line_start);
-            line_start = 0;
-            if sender.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
-                return;
-            }
         }
     }
     if !batch.records.is_empty() {
@@ -247,10 +251,10 @@ fn split_csv(
     let mut line_number = 0u64;
     let mut splitter = CsvSplitter::default();
     let mut csv_records = Vec::new();
+    let mut bytes = Vec::new();
     loop {
-        // Each line is read straight into the batch's text.
-        let start = batch.text.len();
-        match reader.read_until(b'\n', &mut batch.text) {
+        bytes.clear();
+        match reader.read_until(b'\n', &mut bytes) {
             Ok(0) => break,
             Ok(_) => {}
             Err(source) => {
@@ -259,18 +263,15 @@ fn split_csv(
             }
         }
         line_number += 1;
-        let mut range = start..batch.text.len();
+        let mut line = bytes.as_slice();
         if line_number == 1 {
-            if batch.text[range.clone()].starts_with(UTF8_BOM) {
-                range.start += UTF8_BOM.len();
-            }
-            if std::str::from_utf8(&batch.text[range.clone()]).is_err() {
+            line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
+            if std::str::from_utf8(line).is_err() {
                 let _ = sender.send(Err(IngestError::NotUtf8 { path: file.display_path() }));
                 return;
             }
         }
-        splitter.feed_line(line_number, &batch.text[range], &mut csv_records);
-        batch.text.truncate(start);
+        splitter.feed_line(line_number, line, &mut csv_records);
         csv_records.drain(..).for_each(|record| batch.push_csv(record));
         if batch.records.len() >= BATCH_RECORDS
             && sender.send(Ok(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_RECORDS)))).is_err()

@@ -17,7 +17,7 @@ use crate::id_index::id_hash;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
 use crate::read::{Parsed, read_dump};
 use crate::seen_filter::SeenFilter;
-use crate::source::{Compression, DumpFile, content_identity, expand_inputs};
+use crate::source::{Compression, DumpFile, Format, content_identity, expand_inputs};
 use crate::validate::{Event, RejectReason};
 
 /// Rejects buffered before they are written as Parquet.
@@ -298,17 +298,27 @@ fn read_files(
 ) -> Result<Summary, IngestError> {
     let sizes: Vec<u64> =
         files.iter().map(|file| std::fs::metadata(&file.path).map(|metadata| metadata.len()).unwrap_or(0)).collect();
+    let expected = files.iter().zip(&sizes).map(|(file, size)| expected_records(file, *size)).sum();
+    let filter = dedup::lake_filter(places.lake_index.as_deref(), expected)?;
+    read_with_filter(files, &sizes, config, places, filter, sink, progress).map(|(summary, _)| summary)
+}
+
+/// [`read_files`] with the filter of the lake's ids given; also returns how many suspects the
+/// run had.
+fn read_with_filter(
+    files: &[DumpFile],
+    sizes: &[u64],
+    config: &Config,
+    places: &DedupPlaces,
+    filter: SeenFilter,
+    sink: &mut impl RecordSink,
+    progress: &dyn Progress,
+) -> Result<(Summary, u64), IngestError> {
     progress.run_started(files.len(), sizes.iter().sum());
     let mut stats: Vec<FileStats> =
         files.iter().map(|file| FileStats { path: file.display_path(), ..FileStats::default() }).collect();
-    let expected = files.iter().zip(&sizes).map(|(file, size)| expected_records(file, *size)).sum();
-    let mut intake = Intake {
-        filter: dedup::lake_filter(places.lake_index.as_deref(), expected)?,
-        spill: Spill::create(&places.spill)?,
-        unseen: Unseen::default(),
-        suspects: 0,
-    };
-    for (index, (file, size)) in files.iter().zip(sizes).enumerate() {
+    let mut intake = Intake { filter, spill: Spill::create(&places.spill)?, unseen: Unseen::default(), suspects: 0 };
+    for (index, (file, size)) in files.iter().zip(sizes.iter().copied()).enumerate() {
         progress.file_started(&stats[index].path, size);
         let file_stats = &mut stats[index];
         read_dump(
@@ -325,7 +335,7 @@ fn read_files(
     let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
-    run.replay_suspects(&decisions, |block| {
+    let replayed = run.replay_suspects(&decisions, |block| {
         let mut accepted = Vec::new();
         for record in block {
             let file_stats = &mut stats[record.file as usize];
@@ -343,6 +353,12 @@ fn read_files(
         }
         sink.accept(&accepted.iter().collect::<Vec<_>>())
     })?;
+    if replayed != suspects {
+        return Err(IngestError::Spill {
+            path: run.suspects_path(),
+            source: std::io::Error::other(format!("{suspects} suspects were spilled, {replayed} read back")),
+        });
+    }
     run.remove()?;
     tracing::debug!("suspects added");
     let mut summary = Summary::default();
@@ -350,17 +366,19 @@ fn read_files(
         progress.file_finished(&file_stats);
         summary.add_file(file_stats);
     }
-    Ok(summary)
+    Ok((summary, suspects))
 }
 
 /// About how many records a dump file holds, to size the id filter: a generous guess, since a
-/// filter too small only spills more suspects (100 bytes a record, a compressed file 8 times
-/// its size).
+/// filter too small only spills more suspects (a record of NDJSON about 150 bytes, of CSV
+/// about 77; compressed, about 30 and 18 bytes with gzip and zstd).
 fn expected_records(file: &DumpFile, size: u64) -> u64 {
-    match file.compression {
-        Compression::None => size / 100,
-        Compression::Gzip | Compression::Zstd => size / 12,
-    }
+    let bytes_per_record = match (file.format, file.compression) {
+        (Format::Ndjson, Compression::None) => 100,
+        (Format::Csv, Compression::None) => 50,
+        (_, Compression::Gzip | Compression::Zstd) => 10,
+    };
+    size / bytes_per_record
 }
 
 /// Counts a rejected record and hands it to `sink`.
@@ -445,7 +463,10 @@ impl Intake {
                     sequence += 1;
                 }
                 (Ok(_), Class::Suspect(_)) => {
-                    let encoded = suspects.next().unwrap_or_default();
+                    let encoded = suspects.next().ok_or_else(|| IngestError::Spill {
+                        path: self.spill.suspects_path(),
+                        source: std::io::Error::other("a suspect was not encoded"),
+                    })?;
                     self.spill.push_suspect(sequence, &encoded)?;
                     self.suspects += 1;
                     sequence += 1;
@@ -508,5 +529,76 @@ impl Intake {
             }
         }
         classes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a run handed on: the accepted events' ids and the rejects' lines and reasons.
+    #[derive(Default)]
+    struct Collected {
+        accepted: Vec<String>,
+        rejected: Vec<(i64, String)>,
+    }
+
+    impl RecordSink for Collected {
+        fn accept<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
+            self.accepted.extend(events.iter().map(|event| event.event_id.to_string()));
+            Ok(())
+        }
+        fn reject(&mut self, _file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
+            self.rejected.push((reject.line, reject.reason));
+            Ok(())
+        }
+    }
+
+    /// Reads `files` with `filter`: the summary, the suspects, and what was handed on (sorted).
+    fn run_with(files: &[DumpFile], spill: &Path, filter: SeenFilter) -> (Summary, u64, Collected) {
+        let places = DedupPlaces { spill: spill.to_owned(), lake_index: None, next_index: None };
+        let mut collected = Collected::default();
+        let sizes = vec![0; files.len()];
+        let (summary, suspects) =
+            read_with_filter(files, &sizes, &Config::default(), &places, filter, &mut collected, &NoProgress)
+                .expect("read");
+        collected.accepted.sort();
+        collected.rejected.sort();
+        (summary, suspects, collected)
+    }
+
+    #[test]
+    fn the_filters_false_positives_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 20,000 records over three batches: ids repeat 15,000 records later (in another
+        // batch) and right after (in the same batch); every seventh repeat has other content.
+        let mut lines = Vec::new();
+        for n in 0..20_000u32 {
+            let (id, customer) = match n {
+                n if n < 15_000 => (n, "c1"),
+                n if n % 2 == 0 => (n - 15_000, if n % 7 == 0 { "c2" } else { "c1" }),
+                n => (n - 1 - 15_000, if n % 7 == 0 { "c2" } else { "c1" }),
+            };
+            lines.push(format!(
+                r#"{{"event_id":"e{id}","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"{customer}"}}"#
+            ));
+        }
+        let path = dir.path().join("dump.ndjson");
+        std::fs::write(&path, lines.join("\n")).expect("write");
+        let files = expand_inputs(&[path.to_string_lossy().into_owned()]).expect("inputs");
+
+        // The smallest filter, 65,536 bits, for 15,000 ids: it fills up and makes false positives.
+        let (small, small_suspects, small_handed) = run_with(&files, &dir.path().join("small"), SeenFilter::for_ids(0));
+        let (large, large_suspects, large_handed) =
+            run_with(&files, &dir.path().join("large"), SeenFilter::for_ids(1 << 20));
+        assert_eq!(small, large);
+        assert_eq!(small_handed.accepted, large_handed.accepted);
+        assert_eq!(small_handed.rejected, large_handed.rejected);
+        assert_eq!(large.accepted, 15_000);
+        assert_eq!(large.duplicates + large.rejected_total(), 5_000);
+        assert!(large.rejected_total() > 0, "some repeats conflict");
+        assert!(large_suspects >= 5_000, "every repeat is a suspect: {large_suspects}");
+        // About 650 false positives: the filter fills up as the run goes.
+        assert!(small_suspects > large_suspects + 500, "the small filter's false positives: {small_suspects}");
     }
 }

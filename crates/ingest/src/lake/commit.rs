@@ -202,17 +202,24 @@ impl StagedRun {
         if record.status == RunStatus::Committed {
             self.flush_events()?;
         }
-        let month_files = self.month_files.finish()?;
-        tracing::debug!(files = month_files.len(), "event files written");
-        for month_file in month_files.into_values() {
-            let path = self.dir.join(&month_file.relative);
-            if record.status == RunStatus::Committed {
+        if record.status == RunStatus::Committed {
+            let month_files = self.month_files.finish()?;
+            tracing::debug!(files = month_files.len(), "event files written");
+            for month_file in month_files.into_values() {
+                let path = self.dir.join(&month_file.relative);
                 month_file.writer.finish().map_err(|source| IngestError::Parquet { path, source })?;
                 record.event_files.push(month_file.relative);
-            } else {
-                drop(month_file.writer);
-                fs::remove_file(&path).map_err(lake_io(&path))?;
             }
+        } else {
+            // None of the run's events enter the lake: whatever its event files hold, and
+            // whether or not they could be written (a full disk), they go. The snapshot's
+            // `events` holds only the run's own files until the committed ones are linked.
+            if let Err(error) = self.month_files.finish() {
+                tracing::warn!("the refused run's event files: {error}");
+            }
+            let events = self.dir.join("events");
+            remove_dir_if_present(&events)?;
+            fs::create_dir_all(&events).map_err(lake_io(&events))?;
         }
         record.reject_files = std::mem::take(&mut self.reject_files);
         // The next index holds the run's ids only when its events enter the lake.

@@ -250,12 +250,15 @@ impl MonthFiles {
 
     /// Hands a chunk of events, by month, to the writer; waits while it still encodes the last.
     pub fn send(&mut self, chunk: Vec<(Month, EventColumns)>) -> Result<(), IngestError> {
-        let Some(sender) = &self.sender else { return self.finish().map(drop) };
-        if sender.send(chunk).is_err() {
-            // The writer stopped at an error: report it.
-            self.finish()?;
+        if self.sender.as_ref().is_some_and(|sender| sender.send(chunk).is_ok()) {
+            return Ok(());
         }
-        Ok(())
+        // The writer stopped at an error (reported by `finish`), or was finished already.
+        self.finish()?;
+        Err(IngestError::LakeIo {
+            path: PathBuf::from("crmkpi-event-files thread"),
+            source: std::io::Error::other("events sent to event files that were closed"),
+        })
     }
 
     /// Waits for every chunk to be written; the open files by month.

@@ -11,7 +11,7 @@
 //!   _snapshots/000042/                 one complete state of the lake (files hard-linked
 //!     _readers                         from the previous state, plus what the run added);
 //!     _runs/ events/ rejects/          `_readers` is flocked shared by every reader of it;
-//!     _index/part-000.bin ...          the accepted event ids (see [`crate::id_index`])
+//!     _index/ids.bin                   the accepted event ids (see [`crate::id_index`])
 //! ```
 //!
 //! A writer builds the next snapshot beside the current one (hard links of every committed

@@ -125,3 +125,73 @@ fn reingesting_a_dirty_dump_adds_no_rejects() {
     let recorded: Vec<u64> = runs.iter().map(|run| run.files.iter().map(|file| file.rejected_total()).sum()).collect();
     assert_eq!(recorded, vec![rejected; 4]);
 }
+
+/// Rewrites the committed snapshot's event id index in the format before the one-file index:
+/// a file per partition (`CRMKIDX1`, the count, the entries).
+fn write_index_of_the_earlier_format(lake: &std::path::Path) {
+    use crmkpi_ingest::id_index::{INDEX_DIR, PARTITIONS, PartitionReader};
+    let index = lake.join("_current").join(INDEX_DIR);
+    let partitions: Vec<Vec<u8>> = (0..PARTITIONS)
+        .map(|partition| {
+            let mut reader = PartitionReader::open(Some(&index), partition).expect("open");
+            let mut bytes = b"CRMKIDX1".to_vec();
+            bytes.extend_from_slice(&reader.len().to_le_bytes());
+            while let Some(entry) = reader.next_entry().expect("entry") {
+                bytes.extend_from_slice(&entry.id.to_le_bytes());
+                bytes.extend_from_slice(&entry.content_hash.to_le_bytes());
+            }
+            bytes
+        })
+        .collect();
+    std::fs::remove_dir_all(&index).expect("remove the index");
+    std::fs::create_dir_all(&index).expect("index dir");
+    for (partition, bytes) in partitions.iter().enumerate() {
+        std::fs::write(index.join(format!("part-{partition:03}.bin")), bytes).expect("write partition");
+    }
+}
+
+#[test]
+fn an_index_of_the_earlier_format_keeps_deduplicating() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = |seed, out: &str| GenerateOptions {
+        events: 3_000,
+        seed,
+        out: dir.path().join(out),
+        formats: vec![Format::Ndjson],
+        compressions: vec![Compression::None],
+        dirty_rate: 0.0,
+        events_per_file: 3_000,
+    };
+    let to_strings = |paths: Vec<std::path::PathBuf>| -> Vec<String> {
+        paths.iter().map(|path| path.to_string_lossy().into_owned()).collect()
+    };
+    let first = to_strings(generate(&options(31, "first")).expect("generate"));
+    let second = to_strings(generate(&options(32, "second")).expect("generate"));
+    let lake = dir.path().join("lake");
+    ingest_into(&lake, &first, &config_with(1.0));
+    write_index_of_the_earlier_format(&lake);
+    let events = event_set(&lake);
+
+    // The old index decides: the first dump again is all duplicates, the second is new.
+    let both: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let run = ingest_into(&lake, &both, &config_with(1.0));
+    assert_eq!(run.status, RunStatus::Committed);
+    assert_eq!(run.summary.duplicates, events.height() as u64);
+    assert_eq!(run.summary.accepted + run.summary.rejected_total(), 3_000);
+    let after_second = event_set(&lake);
+
+    // A refused run (a malformed record, and no reject allowed) changes no event.
+    let third = to_strings(generate(&options(33, "third")).expect("generate"));
+    let broken = crate::common::write_dump(dir.path(), "broken.ndjson", "{\"event_id\": \"broken");
+    let with_third: Vec<String> = both.iter().chain(&third).chain([&broken]).cloned().collect();
+    let refused = ingest_into(&lake, &with_third, &config_with(0.0));
+    assert_eq!(refused.status, RunStatus::RejectRatioExceeded);
+    assert_eq!(refused.summary.accepted, 3_000, "the third dump's events, refused");
+    assert_eq!(event_set(&lake), after_second);
+
+    // The index the second run wrote (one file) holds both dumps.
+    let again = ingest_into(&lake, &both, &config_with(1.0));
+    assert_eq!(again.summary.accepted, 0);
+    assert_eq!(again.summary.duplicates, after_second.height() as u64);
+    assert_eq!(event_set(&lake), after_second);
+}
