@@ -7,7 +7,7 @@
 //! Each id sets 4 bits in one 64-bit word, so a probe reads one cache line. The filter's size
 //! is fixed when it is made, [`MIN_BITS`] to [`MAX_BITS`]: memory stays bounded whatever the
 //! lake and the dump; past about 2^25 ids (33 million, 32 bits each in 128 MiB) the false positives (spilled,
-//! decided exactly) grow: about 1 in 100 records at 110 million ids.
+//! decided exactly) grow: 1 or 2 in 100 records at 110 million ids.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
