@@ -118,6 +118,7 @@ pub struct Spill {
     keys: Option<SyncSender<KeyBatch>>,
     key_writer: Option<JoinHandle<Result<KeyBlocks, IngestError>>>,
     valid: u64,
+    suspect_count: u64,
 }
 
 impl Spill {
@@ -135,7 +136,14 @@ impl Spill {
             .name("crmkpi-keys".to_owned())
             .spawn(move || write_keys(&key_dir, received))
             .map_err(spill_io(dir))?;
-        Ok(Spill { dir: dir.to_owned(), suspects, keys: Some(keys), key_writer: Some(key_writer), valid: 0 })
+        Ok(Spill {
+            dir: dir.to_owned(),
+            suspects,
+            keys: Some(keys),
+            key_writer: Some(key_writer),
+            valid: 0,
+            suspect_count: 0,
+        })
     }
 
     /// Appends the (id hash, content hash) keys of the run's next valid records (in arrival
@@ -184,7 +192,9 @@ impl Spill {
             .write_all(&sequence.to_le_bytes())
             .and_then(|()| self.suspects.write_all(&length.to_le_bytes()))
             .and_then(|()| self.suspects.write_all(encoded))
-            .map_err(|source| IngestError::Spill { path: self.dir.join(SUSPECTS), source })
+            .map_err(|source| IngestError::Spill { path: self.dir.join(SUSPECTS), source })?;
+        self.suspect_count += 1;
+        Ok(())
     }
 
     /// Closes the spill files.
@@ -192,7 +202,7 @@ impl Spill {
         let keys = self.finish_keys()?;
         let path = self.dir.join(SUSPECTS);
         self.suspects.flush().map_err(spill_io(&path))?;
-        Ok(SpilledRun { dir: std::mem::take(&mut self.dir), valid: self.valid, keys })
+        Ok(SpilledRun { dir: std::mem::take(&mut self.dir), valid: self.valid, suspects: self.suspect_count, keys })
     }
 }
 
@@ -315,6 +325,8 @@ impl Hasher for PrehashedKey {
 pub struct SpilledRun {
     dir: PathBuf,
     valid: u64,
+    /// The suspects spilled.
+    suspects: u64,
     keys: KeyBlocks,
 }
 
@@ -456,13 +468,18 @@ pub enum Fate<'a> {
 }
 
 impl SpilledRun {
+    /// The number of suspects spilled.
+    pub fn suspects(&self) -> u64 {
+        self.suspects
+    }
+
     /// Phase 3: every suspect in arrival order with its fate, a block of [`REPLAY_BLOCK`]
-    /// suspects at a time, decoded in parallel. Returns how many were read back.
+    /// suspects at a time, decoded in parallel; all that were spilled, or an error.
     pub fn replay_suspects(
         &self,
         decisions: &Decisions,
         mut on_block: impl FnMut(Vec<Decided<'_>>) -> Result<(), IngestError>,
-    ) -> Result<u64, IngestError> {
+    ) -> Result<(), IngestError> {
         let path = self.dir.join(SUSPECTS);
         let mut reader = BufReader::with_capacity(BUFFER_BYTES * 4, File::open(&path).map_err(spill_io(&path))?);
         let mut block = Vec::new();
@@ -471,7 +488,11 @@ impl SpilledRun {
         loop {
             read_block(&mut reader, &path, &mut block, &mut suspects)?;
             if suspects.is_empty() {
-                return Ok(replayed);
+                if replayed != self.suspects {
+                    let message = format!("{} suspects were spilled, {replayed} read back", self.suspects);
+                    return Err(IngestError::Spill { path, source: std::io::Error::other(message) });
+                }
+                return Ok(());
             }
             replayed += suspects.len() as u64;
             let records: Vec<SuspectRecord<'_>> = suspects
@@ -493,11 +514,6 @@ impl SpilledRun {
                 .collect();
             on_block(decided)?;
         }
-    }
-
-    /// The spill file of the suspects.
-    pub fn suspects_path(&self) -> PathBuf {
-        self.dir.join(SUSPECTS)
     }
 
     /// Removes the spill files.

@@ -214,16 +214,18 @@ impl FirstLineNotUtf8 {
     }
 }
 
+/// Where the text of a file's first line starts (after a UTF-8 byte-order mark), when the
+/// line is UTF-8.
+fn first_line_start(line: &[u8]) -> Result<usize, FirstLineNotUtf8> {
+    let start = if line.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
+    std::str::from_utf8(&line[start..]).map(|_| start).map_err(|_| FirstLineNotUtf8)
+}
+
 impl Batch {
     /// Adds the NDJSON line at `range` of the text (with its line end), unless it is blank.
     fn push_ndjson_line(&mut self, line_number: u64, mut range: Range<usize>) -> Result<(), FirstLineNotUtf8> {
         if line_number == 1 {
-            if self.text[range.clone()].starts_with(UTF8_BOM) {
-                range.start += UTF8_BOM.len();
-            }
-            if std::str::from_utf8(&self.text[range.clone()]).is_err() {
-                return Err(FirstLineNotUtf8);
-            }
+            range.start += first_line_start(&self.text[range.clone()])?;
         }
         let line = &self.text[range.clone()];
         let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -265,10 +267,12 @@ fn split_csv(
         line_number += 1;
         let mut line = bytes.as_slice();
         if line_number == 1 {
-            line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
-            if std::str::from_utf8(line).is_err() {
-                let _ = sender.send(Err(IngestError::NotUtf8 { path: file.display_path() }));
-                return;
+            match first_line_start(line) {
+                Ok(start) => line = &line[start..],
+                Err(error) => {
+                    let _ = sender.send(Err(error.at(file)));
+                    return;
+                }
             }
         }
         splitter.feed_line(line_number, line, &mut csv_records);

@@ -246,7 +246,7 @@ impl MonthFiles {
                 }
                 Ok(files)
             })
-            .map_err(|source| IngestError::LakeIo { path: PathBuf::from("crmkpi-event-files thread"), source })?;
+            .map_err(thread_error)?;
         Ok(MonthFiles { sender: Some(sender), thread: Some(thread) })
     }
 
@@ -257,10 +257,7 @@ impl MonthFiles {
         }
         // The writer stopped at an error (reported by `finish`), or was finished already.
         self.finish()?;
-        Err(IngestError::LakeIo {
-            path: PathBuf::from("crmkpi-event-files thread"),
-            source: std::io::Error::other("events sent to event files that were closed"),
-        })
+        Err(thread_error(std::io::Error::other("events sent to event files that were closed")))
     }
 
     /// Waits for every chunk to be written; the open files by month.
@@ -268,16 +265,15 @@ impl MonthFiles {
         self.sender = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(files)) => files,
-            Some(Err(_)) => Err(IngestError::LakeIo {
-                path: PathBuf::from("crmkpi-event-files thread"),
-                source: std::io::Error::other("the thread writing the event files panicked"),
-            }),
-            None => Err(IngestError::LakeIo {
-                path: PathBuf::from("crmkpi-event-files thread"),
-                source: std::io::Error::other("the event files were finished already"),
-            }),
+            Some(Err(_)) => Err(thread_error(std::io::Error::other("the thread writing the event files panicked"))),
+            None => Err(thread_error(std::io::Error::other("the event files were finished already"))),
         }
     }
+}
+
+/// An error of the thread that writes the event files.
+fn thread_error(source: std::io::Error) -> IngestError {
+    IngestError::LakeIo { path: PathBuf::from("crmkpi-event-files thread"), source }
 }
 
 impl Drop for MonthFiles {
