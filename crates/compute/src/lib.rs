@@ -36,10 +36,10 @@ pub mod time;
 pub use context::{Context, LakeStats, OpenLake, open_lake, scan_lake};
 pub use error::ComputeError;
 pub use registry::{
-    TABLES, bucket_facts, compute_facts, compute_facts_from, compute_table, compute_tables, data_warnings,
-    select_tables,
+    TABLES, bucket_facts, checks_unopened_tickets, compute_facts, compute_facts_from, compute_table, compute_tables,
+    data_warnings, reads_fits, select_tables, unopened_tickets_warning,
 };
-pub use tables::{Run, TableSpec};
+pub use tables::{FitSource, Placement, Run, TableSpec};
 pub use time::as_of::parse_as_of;
 pub use time::calendar::Calendar;
 

@@ -13,7 +13,7 @@ use crate::facts::leads::{LEAD_ORIGINS, LEADS};
 use crate::facts::orders::monthly_order_parts;
 use crate::facts::tickets::{TICKETS, UNOPENED_TICKETS};
 use crate::facts::{Bucket, BucketFacts, BucketPlans, Facts, FactsBuilder, Owner};
-use crate::tables::{Run, TableSpec, no_parts};
+use crate::tables::{Placement, Run, TableSpec, no_parts};
 use crate::{Table, tables};
 
 /// The tables this version computes, in output order.
@@ -23,33 +23,85 @@ pub const TABLES: &[TableSpec] = &[
         facts: &[LEADS, DEALS, TICKETS, UNOPENED_TICKETS],
         parts: tables::kpi_monthly::parts,
         plan: tables::kpi_monthly::plan,
+        placement: Placement::Merged,
     },
     TableSpec {
         name: "cohort_retention",
         facts: &[],
         parts: tables::cohort_retention::parts,
         plan: tables::cohort_retention::plan,
+        placement: Placement::Merged,
     },
     TableSpec {
         name: "customers",
         facts: &[CUSTOMERS, LATEST_NPS, TICKETS, LEAD_ORIGINS],
         parts: no_parts,
         plan: tables::customers::plan,
+        placement: Placement::PerEntity("customer_id"),
     },
-    TableSpec { name: "clv_model", facts: &[CUSTOMERS], parts: no_parts, plan: tables::clv_model::plan },
-    TableSpec { name: "deals", facts: &[DEALS, LEAD_ORIGINS], parts: no_parts, plan: tables::deals::plan },
+    TableSpec {
+        name: "clv_model",
+        facts: &[CUSTOMERS],
+        parts: no_parts,
+        plan: tables::clv_model::plan,
+        placement: Placement::Fits,
+    },
+    TableSpec {
+        name: "deals",
+        facts: &[DEALS, LEAD_ORIGINS],
+        parts: no_parts,
+        plan: tables::deals::plan,
+        placement: Placement::PerEntity("customer_id"),
+    },
     TableSpec {
         name: "deal_stage_visits",
         facts: &[STAGE_VISITS],
         parts: no_parts,
         plan: tables::deal_stage_visits::plan,
+        placement: Placement::PerEntity("deal_id"),
     },
-    TableSpec { name: "stage_durations", facts: &[STAGE_VISITS], parts: no_parts, plan: tables::stage_durations::plan },
-    TableSpec { name: "pipeline_forecast", facts: &[DEALS], parts: no_parts, plan: tables::pipeline_forecast::plan },
-    TableSpec { name: "rep_performance", facts: &[DEALS], parts: no_parts, plan: tables::rep_performance::plan },
-    TableSpec { name: "lost_reasons", facts: &[DEALS], parts: no_parts, plan: tables::lost_reasons::plan },
-    TableSpec { name: "tickets", facts: &[TICKETS, UNOPENED_TICKETS], parts: no_parts, plan: tables::tickets::plan },
-    TableSpec { name: "campaigns", facts: &[], parts: tables::campaigns::parts, plan: tables::campaigns::plan },
+    TableSpec {
+        name: "stage_durations",
+        facts: &[STAGE_VISITS],
+        parts: no_parts,
+        plan: tables::stage_durations::plan,
+        placement: Placement::Merged,
+    },
+    TableSpec {
+        name: "pipeline_forecast",
+        facts: &[DEALS],
+        parts: no_parts,
+        plan: tables::pipeline_forecast::plan,
+        placement: Placement::Merged,
+    },
+    TableSpec {
+        name: "rep_performance",
+        facts: &[DEALS],
+        parts: no_parts,
+        plan: tables::rep_performance::plan,
+        placement: Placement::Merged,
+    },
+    TableSpec {
+        name: "lost_reasons",
+        facts: &[DEALS],
+        parts: no_parts,
+        plan: tables::lost_reasons::plan,
+        placement: Placement::Merged,
+    },
+    TableSpec {
+        name: "tickets",
+        facts: &[TICKETS, UNOPENED_TICKETS],
+        parts: no_parts,
+        plan: tables::tickets::plan,
+        placement: Placement::PerEntity("ticket_id"),
+    },
+    TableSpec {
+        name: "campaigns",
+        facts: &[],
+        parts: tables::campaigns::parts,
+        plan: tables::campaigns::plan,
+        placement: Placement::Merged,
+    },
 ];
 
 /// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.
@@ -140,23 +192,36 @@ pub fn compute_tables(context: &Context, tables: &[TableSpec]) -> Result<Vec<Tab
 /// Warnings about the data behind the selected tables, for the manifest and the log: tickets
 /// the service KPIs leave out, and model fits that could not be made or did not converge.
 pub fn data_warnings(run: &Run, tables: &[TableSpec]) -> Result<Vec<String>, ComputeError> {
-    let selected = |names: &[&str]| tables.iter().any(|table| names.contains(&table.name));
     let mut warnings = Vec::new();
-    if selected(&["kpi_monthly", "tickets"]) {
+    if checks_unopened_tickets(tables) {
         let unopened = run
             .facts
             .entity_frame(UNOPENED_TICKETS)
             .map_err(|source| ComputeError::DataCheck { check: "tickets without ticket_opened", source })?
             .height();
-        if unopened > 0 {
-            warnings.push(format!(
-                "{unopened} tickets have events but no ticket_opened and are left out of the service KPIs"
-            ));
-        }
+        warnings.extend(unopened_tickets_warning(unopened as u64));
     }
-    if selected(&["customers", "clv_model"]) {
+    if reads_fits(tables) {
         let models = run.models().map_err(|source| ComputeError::Fit { source })?;
         warnings.extend(crate::clv::fits::warnings(&models.fits));
     }
     Ok(warnings)
+}
+
+/// The warning about tickets that have events but no `ticket_opened`, if there are any.
+pub fn unopened_tickets_warning(tickets: u64) -> Option<String> {
+    (tickets > 0)
+        .then(|| format!("{tickets} tickets have events but no ticket_opened and are left out of the service KPIs"))
+}
+
+/// Whether some of the tables read the CLV fits (`customers`, `clv_model`: those of the
+/// customers' facts); their data checks warn about the fits.
+pub fn reads_fits(tables: &[TableSpec]) -> bool {
+    tables.iter().any(|table| table.facts.contains(&CUSTOMERS))
+}
+
+/// Whether some of the tables leave out tickets without `ticket_opened` (`kpi_monthly`,
+/// `tickets`); their data checks count them.
+pub fn checks_unopened_tickets(tables: &[TableSpec]) -> bool {
+    tables.iter().any(|table| table.facts.contains(&UNOPENED_TICKETS))
 }

@@ -137,6 +137,8 @@ pub struct PreparedRun {
     pub lake: OpenedSnapshot,
     /// Seconds per stage so far (`scan`; then `split` and `facts`).
     pub stage_seconds: BTreeMap<String, f64>,
+    /// The run's id (its start and the process id), as `manifest.json` gives it.
+    pub run_id: String,
     lake_dir: PathBuf,
     lake_stats: LakeStats,
     started_at: chrono::DateTime<chrono::Utc>,
@@ -175,11 +177,13 @@ pub fn prepare(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<P
     };
     let lake_stats = context.lake_stats().clone();
     stage_seconds.insert("scan".to_owned(), clock.elapsed().as_secs_f64());
+    let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     Ok(PreparedRun {
         tables,
         context,
         lake: OpenedSnapshot { snapshot: lake.snapshot, runs: lake.runs },
         stage_seconds,
+        run_id,
         lake_dir: lake_dir.to_owned(),
         lake_stats,
         started_at,
@@ -189,20 +193,24 @@ pub fn prepare(request: ComputeRequest<'_>, progress: &dyn Progress) -> Result<P
 impl PreparedRun {
     /// Checks the data (fitting the CLV models when they are needed), computes every selected
     /// table over the merged facts, and gathers what the manifest says about the run.
-    pub fn finish(self, facts: &Facts, progress: &dyn Progress) -> Result<ComputedRun, ComputeError> {
-        let PreparedRun { tables, context, lake, mut stage_seconds, lake_dir, lake_stats, started_at } = self;
-        let run_id = format!("{}-{:08x}", started_at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
-        let run = Run::new(&context, facts);
+    pub fn finish(mut self, facts: &Facts, progress: &dyn Progress) -> Result<ComputedRun, ComputeError> {
+        let run = Run::new(&self.context, facts);
         // The data checks fit the CLV models when customers or clv_model are selected; the
         // tables then reuse the fits.
         progress.step("checking the data");
         let clock = Instant::now();
-        let warnings = crmkpi_compute::data_warnings(&run, &tables)?;
+        let warnings = crmkpi_compute::data_warnings(&run, &self.tables)?;
         for warning in &warnings {
             tracing::warn!("{warning}");
         }
-        stage_seconds.insert("data_checks".to_owned(), clock.elapsed().as_secs_f64());
-        let outputs = compute_each(&run, &tables, &mut stage_seconds, progress)?;
+        self.stage_seconds.insert("data_checks".to_owned(), clock.elapsed().as_secs_f64());
+        let outputs = compute_each(&run, &self.tables, &mut self.stage_seconds, progress)?;
+        Ok(self.computed(outputs, warnings))
+    }
+
+    /// The finished run: its tables, and what the manifest says about it.
+    pub fn computed(self, tables: Vec<OutputTable>, warnings: Vec<String>) -> ComputedRun {
+        let PreparedRun { context, lake, stage_seconds, run_id, lake_dir, lake_stats, started_at, .. } = self;
         let config = &context.config;
         let manifest_input = ManifestInput {
             crmkpi_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -219,12 +227,12 @@ impl PreparedRun {
             warnings,
             stage_seconds,
         };
-        Ok(ComputedRun {
-            tables: outputs,
+        ComputedRun {
+            tables,
             manifest_input,
             latest_ingest: lake.runs.last().map(LatestIngest::from_run),
             _snapshot: lake.snapshot,
-        })
+        }
     }
 }
 

@@ -79,35 +79,68 @@ pub fn write_outputs(
     input: ManifestInput,
     report: ReportChoice,
 ) -> Result<Manifest, ExportError> {
-    out_dir::check_replaceable(out)?;
-    let out = &out_dir::resolve(out)?;
-    let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_error(parent))?;
-    let name = out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "out".to_owned());
-    remove_stale_staging(parent, &name)?;
-    let staging = parent.join(format!(".{name}.staging-{}", input.run_id));
-    fs::create_dir_all(&staging).map_err(io_error(&staging))?;
-    let mut infos = Vec::with_capacity(tables.len());
-    for table in tables.iter() {
-        infos.push(write_table(&staging, table)?);
+    let staging = Staging::create(out, &input.run_id)?;
+    let infos = tables.iter().map(|table| write_table(staging.dir(), table)).collect::<Result<Vec<_>, _>>()?;
+    staging.commit(input, infos, report)
+}
+
+/// An output directory being written: a staging directory beside `out` that takes its place in
+/// one step when committed. Tables are written into it whole ([`write_table`]) or in parts by
+/// other processes ([`write_table_part`], the tasks of a Spark job, when `out` is on storage
+/// they share).
+#[derive(Debug)]
+pub struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// Checks that `out` may be replaced and creates the staging directory of run `run_id`
+    /// (removing those killed runs left).
+    pub fn create(out: &Path, run_id: &str) -> Result<Staging, ExportError> {
+        out_dir::check_replaceable(out)?;
+        let out = out_dir::resolve(out)?;
+        let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+        let name = out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "out".to_owned());
+        remove_stale_staging(parent, &name)?;
+        let dir = parent.join(format!(".{name}.staging-{run_id}"));
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        Ok(Staging { out, dir })
     }
-    let manifest = Manifest::new(input, infos);
-    let manifest_path = staging.join("manifest.json");
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|error| ExportError::Io { path: manifest_path.clone(), source: std::io::Error::other(error) })?;
-    fs::write(&manifest_path, json).map_err(io_error(&manifest_path))?;
-    if let ReportChoice::Render(ingest) = report {
-        report::write_report(&staging, ingest)?;
+
+    /// The staging directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
-    sync_dir(&staging)?;
-    crmkpi_schema::pause::pause_at("export:before_swap");
-    // Checked again: a file someone put into `out` while the tables were computed is kept.
-    if let Err(error) = out_dir::check_replaceable(out) {
-        fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
-        return Err(error.into());
+
+    /// Writes the manifest of the tables written and (unless skipped) `report.html`, then puts
+    /// the staging directory in the place of `out`. Returns the manifest written.
+    pub fn commit(
+        self,
+        input: ManifestInput,
+        tables: Vec<TableInfo>,
+        report: ReportChoice,
+    ) -> Result<Manifest, ExportError> {
+        let Staging { out, dir: staging } = self;
+        let manifest = Manifest::new(input, tables);
+        let manifest_path = staging.join("manifest.json");
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|error| ExportError::Io { path: manifest_path.clone(), source: std::io::Error::other(error) })?;
+        fs::write(&manifest_path, json).map_err(io_error(&manifest_path))?;
+        if let ReportChoice::Render(ingest) = report {
+            report::write_report(&staging, ingest)?;
+        }
+        sync_dir(&staging)?;
+        crmkpi_schema::pause::pause_at("export:before_swap");
+        // Checked again: a file someone put into `out` while the tables were computed is kept.
+        if let Err(error) = out_dir::check_replaceable(&out) {
+            fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+            return Err(error.into());
+        }
+        replace_dir(&staging, &out)?;
+        Ok(manifest)
     }
-    replace_dir(&staging, out)?;
-    Ok(manifest)
 }
 
 /// Removes staging directories that killed runs left next to `out`.
@@ -141,9 +174,61 @@ fn replace_dir(staging: &Path, out: &Path) -> Result<(), ExportError> {
     fs::remove_dir_all(staging).map_err(io_error(staging))
 }
 
-fn write_table(dir: &Path, table: &OutputTable) -> Result<TableInfo, ExportError> {
-    let parquet_path = dir.join(format!("{}.parquet", table.name));
-    let csv_path = dir.join(format!("{}.csv", table.name));
+/// Writes a table's Parquet and CSV files into `dir` (`<name>.parquet`, `<name>.csv`).
+pub fn write_table(dir: &Path, table: &OutputTable) -> Result<TableInfo, ExportError> {
+    let (parquet, csv) = write_files(dir, table, &format!("{}.parquet", table.name), &format!("{}.csv", table.name))?;
+    Ok(TableInfo {
+        name: table.name.clone(),
+        rows: table.frame.height() as u64,
+        columns: columns_of(table.frame.schema()),
+        files: vec![parquet, csv],
+    })
+}
+
+/// One part of a table written as part files (a Spark task's rows of a per-entity table).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TablePart {
+    /// The part's rows.
+    pub rows: u64,
+    /// Its Parquet and CSV files, named inside the output directory.
+    pub files: Vec<FileInfo>,
+}
+
+/// Writes part `part` of a table into `dir`: `<name>.parquet/part-<part>.parquet` and
+/// `<name>.csv/part-<part>.csv` (each with the table's header), under temporary names renamed
+/// into place, so that a retried or speculative attempt replaces a part whole.
+pub fn write_table_part(dir: &Path, table: &OutputTable, part: u32) -> Result<TablePart, ExportError> {
+    let part_name = |extension: &str| format!("{0}.{extension}/part-{part:05}.{extension}", table.name);
+    let (parquet, csv) = write_files(dir, table, &part_name("parquet"), &part_name("csv"))?;
+    Ok(TablePart { rows: table.frame.height() as u64, files: vec![parquet, csv] })
+}
+
+/// The manifest entry of a table written in parts: its rows, and its Parquet then CSV part
+/// files in part order.
+pub fn table_of_parts(name: &str, schema: &Schema, parts: &[TablePart]) -> TableInfo {
+    let files = |extension: &str| {
+        let mut files: Vec<FileInfo> = parts
+            .iter()
+            .flat_map(|part| part.files.iter().filter(|file| file.name.ends_with(extension)).cloned())
+            .collect();
+        files.sort_by(|u, v| u.name.cmp(&v.name));
+        files
+    };
+    TableInfo {
+        name: name.to_owned(),
+        rows: parts.iter().map(|part| part.rows).sum(),
+        columns: columns_of(schema),
+        files: files(".parquet").into_iter().chain(files(".csv")).collect(),
+    }
+}
+
+fn columns_of(schema: &Schema) -> Vec<ColumnInfo> {
+    schema.iter().map(|(name, dtype)| ColumnInfo { name: name.to_string(), r#type: type_name(dtype) }).collect()
+}
+
+/// Writes a table's rows as the Parquet file `parquet` and the CSV file `csv` (names inside
+/// `dir`), each under a temporary name renamed into place.
+fn write_files(dir: &Path, table: &OutputTable, parquet: &str, csv: &str) -> Result<(FileInfo, FileInfo), ExportError> {
     let write_error = |path: &Path| {
         let table = table.name.clone();
         let path = path.to_owned();
@@ -152,34 +237,47 @@ fn write_table(dir: &Path, table: &OutputTable) -> Result<TableInfo, ExportError
     // The two files are written and hashed side by side: neither writer keeps both cores busy.
     let (parquet, csv) = rayon::join(
         || {
-            let file = File::create(&parquet_path).map_err(io_error(&parquet_path))?;
-            ParquetWriter::new(file)
-                .with_compression(ParquetCompression::Zstd(None))
-                .with_statistics(StatisticsOptions::full())
-                .finish(&mut table.frame.clone())
-                .map_err(write_error(&parquet_path))?;
-            file_info(&parquet_path)
+            write_file(dir, parquet, |file| {
+                ParquetWriter::new(file)
+                    .with_compression(ParquetCompression::Zstd(None))
+                    .with_statistics(StatisticsOptions::full())
+                    .finish(&mut table.frame.clone())
+                    .map(|_| ())
+                    .map_err(write_error(&dir.join(parquet)))
+            })
         },
         || {
-            let file = File::create(&csv_path).map_err(io_error(&csv_path))?;
-            CsvWriter::new(file)
-                .include_header(true)
-                .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.fZ".into()))
-                .with_date_format(Some("%Y-%m-%d".into()))
-                .with_null_value("".into())
-                .with_quote_style(QuoteStyle::Necessary)
-                .finish(&mut table.frame.clone())
-                .map_err(write_error(&csv_path))?;
-            file_info(&csv_path)
+            write_file(dir, csv, |file| {
+                CsvWriter::new(file)
+                    .include_header(true)
+                    .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.fZ".into()))
+                    .with_date_format(Some("%Y-%m-%d".into()))
+                    .with_null_value("".into())
+                    .with_quote_style(QuoteStyle::Necessary)
+                    .finish(&mut table.frame.clone())
+                    .map_err(write_error(&dir.join(csv)))
+            })
         },
     );
-    let columns = table
-        .frame
-        .schema()
-        .iter()
-        .map(|(name, dtype)| ColumnInfo { name: name.to_string(), r#type: type_name(dtype) })
-        .collect();
-    Ok(TableInfo { name: table.name.clone(), rows: table.frame.height() as u64, columns, files: vec![parquet?, csv?] })
+    Ok((parquet?, csv?))
+}
+
+/// Writes the file `name` (inside `dir`, its directory created) with `write`, under a temporary
+/// name renamed into place; returns its name, size and hash.
+fn write_file(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut File) -> Result<(), ExportError>,
+) -> Result<FileInfo, ExportError> {
+    let path = dir.join(name);
+    let parent = path.parent().unwrap_or(dir);
+    fs::create_dir_all(parent).map_err(io_error(parent))?;
+    let mut partial = tempfile::NamedTempFile::new_in(parent).map_err(io_error(parent))?;
+    write(partial.as_file_mut())?;
+    let mut info = file_info(partial.path())?;
+    partial.persist(&path).map_err(|error| ExportError::Io { path: path.clone(), source: error.error })?;
+    info.name = name.to_owned();
+    Ok(info)
 }
 
 fn file_info(path: &Path) -> Result<FileInfo, ExportError> {

@@ -51,7 +51,7 @@ pub struct ColumnInfo {
 }
 
 /// One written file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FileInfo {
     /// File name inside the output directory.
     pub name: String,

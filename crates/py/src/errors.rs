@@ -64,6 +64,7 @@ impl EngineError {
     pub fn from_distributed(error: &DistributedError) -> EngineError {
         match error {
             DistributedError::Compute(error) => EngineError::from_compute(error),
+            DistributedError::Export(error) => EngineError::from_export("writing the outputs", error),
             other => EngineError { usage: false, message: chain(other) },
         }
     }

@@ -155,6 +155,7 @@ fn _crmkpi(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Table>()?;
     module.add_class::<spark::SparkRun>()?;
     module.add_function(wrap_pyfunction!(spark::bucket_task, module)?)?;
+    module.add_function(wrap_pyfunction!(spark::stage_two_task, module)?)?;
     module.add_function(wrap_pyfunction!(spark::bucket_of, module)?)?;
     module.add_function(wrap_pyfunction!(spark::entity_keys, module)?)?;
     module.add_function(wrap_pyfunction!(spark::compute_columns, module)?)?;

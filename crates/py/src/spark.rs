@@ -1,28 +1,30 @@
 //! The engine's side of the Spark job `crmkpi.spark`: the driver's run ([`SparkRun`]: the
-//! lake's snapshot, the buckets, the tasks' specification, the merge and the tables) and the
-//! task function ([`bucket_task`]: one bucket's facts from the events Spark routed to it).
-//! Python only moves the events and the names of the facts files between Spark and these calls.
+//! lake's snapshot, the buckets, the tasks' specification, the CLV fits, the aggregated tables
+//! and the manifest) and the two stages' task functions ([`bucket_task`]: one bucket's facts
+//! from the events Spark routed to it, shipped on; [`stage_two_task`]: the per-entity tables'
+//! parts and the aggregated tables from the shipments). Python only moves events and
+//! shipments between Spark and these calls (see `crmkpi_export::distributed`).
 
 use std::path::PathBuf;
 
 use crmkpi_export::compute_run::{ComputeRequest, NoProgress};
-use crmkpi_export::distributed::{self, DistributedRun, TaskSpec};
+use crmkpi_export::distributed::{self, DistributedError, DistributedRun, Shipment, TaskSpec};
 use crmkpi_export::out_dir;
 use polars::prelude::{DataFrame, PolarsResult, polars_err};
 use polars_arrow::array::StructArray;
 use polars_arrow::ffi::{ArrowArrayStream, ArrowArrayStreamReader};
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyBytes, PyCapsule};
 
 use crate::errors::EngineError;
-use crate::{Computed, hand_over, load_config};
+use crate::{Computed, Table, load_config};
 
 /// The name of an Arrow C stream capsule.
 const STREAM_CAPSULE: &std::ffi::CStr = c"arrow_array_stream";
 
 /// The driver's side of a Spark compute run: the lake's committed snapshot (held until the
-/// run is finished or dropped), `as_of`, the number of buckets, and the facts received from
-/// the tasks.
+/// run is finished or dropped), `as_of`, the number of buckets, the CLV fits, and the results
+/// received from the tasks.
 #[pyclass(module = "crmkpi")]
 pub struct SparkRun {
     run: Option<DistributedRun>,
@@ -32,6 +34,10 @@ impl SparkRun {
     fn run(&mut self) -> PyResult<&mut DistributedRun> {
         self.run.as_mut().ok_or_else(|| crate::errors::CrmkpiError::new_err("this Spark run is already finished"))
     }
+}
+
+fn distributed_error(error: &DistributedError) -> PyErr {
+    EngineError::from_distributed(error).into_py()
 }
 
 #[pymethods]
@@ -80,29 +86,51 @@ impl SparkRun {
         Ok(self.run()?.buckets())
     }
 
-    /// What every task needs, as JSON (pass it to `bucket_task`).
+    /// What every task needs, as JSON (pass it to `bucket_task` and `stage_two_task`); after
+    /// `fit`, with the fits.
     fn task_spec(&mut self) -> PyResult<String> {
-        self.run()?.task_spec().to_json().map_err(|error| EngineError::from_distributed(&error).into_py())
+        self.run()?.task_spec().to_json().map_err(|error| distributed_error(&error))
     }
 
-    /// Adds the facts file `bucket_task` wrote for `name` of bucket `bucket`.
-    fn add_received(&mut self, py: Python<'_>, bucket: u32, name: &str, path: PathBuf) -> PyResult<()> {
+    /// Adds a shipment of the first stage addressed to the driver (destination -1).
+    fn add_driver_shipment(&mut self, py: Python<'_>, name: &str, payload: &[u8]) -> PyResult<()> {
         let run = self.run()?;
-        py.detach(|| run.add_received(bucket, name, &path))
-            .map_err(|error| EngineError::from_distributed(&error).into_py())
+        py.detach(|| run.add_driver_shipment(name, &distributed::decode_frame(name, payload)?))
+            .map_err(|error| distributed_error(&error))
     }
 
-    /// Merges the received facts and computes the tables; with `out`, writes them like
-    /// `crmkpi compute --out`. Returns the tables and the data warnings.
-    #[pyo3(signature = (out=None, report=true))]
-    fn finish(&mut self, py: Python<'_>, out: Option<PathBuf>, report: bool) -> PyResult<Computed> {
+    /// Fits the CLV models to the customers the first stage shipped to the driver.
+    fn fit(&mut self, py: Python<'_>) -> PyResult<()> {
+        let run = self.run()?;
+        py.detach(|| run.fit());
+        Ok(())
+    }
+
+    /// Creates the staging directory of `out` (checked like `compute` checks it) that the
+    /// second stage's tasks write the per-entity tables' parts into; returns it.
+    fn begin_output(&mut self, py: Python<'_>, out: PathBuf) -> PyResult<String> {
+        let run = self.run()?;
+        let staging = py.detach(|| run.begin_output(&out)).map_err(|error| distributed_error(&error))?;
+        Ok(staging.display().to_string())
+    }
+
+    /// Adds a result of the second stage.
+    fn add_result(&mut self, py: Python<'_>, name: &str, payload: &[u8]) -> PyResult<()> {
+        let run = self.run()?;
+        py.detach(|| run.add_result(name, payload)).map_err(|error| distributed_error(&error))
+    }
+
+    /// Writes the aggregated tables and the manifest beside the parts and replaces `out`.
+    /// Returns the aggregated tables and the data warnings.
+    #[pyo3(signature = (report=true))]
+    fn finish(&mut self, py: Python<'_>, report: bool) -> PyResult<Computed> {
         let run =
             self.run.take().ok_or_else(|| crate::errors::CrmkpiError::new_err("this Spark run is already finished"))?;
-        py.detach(|| {
-            let computed = run.finish(&NoProgress).map_err(|error| EngineError::from_distributed(&error))?;
-            hand_over(computed, out.as_deref(), report)
-        })
-        .map_err(EngineError::into_py)
+        let (computed, _) = py.detach(|| run.finish(report)).map_err(|error| distributed_error(&error))?;
+        let as_of = computed.manifest_input.as_of.clone();
+        let tables =
+            computed.tables.into_iter().map(|table| Table::new(table.name, table.frame, as_of.clone())).collect();
+        Ok((tables, computed.manifest_input.warnings))
     }
 }
 
@@ -112,27 +140,53 @@ pub fn check_out_dir(out: PathBuf, lake: PathBuf) -> PyResult<()> {
     out_dir::check_usable(&out, &lake).map_err(|error| EngineError::usage(&error).into_py())
 }
 
-/// The facts of bucket `bucket` from its events (any object with `__arrow_c_stream__`, e.g. the
-/// `pyarrow.Table` Spark hands an `applyInArrow` function), written as Parquet files under
-/// `scratch`: a list of (name, file).
+/// The first stage's task of bucket `bucket` (-1: the events of no entity) from its events
+/// (any object with `__arrow_c_stream__`, e.g. the `pyarrow.Table` Spark hands an
+/// `applyInArrow` function): its shipments, as (destination, name, bytes).
 #[pyfunction]
-pub fn bucket_task(
-    py: Python<'_>,
+pub fn bucket_task<'py>(
+    py: Python<'py>,
     task_spec: &str,
-    bucket: u32,
-    events: &Bound<'_, PyAny>,
-    scratch: PathBuf,
-) -> PyResult<Vec<(String, String)>> {
+    bucket: i32,
+    events: &Bound<'py, PyAny>,
+) -> PyResult<Vec<(i32, String, Bound<'py, PyBytes>)>> {
     let capsule = events.call_method0("__arrow_c_stream__")?;
     let events = import_stream(capsule.cast::<PyCapsule>()?)
         .map_err(|error| EngineError::runtime_with_context("reading the bucket's events", &error).into_py())?;
-    let frames = py
+    let shipments: Vec<(i32, String, Vec<u8>)> = py
         .detach(|| {
             let spec = TaskSpec::from_json(task_spec)?;
-            distributed::bucket_task(&spec, bucket, events, &scratch)
+            distributed::bucket_task(&spec, bucket, events)?
+                .into_iter()
+                .map(Shipment::encode)
+                .collect::<Result<Vec<_>, _>>()
         })
-        .map_err(|error| EngineError::from_distributed(&error).into_py())?;
-    Ok(frames.into_iter().map(|(name, path)| (name, path.display().to_string())).collect())
+        .map_err(|error: DistributedError| distributed_error(&error))?;
+    Ok(shipments.into_iter().map(|(dest, name, bytes)| (dest, name, PyBytes::new(py, &bytes))).collect())
+}
+
+/// The second stage's task of destination `dest`, from the shipments (name, bytes) Spark
+/// grouped there; the per-entity tables' parts are written under `staging`. Returns the
+/// results for the driver, as (name, bytes).
+#[pyfunction]
+pub fn stage_two_task<'py>(
+    py: Python<'py>,
+    task_spec: &str,
+    dest: i32,
+    shipments: Vec<(String, Vec<u8>)>,
+    staging: PathBuf,
+) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
+    let results = py
+        .detach(|| {
+            let spec = TaskSpec::from_json(task_spec)?;
+            let shipments = shipments
+                .into_iter()
+                .map(|(name, bytes)| Ok((name.clone(), distributed::decode_frame(&name, &bytes)?)))
+                .collect::<Result<Vec<_>, DistributedError>>()?;
+            distributed::stage_two_task(&spec, dest, shipments, &staging)
+        })
+        .map_err(|error| distributed_error(&error))?;
+    Ok(results.into_iter().map(|(name, bytes)| (name, PyBytes::new(py, &bytes))).collect())
 }
 
 /// `pmod(xxhash64(key), buckets)`: the bucket of an entity key, as the engine and Spark route it.

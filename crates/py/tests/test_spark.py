@@ -1,7 +1,8 @@
 """The Spark job (`crmkpi.spark`) in local[2] mode gives what `crmkpi compute` gives: on the
 bundled samples and on generated dumps of several seeds and time zones, for 1, 3 and 8 entity
-buckets, table by table and row by row; also with buckets that receive no events and on a lake
-of a single customer. Spark routes events with its own xxhash64, which must agree with the
+buckets, table by table and row by row (the per-entity tables written by the tasks as part
+files, the aggregated ones by the driver); also with buckets that receive no events and on a
+lake of a single customer. Spark routes events with its own xxhash64, which must agree with the
 engine's bucket function."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import crmkpi  # noqa: E402
 import crmkpi.spark  # noqa: E402
 from crmkpi import _crmkpi  # noqa: E402
 
-from conftest import ALL_TABLES, RUN_FIELDS, Cli, SampleRun, assert_same_rows  # noqa: E402
+from conftest import ALL_TABLES, RUN_FIELDS, Cli, SampleRun, assert_same_rows, normalised  # noqa: E402
 
 BUCKET_COUNTS = [1, 3, 8]
 
@@ -43,14 +44,61 @@ def spark():
     session.stop()
 
 
+#: The tables the Spark tasks write as part files, with the columns their rows are sorted by.
+PER_ENTITY_KEYS = {
+    "customers": ["customer_id"],
+    "deals": ["deal_id"],
+    "deal_stage_visits": ["deal_id", "visit"],
+    "tickets": ["ticket_id"],
+}
+
+
 def cli_tables(out: Path) -> dict[str, pa.Table]:
     return {name: pq.read_table(out / f"{name}.parquet") for name in ALL_TABLES}
 
 
-def assert_same_tables(tables: dict[str, crmkpi.Table], expected: dict[str, pa.Table], what: str) -> None:
+def written_tables(out: Path) -> dict[str, pa.Table]:
+    """The tables of a Spark run's output directory, by the manifest: a per-entity table's
+    parts concatenated and sorted by its key."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    tables = {}
+    for entry in manifest["tables"]:
+        name = entry["name"]
+        files = [file["name"] for file in entry["files"] if file["name"].endswith(".parquet")]
+        if name in PER_ENTITY_KEYS:
+            assert (out / f"{name}.parquet").is_dir() and (out / f"{name}.csv").is_dir(), name
+            assert all(file.startswith(f"{name}.parquet/part-") for file in files), files
+            table = normalised(pa.concat_tables([pq.read_table(out / file) for file in files]))
+            table = table.sort_by([(key, "ascending") for key in PER_ENTITY_KEYS[name]])
+        else:
+            assert files == [f"{name}.parquet"], files
+            table = pq.read_table(out / files[0])
+        assert table.num_rows == entry["rows"], name
+        tables[name] = table
+    return tables
+
+
+def assert_same_tables(out: Path, expected: dict[str, pa.Table], what: str, returned: dict[str, crmkpi.Table]) -> None:
+    """The tables written to `out` (and those the run returned) equal `expected`."""
+    tables = written_tables(out)
     assert list(tables) == list(expected), what
     for name, table in tables.items():
-        assert_same_rows(pa.table(table), expected[name], f"{what}: {name}")
+        assert_same_rows(table, expected[name], f"{what}: {name}")
+    assert list(returned) == [name for name in expected if name not in PER_ENTITY_KEYS], what
+    for name, table in returned.items():
+        assert_same_rows(pa.table(table), expected[name], f"{what}: {name} (returned)")
+
+
+def csv_rows(path: Path) -> tuple[str, list[str]]:
+    """A CSV file's or part directory's header and data lines (sorted)."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    headers, lines = set(), []
+    for file in files:
+        header, *rows = file.read_text().splitlines()
+        headers.add(header)
+        lines.extend(rows)
+    assert len(headers) == 1, headers
+    return headers.pop(), sorted(lines)
 
 
 def test_spark_routes_events_to_the_engines_buckets(spark) -> None:
@@ -69,16 +117,26 @@ def test_spark_equals_the_cli_on_the_samples(
 ) -> None:
     out = tmp_path / "out"
     tables = crmkpi.spark.run(cli_run.lake, out, spark=spark, config=samples_config, buckets=buckets)
-    assert_same_tables(tables, cli_tables(cli_run.out), f"{buckets} buckets")
-    # The files too: the same bytes as the binary's, and the same manifest but for run fields.
+    assert_same_tables(out, cli_tables(cli_run.out), f"{buckets} buckets", tables)
+    # The files too: the same names; the driver's the same bytes as the binary's, the
+    # per-entity tables' CSV parts the same lines; the same manifest but for run fields and
+    # the per-entity tables' files.
     assert sorted(path.name for path in out.iterdir()) == sorted(path.name for path in cli_run.out.iterdir())
     for path in cli_run.out.iterdir():
-        if path.name != "manifest.json":
+        table = path.name.split(".")[0]
+        if table in PER_ENTITY_KEYS:
+            if path.suffix == ".csv":
+                assert csv_rows(out / path.name) == csv_rows(path), path.name
+        elif path.name != "manifest.json":
             assert (out / path.name).read_bytes() == path.read_bytes(), path.name
     expected = json.loads((cli_run.out / "manifest.json").read_text())
     written = json.loads((out / "manifest.json").read_text())
     for key in RUN_FIELDS:
         expected.pop(key), written.pop(key)
+    for manifest in (expected, written):
+        for table in manifest["tables"]:
+            if table["name"] in PER_ENTITY_KEYS:
+                table.pop("files")
     assert written == expected
 
 
@@ -107,10 +165,12 @@ def generated_run(request, cli: Cli, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.filterwarnings("ignore::crmkpi.CrmkpiWarning")
 @pytest.mark.parametrize("buckets", BUCKET_COUNTS)
-def test_spark_equals_the_cli_on_generated_lakes(spark, generated_run: tuple[Path, Path, Path], buckets: int) -> None:
+def test_spark_equals_the_cli_on_generated_lakes(
+    spark, generated_run: tuple[Path, Path, Path], buckets: int, tmp_path: Path
+) -> None:
     lake, config, out = generated_run
-    tables = crmkpi.spark.run(lake, spark=spark, config=config, buckets=buckets)
-    assert_same_tables(tables, cli_tables(out), f"{lake.parent.name}, {buckets} buckets")
+    tables = crmkpi.spark.run(lake, tmp_path / "out", spark=spark, config=config, buckets=buckets, report=False)
+    assert_same_tables(tmp_path / "out", cli_tables(out), f"{lake.parent.name}, {buckets} buckets", tables)
 
 
 @pytest.fixture(scope="session")
@@ -139,28 +199,30 @@ def one_customer_run(cli: Cli, tmp_path_factory: pytest.TempPathFactory, samples
     return root / "lake", root / "out"
 
 
-def test_spark_on_a_single_customer_with_empty_buckets(spark, one_customer_run, samples_config: Path) -> None:
+def test_spark_on_a_single_customer_with_empty_buckets(
+    spark, one_customer_run, samples_config: Path, tmp_path: Path
+) -> None:
     lake, out = one_customer_run
     expected = cli_tables(out)
     assert expected["customers"].num_rows == 1
     # Eight buckets for one customer (and its deals and tickets): most receive no events.
     with pytest.warns(crmkpi.CrmkpiWarning) as caught:
-        tables = crmkpi.spark.run(lake, spark=spark, config=samples_config, buckets=8)
+        tables = crmkpi.spark.run(lake, tmp_path / "out", spark=spark, config=samples_config, buckets=8)
     manifest = json.loads((out / "manifest.json").read_text())
     data_warnings = [str(warning.message) for warning in caught if warning.category is crmkpi.CrmkpiWarning]
     assert data_warnings == manifest["warnings"]
-    assert_same_tables(tables, expected, "one customer, 8 buckets")
+    assert_same_tables(tmp_path / "out", expected, "one customer, 8 buckets", tables)
 
 
-def test_spark_refuses_what_compute_refuses(spark, cli_run: SampleRun, samples_config: Path) -> None:
+def test_spark_refuses_what_compute_refuses(spark, cli_run: SampleRun, samples_config: Path, tmp_path: Path) -> None:
     with pytest.raises(crmkpi.UsageError, match="unknown table `nope`"):
-        crmkpi.spark.run(cli_run.lake, spark=spark, config=samples_config, tables=["nope"])
+        crmkpi.spark.run(cli_run.lake, tmp_path / "out", spark=spark, config=samples_config, tables=["nope"])
     with pytest.raises(crmkpi.UsageError, match="inside the lake"):
         crmkpi.spark.run(cli_run.lake, cli_run.lake / "out", spark=spark, config=samples_config)
     spark.conf.set("spark.sql.session.timeZone", "Europe/Berlin")
     try:
         with pytest.raises(crmkpi.CrmkpiError, match="timeZone=UTC"):
-            crmkpi.spark.run(cli_run.lake, spark=spark, config=samples_config)
+            crmkpi.spark.run(cli_run.lake, tmp_path / "out", spark=spark, config=samples_config)
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
 
@@ -178,7 +240,7 @@ def test_the_command_line_writes_what_compute_writes(cli_run: SampleRun, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "kpi_monthly: " in done.stdout and "customers: " in done.stdout
-    for name in ("kpi_monthly", "customers"):
-        for extension in ("parquet", "csv"):
-            file = f"{name}.{extension}"
-            assert (out / file).read_bytes() == (cli_run.out / file).read_bytes(), file
+    for extension in ("parquet", "csv"):
+        file = f"kpi_monthly.{extension}"
+        assert (out / file).read_bytes() == (cli_run.out / file).read_bytes(), file
+    assert csv_rows(out / "customers.csv") == csv_rows(cli_run.out / "customers.csv")

@@ -3,7 +3,7 @@
 
 use super::optimise::minimize_multistart;
 use super::special::hyp2f1;
-use super::{Fit, Rfm, sum_terms};
+use super::{Fit, Rfm, RfmGroup, customers_of, sum_terms};
 
 /// The factors of E[X(t) | x, t_x, T] before P(alive | x, t_x, T), for one `t`, frequency and
 /// age (see [`BgNbd::purchases_if_alive`]).
@@ -62,19 +62,23 @@ struct BgData {
 }
 
 impl BgData {
-    /// Groups the customers; None when a record is invalid (see [`valid_bg_record`]).
-    fn new(customers: &[Rfm]) -> Option<BgData> {
-        if !customers.iter().all(valid_bg_record) {
+    /// Groups the customers by (frequency, recency, T); None when a record is invalid (see
+    /// [`valid_bg_record`]).
+    fn new(customers: &[RfmGroup]) -> Option<BgData> {
+        if !customers.iter().all(|group| valid_bg_record(&group.rfm)) {
             return None;
         }
-        let mut keys: Vec<(f64, f64, f64)> = customers.iter().map(|c| (c.frequency, c.recency, c.t)).collect();
+        let mut keys: Vec<(f64, f64, f64, f64)> = customers
+            .iter()
+            .map(|group| (group.rfm.frequency, group.rfm.recency, group.rfm.t, group.customers as f64))
+            .collect();
         keys.sort_by(|u, v| u.0.total_cmp(&v.0).then(u.1.total_cmp(&v.1)).then(u.2.total_cmp(&v.2)));
         let mut frequencies: Vec<f64> = Vec::new();
         let mut groups: Vec<BgGroup> = Vec::new();
-        for (frequency, recency, t) in keys {
+        for (frequency, recency, t, customers) in keys {
             match groups.last_mut() {
                 Some(last) if last.frequency == frequency && last.recency == recency && last.t == t => {
-                    last.customers += 1.0;
+                    last.customers += customers;
                 }
                 _ => {
                     if frequencies.last() != Some(&frequency) {
@@ -87,7 +91,7 @@ impl BgData {
                         frequency,
                         recency,
                         t,
-                        customers: 1.0,
+                        customers,
                     });
                 }
             }
@@ -183,7 +187,7 @@ impl BgNbd {
     /// Total log-likelihood (sum over customers) at these parameters; NaN when a record is
     /// invalid (see [`fit_bg_nbd`]).
     pub fn log_likelihood(&self, customers: &[Rfm]) -> f64 {
-        BgData::new(customers).map_or(f64::NAN, |data| self.log_likelihood_terms(&data)[0])
+        BgData::new(&RfmGroup::of_customers(customers)).map_or(f64::NAN, |data| self.log_likelihood_terms(&data)[0])
     }
 
     /// E[X(t) | x, t_x, T]: expected purchases in the next `t` units (lifetimes'
@@ -312,15 +316,15 @@ fn bg_objective(data: &BgData, theta: &[f64; 4]) -> (f64, [f64; 4]) {
 /// negative recency, or recency > T) or no starting point has a finite likelihood. The negative
 /// mean log-likelihood is minimised over (ln r, ln alpha, logit a / (a + b), ln(a + b)) from
 /// several starting points; the best run is returned.
-pub fn fit_bg_nbd(customers: &[Rfm]) -> Option<Fit<BgNbd>> {
-    if customers.len() < 2 {
+pub fn fit_bg_nbd(customers: &[RfmGroup]) -> Option<Fit<BgNbd>> {
+    if customers_of(customers) < 2 {
         return None;
     }
     let data = BgData::new(customers)?;
-    let n = customers.len() as f64;
+    let n = customers_of(customers) as f64;
     let objective = |theta: &[f64; 4]| bg_objective(&data, theta);
-    let mean_x = customers.iter().map(|c| c.frequency).sum::<f64>() / n;
-    let mean_t = customers.iter().map(|c| c.t).sum::<f64>() / n;
+    let mean_x = customers.iter().map(|group| group.customers as f64 * group.rfm.frequency).sum::<f64>() / n;
+    let mean_t = customers.iter().map(|group| group.customers as f64 * group.rfm.t).sum::<f64>() / n;
     // E[λ] = r / alpha ≈ purchases per unit time.
     let rate = (mean_x.max(1e-3) / mean_t.max(1e-9)).clamp(1e-9, 1e9);
     let starts = [
@@ -379,7 +383,7 @@ mod tests {
 
     #[test]
     fn analytic_gradients_match_finite_differences() {
-        let data = BgData::new(&tiny_data()).expect("valid data");
+        let data = BgData::new(&RfmGroup::of_customers(&tiny_data())).expect("valid data");
         let h = 1e-6;
         // Derivatives with respect to the log-parameters.
         let p = BgNbd { r: 0.5, alpha: 3.0, a: 0.8, b: 2.5 };
@@ -409,7 +413,7 @@ mod tests {
             .iter()
             .map(|&(x, m)| Rfm { frequency: x, recency: 0.0, t: 1.0, monetary_value: m })
             .collect();
-        let spend_data = SpendData::new(&spends);
+        let spend_data = SpendData::new(&RfmGroup::of_customers(&spends));
         let grad = gg.log_likelihood_terms(&spend_data);
         let ll = |q: [f64; 3]| {
             GammaGamma { p: q[0].exp(), q: q[1].exp(), v: q[2].exp() }.log_likelihood_terms(&spend_data)[0]
@@ -429,7 +433,7 @@ mod tests {
     fn bg_nbd_parameter_recovery() {
         let truth = BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
         let data = simulate_bg_nbd(20_000, truth, 39.0, 20_240_601);
-        let fit = fit_bg_nbd(&data).expect("fit");
+        let fit = fit_bg_nbd(&RfmGroup::of_customers(&data)).expect("fit");
         println!("BG/NBD fit: {:?}", fit);
         assert!(fit.converged, "not converged: {fit:?}");
         let p = fit.params;
@@ -457,7 +461,7 @@ mod tests {
     fn homogeneous_dropout_converges_to_the_boundary() {
         let truth = BgNbd { r: 1.5, alpha: 20.0, a: 2.0e7, b: 8.0e7 };
         let data = simulate_bg_nbd(20_000, truth, 52.0, 99);
-        let fit = fit_bg_nbd(&data).expect("fit");
+        let fit = fit_bg_nbd(&RfmGroup::of_customers(&data)).expect("fit");
         assert!(fit.converged, "{fit:?}");
         let p = fit.params;
         assert!(p.a + p.b > 1e3, "{p:?}");
@@ -574,7 +578,7 @@ mod tests {
         for cust in [c, c_early] {
             let ll = p.log_likelihood(&[cust]);
             assert!(ll.is_finite(), "ll = {ll}");
-            let data = BgData::new(&[cust]).expect("valid data");
+            let data = BgData::new(&RfmGroup::of_customers(&[cust])).expect("valid data");
             assert!(p.log_likelihood_terms(&data).iter().all(|v| v.is_finite()));
             let e = p.conditional_expected_purchases(39.0, &cust);
             let e_long = p.conditional_expected_purchases(1e5, &cust);
@@ -598,7 +602,7 @@ mod tests {
         let mut data = simulate_bg_nbd(500, p, 39.0, 3);
         data.push(c);
         data.push(c_early);
-        let fit = fit_bg_nbd(&data).expect("fit");
+        let fit = fit_bg_nbd(&RfmGroup::of_customers(&data)).expect("fit");
         assert!(fit.log_likelihood.is_finite() && fit.converged, "{fit:?}");
     }
 

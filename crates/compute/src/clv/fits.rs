@@ -7,20 +7,39 @@ use std::time::Instant;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::clv::{BgNbd, Fit, GammaGamma, PurchasesIfAlive, Rfm, fit_bg_nbd, fit_gamma_gamma};
+use crate::clv::{BgNbd, Fit, GammaGamma, PurchasesIfAlive, Rfm, RfmGroup, customers_of, fit_bg_nbd, fit_gamma_gamma};
 use crate::facts::Facts;
 use crate::facts::customers::CUSTOMERS;
 
 /// The fitted models of a run, with the number of customers each was fitted on.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClvFits {
     /// BG/NBD over all customers (None: fewer than 2 customers).
     pub bg_nbd: Option<Fit<BgNbd>>,
     /// Gamma-Gamma over customers with repeat purchases (None: fewer than 2).
     pub gamma_gamma: Option<Fit<GammaGamma>>,
     /// Customers of the BG/NBD fit.
-    pub bg_nbd_customers: usize,
+    pub bg_nbd_customers: u64,
     /// Customers of the Gamma-Gamma fit.
-    pub gamma_gamma_customers: usize,
+    pub gamma_gamma_customers: u64,
+}
+
+impl ClvFits {
+    /// Fits both models to the run's customers, grouped (see [`RfmGroup`]).
+    pub fn fit(customers: &[RfmGroup]) -> ClvFits {
+        let spenders: u64 = customers
+            .iter()
+            .filter(|group| group.rfm.frequency > 0.0 && group.rfm.monetary_value > 0.0)
+            .map(|group| group.customers)
+            .sum();
+        let started = Instant::now();
+        let bg_nbd = fit_bg_nbd(customers);
+        tracing::debug!(fit = ?bg_nbd, seconds = started.elapsed().as_secs_f64(), "BG/NBD fit");
+        let started = Instant::now();
+        let gamma_gamma = fit_gamma_gamma(customers);
+        tracing::debug!(fit = ?gamma_gamma, seconds = started.elapsed().as_secs_f64(), "Gamma-Gamma fit");
+        ClvFits { bg_nbd, gamma_gamma, bg_nbd_customers: customers_of(customers), gamma_gamma_customers: spenders }
+    }
 }
 
 /// The model inputs of every customer (in the order of the merged customer facts, by
@@ -35,37 +54,28 @@ pub struct CustomerModels {
 impl CustomerModels {
     /// Reads the customers' RFM rows from the merged facts and fits both models.
     pub fn fit(facts: &Facts) -> PolarsResult<CustomerModels> {
-        let summaries = facts.entity_frame(CUSTOMERS)?;
-        let column = |name: &str| -> PolarsResult<Vec<f64>> {
-            Ok(summaries
-                .column(name)?
-                .cast(&DataType::Float64)?
-                .f64()?
-                .iter()
-                .map(|value| value.unwrap_or(0.0))
-                .collect())
-        };
-        let (frequency, recency, t, monetary) =
-            (column("frequency")?, column("recency")?, column("t")?, column("monetary_value")?);
-        let rfm_rows: Vec<Rfm> = (0..summaries.height())
-            .map(|row| Rfm {
-                frequency: frequency[row],
-                recency: recency[row],
-                t: t[row],
-                monetary_value: monetary[row],
-            })
-            .collect();
-        let spenders =
-            rfm_rows.iter().filter(|customer| customer.frequency > 0.0 && customer.monetary_value > 0.0).count();
-        let started = Instant::now();
-        let bg_nbd = fit_bg_nbd(&rfm_rows);
-        tracing::debug!(fit = ?bg_nbd, seconds = started.elapsed().as_secs_f64(), "BG/NBD fit");
-        let started = Instant::now();
-        let gamma_gamma = fit_gamma_gamma(&rfm_rows);
-        tracing::debug!(fit = ?gamma_gamma, seconds = started.elapsed().as_secs_f64(), "Gamma-Gamma fit");
-        let fits = ClvFits { bg_nbd, gamma_gamma, bg_nbd_customers: rfm_rows.len(), gamma_gamma_customers: spenders };
+        let rfm_rows = rfm_rows(facts.entity_frame(CUSTOMERS)?)?;
+        let fits = ClvFits::fit(&RfmGroup::of_customers(&rfm_rows));
         Ok(CustomerModels { rfm_rows, fits })
     }
+
+    /// The customers' RFM rows from the (merged or partial) facts, with fits made elsewhere:
+    /// what a Spark task predicts with, the fits made once on the driver.
+    pub fn with_fits(facts: &Facts, fits: ClvFits) -> PolarsResult<CustomerModels> {
+        Ok(CustomerModels { rfm_rows: rfm_rows(facts.entity_frame(CUSTOMERS)?)?, fits })
+    }
+}
+
+/// One RFM row per customer of a frame of per-customer facts, in its order.
+pub fn rfm_rows(summaries: &DataFrame) -> PolarsResult<Vec<Rfm>> {
+    let column = |name: &str| -> PolarsResult<Vec<f64>> {
+        Ok(summaries.column(name)?.cast(&DataType::Float64)?.f64()?.iter().map(|value| value.unwrap_or(0.0)).collect())
+    };
+    let (frequency, recency, t, monetary) =
+        (column("frequency")?, column("recency")?, column("t")?, column("monetary_value")?);
+    Ok((0..summaries.height())
+        .map(|row| Rfm { frequency: frequency[row], recency: recency[row], t: t[row], monetary_value: monetary[row] })
+        .collect())
 }
 
 /// One month in model units: 4.345 for weekly units, 30 for daily units, else `30 / unit_days`.
@@ -266,8 +276,8 @@ mod tests {
             let fits = ClvFits {
                 bg_nbd: fit(params),
                 gamma_gamma: fit(GammaGamma { p: 6.25, q: 3.74, v: 15.44 }),
-                bg_nbd_customers: customers.len(),
-                gamma_gamma_customers: customers.len(),
+                bg_nbd_customers: customers.len() as u64,
+                gamma_gamma_customers: customers.len() as u64,
             };
             let shared = predict_all(&customers, &fits, &clv);
             assert_eq!(shared.len(), customers.len());

@@ -3,7 +3,7 @@
 
 use super::optimise::minimize_multistart;
 use super::special::{digamma, lgamma};
-use super::{Fit, Rfm, sum_terms};
+use super::{Fit, Rfm, RfmGroup, sum_terms};
 
 /// Gamma-Gamma parameters: spend per transaction z ~ Gamma(shape `p`, rate ν),
 /// ν ~ Gamma(shape `q`, rate `v`).
@@ -26,6 +26,8 @@ struct Spender {
     monetary_value: f64,
     ln_m: f64,
     ln_x: f64,
+    /// How many customers have this frequency and monetary value.
+    customers: f64,
 }
 
 /// The Gamma-Gamma input as the likelihood reads it.
@@ -36,39 +38,52 @@ pub(super) struct SpendData {
 }
 
 impl SpendData {
-    pub(super) fn new(customers: &[Rfm]) -> SpendData {
-        let mut pairs: Vec<(f64, f64)> = customers
+    /// The spenders of some groups of customers, one per (frequency, monetary value).
+    pub(super) fn new(customers: &[RfmGroup]) -> SpendData {
+        let mut pairs: Vec<(f64, f64, u64)> = customers
             .iter()
-            .filter(|c| {
+            .filter(|group| {
+                let c = &group.rfm;
                 c.frequency > 0.0 && c.monetary_value > 0.0 && c.frequency.is_finite() && c.monetary_value.is_finite()
             })
-            .map(|c| (c.frequency, c.monetary_value))
+            .map(|group| (group.rfm.frequency, group.rfm.monetary_value, group.customers))
             .collect();
         pairs.sort_by(|u, v| u.0.total_cmp(&v.0).then(u.1.total_cmp(&v.1)));
         let mut frequencies: Vec<f64> = Vec::new();
-        let spenders = pairs
-            .into_iter()
-            .map(|(frequency, monetary_value)| {
-                if frequencies.last() != Some(&frequency) {
-                    frequencies.push(frequency);
-                }
-                let ln_m = monetary_value.ln();
-                Spender {
-                    frequency_index: frequencies.len() - 1,
-                    frequency,
-                    monetary_value,
-                    ln_m,
-                    ln_x: frequency.ln(),
-                }
-            })
-            .collect();
+        let mut spenders: Vec<Spender> = Vec::with_capacity(pairs.len());
+        for (frequency, monetary_value, customers) in pairs {
+            if let Some(last) = spenders.last_mut()
+                && last.frequency == frequency
+                && last.monetary_value == monetary_value
+            {
+                last.customers += customers as f64;
+                continue;
+            }
+            if frequencies.last() != Some(&frequency) {
+                frequencies.push(frequency);
+            }
+            spenders.push(Spender {
+                frequency_index: frequencies.len() - 1,
+                frequency,
+                monetary_value,
+                ln_m: monetary_value.ln(),
+                ln_x: frequency.ln(),
+                customers: customers as f64,
+            });
+        }
         SpendData { frequencies, spenders }
+    }
+
+    /// The number of spenders.
+    fn customers(&self) -> f64 {
+        self.spenders.iter().map(|spender| spender.customers).sum()
     }
 }
 
 impl GammaGamma {
     /// Σ over spenders of [log-likelihood, and its derivatives with respect to ln p, ln q,
-    /// ln v] (lifetimes' `GammaGammaFitter._negative_log_likelihood`, negated, unweighted).
+    /// ln v] (lifetimes' `GammaGammaFitter._negative_log_likelihood`, negated, unweighted;
+    /// spenders alike in frequency and monetary value taken once, times their number).
     /// The ln Γ and ψ values depend on x only and are taken once per distinct frequency.
     pub(super) fn log_likelihood_terms(&self, data: &SpendData) -> [f64; 4] {
         let GammaGamma { p, q, v } = *self;
@@ -92,14 +107,14 @@ impl GammaGamma {
             let d_p = px * (d_p_psi + spender.ln_m + spender.ln_x - ln_total);
             let d_q = q * (d_q_psi + ln_v - ln_total);
             let d_v = q - (px + q) * v / total;
-            [ll, d_p, d_q, d_v]
+            [ll, d_p, d_q, d_v].map(|value| value * spender.customers)
         })
     }
 
     /// Total log-likelihood at these parameters, summed over the customers with frequency > 0
     /// and monetary_value > 0 (the others are skipped, as in the fit).
     pub fn log_likelihood(&self, customers: &[Rfm]) -> f64 {
-        self.log_likelihood_terms(&SpendData::new(customers))[0]
+        self.log_likelihood_terms(&SpendData::new(&RfmGroup::of_customers(customers)))[0]
     }
 
     /// p (v + x m) / (p x + q - 1); for x = 0 the population mean p v / (q - 1). None when q <= 1.
@@ -122,18 +137,19 @@ impl GammaGamma {
 ///
 /// Also None when no starting point has a finite likelihood. The negative mean log-likelihood is
 /// minimised over ln(p, q, v) from several starting points; the best run is returned.
-pub fn fit_gamma_gamma(customers: &[Rfm]) -> Option<Fit<GammaGamma>> {
+pub fn fit_gamma_gamma(customers: &[RfmGroup]) -> Option<Fit<GammaGamma>> {
     let data = SpendData::new(customers);
-    if data.spenders.len() < 2 {
+    let n = data.customers();
+    if n < 2.0 {
         return None;
     }
-    let n = data.spenders.len() as f64;
     let params = |th: &[f64; 3]| GammaGamma { p: th[0].exp(), q: th[1].exp(), v: th[2].exp() };
     let objective = |th: &[f64; 3]| -> (f64, [f64; 3]) {
         let [ll, d_p, d_q, d_v] = params(th).log_likelihood_terms(&data);
         (-ll / n, [-d_p / n, -d_q / n, -d_v / n])
     };
-    let mean_m = (data.spenders.iter().map(|spender| spender.monetary_value).sum::<f64>() / n).clamp(1e-12, 1e12);
+    let mean_m = (data.spenders.iter().map(|spender| spender.customers * spender.monetary_value).sum::<f64>() / n)
+        .clamp(1e-12, 1e12);
     let ln_m = mean_m.ln();
     // Population mean p v / (q - 1) ≈ mean monetary value.
     let starts = [
@@ -183,7 +199,7 @@ mod tests {
     fn gamma_gamma_parameter_recovery() {
         let truth = GammaGamma { p: 6.25, q: 3.74, v: 15.44 };
         let data = simulate_gamma_gamma(20_000, truth, 7_777);
-        let fit = fit_gamma_gamma(&data).expect("fit");
+        let fit = fit_gamma_gamma(&RfmGroup::of_customers(&data)).expect("fit");
         println!("Gamma-Gamma fit: {:?}", fit);
         assert!(fit.converged, "not converged: {fit:?}");
         let p = fit.params;

@@ -262,7 +262,7 @@ pub(super) fn minimize_multistart<const N: usize>(
 
 #[cfg(test)]
 mod tests {
-    use crate::clv::{Rfm, fit_bg_nbd, fit_gamma_gamma};
+    use crate::clv::{Rfm, RfmGroup, fit_bg_nbd, fit_gamma_gamma};
 
     #[test]
     fn degenerate_data_terminates() {
@@ -271,12 +271,12 @@ mod tests {
         let zeros: Vec<Rfm> = (0..5_000)
             .map(|i| Rfm { frequency: 0.0, recency: 0.0, t: 10.0 + f64::from(i % 30), monetary_value: 0.0 })
             .collect();
-        let fit = fit_bg_nbd(&zeros).expect("fit");
+        let fit = fit_bg_nbd(&RfmGroup::of_customers(&zeros)).expect("fit");
         assert!(fit.log_likelihood.is_finite() && fit.log_likelihood <= 0.0, "{fit:?}");
         let same: Vec<Rfm> = (1..=5_000)
             .map(|i| Rfm { frequency: f64::from(i % 7 + 1), recency: 1.0, t: 2.0, monetary_value: 10.0 })
             .collect();
-        let fit = fit_gamma_gamma(&same).expect("fit");
+        let fit = fit_gamma_gamma(&RfmGroup::of_customers(&same)).expect("fit");
         assert!(fit.log_likelihood.is_finite(), "{fit:?}");
     }
 }

@@ -183,10 +183,14 @@ impl<'b, 'a> BucketPlans<'b, 'a> {
     pub fn collect(self) -> Result<BucketFacts, ComputeError> {
         let started = std::time::Instant::now();
         let (described, plans): (Vec<_>, Vec<_>) =
-            self.plans.into_iter().map(|(name, layout, owner, plan)| ((name, layout), (owner, plan))).unzip();
+            self.plans.into_iter().map(|(name, layout, owner, plan)| ((name, layout, owner), (owner, plan))).unzip();
         let frames = collect_together(self.bucket.number, plans)?;
         tracing::debug!(bucket = self.bucket.number, seconds = started.elapsed().as_secs_f64(), "bucket facts");
-        let frames = described.into_iter().zip(frames).map(|((name, layout), frame)| (name, layout, frame)).collect();
+        let frames = described
+            .into_iter()
+            .zip(frames)
+            .map(|((name, layout, owner), frame)| (name, layout, owner, frame))
+            .collect();
         Ok(BucketFacts { frames })
     }
 }
@@ -217,8 +221,9 @@ fn collect_together(bucket: u32, plans: Vec<(Owner, LazyFrame)>) -> Result<Vec<D
 
 /// The facts of one bucket: its per-entity frames and additive parts, collected.
 pub struct BucketFacts {
-    /// Each per-entity fact's and each part's name, how it merges, and rows, in computing order.
-    frames: Vec<(&'static str, Layout, DataFrame)>,
+    /// Each per-entity fact's and each part's name, how it merges, who declared it, and rows,
+    /// in computing order.
+    frames: Vec<(&'static str, Layout, Owner, DataFrame)>,
 }
 
 /// How the frames of a fact or part merge over buckets.
@@ -231,9 +236,10 @@ enum Layout {
 }
 
 impl BucketFacts {
-    /// Each per-entity fact's and each part's name and rows, in computing order.
-    pub fn into_frames(self) -> impl Iterator<Item = (&'static str, DataFrame)> {
-        self.frames.into_iter().map(|(name, _, frame)| (name, frame))
+    /// Each per-entity fact's and each part's name, who declared it, and rows, in computing
+    /// order.
+    pub fn into_frames(self) -> impl Iterator<Item = (&'static str, Owner, DataFrame)> {
+        self.frames.into_iter().map(|(name, _, owner, frame)| (name, owner, frame))
     }
 }
 
@@ -247,7 +253,7 @@ pub struct FactsBuilder {
 impl FactsBuilder {
     /// Keeps the facts of a bucket.
     pub fn add(&mut self, facts: BucketFacts) {
-        for (name, layout, frame) in facts.frames {
+        for (name, layout, _, frame) in facts.frames {
             let (merged, columns) = match layout {
                 Layout::Entity(sort) => (&mut self.entity, sort),
                 Layout::Part(keys) => (&mut self.parts, keys),

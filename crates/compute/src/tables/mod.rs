@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use polars::prelude::*;
 
-use crate::clv::fits::CustomerModels;
+use crate::clv::fits::{ClvFits, CustomerModels};
 use crate::context::Context;
 use crate::facts::{Bucket, Facts, Part};
 
@@ -28,25 +28,60 @@ use crate::facts::{Bucket, Facts, Part};
 pub struct Run<'a> {
     /// The run's context.
     pub context: &'a Context,
-    /// The merged facts of all buckets.
+    /// The merged facts of all buckets (or, in a Spark task, of the entities of one part).
     pub facts: &'a Facts,
+    fits: FitSource,
     models: OnceLock<Arc<CustomerModels>>,
 }
 
+/// Where a run's CLV fits come from.
+#[derive(Debug, Clone)]
+pub enum FitSource {
+    /// Fitted to the run's own customers (a run whose facts hold all of them).
+    Facts,
+    /// Fitted elsewhere: by a Spark job's driver, for the tasks that predict.
+    Given(ClvFits),
+    /// None: a task whose tables read no fits.
+    Unavailable,
+}
+
 impl<'a> Run<'a> {
-    /// A run over merged facts.
+    /// A run over merged facts, fitting the CLV models to them when a table asks.
     pub fn new(context: &'a Context, facts: &'a Facts) -> Run<'a> {
-        Run { context, facts, models: OnceLock::new() }
+        Run::with_fits(context, facts, FitSource::Facts)
     }
 
-    /// The CLV fits, made the first time a table asks.
+    /// A run over facts whose CLV fits come from `fits`.
+    pub fn with_fits(context: &'a Context, facts: &'a Facts, fits: FitSource) -> Run<'a> {
+        Run { context, facts, fits, models: OnceLock::new() }
+    }
+
+    /// The CLV fits and the customers' model inputs, made the first time a table asks.
     pub fn models(&self) -> PolarsResult<Arc<CustomerModels>> {
         if let Some(models) = self.models.get() {
             return Ok(models.clone());
         }
-        let models = Arc::new(CustomerModels::fit(self.facts)?);
+        let models = Arc::new(match &self.fits {
+            FitSource::Facts => CustomerModels::fit(self.facts)?,
+            FitSource::Given(fits) => CustomerModels::with_fits(self.facts, fits.clone())?,
+            FitSource::Unavailable => polars_bail!(ComputeError: "this task has no CLV fits"),
+        });
         Ok(self.models.get_or_init(|| models).clone())
     }
+}
+
+/// Where a Spark job computes a table (a single-node run computes every table from the merged
+/// facts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// One row per entity: computed in parts, each from the facts of the entities whose value
+    /// of this column falls in the part's bucket (the table's rows of those entities need
+    /// only those facts).
+    PerEntity(&'static str),
+    /// From the facts and parts of all buckets merged, in one task.
+    Merged,
+    /// From the CLV fits only, on the driver.
+    Fits,
 }
 
 /// An output table crmkpi computes.
@@ -61,6 +96,8 @@ pub struct TableSpec {
     pub parts: fn(&Bucket) -> PolarsResult<Vec<Part>>,
     /// Builds the table's lazy plan, rows sorted by its key columns.
     pub plan: fn(&Run) -> PolarsResult<LazyFrame>,
+    /// Where a Spark job computes it.
+    pub placement: Placement,
 }
 
 /// The parts of a table that reads only per-entity facts.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::common::{clv_model, customers, warnings};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use crmkpi_compute::clv::{Rfm, fit_bg_nbd, fit_gamma_gamma};
+use crmkpi_compute::clv::{Rfm, RfmGroup, fit_bg_nbd, fit_gamma_gamma};
 use crmkpi_schema::Config;
 use polars::prelude::*;
 
@@ -199,8 +199,8 @@ fn differential_rfm_and_fits() {
         }
         // The table's fits are the fits of the reference summaries.
         let summaries: Vec<Rfm> = expected.values().copied().collect();
-        let bg = fit_bg_nbd(&summaries).expect("enough customers");
-        let gg = fit_gamma_gamma(&summaries).expect("enough spenders");
+        let bg = fit_bg_nbd(&RfmGroup::of_customers(&summaries)).expect("enough customers");
+        let gg = fit_gamma_gamma(&RfmGroup::of_customers(&summaries)).expect("enough spenders");
         let models = clv_model(&context).and_then(LazyFrame::collect).expect("plan runs");
         let values: BTreeMap<(String, String), Option<f64>> = cells(&models)
             .into_iter()
@@ -271,8 +271,8 @@ fn differential_predictions_and_health() {
         let rows = lake.rows();
         let summaries = reference_rfm(&rows, as_of, &config);
         let all: Vec<Rfm> = summaries.values().copied().collect();
-        let bg = fit_bg_nbd(&all).expect("BG/NBD fit").params;
-        let gg = fit_gamma_gamma(&all).expect("Gamma-Gamma fit").params;
+        let bg = fit_bg_nbd(&RfmGroup::of_customers(&all)).expect("BG/NBD fit").params;
+        let gg = fit_gamma_gamma(&RfmGroup::of_customers(&all)).expect("Gamma-Gamma fit").params;
         let as_of_day = local_date(as_of, zone);
         let mut order_days: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
         let mut latest_nps: HashMap<&str, (i64, &str, f64)> = HashMap::new();
@@ -368,7 +368,7 @@ fn cdnow_customers() -> Vec<Rfm> {
 fn cdnow_reference_fits() {
     let customers = cdnow_customers();
     assert_eq!(customers.len(), 2357);
-    let bg = fit_bg_nbd(&customers).expect("BG/NBD fit");
+    let bg = fit_bg_nbd(&RfmGroup::of_customers(&customers)).expect("BG/NBD fit");
     assert!(bg.converged, "{bg:?}");
     let p = bg.params;
     for (got, want, name) in [(p.r, 0.243, "r"), (p.alpha, 4.414, "alpha"), (p.a, 0.793, "a"), (p.b, 2.426, "b")] {
@@ -381,7 +381,7 @@ fn cdnow_reference_fits() {
     let example = Rfm { frequency: 2.0, recency: 30.43, t: 38.86, monetary_value: 0.0 };
     let expected = p.conditional_expected_purchases(39.0, &example);
     assert!((expected - 1.226).abs() < 0.0005, "expected purchases {expected}");
-    let gg = fit_gamma_gamma(&customers).expect("Gamma-Gamma fit");
+    let gg = fit_gamma_gamma(&RfmGroup::of_customers(&customers)).expect("Gamma-Gamma fit");
     assert!(gg.converged, "{gg:?}");
     let spenders = customers.iter().filter(|c| c.frequency > 0.0).count();
     assert_eq!(spenders, 946);

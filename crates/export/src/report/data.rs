@@ -121,19 +121,27 @@ impl Table {
     }
 }
 
-/// Every table the manifest lists, by name, read from its Parquet file.
+/// Every table the manifest lists, by name, read from its Parquet file (or its Parquet part
+/// files, in order, for a table a Spark job wrote in parts).
 pub fn read_tables(dir: &Path, manifest: &ManifestView) -> Result<BTreeMap<String, Table>, ReportError> {
     let mut tables = BTreeMap::new();
     for entry in &manifest.tables {
-        let Some(file) = entry.files.iter().find(|file| file.name.ends_with(".parquet")) else { continue };
-        let path = dir.join(&file.name);
-        let handle = File::open(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
-        let frame = ParquetReader::new(handle).finish().map_err(|source| ReportError::Read {
-            table: entry.name.clone(),
-            path: path.clone(),
-            source,
-        })?;
-        tables.insert(entry.name.clone(), Table { name: entry.name.clone(), frame });
+        let mut frame: Option<DataFrame> = None;
+        for file in entry.files.iter().filter(|file| file.name.ends_with(".parquet")) {
+            let path = dir.join(&file.name);
+            let read_error = |source| ReportError::Read { table: entry.name.clone(), path: path.clone(), source };
+            let handle = File::open(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+            let part = ParquetReader::new(handle).finish().map_err(read_error)?;
+            match frame.as_mut() {
+                Some(frame) => {
+                    frame.vstack_mut_owned(part).map_err(read_error)?;
+                }
+                None => frame = Some(part),
+            }
+        }
+        if let Some(frame) = frame {
+            tables.insert(entry.name.clone(), Table { name: entry.name.clone(), frame });
+        }
     }
     Ok(tables)
 }

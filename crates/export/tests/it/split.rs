@@ -3,29 +3,16 @@
 
 use crmkpi_compute::{Context, open_lake};
 use crmkpi_export::bucket_spill::{BucketSpill, SplitStore};
-use crmkpi_ingest::generator::{GenerateOptions, generate};
-use crmkpi_ingest::source::{Compression, Format};
-use crmkpi_ingest::{Lake, NoProgress, ingest};
 use crmkpi_schema::Config;
+
+use crate::ingested_lake;
 
 /// A lake of a generated dump of `events` events, and the context of a run of `buckets` buckets
 /// over it.
 fn lake_context(dir: &std::path::Path, events: u64, buckets: u32) -> Context {
-    let options = GenerateOptions {
-        events,
-        seed: 7,
-        out: dir.join("dump"),
-        formats: vec![Format::Ndjson],
-        compressions: vec![Compression::None],
-        dirty_rate: 0.0,
-        events_per_file: events,
-    };
-    generate(&options).expect("generate");
     let mut config = Config::default();
     config.fx.insert("USD".to_owned(), 0.92);
-    let lake = dir.join("lake");
-    ingest(&Lake::new(&lake), &[options.out.to_string_lossy().into_owned()], &config, &NoProgress).expect("ingest");
-    let lake = open_lake(&lake).expect("open lake");
+    let lake = open_lake(&ingested_lake(dir, events, 7, &config)).expect("open lake");
     Context::new(lake.files, config, None).expect("context").with_buckets(buckets)
 }
 

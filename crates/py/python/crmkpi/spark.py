@@ -1,12 +1,12 @@
-"""crmkpi on Spark: the 12 tables of ``crmkpi compute``, with the entity buckets computed by
-Spark tasks.
+"""crmkpi on Spark: the 12 tables of ``crmkpi compute``, computed by Spark tasks, one entity
+bucket per task.
 
 Run it as ``python -m crmkpi.spark --lake DIR --out DIR`` (``--master URL``, by default
 ``local[*]``), submit this module's file with ``spark-submit`` (the ``crmkpi`` wheel, pyarrow
 and pandas installed on every node)::
 
     spark-submit --master yarn "$(python -c 'import crmkpi.spark as s; print(s.__file__)')" \
-        --lake /shared/lake --out /shared/out --scratch /shared/tmp
+        --lake /shared/lake --out /shared/out
 
 or call ``run()`` with a ``SparkSession`` of your own.
 
@@ -14,18 +14,28 @@ What runs where:
 
 - the driver opens the lake's committed snapshot with the engine (``as_of``, the calendar, the
   number of buckets, as ``crmkpi compute`` resolves them) and hands Spark its event files;
-- Spark reads the files, routes every event to its entity bucket with
+- stage 1: Spark reads the files, routes every event to its entity bucket with
   ``pmod(xxhash64(key), buckets)`` (the engine's own bucket function: a customer's events by
-  ``customer_id``, a deal's by ``deal_id``, a ticket's by ``ticket_id``), and runs one
-  ``applyInArrow`` task per bucket, in which the engine computes the bucket's per-entity facts
-  and additive parts, exactly as a single-node run computes that bucket, and writes them as
-  Parquet files into a scratch directory;
-- the driver's engine reads those files (they do not pass through Spark's driver JVM), merges
-  them, fits the CLV models, computes the tables and writes them with ``manifest.json`` like
-  ``crmkpi compute --out``.
+  ``customer_id``, a deal's by ``deal_id``, a ticket's by ``ticket_id``; the events of no
+  entity to one more task), and runs one ``applyInArrow`` task per bucket, in which the engine
+  computes the bucket's per-entity facts and additive parts and ships them on: to the bucket
+  of the per-entity table rows they belong to (a deal to its customer's bucket, for its lead
+  channel), to the task of each aggregated table that reads them, and to the driver only the
+  bucket's customers grouped by RFM summary;
+- the driver merges the RFM groups and fits the CLV models once;
+- stage 2: Spark groups the shipments by destination; a bucket's task computes its rows of
+  ``customers`` (predicting with the driver's fits, which travel in the task specification),
+  ``deals``, ``deal_stage_visits`` and ``tickets`` and writes them as part files into the
+  output's staging directory; an aggregated table's task merges what every bucket sent it and
+  computes the table;
+- the driver writes the aggregated tables (received from their tasks), ``clv_model`` and
+  ``manifest.json`` beside the parts, and puts the directory in the place of ``--out``.
 
-Python only moves events and the names of the facts files between Spark and the engine: every KPI is
-computed by the Rust engine. The tables are the same for every number of buckets.
+Python only moves events and the engine's shipments between Spark and the engine: every KPI is
+computed by the Rust engine, and no per-entity row passes through the driver. The tables are
+the same for every number of buckets; the per-entity tables are directories of part files
+(``customers.parquet/part-00003.parquet``, ``customers.csv/part-00003.csv``), each part sorted by
+the table's key.
 """
 
 from __future__ import annotations
@@ -33,8 +43,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from crmkpi import CrmkpiError, CrmkpiWarning, Table, _crmkpi, _optional_path
@@ -45,14 +54,18 @@ __all__ = ["main", "run"]
 #: ``occurred_at`` reaches the engine unshifted.
 SESSION_SETTINGS = {"spark.sql.session.timeZone": "UTC"}
 
-#: The schema of what a task returns: one row per fact or part of its bucket, naming the file
-#: it wrote.
-FACTS_SCHEMA = "bucket int, name string, path string"
+#: The schema of what the tasks of both stages return: shipments (stage 1) and results
+#: (stage 2), each a frame or description encoded by the engine, with its destination.
+SHIPMENT_SCHEMA = "dest int, name string, payload binary"
+
+#: The destination of the shipments for the driver, and the bucket of the events of no entity.
+TO_DRIVER = -1
+GLOBAL_BUCKET = -1
 
 
 def run(
     lake: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str],
     *,
     spark: Any = None,
     master: str | None = None,
@@ -62,24 +75,23 @@ def run(
     buckets: int | None = None,
     memory_limit: str | None = None,
     report: bool = True,
-    scratch: str | os.PathLike[str] | None = None,
 ) -> dict[str, Table]:
-    """Compute the KPI tables of ``lake`` with Spark; returns them by name like ``compute``.
+    """Compute the KPI tables of ``lake`` with Spark and write them to ``out`` as
+    ``crmkpi compute --out`` does, the per-entity tables (``customers``, ``deals``,
+    ``deal_stage_visits``, ``tickets``) as directories of part files written by the tasks.
 
-    With ``out`` they are also written there exactly as ``crmkpi compute --out`` writes them.
+    Returns the aggregated tables (those the driver writes) by name, like ``compute``; read the
+    per-entity ones from ``out`` (``spark.read.parquet(f"{out}/customers.parquet")``).
+    ``out`` must be on storage the driver and the executors share, as the lake is.
     ``spark`` is a ``SparkSession`` to use (its ``spark.sql.session.timeZone`` must be UTC);
     without it the active session is used, or one is created with ``master`` (default: the one
     ``spark-submit`` passed, else ``local[*]``) and stopped at the end.
     ``buckets`` sets the number of entity buckets (one Spark task each); by default the
     engine's choice for ``memory_limit``, and at least the session's default parallelism.
-    The tasks write their buckets' facts as Parquet files into a temporary directory under
-    ``scratch`` (default: the system's temporary directory), which the driver reads and then
-    removes: on a cluster, pass a directory that the executors and the driver share, as they
-    share the lake. The other arguments are those of ``crmkpi.compute``.
+    The other arguments are those of ``crmkpi.compute``.
     """
     names = [] if tables is None else [tables] if isinstance(tables, str) else list(tables)
-    if out is not None:
-        _crmkpi.check_out_dir(os.fspath(out), os.fspath(lake))
+    _crmkpi.check_out_dir(os.fspath(out), os.fspath(lake))
     if spark is None:
         from pyspark.sql import SparkSession
 
@@ -89,6 +101,8 @@ def run(
     if own_session:
         spark = _session(master)
     try:
+        if spark.conf.get("spark.sql.session.timeZone") != "UTC":
+            raise CrmkpiError("crmkpi.spark needs a SparkSession with spark.sql.session.timeZone=UTC")
         engine_run = _crmkpi.SparkRun(
             os.fspath(lake),
             as_of,
@@ -98,10 +112,7 @@ def run(
             buckets,
             spark.sparkContext.defaultParallelism,
         )
-        with tempfile.TemporaryDirectory(prefix="crmkpi-spark-", dir=scratch) as facts_dir:
-            for bucket, name, path in _bucket_facts(spark, engine_run, facts_dir):
-                engine_run.add_received(bucket, name, path)
-        computed, data_warnings = engine_run.finish(_optional_path(out), report)
+        computed, data_warnings = _compute(spark, engine_run, os.fspath(out), report)
     finally:
         if own_session:
             spark.stop()
@@ -112,17 +123,14 @@ def run(
     return {table.name: table for table in computed}
 
 
-def _bucket_facts(spark: Any, engine_run: Any, scratch: str) -> Iterator[tuple[int, str, str]]:
-    """Every bucket's facts, computed by Spark tasks: (bucket, name, Parquet file under
-    ``scratch``)."""
+def _compute(spark: Any, engine_run: Any, out: str, report: bool) -> tuple[list[Table], list[str]]:
+    """Both stages, the fits between them, and the driver's tables and manifest."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    if spark.conf.get("spark.sql.session.timeZone") != "UTC":
-        raise CrmkpiError("crmkpi.spark needs a SparkSession with spark.sql.session.timeZone=UTC")
-    files = engine_run.event_files()
     buckets = engine_run.buckets
-    task_spec = engine_run.task_spec()
-    events = spark.read.parquet(*files).select(*_crmkpi.compute_columns())
+    first_spec = engine_run.task_spec()
+    events = spark.read.parquet(*engine_run.event_files()).select(*_crmkpi.compute_columns())
     types_by_key: dict[str, list[str]] = {}
     for event_type, column in _crmkpi.entity_keys():
         types_by_key.setdefault(column, []).append(event_type)
@@ -130,41 +138,63 @@ def _bucket_facts(spark: Any, engine_run: Any, scratch: str) -> Iterator[tuple[i
     for column, event_types in types_by_key.items():
         condition = F.col("event_type").isin(event_types)
         key = F.when(condition, F.col(column)) if key is None else key.when(condition, F.col(column))
-    # Spend and CRM-user events have no key (the driver's engine reads them); xxhash64 of a null
-    # is its seed, so they are left out before hashing, as are events missing their key.
-    routed = events.where(key.isNotNull()).withColumn("bucket", F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int"))
-
-    # The task's columns must have exactly the Arrow types Spark expects for FACTS_SCHEMA.
+    entity_types = [event_type for event_types in types_by_key.values() for event_type in event_types]
+    # Events of an entity missing their key are left out, as the engine leaves them out (and
+    # xxhash64 of a null is its seed); the events of no entity go to one more task.
+    is_global = ~F.col("event_type").isin(entity_types)
+    routed = events.where(is_global | key.isNotNull()).withColumn(
+        "bucket", F.when(is_global, F.lit(GLOBAL_BUCKET)).otherwise(F.pmod(F.xxhash64(key), F.lit(buckets))).cast("int")
+    )
+    # The tasks' columns must have exactly the Arrow types Spark expects for SHIPMENT_SCHEMA.
     large = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false").lower() == "true"
 
-    def task(table: Any) -> Any:
+    def shipments_table(rows: list[tuple[int, str, bytes]]) -> Any:
         import pyarrow
 
-        text = pyarrow.large_string() if large else pyarrow.string()
-
-        # One engine thread pool per task slot, not one per core in every slot.
-        os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
-        bucket = table.column("bucket")[0].as_py()
-        facts = _crmkpi.bucket_task(task_spec, bucket, table.drop_columns(["bucket"]), scratch)
         return pyarrow.table(
             {
-                "bucket": pyarrow.array([bucket] * len(facts), pyarrow.int32()),
-                "name": pyarrow.array([name for name, _ in facts], text),
-                "path": pyarrow.array([path for _, path in facts], text),
+                "dest": pyarrow.array([dest for dest, _, _ in rows], pyarrow.int32()),
+                "name": pyarrow.array([name for _, name, _ in rows], pyarrow.large_string() if large else pyarrow.string()),
+                "payload": pyarrow.array(
+                    [payload for _, _, payload in rows], pyarrow.large_binary() if large else pyarrow.binary()
+                ),
             }
         )
 
-    # As many shuffle partitions as buckets, so that the tasks run in parallel (Spark places the
-    # buckets by a hash of their number: a partition may hold two buckets, computed one after
-    # the other, and another none).
+    def first_stage(table: Any) -> Any:
+        # One engine thread pool per task slot, not one per core in every slot.
+        os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
+        bucket = table.column("bucket")[0].as_py()
+        return shipments_table(_crmkpi.bucket_task(first_spec, bucket, table.drop_columns(["bucket"])))
+
+    # As many shuffle partitions as tasks, so that they run in parallel (Spark places groups by
+    # a hash of their number: a partition may hold two, computed one after the other).
     previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
+    spark.conf.set("spark.sql.shuffle.partitions", str(buckets + 1))
+    shipments = routed.groupBy("bucket").applyInArrow(first_stage, SHIPMENT_SCHEMA)
+    shipments = shipments.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        written = routed.groupBy("bucket").applyInArrow(task, FACTS_SCHEMA).collect()
+        for row in shipments.where(F.col("dest") == TO_DRIVER).orderBy("name").collect():
+            engine_run.add_driver_shipment(row["name"], bytes(row["payload"]))
+        engine_run.fit()
+        second_spec = engine_run.task_spec()
+        staging = engine_run.begin_output(out)
+
+        def second_stage(table: Any) -> Any:
+            os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
+            dest = table.column("dest")[0].as_py()
+            received = list(zip(table.column("name").to_pylist(), table.column("payload").to_pylist()))
+            results = _crmkpi.stage_two_task(second_spec, dest, received, staging)
+            return shipments_table([(TO_DRIVER, name, payload) for name, payload in results])
+
+        destinations = shipments.where(F.col("dest") != TO_DRIVER)
+        results = destinations.groupBy("dest").applyInArrow(second_stage, SHIPMENT_SCHEMA).collect()
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
-    for row in sorted(written, key=lambda row: (row["bucket"], row["name"])):
-        yield row["bucket"], row["name"], row["path"]
+        shipments.unpersist()
+    for row in sorted(results, key=lambda row: row["name"]):
+        engine_run.add_result(row["name"], bytes(row["payload"]))
+    return engine_run.finish(report)
 
 
 def _session(master: str | None) -> Any:
@@ -186,16 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         description="Compute the crmkpi tables of a lake with Spark, one entity bucket per task.",
     )
     parser.add_argument("--lake", required=True, help="the lake directory")
-    parser.add_argument("--out", required=True, help="the output directory (replaced atomically)")
+    parser.add_argument(
+        "--out", required=True, help="the output directory (replaced atomically), shared by the driver and executors"
+    )
     parser.add_argument("--config", help="a crmkpi TOML configuration file")
     parser.add_argument("--as-of", help="RFC 3339 instant, local timestamp or date (default: the latest event)")
     parser.add_argument("--tables", nargs="+", help="tables to compute (default: all 12)")
     parser.add_argument("--buckets", type=int, help="entity buckets, one Spark task each")
     parser.add_argument("--memory-limit", help="memory the buckets are planned for, e.g. 4GiB")
     parser.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's)")
-    parser.add_argument(
-        "--scratch", help="directory the tasks write their facts into, shared with the driver (default: $TMPDIR)"
-    )
     parser.add_argument("--no-report", action="store_true", help="do not write report.html")
     args = parser.parse_args(argv)
     try:
@@ -209,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
             buckets=args.buckets,
             memory_limit=args.memory_limit,
             report=not args.no_report,
-            scratch=args.scratch,
         )
     except CrmkpiError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -221,8 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: the Spark job failed: {error}", file=sys.stderr)
         return 1
-    for name, table in computed.items():
-        print(f"{name}: {table.num_rows} rows")
+    del computed  # the aggregated tables; the manifest lists every table, parts included
+    import json
+
+    with open(os.path.join(args.out, "manifest.json"), encoding="utf-8") as manifest:
+        for table in json.load(manifest)["tables"]:
+            print(f"{table['name']}: {table['rows']} rows")
     return 0
 
 
