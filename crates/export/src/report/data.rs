@@ -1,4 +1,4 @@
-//! What the report reads: `manifest.json` and the Parquet file of every table it lists, with
+//! What the report reads: `manifest.json` and the Parquet file of every table it shows, with
 //! column accessors that turn a table's columns into plain vectors (dates as `YYYY-MM-DD`,
 //! numbers and booleans as `f64`).
 
@@ -121,17 +121,39 @@ impl Table {
     }
 }
 
-/// Every table the manifest lists, by name, read from its Parquet file (or its Parquet part
-/// files, in order, for a table a Spark job wrote in parts).
+/// The tables the report shows, with the columns it reads of each (all when none are named).
+/// Of the per-entity tables only `customers`, and only the three columns of its charts: the
+/// driver of a Spark job, which renders the report, reads no more of them.
+const REPORTED: &[(&str, &[&str])] = &[
+    ("kpi_monthly", &[]),
+    ("cohort_retention", &[]),
+    ("customers", &["predicted_clv", "p_alive", "is_alive"]),
+    ("clv_model", &[]),
+    ("stage_durations", &[]),
+    ("pipeline_forecast", &[]),
+    ("rep_performance", &[]),
+    ("lost_reasons", &[]),
+    ("campaigns", &[]),
+];
+
+/// Every table the manifest lists that the report shows, by name, read from its Parquet file
+/// (or its Parquet part files, in order, for a table a Spark job wrote in parts).
 pub fn read_tables(dir: &Path, manifest: &ManifestView) -> Result<BTreeMap<String, Table>, ReportError> {
     let mut tables = BTreeMap::new();
     for entry in &manifest.tables {
+        let Some((_, columns)) = REPORTED.iter().find(|(name, _)| *name == entry.name) else { continue };
         let mut frame: Option<DataFrame> = None;
         for file in entry.files.iter().filter(|file| file.name.ends_with(".parquet")) {
             let path = dir.join(&file.name);
             let read_error = |source| ReportError::Read { table: entry.name.clone(), path: path.clone(), source };
             let handle = File::open(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
-            let part = ParquetReader::new(handle).finish().map_err(read_error)?;
+            let reader = ParquetReader::new(handle);
+            let reader = if columns.is_empty() {
+                reader
+            } else {
+                reader.with_columns(Some(columns.iter().map(|column| (*column).to_owned()).collect()))
+            };
+            let part = reader.finish().map_err(read_error)?;
             match frame.as_mut() {
                 Some(frame) => {
                     frame.vstack_mut_owned(part).map_err(read_error)?;
