@@ -59,7 +59,7 @@ measure() {
 measure compute target/release/crmkpi -q --config "$config" compute --lake "$lake" --out "$scratch/compute" --no-report
 for buckets in "${bucket_counts[@]}"; do
     measure "spark-$buckets" "$venv/bin/python" -m crmkpi.spark --lake "$lake" --out "$scratch/spark-$buckets" \
-        --config "$config" --master "$master" --buckets "$buckets" --no-report
+        --config "$config" --master "$master" --buckets "$buckets"
     # The driver's tables byte for byte; the per-entity tables (part directories) by their CSV
     # lines.
     for file in "$scratch"/compute/*.parquet "$scratch"/compute/*.csv; do

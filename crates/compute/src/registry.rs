@@ -104,20 +104,24 @@ pub const TABLES: &[TableSpec] = &[
     },
 ];
 
-/// Checks table names given with `--tables` against [`TABLES`]; no names means all tables.
+/// Checks table names given with `--tables` against [`TABLES`]; no names means all tables. A
+/// name given twice selects its table once (at its first place).
 pub fn select_tables(names: &[String]) -> Result<Vec<TableSpec>, ComputeError> {
     if names.is_empty() {
         return Ok(TABLES.to_vec());
     }
-    names
-        .iter()
-        .map(|name| {
+    let mut selected: Vec<TableSpec> = Vec::with_capacity(names.len());
+    for name in names {
+        let table =
             TABLES.iter().copied().find(|table| table.name == name).ok_or_else(|| ComputeError::UnknownTable {
                 name: name.clone(),
                 known: TABLES.iter().map(|table| table.name).collect::<Vec<_>>().join(", "),
-            })
-        })
-        .collect()
+            })?;
+        if selected.iter().all(|known| known.name != table.name) {
+            selected.push(table);
+        }
+    }
+    Ok(selected)
 }
 
 /// Computes the facts of every bucket and merges them: the per-entity facts, and the additive
@@ -224,4 +228,19 @@ pub fn reads_fits(tables: &[TableSpec]) -> bool {
 /// `tickets`); their data checks count them.
 pub fn checks_unopened_tickets(tables: &[TableSpec]) -> bool {
     tables.iter().any(|table| table.facts.contains(&UNOPENED_TICKETS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_named_twice_is_selected_once_in_the_order_given() {
+        let names = ["deals", "kpi_monthly", "deals"].map(str::to_owned);
+        let selected: Vec<&str> = select_tables(&names).expect("known tables").iter().map(|table| table.name).collect();
+        assert_eq!(selected, ["deals", "kpi_monthly"]);
+        assert_eq!(select_tables(&[]).expect("all").len(), TABLES.len());
+        let unknown = select_tables(&["nope".to_owned()]).expect_err("unknown");
+        assert!(unknown.to_string().contains("nope"), "{unknown}");
+    }
 }

@@ -59,9 +59,12 @@ pub const GLOBAL_BUCKET: i32 = -1;
 const RFM_GROUPS: &str = "rfm_groups";
 const UNOPENED_TICKETS_COUNT: &str = "unopened_tickets_count";
 const GLOBAL_EVENTS: &str = "global_events";
-/// Prefixes of the results of the second stage: a part of a per-entity table, an aggregated
-/// table.
-const PART_RESULT: &str = "part/";
+/// The prefix of a shipment of an additive part (`part:<name>`), beside the per-entity facts an
+/// aggregated table's task receives by their names.
+const PART_SHIPMENT: &str = "part:";
+/// Prefixes of the results of the second stage: the description of a part of a per-entity
+/// table, an aggregated table.
+const TABLE_PART_RESULT: &str = "table-part/";
 const TABLE_RESULT: &str = "table/";
 
 /// Why a distributed run or one of its tasks failed.
@@ -109,13 +112,26 @@ pub enum DistributedError {
         /// Its destination.
         dest: i32,
     },
-    /// A table part's description could not be read.
-    #[error("reading the description of a part of `{table}`: {source}")]
+    /// A table part's description could not be written or read.
+    #[error("the description of a part of `{table}`: {source}")]
     Part {
         /// The table.
         table: String,
         /// serde's error.
         source: serde_json::Error,
+    },
+    /// The run was finished before its output directory was begun.
+    #[error("the run's output directory was not begun (call begin_output before the second stage)")]
+    OutputNotBegun,
+    /// The tasks' parts of a per-entity table do not add up to its entities.
+    #[error("the parts of table `{table}` hold {rows} rows, but the run has {expected} of its entities")]
+    PartRows {
+        /// The table.
+        table: &'static str,
+        /// Rows in its parts.
+        rows: u64,
+        /// Entities the run counted.
+        expected: u64,
     },
     /// The CLV fits were needed before the driver made them.
     #[error("the CLV fits are needed by `{table}` but were not made (call fit() after the first stage)")]
@@ -196,36 +212,55 @@ impl TaskSpec {
 /// tasks predict with exactly the driver's parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShippedFits {
-    /// BG/NBD `r`, `alpha`, `a`, `b`, then the log-likelihood.
-    bg_nbd: Option<ShippedFit>,
-    /// Gamma-Gamma `p`, `q`, `v`, then the log-likelihood.
-    gamma_gamma: Option<ShippedFit>,
+    bg_nbd: Option<ShippedFit<ShippedBgNbd>>,
+    gamma_gamma: Option<ShippedFit<ShippedGammaGamma>>,
     bg_nbd_customers: u64,
     gamma_gamma_customers: u64,
 }
 
-/// One fit: its numbers' bits, iterations and convergence.
+/// One fit: its parameters' and log-likelihood's bits, iterations and convergence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ShippedFit {
-    numbers: Vec<u64>,
+struct ShippedFit<P> {
+    params: P,
+    log_likelihood_bits: u64,
     iterations: u64,
     converged: bool,
 }
 
-impl ShippedFit {
-    fn of(numbers: &[f64], iterations: u64, converged: bool) -> ShippedFit {
-        ShippedFit { numbers: numbers.iter().map(|number| number.to_bits()).collect(), iterations, converged }
+/// BG/NBD parameters by their bits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShippedBgNbd {
+    r_bits: u64,
+    alpha_bits: u64,
+    a_bits: u64,
+    b_bits: u64,
+}
+
+/// Gamma-Gamma parameters by their bits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShippedGammaGamma {
+    p_bits: u64,
+    q_bits: u64,
+    v_bits: u64,
+}
+
+impl<P> ShippedFit<P> {
+    fn of<Q>(fit: &Fit<Q>, params: impl FnOnce(&Q) -> P) -> ShippedFit<P> {
+        ShippedFit {
+            params: params(&fit.params),
+            log_likelihood_bits: fit.log_likelihood.to_bits(),
+            iterations: fit.iterations,
+            converged: fit.converged,
+        }
     }
 
-    fn fit<P>(&self, params: impl FnOnce(&[f64]) -> P) -> Option<Fit<P>> {
-        let numbers: Vec<f64> = self.numbers.iter().map(|bits| f64::from_bits(*bits)).collect();
-        let (log_likelihood, params_numbers) = numbers.split_last()?;
-        Some(Fit {
-            params: params(params_numbers),
-            log_likelihood: *log_likelihood,
+    fn fit<Q>(&self, params: impl FnOnce(&P) -> Q) -> Fit<Q> {
+        Fit {
+            params: params(&self.params),
+            log_likelihood: f64::from_bits(self.log_likelihood_bits),
             iterations: self.iterations,
             converged: self.converged,
-        })
+        }
     }
 }
 
@@ -233,12 +268,19 @@ impl ShippedFits {
     fn of(fits: &ClvFits) -> ShippedFits {
         ShippedFits {
             bg_nbd: fits.bg_nbd.as_ref().map(|fit| {
-                let BgNbd { r, alpha, a, b } = fit.params;
-                ShippedFit::of(&[r, alpha, a, b, fit.log_likelihood], fit.iterations, fit.converged)
+                ShippedFit::of(fit, |p: &BgNbd| ShippedBgNbd {
+                    r_bits: p.r.to_bits(),
+                    alpha_bits: p.alpha.to_bits(),
+                    a_bits: p.a.to_bits(),
+                    b_bits: p.b.to_bits(),
+                })
             }),
             gamma_gamma: fits.gamma_gamma.as_ref().map(|fit| {
-                let GammaGamma { p, q, v } = fit.params;
-                ShippedFit::of(&[p, q, v, fit.log_likelihood], fit.iterations, fit.converged)
+                ShippedFit::of(fit, |p: &GammaGamma| ShippedGammaGamma {
+                    p_bits: p.p.to_bits(),
+                    q_bits: p.q.to_bits(),
+                    v_bits: p.v.to_bits(),
+                })
             }),
             bg_nbd_customers: fits.bg_nbd_customers,
             gamma_gamma_customers: fits.gamma_gamma_customers,
@@ -246,15 +288,22 @@ impl ShippedFits {
     }
 
     fn to_fits(&self) -> ClvFits {
-        let number = |numbers: &[f64], index: usize| numbers.get(index).copied().unwrap_or(f64::NAN);
         ClvFits {
-            bg_nbd: self.bg_nbd.as_ref().and_then(|fit| {
-                fit.fit(|n| BgNbd { r: number(n, 0), alpha: number(n, 1), a: number(n, 2), b: number(n, 3) })
+            bg_nbd: self.bg_nbd.as_ref().map(|fit| {
+                fit.fit(|p| BgNbd {
+                    r: f64::from_bits(p.r_bits),
+                    alpha: f64::from_bits(p.alpha_bits),
+                    a: f64::from_bits(p.a_bits),
+                    b: f64::from_bits(p.b_bits),
+                })
             }),
-            gamma_gamma: self
-                .gamma_gamma
-                .as_ref()
-                .and_then(|fit| fit.fit(|n| GammaGamma { p: number(n, 0), q: number(n, 1), v: number(n, 2) })),
+            gamma_gamma: self.gamma_gamma.as_ref().map(|fit| {
+                fit.fit(|p| GammaGamma {
+                    p: f64::from_bits(p.p_bits),
+                    q: f64::from_bits(p.q_bits),
+                    v: f64::from_bits(p.v_bits),
+                })
+            }),
             bg_nbd_customers: self.bg_nbd_customers,
             gamma_gamma_customers: self.gamma_gamma_customers,
         }
@@ -293,6 +342,22 @@ fn encode_frame(frame: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The shipments of a frame with columns `name` (text) and `payload` (the bytes
+/// [`Shipment::encode`] made), as Spark hands a destination's shipments to its task.
+pub fn decode_shipments(shipments: &DataFrame) -> Result<Vec<(String, DataFrame)>, DistributedError> {
+    let read_error = |source| DistributedError::Decode { name: "the shipments".to_owned(), source };
+    let names = shipments.column("name").and_then(Column::str).map_err(read_error)?;
+    let payloads = shipments.column("payload").and_then(Column::binary).map_err(read_error)?;
+    names
+        .iter()
+        .zip(payloads.iter())
+        .map(|(name, payload)| match (name, payload) {
+            (Some(name), Some(payload)) => Ok((name.to_owned(), decode_frame(name, payload)?)),
+            _ => Err(read_error(polars_err!(ComputeError: "a shipment without its name or payload"))),
+        })
+        .collect()
+}
+
 /// A shipped frame, from the bytes [`Shipment::encode`] made.
 pub fn decode_frame(name: &str, bytes: &[u8]) -> Result<DataFrame, DistributedError> {
     ParquetReader::new(Cursor::new(bytes))
@@ -303,8 +368,9 @@ pub fn decode_frame(name: &str, bytes: &[u8]) -> Result<DataFrame, DistributedEr
 /// The destination of an aggregated table's task: -2 for the first table of
 /// [`crmkpi_compute::TABLES`], -3 for the second, and so on.
 pub fn merged_destination(table: &TableSpec) -> i32 {
-    let index = TABLES.iter().position(|known| known.name == table.name).unwrap_or(0);
-    -2 - i32::try_from(index).unwrap_or(0)
+    // TABLES holds a dozen tables, and every TableSpec comes from it (`select_tables`).
+    let index = TABLES.iter().position(|known| known.name == table.name).map_or(i32::MIN, |index| index as i32);
+    -2 - index
 }
 
 /// The first stage's task of bucket `bucket`: its facts, from its events (the lake's compute
@@ -336,7 +402,7 @@ pub fn bucket_task(spec: &TaskSpec, bucket: i32, events: DataFrame) -> Result<Ve
             let reads = |table: &&TableSpec| !matches!(owner, Owner::Table(owner) if owner != table.name);
             shipments.extend(merged_tables(&tables).filter(reads).map(|table| Shipment {
                 dest: merged_destination(table),
-                name: format!("{PART_RESULT}{name}"),
+                name: format!("{PART_SHIPMENT}{name}"),
                 frame: frame.clone(),
             }));
             continue;
@@ -365,7 +431,7 @@ pub fn bucket_task(spec: &TaskSpec, bucket: i32, events: DataFrame) -> Result<Ve
             shipments.push(Shipment { dest: TO_DRIVER, name: RFM_GROUPS.to_owned(), frame: groups });
         }
         if name == UNOPENED_TICKETS && checks_unopened_tickets(&tables) {
-            let count = df!("tickets" => [frame.height() as i64]).map_err(|source| DistributedError::Ship {
+            let count = df!("tickets" => [frame.height() as u64]).map_err(|source| DistributedError::Ship {
                 what: "unopened tickets",
                 dest: bucket,
                 source,
@@ -393,7 +459,9 @@ fn route(frame: &DataFrame, column: &str, buckets: u32, own: u32) -> PolarsResul
         .into_iter()
         .map(|(bucket, rows)| {
             let rows = IdxCa::from_vec("rows".into(), rows);
-            Ok((i32::try_from(bucket).unwrap_or(i32::MAX), frame.take(&rows)?))
+            let bucket = i32::try_from(bucket)
+                .map_err(|_| polars_err!(ComputeError: "bucket {bucket} beyond the destinations Spark can address"))?;
+            Ok((bucket, frame.take(&rows)?))
         })
         .collect()
 }
@@ -410,14 +478,20 @@ fn groups_frame(groups: &[RfmGroup]) -> PolarsResult<DataFrame> {
     )
 }
 
-/// The RFM groups of a frame [`groups_frame`] made.
+/// The RFM groups of a frame [`groups_frame`] made (which has no nulls).
 fn groups_of(frame: &DataFrame) -> PolarsResult<Vec<RfmGroup>> {
+    let no_null = |name: &str| polars_err!(ComputeError: "a null `{name}` in shipped RFM groups");
     let number = |name: &str| -> PolarsResult<Vec<f64>> {
-        Ok(frame.column(name)?.f64()?.iter().map(|value| value.unwrap_or(f64::NAN)).collect())
+        frame.column(name)?.f64()?.iter().map(|value| value.ok_or_else(|| no_null(name))).collect()
     };
     let (frequency, recency, t, monetary) =
         (number("frequency")?, number("recency")?, number("t")?, number("monetary_value")?);
-    let customers: Vec<u64> = frame.column("customers")?.u64()?.iter().map(|value| value.unwrap_or(0)).collect();
+    let customers: Vec<u64> = frame
+        .column("customers")?
+        .u64()?
+        .iter()
+        .map(|value| value.ok_or_else(|| no_null("customers")))
+        .collect::<PolarsResult<_>>()?;
     Ok((0..frame.height())
         .map(|row| RfmGroup {
             rfm: Rfm { frequency: frequency[row], recency: recency[row], t: t[row], monetary_value: monetary[row] },
@@ -459,7 +533,7 @@ pub fn stage_two_task(
             let part = crate::write_table_part(staging, &output, bucket)?;
             let json = serde_json::to_vec(&part)
                 .map_err(|source| DistributedError::Part { table: table.name.to_owned(), source })?;
-            results.push((format!("{PART_RESULT}{}", table.name), json));
+            results.push((format!("{TABLE_PART_RESULT}{}", table.name), json));
         }
         return Ok(results);
     }
@@ -470,7 +544,7 @@ pub fn stage_two_task(
     let mut global_events: Vec<DataFrame> = Vec::new();
     let mut frames = Vec::new();
     for (name, frame) in shipments {
-        match name.strip_prefix(PART_RESULT) {
+        match name.strip_prefix(PART_SHIPMENT) {
             _ if name == GLOBAL_EVENTS => global_events.push(frame),
             Some(part) => frames.push((part.to_owned(), frame)),
             None => frames.push((name, frame)),
@@ -566,6 +640,11 @@ impl DistributedRun {
         self.prepared.context.buckets
     }
 
+    /// The number of selected aggregated tables, each computed by a task of its own.
+    pub fn merged_tables(&self) -> usize {
+        merged_tables(&self.prepared.tables).count()
+    }
+
     /// What the tasks need (with the fits, once [`DistributedRun::fit`] made them).
     pub fn task_spec(&self) -> TaskSpec {
         let context = &self.prepared.context;
@@ -587,8 +666,11 @@ impl DistributedRun {
         match name {
             RFM_GROUPS => self.rfm_groups.extend(groups_of(frame).map_err(read_error)?),
             UNOPENED_TICKETS_COUNT => {
-                let counts = frame.column("tickets").and_then(Column::i64).map_err(read_error)?;
-                self.unopened_tickets += counts.iter().flatten().map(|count| count.unsigned_abs()).sum::<u64>();
+                let counts = frame.column("tickets").and_then(Column::u64).map_err(read_error)?;
+                if counts.null_count() > 0 {
+                    return Err(read_error(polars_err!(ComputeError: "a null count of tickets")));
+                }
+                self.unopened_tickets += counts.iter().flatten().sum::<u64>();
             }
             _ => return Err(DistributedError::Unexpected { name: name.to_owned(), dest: TO_DRIVER }),
         }
@@ -614,6 +696,11 @@ impl DistributedRun {
     /// per-entity tables' parts into (`out` must be on storage the executors share).
     pub fn begin_output(&mut self, out: &Path) -> Result<PathBuf, DistributedError> {
         let staging = Staging::create(out, &self.prepared.run_id)?;
+        for table in &self.prepared.tables {
+            if let Placement::PerEntity(_) = table.placement {
+                staging.create_part_dirs(table.name)?;
+            }
+        }
         let dir = staging.dir().to_owned();
         self.staging = Some(staging);
         self.tables_started = Instant::now();
@@ -622,7 +709,7 @@ impl DistributedRun {
 
     /// Adds a result of the second stage.
     pub fn add_result(&mut self, name: &str, bytes: &[u8]) -> Result<(), DistributedError> {
-        if let Some(table) = name.strip_prefix(PART_RESULT) {
+        if let Some(table) = name.strip_prefix(TABLE_PART_RESULT) {
             let part: TablePart = serde_json::from_slice(bytes)
                 .map_err(|source| DistributedError::Part { table: table.to_owned(), source })?;
             self.parts.entry(table.to_owned()).or_default().push(part);
@@ -644,10 +731,7 @@ impl DistributedRun {
         } = self;
         // The second stage's tasks, as the driver waited for them.
         prepared.stage_seconds.insert("tables".to_owned(), tables_started.elapsed().as_secs_f64());
-        let staging = staging.ok_or_else(|| DistributedError::Unexpected {
-            name: "the end of a run whose output was not begun".to_owned(),
-            dest: TO_DRIVER,
-        })?;
+        let staging = staging.ok_or(DistributedError::OutputNotBegun)?;
         let tables = prepared.tables.clone();
         let context = &prepared.context;
         let mut warnings = Vec::new();
@@ -664,42 +748,49 @@ impl DistributedRun {
         let mut infos = Vec::with_capacity(tables.len());
         let mut outputs = Vec::new();
         for table in &tables {
-            let fit_source = || fits.clone().map_or(FitSource::Unavailable, FitSource::Given);
-            match table.placement {
-                Placement::PerEntity(_) => {
-                    let mut table_parts = parts.remove(table.name).unwrap_or_default();
-                    // The columns, from the table's plan over no entities; a table without
-                    // rows gets one empty part with them.
-                    let facts = received_facts(context, table, 0, Vec::new(), empty_events())?;
-                    let empty = compute_table(&Run::with_fits(context, &facts, fit_source()), table)?.frame;
-                    if table_parts.is_empty() {
-                        let output = OutputTable { name: table.name.to_owned(), frame: empty.clone() };
-                        table_parts.push(crate::write_table_part(staging.dir(), &output, 0)?);
-                    }
-                    infos.push(table_of_parts(table.name, empty.schema(), &table_parts));
+            let fits_of_table = if reads_fits(std::slice::from_ref(table)) {
+                FitSource::Given(fits.clone().ok_or(DistributedError::NoFits { table: table.name })?)
+            } else {
+                FitSource::Unavailable
+            };
+            // A table's plan over no entities: the columns of a per-entity table, `clv_model`
+            // (the fits only), or an aggregated table that no bucket shipped anything to (so
+            // that no task ran for it).
+            let over_nothing = || -> Result<DataFrame, DistributedError> {
+                let facts = received_facts(context, table, 0, Vec::new(), empty_events())?;
+                Ok(compute_table(&Run::with_fits(context, &facts, fits_of_table.clone()), table)?.frame)
+            };
+            if let Placement::PerEntity(_) = table.placement {
+                let mut table_parts = parts.remove(table.name).unwrap_or_default();
+                let empty = over_nothing()?;
+                // A table without rows gets one empty part with its columns.
+                if table_parts.is_empty() {
+                    let output = OutputTable { name: table.name.to_owned(), frame: empty.clone() };
+                    table_parts.push(crate::write_table_part(staging.dir(), &output, 0)?);
                 }
-                Placement::Merged | Placement::Fits => {
-                    let frame = match table.placement {
-                        // A table no bucket shipped anything to (no task ran for it): its plan
-                        // over no facts, as its task would have computed it.
-                        Placement::Merged => match merged.remove(table.name) {
-                            Some(frame) => frame,
-                            None => {
-                                let facts = received_facts(context, table, 0, Vec::new(), empty_events())?;
-                                compute_table(&Run::with_fits(context, &facts, FitSource::Unavailable), table)?.frame
-                            }
-                        },
-                        _ => {
-                            let facts = received_facts(context, table, 0, Vec::new(), empty_events())?;
-                            let fits = fits.clone().ok_or(DistributedError::NoFits { table: table.name })?;
-                            compute_table(&Run::with_fits(context, &facts, FitSource::Given(fits)), table)?.frame
-                        }
-                    };
-                    let output = OutputTable { name: table.name.to_owned(), frame };
-                    infos.push(crate::write_table(staging.dir(), &output)?);
-                    outputs.push(output);
+                let info = table_of_parts(table.name, empty.schema(), &table_parts);
+                // The customers' rows against the customers the fits counted (a part lost
+                // between the tasks and the driver).
+                if let FitSource::Given(fits) = &fits_of_table
+                    && info.rows != fits.bg_nbd_customers
+                {
+                    return Err(DistributedError::PartRows {
+                        table: table.name,
+                        rows: info.rows,
+                        expected: fits.bg_nbd_customers,
+                    });
                 }
+                staging.check_parts(&info)?;
+                infos.push(info);
+                continue;
             }
+            let frame = match (table.placement, merged.remove(table.name)) {
+                (Placement::Merged, Some(frame)) => frame,
+                _ => over_nothing()?,
+            };
+            let output = OutputTable { name: table.name.to_owned(), frame };
+            infos.push(crate::write_table(staging.dir(), &output)?);
+            outputs.push(output);
         }
         prepared.stage_seconds.insert("export".to_owned(), clock.elapsed().as_secs_f64());
         let computed = prepared.computed(outputs, warnings);

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod out_dir;
 pub mod report;
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -114,6 +115,51 @@ impl Staging {
         &self.dir
     }
 
+    /// Creates the part directories of table `table` (see [`part_dirs`]), which other
+    /// processes write its parts into.
+    pub fn create_part_dirs(&self, table: &str) -> Result<(), ExportError> {
+        for name in part_dirs(table) {
+            let path = self.dir.join(name);
+            fs::create_dir(&path).map_err(io_error(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Checks a table written in parts by other processes: each part file it lists is in its
+    /// directory with its size, and the directories hold nothing else (what a killed attempt
+    /// left is removed).
+    pub fn check_parts(&self, table: &TableInfo) -> Result<(), ExportError> {
+        let listed: BTreeSet<&str> = table.files.iter().map(|file| file.name.as_str()).collect();
+        for file in &table.files {
+            let path = self.dir.join(&file.name);
+            let bytes = fs::metadata(&path).map_err(io_error(&path))?.len();
+            if bytes != file.bytes {
+                return Err(ExportError::Io {
+                    path,
+                    source: std::io::Error::other(format!("{bytes} bytes, the task that wrote it said {}", file.bytes)),
+                });
+            }
+        }
+        for dir in part_dirs(&table.name) {
+            let path = self.dir.join(&dir);
+            for entry in fs::read_dir(&path).map_err(io_error(&path))? {
+                let entry = entry.map_err(io_error(&path))?;
+                let name = format!("{dir}/{}", entry.file_name().to_string_lossy());
+                if listed.contains(name.as_str()) {
+                    continue;
+                }
+                if !entry.file_name().to_string_lossy().starts_with(out_dir::TEMPORARY_PREFIX) {
+                    return Err(ExportError::Io {
+                        path: entry.path(),
+                        source: std::io::Error::other("a file no task reported for this table"),
+                    });
+                }
+                fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the manifest of the tables written and (unless skipped) `report.html`, then puts
     /// the staging directory in the place of `out`. Returns the manifest written.
     pub fn commit(
@@ -171,7 +217,13 @@ fn replace_dir(staging: &Path, out: &Path) -> Result<(), ExportError> {
     }
     rustix::fs::renameat_with(rustix::fs::CWD, staging, rustix::fs::CWD, out, rustix::fs::RenameFlags::EXCHANGE)
         .map_err(|errno| ExportError::Io { path: out.to_owned(), source: errno.into() })?;
-    fs::remove_dir_all(staging).map_err(io_error(staging))
+    // The new outputs are in place: old contents that cannot be removed (a straggling Spark
+    // task still writing into them) are left for the next run, which removes stale staging
+    // directories.
+    if let Err(error) = fs::remove_dir_all(staging) {
+        tracing::warn!(path = %staging.display(), %error, "the previous outputs could not be removed");
+    }
+    Ok(())
 }
 
 /// Writes a table's Parquet and CSV files into `dir` (`<name>.parquet`, `<name>.csv`).
@@ -194,12 +246,24 @@ pub struct TablePart {
     pub files: Vec<FileInfo>,
 }
 
+/// The directories of table `table`'s part files in an output directory: `<table>.parquet`
+/// and `<table>.csv`.
+pub fn part_dirs(table: &str) -> [String; 2] {
+    [format!("{table}.parquet"), format!("{table}.csv")]
+}
+
 /// Writes part `part` of a table into `dir`: `<name>.parquet/part-<part>.parquet` and
-/// `<name>.csv/part-<part>.csv` (each with the table's header), under temporary names renamed
-/// into place, so that a retried or speculative attempt replaces a part whole.
+/// `<name>.csv/part-<part>.csv` (each with the table's header; the directories, see
+/// [`part_dirs`], must exist), under temporary names renamed into place, so that a retried or
+/// speculative attempt replaces a part whole.
 pub fn write_table_part(dir: &Path, table: &OutputTable, part: u32) -> Result<TablePart, ExportError> {
-    let part_name = |extension: &str| format!("{0}.{extension}/part-{part:05}.{extension}", table.name);
-    let (parquet, csv) = write_files(dir, table, &part_name("parquet"), &part_name("csv"))?;
+    let [parquet_dir, csv_dir] = part_dirs(&table.name);
+    let (parquet, csv) = write_files(
+        dir,
+        table,
+        &format!("{parquet_dir}/part-{part:05}.parquet"),
+        &format!("{csv_dir}/part-{part:05}.csv"),
+    )?;
     Ok(TablePart { rows: table.frame.height() as u64, files: vec![parquet, csv] })
 }
 
@@ -262,8 +326,9 @@ fn write_files(dir: &Path, table: &OutputTable, parquet: &str, csv: &str) -> Res
     Ok((parquet?, csv?))
 }
 
-/// Writes the file `name` (inside `dir`, its directory created) with `write`, under a temporary
-/// name renamed into place; returns its name, size and hash.
+/// Writes the file `name` (inside `dir`, whose subdirectory it names must exist) with `write`,
+/// under a temporary name renamed into place; returns its name, size and hash. The file is
+/// readable as one `File::create` makes (0666 less the umask).
 fn write_file(
     dir: &Path,
     name: &str,
@@ -271,8 +336,11 @@ fn write_file(
 ) -> Result<FileInfo, ExportError> {
     let path = dir.join(name);
     let parent = path.parent().unwrap_or(dir);
-    fs::create_dir_all(parent).map_err(io_error(parent))?;
-    let mut partial = tempfile::NamedTempFile::new_in(parent).map_err(io_error(parent))?;
+    let mut partial = tempfile::Builder::new()
+        .prefix(out_dir::TEMPORARY_PREFIX)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(parent)
+        .map_err(io_error(parent))?;
     write(partial.as_file_mut())?;
     let mut info = file_info(partial.path())?;
     partial.persist(&path).map_err(|error| ExportError::Io { path: path.clone(), source: error.error })?;

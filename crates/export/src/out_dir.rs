@@ -145,7 +145,7 @@ pub fn check_apart_from_lake(out: &Path, lake: &Path) -> Result<(), OutDirError>
 }
 
 /// Refuses `out` unless it does not exist, is empty, or is a crmkpi output directory holding
-/// only crmkpi's files.
+/// only crmkpi's files (in the part directories of a Spark job's per-entity tables too).
 pub fn check_replaceable(out: &Path) -> Result<(), OutDirError> {
     let io = |source| OutDirError::Io { path: out.to_owned(), source };
     let metadata = match fs::metadata(out) {
@@ -157,9 +157,30 @@ pub fn check_replaceable(out: &Path) -> Result<(), OutDirError> {
         return Err(OutDirError::NotADirectory { path: out.to_owned() });
     }
     let owned = owned_entries(out)?;
-    let foreign =
-        crmkpi_schema::dir_entries::list(out, |name| !owned.contains(name) && !name.starts_with(TEMPORARY_PREFIX))
+    // A file listed as `customers.parquet/part-00003.parquet` makes its directory crmkpi's,
+    // and that directory must hold only listed files.
+    let mut part_dirs: BTreeSet<&str> = BTreeSet::new();
+    let top: BTreeSet<&str> = owned
+        .iter()
+        .map(|name| match name.split_once('/') {
+            Some((dir, _)) => {
+                part_dirs.insert(dir);
+                dir
+            }
+            None => name.as_str(),
+        })
+        .collect();
+    let mut foreign =
+        crmkpi_schema::dir_entries::list(out, |name| !top.contains(name) && !name.starts_with(TEMPORARY_PREFIX))
             .map_err(io)?;
+    for dir in part_dirs {
+        let listed = |name: &str| owned.contains(&format!("{dir}/{name}"));
+        let inside = crmkpi_schema::dir_entries::list(&out.join(dir), |name| {
+            !listed(name) && !name.starts_with(TEMPORARY_PREFIX)
+        })
+        .map_err(|source| OutDirError::Io { path: out.join(dir), source })?;
+        foreign.extend(inside.into_iter().map(|name| format!("{dir}/{name}")));
+    }
     if foreign.is_empty() {
         return Ok(());
     }
@@ -246,6 +267,25 @@ mod tests {
         assert!(is_output_dir(dir.path()).expect("inspect"));
         fs::write(dir.path().join("u.csv"), "x").expect("write");
         assert!(matches!(check_replaceable(dir.path()), Err(OutDirError::Foreign { .. })));
+    }
+
+    #[test]
+    fn the_part_directories_of_a_spark_run_are_replaceable_while_they_hold_only_listed_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = r#"{"written_by":"crmkpi","tables":[{"files":[{"name":"c.parquet/part-00000.parquet"},
+            {"name":"c.parquet/part-00001.parquet"},{"name":"c.csv/part-00000.csv"},{"name":"k.csv"}]}]}"#;
+        fs::write(dir.path().join(MANIFEST_FILE), manifest).expect("write");
+        for dir_name in ["c.parquet", "c.csv"] {
+            fs::create_dir(dir.path().join(dir_name)).expect("dir");
+        }
+        for name in ["c.parquet/part-00000.parquet", "c.parquet/part-00001.parquet", "c.csv/part-00000.csv", "k.csv"] {
+            fs::write(dir.path().join(name), "x").expect("write");
+        }
+        fs::write(dir.path().join("c.parquet/.crmkpi-part.tmp"), "x").expect("write");
+        check_replaceable(dir.path()).expect("replaceable");
+        fs::write(dir.path().join("c.csv/mine.csv"), "x").expect("write");
+        let error = check_replaceable(dir.path()).expect_err("refused");
+        assert!(error.to_string().contains("1 entry that crmkpi did not write: c.csv/mine.csv"), "{error}");
     }
 
     #[test]

@@ -156,6 +156,8 @@ fn _crmkpi(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<spark::SparkRun>()?;
     module.add_function(wrap_pyfunction!(spark::bucket_task, module)?)?;
     module.add_function(wrap_pyfunction!(spark::stage_two_task, module)?)?;
+    module.add("TO_DRIVER", crmkpi_export::distributed::TO_DRIVER)?;
+    module.add("GLOBAL_BUCKET", crmkpi_export::distributed::GLOBAL_BUCKET)?;
     module.add_function(wrap_pyfunction!(spark::bucket_of, module)?)?;
     module.add_function(wrap_pyfunction!(spark::entity_keys, module)?)?;
     module.add_function(wrap_pyfunction!(spark::compute_columns, module)?)?;

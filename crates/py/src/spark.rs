@@ -86,6 +86,12 @@ impl SparkRun {
         Ok(self.run()?.buckets())
     }
 
+    /// The number of aggregated tables computed by a task of their own.
+    #[getter]
+    fn merged_tables(&mut self) -> PyResult<usize> {
+        Ok(self.run()?.merged_tables())
+    }
+
     /// What every task needs, as JSON (pass it to `bucket_task` and `stage_two_task`); after
     /// `fit`, with the fits.
     fn task_spec(&mut self) -> PyResult<String> {
@@ -165,25 +171,25 @@ pub fn bucket_task<'py>(
     Ok(shipments.into_iter().map(|(dest, name, bytes)| (dest, name, PyBytes::new(py, &bytes))).collect())
 }
 
-/// The second stage's task of destination `dest`, from the shipments (name, bytes) Spark
-/// grouped there; the per-entity tables' parts are written under `staging`. Returns the
-/// results for the driver, as (name, bytes).
+/// The second stage's task of destination `dest`, from the shipments Spark grouped there (any
+/// object with `__arrow_c_stream__` with columns `name` and `payload`, e.g. the `pyarrow.Table`
+/// of an `applyInArrow` function; read without a copy into Python); the per-entity tables'
+/// parts are written under `staging`. Returns the results for the driver, as (name, bytes).
 #[pyfunction]
 pub fn stage_two_task<'py>(
     py: Python<'py>,
     task_spec: &str,
     dest: i32,
-    shipments: Vec<(String, Vec<u8>)>,
+    shipments: &Bound<'py, PyAny>,
     staging: PathBuf,
 ) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
+    let capsule = shipments.call_method0("__arrow_c_stream__")?;
+    let shipments = import_stream(capsule.cast::<PyCapsule>()?)
+        .map_err(|error| EngineError::runtime_with_context("reading the shipments", &error).into_py())?;
     let results = py
         .detach(|| {
             let spec = TaskSpec::from_json(task_spec)?;
-            let shipments = shipments
-                .into_iter()
-                .map(|(name, bytes)| Ok((name.clone(), distributed::decode_frame(&name, &bytes)?)))
-                .collect::<Result<Vec<_>, DistributedError>>()?;
-            distributed::stage_two_task(&spec, dest, shipments, &staging)
+            distributed::stage_two_task(&spec, dest, distributed::decode_shipments(&shipments)?, &staging)
         })
         .map_err(|error| distributed_error(&error))?;
     Ok(results.into_iter().map(|(name, bytes)| (name, PyBytes::new(py, &bytes))).collect())

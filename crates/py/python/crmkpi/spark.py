@@ -54,13 +54,17 @@ __all__ = ["main", "run"]
 #: ``occurred_at`` reaches the engine unshifted.
 SESSION_SETTINGS = {"spark.sql.session.timeZone": "UTC"}
 
+#: Session settings while the job runs (None: the number of tasks), restored afterwards.
+STAGE_SETTINGS = {"spark.sql.shuffle.partitions": None, "spark.sql.adaptive.coalescePartitions.enabled": "false"}
+
 #: The schema of what the tasks of both stages return: shipments (stage 1) and results
 #: (stage 2), each a frame or description encoded by the engine, with its destination.
 SHIPMENT_SCHEMA = "dest int, name string, payload binary"
 
-#: The destination of the shipments for the driver, and the bucket of the events of no entity.
-TO_DRIVER = -1
-GLOBAL_BUCKET = -1
+#: The destination of the shipments for the driver, and the bucket of the events of no entity
+#: (the engine's numbers).
+TO_DRIVER = _crmkpi.TO_DRIVER
+GLOBAL_BUCKET = _crmkpi.GLOBAL_BUCKET
 
 
 def run(
@@ -74,7 +78,7 @@ def run(
     config: str | os.PathLike[str] | None = None,
     buckets: int | None = None,
     memory_limit: str | None = None,
-    report: bool = True,
+    report: bool = False,
 ) -> dict[str, Table]:
     """Compute the KPI tables of ``lake`` with Spark and write them to ``out`` as
     ``crmkpi compute --out`` does, the per-entity tables (``customers``, ``deals``,
@@ -88,7 +92,9 @@ def run(
     ``spark-submit`` passed, else ``local[*]``) and stopped at the end.
     ``buckets`` sets the number of entity buckets (one Spark task each); by default the
     engine's choice for ``memory_limit``, and at least the session's default parallelism.
-    The other arguments are those of ``crmkpi.compute``.
+    ``report=True`` also renders ``report.html`` on the driver, which then reads three columns
+    of ``customers`` (its histograms): the one per-entity data the driver would see, so it is
+    off by default. The other arguments are those of ``crmkpi.compute``.
     """
     names = [] if tables is None else [tables] if isinstance(tables, str) else list(tables)
     _crmkpi.check_out_dir(os.fspath(out), os.fspath(lake))
@@ -167,10 +173,14 @@ def _compute(spark: Any, engine_run: Any, out: str, report: bool) -> tuple[list[
         bucket = table.column("bucket")[0].as_py()
         return shipments_table(_crmkpi.bucket_task(first_spec, bucket, table.drop_columns(["bucket"])))
 
-    # As many shuffle partitions as tasks, so that they run in parallel (Spark places groups by
-    # a hash of their number: a partition may hold two, computed one after the other).
-    previous_partitions = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(buckets + 1))
+    # As many shuffle partitions as tasks of the larger stage (the buckets, the events of no
+    # entity, the aggregated tables), so that they run in parallel (Spark places groups by a
+    # hash of their number: a partition may hold two, computed one after the other), and not
+    # coalesced by adaptive execution (small partitions are still separate tasks).
+    tasks = buckets + 1 + engine_run.merged_tables
+    previous = {key: spark.conf.get(key, None) for key in STAGE_SETTINGS}
+    for key, value in STAGE_SETTINGS.items():
+        spark.conf.set(key, str(tasks) if value is None else value)
     shipments = routed.groupBy("bucket").applyInArrow(first_stage, SHIPMENT_SCHEMA)
     shipments = shipments.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -183,14 +193,17 @@ def _compute(spark: Any, engine_run: Any, out: str, report: bool) -> tuple[list[
         def second_stage(table: Any) -> Any:
             os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
             dest = table.column("dest")[0].as_py()
-            received = list(zip(table.column("name").to_pylist(), table.column("payload").to_pylist()))
-            results = _crmkpi.stage_two_task(second_spec, dest, received, staging)
+            results = _crmkpi.stage_two_task(second_spec, dest, table.select(["name", "payload"]), staging)
             return shipments_table([(TO_DRIVER, name, payload) for name, payload in results])
 
         destinations = shipments.where(F.col("dest") != TO_DRIVER)
         results = destinations.groupBy("dest").applyInArrow(second_stage, SHIPMENT_SCHEMA).collect()
     finally:
-        spark.conf.set("spark.sql.shuffle.partitions", previous_partitions)
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
         shipments.unpersist()
     for row in sorted(results, key=lambda row: row["name"]):
         engine_run.add_result(row["name"], bytes(row["payload"]))
@@ -225,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buckets", type=int, help="entity buckets, one Spark task each")
     parser.add_argument("--memory-limit", help="memory the buckets are planned for, e.g. 4GiB")
     parser.add_argument("--master", help="Spark master URL (default: local[*], or spark-submit's)")
-    parser.add_argument("--no-report", action="store_true", help="do not write report.html")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.html (rendered on the driver, which then reads three columns of customers)",
+    )
     args = parser.parse_args(argv)
     try:
         computed = run(
@@ -237,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config,
             buckets=args.buckets,
             memory_limit=args.memory_limit,
-            report=not args.no_report,
+            report=args.report,
         )
     except CrmkpiError as error:
         print(f"error: {error}", file=sys.stderr)
