@@ -368,9 +368,10 @@ pub fn decode_frame(name: &str, bytes: &[u8]) -> Result<DataFrame, DistributedEr
 /// The destination of an aggregated table's task: -2 for the first table of
 /// [`crmkpi_compute::TABLES`], -3 for the second, and so on.
 pub fn merged_destination(table: &TableSpec) -> i32 {
-    // TABLES holds a dozen tables, and every TableSpec comes from it (`select_tables`).
-    let index = TABLES.iter().position(|known| known.name == table.name).map_or(i32::MIN, |index| index as i32);
-    -2 - index
+    // Every TableSpec comes from TABLES (`select_tables`); one that did not would get a
+    // destination past them, which no second-stage task accepts.
+    let index = TABLES.iter().position(|known| known.name == table.name).unwrap_or(TABLES.len());
+    -2 - index as i32
 }
 
 /// The first stage's task of bucket `bucket`: its facts, from its events (the lake's compute
