@@ -61,6 +61,12 @@ pub enum ComputeError {
         /// The bucket it came from.
         bucket: u32,
     },
+    /// A received frame's name is both a per-entity fact's and a part's, so it cannot be placed.
+    #[error("`{name}` names both a per-entity fact and a part")]
+    AmbiguousFact {
+        /// The name.
+        name: String,
+    },
     /// A frame computed elsewhere (a Spark task) has other columns than the same fact here:
     /// the task ran another crmkpi version.
     #[error(

@@ -79,8 +79,12 @@ impl ComputedRun {
     /// Writes the tables, `manifest.json` and (with `report`) `report.html` into `out`,
     /// replacing its previous contents atomically (see [`crate::write_outputs`]).
     pub fn write(&self, out: &Path, report: bool) -> Result<Manifest, ExportError> {
-        let report = if report { ReportChoice::Render(self.latest_ingest.as_ref()) } else { ReportChoice::Skip };
-        crate::write_outputs(out, &self.tables, self.manifest_input.clone(), report)
+        crate::write_outputs(out, &self.tables, self.manifest_input.clone(), self.report_choice(report))
+    }
+
+    /// Whether the outputs get `report.html`, showing the lake's latest ingest.
+    pub fn report_choice(&self, report: bool) -> ReportChoice<'_> {
+        if report { ReportChoice::Render(self.latest_ingest.as_ref()) } else { ReportChoice::Skip }
     }
 }
 

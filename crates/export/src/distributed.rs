@@ -38,7 +38,7 @@ use crmkpi_compute::clv::{BgNbd, Fit, GammaGamma, Rfm, RfmGroup};
 use crmkpi_compute::context::{bucket_of, bucket_schema};
 use crmkpi_compute::facts::customers::CUSTOMERS;
 use crmkpi_compute::facts::tickets::UNOPENED_TICKETS;
-use crmkpi_compute::facts::{Bucket, ENTITY_FACTS, Facts, FactsBuilder, Owner};
+use crmkpi_compute::facts::{Bucket, Facts, FactsBuilder, Layout, Owner};
 use crmkpi_compute::{
     ComputeError, Context, FitSource, Placement, Run, TABLES, TableSpec, bucket_facts, checks_unopened_tickets,
     compute_table, reads_fits, select_tables, unopened_tickets_warning,
@@ -48,7 +48,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::compute_run::{ComputeRequest, ComputedRun, PreparedRun, Progress, prepare};
-use crate::{ExportError, Manifest, OutputTable, ReportChoice, Staging, TablePart, table_of_parts};
+use crate::{ExportError, Manifest, OutputTable, Staging, TablePart, table_of_parts};
 
 /// The destination of the shipments for the driver.
 pub const TO_DRIVER: i32 = -1;
@@ -59,9 +59,6 @@ pub const GLOBAL_BUCKET: i32 = -1;
 const RFM_GROUPS: &str = "rfm_groups";
 const UNOPENED_TICKETS_COUNT: &str = "unopened_tickets_count";
 const GLOBAL_EVENTS: &str = "global_events";
-/// The prefix of a shipment of an additive part (`part:<name>`), beside the per-entity facts an
-/// aggregated table's task receives by their names.
-const PART_SHIPMENT: &str = "part:";
 /// Prefixes of the results of the second stage: the description of a part of a per-entity
 /// table, an aggregated table.
 const TABLE_PART_RESULT: &str = "table-part/";
@@ -200,12 +197,16 @@ impl TaskSpec {
 
     /// Where `table`'s plan gets its fits from in a task.
     fn fit_source(&self, table: &TableSpec) -> Result<FitSource, DistributedError> {
-        if !reads_fits(std::slice::from_ref(table)) {
-            return Ok(FitSource::Unavailable);
-        }
-        let fits = self.fits.as_ref().ok_or(DistributedError::NoFits { table: table.name })?;
-        Ok(FitSource::Given(fits.to_fits()))
+        fit_source(table, self.fits.as_ref().map(ShippedFits::to_fits))
     }
+}
+
+/// Where `table`'s plan gets its fits from: the driver's, when it reads them.
+fn fit_source(table: &TableSpec, fits: Option<ClvFits>) -> Result<FitSource, DistributedError> {
+    if !reads_fits(std::slice::from_ref(table)) {
+        return Ok(FitSource::Unavailable);
+    }
+    Ok(FitSource::Given(fits.ok_or(DistributedError::NoFits { table: table.name })?))
 }
 
 /// The CLV fits as the task specification carries them: every number by its bits, so that the
@@ -316,8 +317,8 @@ impl ShippedFits {
 pub struct Shipment {
     /// Where it goes.
     pub dest: i32,
-    /// What it is: `<table>/<fact>` for a per-entity table's facts, `<fact>`, `part/<part>` or
-    /// `global_events` for an aggregated table, `rfm_groups` or `unopened_tickets_count` for
+    /// What it is: `<table>/<fact>` for a per-entity table's facts, the name of a fact or
+    /// part (names are unique in a run) or `global_events` for an aggregated table, `rfm_groups` or `unopened_tickets_count` for
     /// the driver.
     pub name: String,
     /// The rows.
@@ -393,17 +394,17 @@ pub fn bucket_task(spec: &TaskSpec, bucket: i32, events: DataFrame) -> Result<Ve
     let events = context.received_bucket_events(number, events)?;
     let facts = bucket_facts(&Bucket::new(&context, number, events), &tables)?;
     let mut shipments = Vec::new();
-    for (name, owner, frame) in facts.into_frames() {
+    for (name, layout, owner, frame) in facts.into_frames() {
         if frame.height() == 0 {
             continue;
         }
-        if !ENTITY_FACTS.iter().any(|fact| fact.name == name) {
+        if let Layout::Part(_) = layout {
             // A table's parts go to its task; the parts every run computes (monthly order
             // sums) to every aggregated table's.
             let reads = |table: &&TableSpec| !matches!(owner, Owner::Table(owner) if owner != table.name);
             shipments.extend(merged_tables(&tables).filter(reads).map(|table| Shipment {
                 dest: merged_destination(table),
-                name: format!("{PART_SHIPMENT}{name}"),
+                name: name.to_owned(),
                 frame: frame.clone(),
             }));
             continue;
@@ -425,13 +426,15 @@ pub fn bucket_task(spec: &TaskSpec, bucket: i32, events: DataFrame) -> Result<Ve
                 Placement::Fits => {}
             }
         }
-        if name == CUSTOMERS && reads_fits(&tables) {
+        // Facts are computed only for tables that read them: customers' for the tables of the
+        // fits, unopened tickets' for those that count them.
+        if name == CUSTOMERS {
             let groups = rfm_rows(&frame).and_then(|rows| groups_frame(&RfmGroup::of_customers(&rows)));
             let groups =
                 groups.map_err(|source| DistributedError::Ship { what: "RFM groups", dest: bucket, source })?;
             shipments.push(Shipment { dest: TO_DRIVER, name: RFM_GROUPS.to_owned(), frame: groups });
         }
-        if name == UNOPENED_TICKETS && checks_unopened_tickets(&tables) {
+        if name == UNOPENED_TICKETS {
             let count = df!("tickets" => [frame.height() as u64]).map_err(|source| DistributedError::Ship {
                 what: "unopened tickets",
                 dest: bucket,
@@ -501,57 +504,70 @@ fn groups_of(frame: &DataFrame) -> PolarsResult<Vec<RfmGroup>> {
         .collect())
 }
 
-/// The second stage's task of destination `dest`, from the shipments Spark grouped there: for
-/// a bucket, its rows of each per-entity table it received facts for, written as part files
-/// into the staging directory `staging` (results `part/<table>`, the part's description as
-/// JSON); for an aggregated table's task, the table (result `table/<table>`, as bytes).
+/// The second stage's task of destination `dest`, from the shipments Spark grouped there: a
+/// bucket's per-entity table parts ([`table_parts_task`]) or an aggregated table
+/// ([`merged_table_task`]).
 pub fn stage_two_task(
     spec: &TaskSpec,
     dest: i32,
     shipments: Vec<(String, DataFrame)>,
     staging: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, DistributedError> {
-    let context = spec.context();
-    let tables = spec.tables()?;
-    if let Ok(bucket) = u32::try_from(dest) {
-        let mut by_table: BTreeMap<String, Vec<(String, DataFrame)>> = BTreeMap::new();
-        for (name, frame) in shipments {
-            let Some((table, fact)) = name.split_once('/') else {
-                return Err(DistributedError::Unexpected { name, dest });
-            };
-            by_table.entry(table.to_owned()).or_default().push((fact.to_owned(), frame));
-        }
-        let mut results = Vec::new();
-        for (name, frames) in by_table {
-            let table = tables
-                .iter()
-                .find(|table| table.name == name && matches!(table.placement, Placement::PerEntity(_)))
-                .ok_or_else(|| DistributedError::Unexpected { name: name.clone(), dest })?;
-            let facts = received_facts(&context, table, bucket, frames, empty_events())?;
-            let run = Run::with_fits(&context, &facts, spec.fit_source(table)?);
-            let computed = compute_table(&run, table)?;
-            let output = OutputTable { name: table.name.to_owned(), frame: computed.frame };
-            let part = crate::write_table_part(staging, &output, bucket)?;
-            let json = serde_json::to_vec(&part)
-                .map_err(|source| DistributedError::Part { table: table.name.to_owned(), source })?;
-            results.push((format!("{TABLE_PART_RESULT}{}", table.name), json));
-        }
-        return Ok(results);
+    match u32::try_from(dest) {
+        Ok(bucket) => table_parts_task(spec, bucket, shipments, staging),
+        Err(_) => merged_table_task(spec, dest, shipments),
     }
+}
+
+/// Bucket `bucket`'s rows of each per-entity table it received facts for, written as part
+/// files into the staging directory `staging`; results `table-part/<table>`, the part's
+/// description as JSON.
+fn table_parts_task(
+    spec: &TaskSpec,
+    bucket: u32,
+    shipments: Vec<(String, DataFrame)>,
+    staging: &Path,
+) -> Result<Vec<(String, Vec<u8>)>, DistributedError> {
+    let (context, tables) = (spec.context(), spec.tables()?);
+    let dest = bucket as i32;
+    let mut by_table: BTreeMap<String, Vec<(String, DataFrame)>> = BTreeMap::new();
+    for (name, frame) in shipments {
+        let Some((table, fact)) = name.split_once('/') else {
+            return Err(DistributedError::Unexpected { name, dest });
+        };
+        by_table.entry(table.to_owned()).or_default().push((fact.to_owned(), frame));
+    }
+    let mut results = Vec::new();
+    for (name, frames) in by_table {
+        let table = tables
+            .iter()
+            .find(|table| table.name == name && matches!(table.placement, Placement::PerEntity(_)))
+            .ok_or_else(|| DistributedError::Unexpected { name: name.clone(), dest })?;
+        let facts = received_facts(&context, table, bucket, frames, empty_events())?;
+        let computed = compute_table(&Run::with_fits(&context, &facts, spec.fit_source(table)?), table)?;
+        let output = OutputTable { name: table.name.to_owned(), frame: computed.frame };
+        let part = crate::write_table_part(staging, &output, bucket)?;
+        let json = serde_json::to_vec(&part)
+            .map_err(|source| DistributedError::Part { table: table.name.to_owned(), source })?;
+        results.push((format!("{TABLE_PART_RESULT}{}", table.name), json));
+    }
+    Ok(results)
+}
+
+/// The aggregated table of destination `dest`, from the facts and parts every bucket shipped
+/// it and the events of no entity; result `table/<table>`, the table as bytes.
+fn merged_table_task(
+    spec: &TaskSpec,
+    dest: i32,
+    shipments: Vec<(String, DataFrame)>,
+) -> Result<Vec<(String, Vec<u8>)>, DistributedError> {
+    let (context, tables) = (spec.context(), spec.tables()?);
     let table = tables
         .iter()
         .find(|table| table.placement == Placement::Merged && merged_destination(table) == dest)
         .ok_or_else(|| DistributedError::Unexpected { name: format!("{} shipments", shipments.len()), dest })?;
-    let mut global_events: Vec<DataFrame> = Vec::new();
-    let mut frames = Vec::new();
-    for (name, frame) in shipments {
-        match name.strip_prefix(PART_SHIPMENT) {
-            _ if name == GLOBAL_EVENTS => global_events.push(frame),
-            Some(part) => frames.push((part.to_owned(), frame)),
-            None => frames.push((name, frame)),
-        }
-    }
-    let global_events = global_events.into_iter().try_fold(empty_events(), |mut all, frame| {
+    let (global_events, frames): (Vec<_>, Vec<_>) = shipments.into_iter().partition(|(name, _)| name == GLOBAL_EVENTS);
+    let global_events = global_events.into_iter().try_fold(empty_events(), |mut all, (_, frame)| {
         all.vstack_mut_owned(frame)?;
         Ok(all)
     });
@@ -749,11 +765,7 @@ impl DistributedRun {
         let mut infos = Vec::with_capacity(tables.len());
         let mut outputs = Vec::new();
         for table in &tables {
-            let fits_of_table = if reads_fits(std::slice::from_ref(table)) {
-                FitSource::Given(fits.clone().ok_or(DistributedError::NoFits { table: table.name })?)
-            } else {
-                FitSource::Unavailable
-            };
+            let fits_of_table = fit_source(table, fits.clone())?;
             // A table's plan over no entities: the columns of a per-entity table, `clv_model`
             // (the fits only), or an aggregated table that no bucket shipped anything to (so
             // that no task ran for it).
@@ -795,8 +807,7 @@ impl DistributedRun {
         }
         prepared.stage_seconds.insert("export".to_owned(), clock.elapsed().as_secs_f64());
         let computed = prepared.computed(outputs, warnings);
-        let choice = if report { ReportChoice::Render(computed.latest_ingest.as_ref()) } else { ReportChoice::Skip };
-        let manifest = staging.commit(computed.manifest_input.clone(), infos, choice)?;
+        let manifest = staging.commit(computed.manifest_input.clone(), infos, computed.report_choice(report))?;
         Ok((computed, manifest))
     }
 }

@@ -142,19 +142,16 @@ impl Staging {
         }
         for dir in part_dirs(&table.name) {
             let path = self.dir.join(&dir);
-            for entry in fs::read_dir(&path).map_err(io_error(&path))? {
-                let entry = entry.map_err(io_error(&path))?;
-                let name = format!("{dir}/{}", entry.file_name().to_string_lossy());
-                if listed.contains(name.as_str()) {
-                    continue;
+            let unlisted =
+                crmkpi_schema::dir_entries::list(&path, |name| !listed.contains(format!("{dir}/{name}").as_str()))
+                    .map_err(io_error(&path))?;
+            for name in unlisted {
+                let entry = path.join(&name);
+                if !name.starts_with(out_dir::TEMPORARY_PREFIX) {
+                    let source = std::io::Error::other("a file no task reported for this table");
+                    return Err(ExportError::Io { path: entry, source });
                 }
-                if !entry.file_name().to_string_lossy().starts_with(out_dir::TEMPORARY_PREFIX) {
-                    return Err(ExportError::Io {
-                        path: entry.path(),
-                        source: std::io::Error::other("a file no task reported for this table"),
-                    });
-                }
-                fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
+                fs::remove_file(&entry).map_err(io_error(&entry))?;
             }
         }
         Ok(())

@@ -154,6 +154,8 @@ fn split_ndjson(
     let mut line_number = 0u64;
     // Where the line being read starts in the batch's text (its end not read yet).
     let mut line_start = 0;
+    // The ends of the lines of the buffer just read (reused from read to read).
+    let mut ends: Vec<usize> = Vec::new();
     loop {
         let read = match reader.fill_buf() {
             Ok(buffer) => {
@@ -170,13 +172,14 @@ fn split_ndjson(
         // Bytes of the text (up to the buffer just read) that went with batches sent since.
         let mut cut = 0;
         let scanned = batch.text.len() - read;
-        let ends: Vec<usize> = if read == 0 {
+        ends.clear();
+        if read == 0 {
             // The last line, without a line end.
-            (line_start < batch.text.len()).then_some(batch.text.len()).into_iter().collect()
+            ends.extend((line_start < batch.text.len()).then_some(batch.text.len()));
         } else {
-            memchr::memchr_iter(b'\n', &batch.text[scanned..]).map(|end| scanned + end + 1).collect()
-        };
-        for end in ends {
+            ends.extend(memchr::memchr_iter(b'\n', &batch.text[scanned..]).map(|end| scanned + end + 1));
+        }
+        for &end in &ends {
             line_number += 1;
             // Positions after a cut are in the next batch's text, shorter by what was sent.
             let end = end - cut;

@@ -123,9 +123,14 @@ pub(crate) fn hand_over(run: ComputedRun, out: Option<&Path>, report: bool) -> R
     if let Some(out) = out {
         run.write(out, report).map_err(|error| EngineError::from_export("writing the outputs", &error))?;
     }
+    Ok(handed_over(run))
+}
+
+/// A finished run's tables as Python tables, with its data warnings.
+pub(crate) fn handed_over(run: ComputedRun) -> Computed {
     let as_of = run.manifest_input.as_of;
     let tables = run.tables.into_iter().map(|table| Table::new(table.name, table.frame, as_of.clone())).collect();
-    Ok((tables, run.manifest_input.warnings))
+    (tables, run.manifest_input.warnings)
 }
 
 /// Environment variable that shows the engine's log lines on stderr.

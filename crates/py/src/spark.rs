@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule};
 
 use crate::errors::EngineError;
-use crate::{Computed, Table, load_config};
+use crate::{Computed, handed_over, load_config};
 
 /// The name of an Arrow C stream capsule.
 const STREAM_CAPSULE: &std::ffi::CStr = c"arrow_array_stream";
@@ -128,15 +128,12 @@ impl SparkRun {
 
     /// Writes the aggregated tables and the manifest beside the parts and replaces `out`.
     /// Returns the aggregated tables and the data warnings.
-    #[pyo3(signature = (report=true))]
+    #[pyo3(signature = (report=false))]
     fn finish(&mut self, py: Python<'_>, report: bool) -> PyResult<Computed> {
         let run =
             self.run.take().ok_or_else(|| crate::errors::CrmkpiError::new_err("this Spark run is already finished"))?;
         let (computed, _) = py.detach(|| run.finish(report)).map_err(|error| distributed_error(&error))?;
-        let as_of = computed.manifest_input.as_of.clone();
-        let tables =
-            computed.tables.into_iter().map(|table| Table::new(table.name, table.frame, as_of.clone())).collect();
-        Ok((tables, computed.manifest_input.warnings))
+        Ok(handed_over(computed))
     }
 }
 
@@ -156,9 +153,7 @@ pub fn bucket_task<'py>(
     bucket: i32,
     events: &Bound<'py, PyAny>,
 ) -> PyResult<Vec<(i32, String, Bound<'py, PyBytes>)>> {
-    let capsule = events.call_method0("__arrow_c_stream__")?;
-    let events = import_stream(capsule.cast::<PyCapsule>()?)
-        .map_err(|error| EngineError::runtime_with_context("reading the bucket's events", &error).into_py())?;
+    let events = import_arrow(events, "reading the bucket's events")?;
     let shipments: Vec<(i32, String, Vec<u8>)> = py
         .detach(|| {
             let spec = TaskSpec::from_json(task_spec)?;
@@ -183,9 +178,7 @@ pub fn stage_two_task<'py>(
     shipments: &Bound<'py, PyAny>,
     staging: PathBuf,
 ) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
-    let capsule = shipments.call_method0("__arrow_c_stream__")?;
-    let shipments = import_stream(capsule.cast::<PyCapsule>()?)
-        .map_err(|error| EngineError::runtime_with_context("reading the shipments", &error).into_py())?;
+    let shipments = import_arrow(shipments, "reading the shipments")?;
     let results = py
         .detach(|| {
             let spec = TaskSpec::from_json(task_spec)?;
@@ -212,6 +205,13 @@ pub fn entity_keys() -> Vec<(&'static str, &'static str)> {
 #[pyfunction]
 pub fn compute_columns() -> Vec<&'static str> {
     crmkpi_compute::context::COMPUTE_COLUMNS.to_vec()
+}
+
+/// The rows of an object with `__arrow_c_stream__` as one frame; `what` names them in an error.
+fn import_arrow(object: &Bound<'_, PyAny>, what: &str) -> PyResult<DataFrame> {
+    let capsule = object.call_method0("__arrow_c_stream__")?;
+    import_stream(capsule.cast::<PyCapsule>()?)
+        .map_err(|error| EngineError::runtime_with_context(what, &error).into_py())
 }
 
 /// The record batches of an Arrow C stream capsule as one frame.

@@ -228,7 +228,7 @@ pub struct BucketFacts {
 
 /// How the frames of a fact or part merge over buckets.
 #[derive(Debug, Clone, Copy)]
-enum Layout {
+pub enum Layout {
     /// Per-entity rows: concatenated and sorted by these columns.
     Entity(&'static [&'static str]),
     /// Additive rows: summed by these key columns.
@@ -236,10 +236,10 @@ enum Layout {
 }
 
 impl BucketFacts {
-    /// Each per-entity fact's and each part's name, who declared it, and rows, in computing
-    /// order.
-    pub fn into_frames(self) -> impl Iterator<Item = (&'static str, Owner, DataFrame)> {
-        self.frames.into_iter().map(|(name, _, owner, frame)| (name, owner, frame))
+    /// Each per-entity fact's and each part's name, how it merges, who declared it, and rows,
+    /// in computing order.
+    pub fn into_frames(self) -> impl Iterator<Item = (&'static str, Layout, Owner, DataFrame)> {
+        self.frames.into_iter()
     }
 }
 
@@ -265,6 +265,9 @@ impl FactsBuilder {
     /// Keeps a frame of fact or part `name` computed elsewhere (a Spark task) for bucket
     /// `bucket`; the fact must be known from a bucket added before (an empty one will do).
     pub fn add_received(&mut self, bucket: u32, name: &str, frame: DataFrame) -> Result<(), ComputeError> {
+        if self.entity.contains_key(name) && self.parts.contains_key(name) {
+            return Err(ComputeError::AmbiguousFact { name: name.to_owned() });
+        }
         let known = self.entity.get_mut(name).or_else(|| self.parts.get_mut(name));
         let Some((frames, _)) = known else {
             return Err(ComputeError::UnknownFact { name: name.to_owned(), bucket });

@@ -168,8 +168,7 @@ def _compute(spark: Any, engine_run: Any, out: str, report: bool) -> tuple[list[
         )
 
     def first_stage(table: Any) -> Any:
-        # One engine thread pool per task slot, not one per core in every slot.
-        os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
+        _task_threads()
         bucket = table.column("bucket")[0].as_py()
         return shipments_table(_crmkpi.bucket_task(first_spec, bucket, table.drop_columns(["bucket"])))
 
@@ -191,7 +190,7 @@ def _compute(spark: Any, engine_run: Any, out: str, report: bool) -> tuple[list[
         staging = engine_run.begin_output(out)
 
         def second_stage(table: Any) -> Any:
-            os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
+            _task_threads()
             dest = table.column("dest")[0].as_py()
             results = _crmkpi.stage_two_task(second_spec, dest, table.select(["name", "payload"]), staging)
             return shipments_table([(TO_DRIVER, name, payload) for name, payload in results])
@@ -208,6 +207,11 @@ def _compute(spark: Any, engine_run: Any, out: str, report: bool) -> tuple[list[
     for row in sorted(results, key=lambda row: row["name"]):
         engine_run.add_result(row["name"], bytes(row["payload"]))
     return engine_run.finish(report)
+
+
+def _task_threads() -> None:
+    """One engine thread pool per task slot, not one per core in every slot."""
+    os.environ.setdefault("POLARS_MAX_THREADS", os.environ.get("CRMKPI_TASK_THREADS", "1"))
 
 
 def _session(master: str | None) -> Any:
