@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crmkpi_ingest::Lake;
 use crmkpi_ingest::Snapshot;
-use crmkpi_schema::{Config, EventType, LAKE_COLUMNS, event::LakeType};
+use crmkpi_ingest::lake::lake_schema;
+use crmkpi_schema::{Config, EventType};
 use polars::prelude::*;
 use xxhash_rust::xxh64::xxh64;
 
@@ -190,23 +191,6 @@ pub struct LakeStats {
     pub events: u64,
     /// The same by event type.
     pub per_event_type: BTreeMap<String, u64>,
-}
-
-/// The lake's schema as polars types.
-fn lake_schema() -> Schema {
-    LAKE_COLUMNS
-        .iter()
-        .map(|column| {
-            let dtype = match column.lake_type {
-                LakeType::Str => DataType::String,
-                LakeType::Timestamp => timestamp_type(),
-                LakeType::F64 => DataType::Float64,
-                LakeType::I64 => DataType::Int64,
-                LakeType::U64 => DataType::UInt64,
-            };
-            Field::new(column.name.into(), dtype)
-        })
-        .collect()
 }
 
 /// The columns of a bucket's events: [`COMPUTE_COLUMNS`] with the lake's types.

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::csv_records::{CsvCells, CsvRecord, CsvSplitter};
 use crate::error::IngestError;
 use crate::record::{CsvHeader, parse_json_line};
-use crate::source::{ByteCounter, DumpFile, Format, open};
+use crate::source::{DumpFile, Format, open};
 use crate::validate::{Event, RejectReason, validate};
 
 /// Records per batch handed from the reader thread to the parsers.
@@ -86,14 +86,15 @@ pub struct Parsed<'a> {
 /// Reads `file` to its end. The records of a batch are parsed and validated in parallel and
 /// handed to `on_batch` in file order while the reader thread splits the next batch;
 /// `on_progress` gets the compressed bytes and the records handed on so far after each batch.
+/// Returns the file's content identity when it was read whole as it was opened (see
+/// [`crate::source::RawBytes::identity`]).
 pub fn read_dump(
     file: &DumpFile,
     config: &Config,
     mut on_batch: impl for<'a> FnMut(Vec<Parsed<'a>>) -> Result<(), IngestError>,
     mut on_progress: impl FnMut(u64, u64),
-) -> Result<(), IngestError> {
-    let counter = ByteCounter::default();
-    let reader = open(file, counter.clone())?;
+) -> Result<Option<u128>, IngestError> {
+    let (reader, raw_bytes) = open(file)?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Batch, IngestError>>(2);
     std::thread::scope(|scope| {
         scope.spawn(|| match file.format {
@@ -119,9 +120,9 @@ pub fn read_dump(
                 .collect();
             records += parsed.len() as u64;
             on_batch(parsed)?;
-            on_progress(counter.get(), records);
+            on_progress(raw_bytes.count(), records);
         }
-        Ok(())
+        Ok(raw_bytes.identity())
     })
 }
 

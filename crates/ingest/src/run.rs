@@ -124,6 +124,13 @@ impl IngestReport {
 trait RecordSink: Send {
     fn accept<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError>;
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError>;
+    /// `file` is about to be read.
+    fn file_started(&mut self, _file: &DumpFile) {}
+    /// `file` was read to its end; `identity` is its content identity when the reader saw it
+    /// whole.
+    fn file_read(&mut self, _file: &DumpFile, _identity: Option<u128>) -> Result<(), IngestError> {
+        Ok(())
+    }
 }
 
 /// `crmkpi validate`: the checks of ingest, deduplicating within the inputs only, writing
@@ -177,6 +184,8 @@ pub fn ingest(
         reject_index: known_rejects,
         known_rejects: 0,
         source_identities: HashMap::new(),
+        reading: None,
+        unidentified: Vec::new(),
     };
     let places = match sink.staged.dedup_places() {
         Ok(places) => places,
@@ -229,9 +238,13 @@ struct LakeSink {
     reject_index: RejectIndex,
     /// This run's rejects that were in the lake's rejects already.
     known_rejects: u64,
-    /// The content identity of each file with rejects, computed at its first reject (a second
-    /// read of the file; files without rejects are not read twice).
+    /// The content identity of each file read, from its reader's hash of its bytes (or from a
+    /// second read of the file, see [`LakeSink::reject`]).
     source_identities: HashMap<PathBuf, u128>,
+    /// The file being read.
+    reading: Option<PathBuf>,
+    /// Rejects of the file being read, waiting for its identity.
+    unidentified: Vec<Reject>,
 }
 
 impl LakeSink {
@@ -239,22 +252,9 @@ impl LakeSink {
         self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
         Ok(self.staged)
     }
-}
 
-impl RecordSink for LakeSink {
-    fn accept<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
-        self.staged.add_events(events)
-    }
-
-    fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
-        let identity = match self.source_identities.get(&file.path) {
-            Some(identity) => *identity,
-            None => {
-                let identity = content_identity(file)?;
-                self.source_identities.insert(file.path.clone(), identity);
-                identity
-            }
-        };
+    /// Keeps `reject` of a file of identity `identity` unless an earlier run rejected it.
+    fn add_reject(&mut self, identity: u128, reject: Reject) -> Result<(), IngestError> {
         // Only rejects of earlier runs are skipped: two records of this run with the same key
         // (the same text on one line, split by a lone carriage return) are two rejects.
         let key = reject_key(identity, &reject);
@@ -270,6 +270,51 @@ impl RecordSink for LakeSink {
             self.reject_keys.clear();
         }
         Ok(())
+    }
+
+    /// Records `file`'s identity and keeps its rejects that waited for it.
+    fn identified(&mut self, file: &DumpFile, identity: u128) -> Result<(), IngestError> {
+        self.source_identities.insert(file.path.clone(), identity);
+        std::mem::take(&mut self.unidentified).into_iter().try_for_each(|reject| self.add_reject(identity, reject))
+    }
+}
+
+impl RecordSink for LakeSink {
+    fn accept<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
+        self.staged.add_events(events)
+    }
+
+    /// A reject's key needs its file's identity, known from the reader's hash once the file is
+    /// read: until then its rejects wait. A file with many rejects, and the conflicts found
+    /// after the read of a file the reader did not see whole, have their file read a second
+    /// time for it.
+    fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
+        if let Some(identity) = self.source_identities.get(&file.path) {
+            return self.add_reject(*identity, reject);
+        }
+        if self.reading.as_ref() != Some(&file.path) {
+            let identity = content_identity(file)?;
+            self.source_identities.insert(file.path.clone(), identity);
+            return self.add_reject(identity, reject);
+        }
+        self.unidentified.push(reject);
+        if self.unidentified.len() >= REJECT_CHUNK {
+            self.identified(file, content_identity(file)?)?;
+        }
+        Ok(())
+    }
+
+    fn file_started(&mut self, file: &DumpFile) {
+        self.reading = Some(file.path.clone());
+    }
+
+    fn file_read(&mut self, file: &DumpFile, identity: Option<u128>) -> Result<(), IngestError> {
+        self.reading = None;
+        match identity {
+            Some(identity) => self.identified(file, identity),
+            None if self.unidentified.is_empty() => Ok(()),
+            None => self.identified(file, content_identity(file)?),
+        }
     }
 }
 
@@ -320,13 +365,15 @@ fn read_with_filter(
     let mut intake = Intake { filter, spill: Spill::create(&places.spill)?, unseen: Unseen::default() };
     for (index, (file, size)) in files.iter().zip(sizes.iter().copied()).enumerate() {
         progress.file_started(&stats[index].path, size);
+        sink.file_started(file);
         let file_stats = &mut stats[index];
-        read_dump(
+        let identity = read_dump(
             file,
             config,
-            |parsed| intake.take(index as u32, file, parsed, file_stats, sink),
+            |parsed| intake.take(index as u32, file, &parsed, file_stats, &mut *sink),
             |bytes, records| progress.file_progress(bytes, records),
         )?;
+        sink.file_read(file, identity)?;
     }
     let Intake { filter, spill, unseen } = intake;
     drop(filter);
@@ -416,11 +463,11 @@ impl Intake {
         &mut self,
         index: u32,
         file: &DumpFile,
-        parsed: Vec<Parsed<'_>>,
+        parsed: &[Parsed<'_>],
         file_stats: &mut FileStats,
         sink: &mut impl RecordSink,
     ) -> Result<(), IngestError> {
-        let classes = self.classify(&parsed);
+        let classes = self.classify(parsed);
         let keys: Vec<(u128, u64)> = parsed
             .par_iter()
             .zip(&classes)
@@ -441,7 +488,7 @@ impl Intake {
                     })
                     .collect::<Vec<_>>()
             },
-            || self.encode_suspects(index, &parsed, &classes),
+            || self.encode_suspects(index, parsed, &classes),
         );
         let suspects = suspects?;
         file_stats.read += parsed.len() as u64;

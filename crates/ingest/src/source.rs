@@ -5,8 +5,10 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::IngestError;
 
@@ -131,7 +133,7 @@ fn collect_dir(dir: &Path, files: &mut Vec<DumpFile>) -> Result<(), IngestError>
 pub fn content_identity(file: &DumpFile) -> Result<u128, IngestError> {
     let read_error = |source| IngestError::Read { path: file.display_path(), line: 0, source };
     let mut raw = File::open(&file.path).map_err(read_error)?;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut hasher = Xxh3::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         match raw.read(&mut buffer) {
@@ -143,37 +145,57 @@ pub fn content_identity(file: &DumpFile) -> Result<u128, IngestError> {
     }
 }
 
-/// Counts the bytes read from the underlying (compressed) file, for progress reporting.
-#[derive(Debug, Clone, Default)]
-pub struct ByteCounter(Arc<AtomicU64>);
+/// What the reader of a dump file saw of its bytes as stored (compressed): how many, for
+/// progress reporting, and their hash, from which the file's [`content_identity`] is known at
+/// its end without reading it a second time.
+#[derive(Clone)]
+pub struct RawBytes(Arc<RawState>);
 
-impl ByteCounter {
+struct RawState {
+    /// The file's size when it was opened.
+    size: u64,
+    count: AtomicU64,
+    hash: Mutex<Xxh3>,
+}
+
+impl RawBytes {
     /// Bytes read so far.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Ordering::Relaxed)
+    }
+
+    /// The file's content identity, when the bytes read are the whole file as it was opened;
+    /// `None` when the reader stopped before its end.
+    pub fn identity(&self) -> Option<u128> {
+        let hash = self.0.hash.lock().unwrap_or_else(PoisonError::into_inner);
+        (self.count() == self.0.size).then(|| hash.digest128())
     }
 }
 
 struct CountingReader<R> {
     inner: R,
-    counter: ByteCounter,
+    raw: RawBytes,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.inner.read(buf)?;
-        self.counter.0.fetch_add(read as u64, Ordering::Relaxed);
+        self.raw.0.hash.lock().unwrap_or_else(PoisonError::into_inner).update(&buf[..read]);
+        self.raw.0.count.fetch_add(read as u64, Ordering::Relaxed);
         Ok(read)
     }
 }
 
-/// Opens a dump file as a buffered stream of decompressed bytes.
-pub fn open(file: &DumpFile, counter: ByteCounter) -> Result<Box<dyn BufRead + Send>, IngestError> {
+/// Opens a dump file as a buffered stream of decompressed bytes, with what is read of its
+/// bytes as stored.
+pub fn open(file: &DumpFile) -> Result<(Box<dyn BufRead + Send>, RawBytes), IngestError> {
     let read_error = |source| IngestError::Read { path: file.display_path(), line: 0, source };
     let raw = File::open(&file.path).map_err(read_error)?;
-    let counted = CountingReader { inner: raw, counter };
+    let size = raw.metadata().map_err(read_error)?.len();
+    let raw_bytes = RawBytes(Arc::new(RawState { size, count: AtomicU64::new(0), hash: Mutex::new(Xxh3::new()) }));
+    let counted = CountingReader { inner: raw, raw: raw_bytes.clone() };
     const BUFFER: usize = 1 << 20;
-    Ok(match file.compression {
+    let reader: Box<dyn BufRead + Send> = match file.compression {
         Compression::None => Box::new(BufReader::with_capacity(BUFFER, counted)),
         Compression::Gzip => {
             Box::new(BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(BufReader::new(counted))))
@@ -181,7 +203,8 @@ pub fn open(file: &DumpFile, counter: ByteCounter) -> Result<Box<dyn BufRead + S
         Compression::Zstd => {
             Box::new(BufReader::with_capacity(BUFFER, zstd::stream::read::Decoder::new(counted).map_err(read_error)?))
         }
-    })
+    };
+    Ok((reader, raw_bytes))
 }
 
 #[cfg(test)]
@@ -196,5 +219,35 @@ mod tests {
         assert_eq!(classify(Path::new("b.csv.gz")), Some((Format::Csv, Compression::Gzip)));
         assert_eq!(classify(Path::new("b.txt")), None);
         assert_eq!(classify(Path::new("b.gz")), None);
+    }
+
+    /// The stream's hash of a file read to its end is the file's content identity, for plain
+    /// and compressed files; a file read in part (a plain file longer than the read buffer)
+    /// has none.
+    #[test]
+    fn a_file_read_whole_has_its_content_identity() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text: String = (0..100_000).map(|n| format!("{{\"event_id\":\"e{n}\"}}\n")).collect();
+        let plain = dir.path().join("dump.ndjson");
+        std::fs::write(&plain, &text).expect("write");
+        let gzip = dir.path().join("dump.ndjson.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut encoder, text.as_bytes()).expect("gzip");
+        std::fs::write(&gzip, encoder.finish().expect("gzip")).expect("write");
+        let zstd = dir.path().join("dump.ndjson.zst");
+        std::fs::write(&zstd, zstd::encode_all(text.as_bytes(), 1).expect("zstd")).expect("write");
+        for path in [plain, gzip, zstd] {
+            let file = expand_inputs(&[path.to_string_lossy().into_owned()]).expect("inputs").remove(0);
+            let (mut reader, raw_bytes) = open(&file).expect("open");
+            let mut first_line = String::new();
+            reader.read_line(&mut first_line).expect("read");
+            if file.compression == Compression::None {
+                assert_eq!(raw_bytes.identity(), None, "{} read in part", path.display());
+            }
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).expect("read");
+            assert_eq!(first_line.len() + rest.len(), text.len());
+            assert_eq!(raw_bytes.identity(), Some(content_identity(&file).expect("identity")), "{}", path.display());
+        }
     }
 }

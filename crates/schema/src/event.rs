@@ -177,6 +177,11 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// The type's place in [`EventType::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Every event type, in the order of events.md's type table.
     pub const ALL: [EventType; 23] = [
         EventType::SiteVisited,
@@ -352,6 +357,13 @@ pub const LAKE_COLUMNS: [LakeColumn; 20] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_types_index_is_its_place_in_all() {
+        for (place, ty) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(ty.index(), place, "{ty:?}");
+        }
+    }
 
     #[test]
     fn names_round_trip() {

@@ -25,7 +25,9 @@ use rayon::prelude::*;
 use super::commit::parquet_writer;
 use crate::error::IngestError;
 use crate::validate::Event;
-use crmkpi_schema::{LAKE_COLUMNS, LakeColumn, LakeType};
+use crmkpi_schema::{EventType, LAKE_COLUMNS, LakeColumn, LakeType};
+use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 
 /// A UTC month: (year, month).
 pub type Month = (i32, u32);
@@ -52,7 +54,8 @@ fn is_event_text(column: &LakeColumn) -> bool {
 /// ([`crmkpi_schema::LAKE_COLUMNS`]): each event's text is copied once, into its column.
 pub struct EventColumns {
     event_id: StringChunkedBuilder,
-    event_type: StringChunkedBuilder,
+    /// Each event's type, by its [`EventType::index`].
+    event_type: Vec<u8>,
     /// The text fields' columns in lake order, from `customer_id` to `reason`.
     fields: Vec<StringChunkedBuilder>,
     occurred_at: Vec<i64>,
@@ -67,7 +70,7 @@ impl EventColumns {
         let text = |name: &str| StringChunkedBuilder::new(name.into(), capacity);
         EventColumns {
             event_id: text("event_id"),
-            event_type: text("event_type"),
+            event_type: Vec::with_capacity(capacity),
             fields: LAKE_COLUMNS
                 .iter()
                 .filter(|column| is_event_text(column) && !["event_id", "event_type"].contains(&column.name))
@@ -88,7 +91,7 @@ impl EventColumns {
     /// Appends an event.
     pub fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
         self.event_id.append_value(&*event.event_id);
-        self.event_type.append_value(event.event_type.name());
+        self.event_type.push(event.event_type.index() as u8);
         for (column, text) in self.fields.iter_mut().zip(event.text.in_lake_order()) {
             column.append_option(text);
         }
@@ -98,12 +101,16 @@ impl EventColumns {
         self.content_hash.push(event.content_hash);
     }
 
-    /// The lake's columns of the events, `ingest_run` included.
-    pub fn finish(self, run_id: &str) -> PolarsResult<DataFrame> {
+    /// The lake's columns of the events as Arrow arrays, `ingest_run` included. `event_type`
+    /// and `ingest_run` are dictionaries of the values they hold (the types that occur, the
+    /// run's id), as the Parquet writer would encode them, without the text of every row.
+    pub fn finish(self, run_id: &str) -> PolarsResult<Vec<ArrayRef>> {
         let rows = self.len();
+        let array = |column: Column| column.as_materialized_series().rechunk().to_arrow(0, CompatLevel::newest());
         // The text columns in lake order: the event's id and type, then its text fields.
-        let mut text =
-            [self.event_id, self.event_type].into_iter().chain(self.fields).map(|column| column.finish().into_column());
+        let mut text = [Ok(array(self.event_id.finish().into_column())), event_types(&self.event_type)]
+            .into_iter()
+            .chain(self.fields.into_iter().map(|column| Ok(array(column.finish().into_column()))));
         let mut numbers = [
             Int64Chunked::from_vec("occurred_at".into(), self.occurred_at)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
@@ -113,22 +120,62 @@ impl EventColumns {
             Column::new("content_hash".into(), self.content_hash),
         ]
         .into_iter();
-        let columns = LAKE_COLUMNS
+        LAKE_COLUMNS
             .iter()
             .map(|column| match column.name {
-                INGEST_RUN => Some(Column::new(INGEST_RUN.into(), vec![run_id; rows])),
+                INGEST_RUN => Some(dictionary(vec![0; rows], &[run_id])),
                 _ if is_event_text(column) => text.next(),
-                _ => numbers.next().filter(|number| number.name() == column.name),
+                _ => numbers.next().filter(|number| number.name() == column.name).map(|number| Ok(array(number))),
             })
-            .collect::<Option<Vec<Column>>>()
-            .ok_or_else(|| polars_err!(ComputeError: "the event columns do not match the lake's columns"))?;
-        DataFrame::new(rows, columns)
+            .collect::<Option<PolarsResult<Vec<ArrayRef>>>>()
+            .ok_or_else(|| polars_err!(ComputeError: "the event columns do not match the lake's columns"))?
     }
+}
+
+/// The `event_type` column of events of the types at `indices` ([`EventType::index`]): a
+/// dictionary of the types that occur, in [`EventType::ALL`]'s order.
+fn event_types(indices: &[u8]) -> PolarsResult<ArrayRef> {
+    let mut occurs = [false; EventType::ALL.len()];
+    for &index in indices {
+        occurs[index as usize] = true;
+    }
+    let mut keys = [0u32; EventType::ALL.len()];
+    let mut names = Vec::new();
+    for (index, event_type) in EventType::ALL.iter().enumerate().filter(|(index, _)| occurs[*index]) {
+        keys[index] = names.len() as u32;
+        names.push(event_type.name());
+    }
+    dictionary(indices.iter().map(|&index| keys[index as usize]).collect(), &names)
+}
+
+/// A text column of `values[key]` for each of `keys`, as a dictionary array.
+fn dictionary(keys: Vec<u32>, values: &[&str]) -> PolarsResult<ArrayRef> {
+    let values = Utf8ViewArray::from_slice_values(values);
+    let dtype = ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(values.dtype().clone()), false);
+    Ok(DictionaryArray::try_new(dtype, PrimitiveArray::from_vec(keys), values.boxed())?.boxed())
+}
+
+/// The schema of the lake's event files, as polars types.
+pub fn lake_schema() -> Schema {
+    LAKE_COLUMNS
+        .iter()
+        .map(|column| {
+            let dtype = match column.lake_type {
+                LakeType::Str => DataType::String,
+                LakeType::Timestamp => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+                LakeType::F64 => DataType::Float64,
+                LakeType::I64 => DataType::Int64,
+                LakeType::U64 => DataType::UInt64,
+            };
+            Field::new(column.name.into(), dtype)
+        })
+        .collect()
 }
 
 /// Encodes and compresses row groups of the lake's event files.
 pub struct EventEncoder {
     schema: Schema,
+    arrow_schema: ArrowSchema,
     parquet_schema: SchemaDescriptor,
     encodings: Vec<Vec<Encoding>>,
     options: WriteOptions,
@@ -137,7 +184,7 @@ pub struct EventEncoder {
 impl EventEncoder {
     /// The encoder of the lake's event columns.
     pub fn new() -> PolarsResult<EventEncoder> {
-        let schema = EventColumns::with_capacity(0).finish("")?.schema().as_ref().clone();
+        let schema = lake_schema();
         let arrow_schema = schema.to_arrow(CompatLevel::newest());
         Ok(EventEncoder {
             parquet_schema: to_parquet_schema(&arrow_schema)?,
@@ -160,6 +207,7 @@ impl EventEncoder {
                 compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(1)?)),
                 data_page_size: None,
             },
+            arrow_schema,
             schema,
         })
     }
@@ -171,20 +219,20 @@ impl EventEncoder {
             .map_err(|source| IngestError::Parquet { path: path.to_owned(), source })
     }
 
-    /// One row group of `events` (the lake's columns), its columns encoded and compressed in
-    /// parallel.
-    pub fn encode(&self, events: &DataFrame) -> PolarsResult<Vec<Vec<CompressedPage>>> {
-        if events.schema().as_ref() != &self.schema {
-            polars_bail!(SchemaMismatch: "event columns {:?}, expected {:?}", events.schema(), self.schema);
+    /// One row group of `events` (the lake's columns, [`EventColumns::finish`]), its columns
+    /// encoded and compressed in parallel.
+    pub fn encode(&self, events: &[ArrayRef]) -> PolarsResult<Vec<Vec<CompressedPage>>> {
+        let fields: Vec<&ArrowField> = self.arrow_schema.iter_values().collect();
+        let matches = events.len() == fields.len()
+            && events.iter().zip(&fields).all(|(array, field)| match array.dtype() {
+                ArrowDataType::Dictionary(_, values, _) => values.as_ref() == field.dtype(),
+                dtype => dtype == field.dtype(),
+            });
+        if !matches {
+            let dtypes: Vec<&ArrowDataType> = events.iter().map(|array| array.dtype()).collect();
+            polars_bail!(SchemaMismatch: "event columns {dtypes:?}, expected {:?}", self.arrow_schema);
         }
-        let mut events = events.clone();
-        events.rechunk_mut_par();
-        let batch = events
-            .iter_chunks(CompatLevel::newest(), false)
-            .next()
-            .ok_or_else(|| polars_err!(NoData: "no events to encode"))?;
-        let columns: Vec<Vec<Vec<CompressedPage>>> = batch
-            .columns()
+        let columns: Vec<Vec<Vec<CompressedPage>>> = events
             .par_iter()
             .zip(self.parquet_schema.fields())
             .zip(&self.encodings)
@@ -299,8 +347,8 @@ fn write_chunk(
         .map(|(month, events)| {
             let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
             let rows = events.len();
-            let frame = events.finish(run_id).map_err(parquet_error)?;
-            Ok((month, rows, encoder.encode(&frame).map_err(parquet_error)?))
+            let columns = events.finish(run_id).map_err(parquet_error)?;
+            Ok((month, rows, encoder.encode(&columns).map_err(parquet_error)?))
         })
         .collect::<Result<_, IngestError>>()?;
     for (month, rows, pages) in encoded {
@@ -320,4 +368,48 @@ fn write_chunk(
             .map_err(|source| IngestError::Parquet { path, source })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::TextFields;
+
+    fn event(event_id: &str, event_type: EventType) -> Event<&str> {
+        Event {
+            event_id,
+            event_type,
+            occurred_at: 0,
+            text: TextFields::default(),
+            amount: None,
+            score: None,
+            content_hash: 0,
+        }
+    }
+
+    /// `event_type` and `ingest_run` are dictionaries of the values that occur, and read back
+    /// as the text of every event.
+    #[test]
+    fn dictionary_columns_hold_each_events_text() {
+        let mut columns = EventColumns::with_capacity(4);
+        for (event_id, event_type) in
+            [("a", EventType::TicketOpened), ("b", EventType::LeadCreated), ("c", EventType::TicketOpened)]
+        {
+            columns.push(&event(event_id, event_type));
+        }
+        let arrays = columns.finish("run-1").expect("columns");
+        let text_of = |name: &str| -> (Vec<String>, usize) {
+            let place = LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
+            let dictionary = arrays[place].as_any().downcast_ref::<DictionaryArray<u32>>().expect("a dictionary");
+            let values = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().expect("text values");
+            let text = dictionary.keys_values_iter().map(|key| values.value(key).to_owned()).collect();
+            (text, values.len())
+        };
+        assert_eq!(
+            text_of("event_type"),
+            (vec!["ticket_opened".into(), "lead_created".into(), "ticket_opened".into()], 2)
+        );
+        assert_eq!(text_of("ingest_run"), (vec!["run-1".to_owned(); 3], 1));
+        assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
+    }
 }

@@ -50,6 +50,7 @@ use crate::error::IngestError;
 
 pub use commit::{REJECT_KEY, Reject, StagedRun, reject_key};
 pub use compact::CompactReport;
+pub use event_writer::lake_schema;
 pub use snapshot::Snapshot;
 
 /// The file that marks a directory as a crmkpi lake.
