@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::csv_records::{CsvCells, CsvRecord, CsvSplitter};
 use crate::error::IngestError;
-use crate::record::{CsvHeader, parse_json_line};
+use crate::record::{CsvHeader, RawRecord, parse_json_line};
 use crate::source::{DumpFile, Format, open};
 use crate::validate::{Event, RejectReason, validate};
 
@@ -128,18 +128,21 @@ pub fn read_dump(
 
 fn parse_record<'a>(header: Option<&CsvHeader>, text: &'a [u8], record: &'a RecordSpan, config: &Config) -> Parsed<'a> {
     let bytes = &text[record.range.clone()];
-    let (raw, raw_record) = match std::str::from_utf8(bytes) {
+    // The record is read and validated where it lies: it is large, and every move of it is a
+    // copy.
+    let mut raw_record = RawRecord::default();
+    let (raw, well_formed) = match std::str::from_utf8(bytes) {
         Ok(raw) => {
-            let raw_record = match &record.body {
-                RecordBody::Json => parse_json_line(raw),
-                RecordBody::Csv(cells) => header.and_then(|header| header.parse_record(cells)),
-                RecordBody::Malformed => None,
+            let well_formed = match &record.body {
+                RecordBody::Json => parse_json_line(raw, &mut raw_record),
+                RecordBody::Csv(cells) => header.is_some_and(|header| header.parse_record(cells, &mut raw_record)),
+                RecordBody::Malformed => false,
             };
-            (Cow::Borrowed(raw), raw_record)
+            (Cow::Borrowed(raw), well_formed)
         }
-        Err(_) => (String::from_utf8_lossy(bytes), None),
+        Err(_) => (String::from_utf8_lossy(bytes), false),
     };
-    let verdict = raw_record.ok_or(RejectReason::MalformedRecord).and_then(|raw| validate(raw, config));
+    let verdict = if well_formed { validate(&mut raw_record, config) } else { Err(RejectReason::MalformedRecord) };
     Parsed { line: record.line, raw, verdict }
 }
 

@@ -75,17 +75,19 @@ impl<'a> RawRecord<'a> {
     }
 }
 
-struct RecordVisitor;
+/// Fills a record from a JSON object's keys.
+struct RecordVisitor<'r, 'a> {
+    record: &'r mut RawRecord<'a>,
+}
 
-impl<'de> Visitor<'de> for RecordVisitor {
-    type Value = RawRecord<'de>;
+impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord<'de>, A::Error> {
-        let mut record = RawRecord::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = [false; 18];
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match Field::from_name(&key) {
@@ -94,23 +96,23 @@ impl<'de> Visitor<'de> for RecordVisitor {
                         return Err(de::Error::custom(format!("duplicate key `{key}`")));
                     }
                     let raw = map.next_value::<&'de RawValue>()?;
-                    record.set(field, Value::from_json(raw).map_err(de::Error::custom)?);
+                    self.record.set(field, Value::from_json(raw).map_err(de::Error::custom)?);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(record)
+        Ok(())
     }
 }
 
-/// Parses one NDJSON line into a raw record, or `None` when it is not a JSON object.
-pub fn parse_json_line(line: &str) -> Option<RawRecord<'_>> {
+/// Parses one NDJSON line into `record` (empty before); whether the line is a JSON object
+/// (when not, `record` holds what was read before the error). The record is filled where it
+/// lies: it is large, and every move of it is a copy.
+pub fn parse_json_line<'a>(line: &'a str, record: &mut RawRecord<'a>) -> bool {
     let mut deserializer = serde_json::Deserializer::from_str(line);
-    let record = deserializer.deserialize_map(RecordVisitor).ok()?;
-    deserializer.end().ok()?;
-    Some(record)
+    deserializer.deserialize_map(RecordVisitor { record }).is_ok() && deserializer.end().is_ok()
 }
 
 /// The header of a CSV dump: which field each column holds (`None`: an unknown column).
@@ -129,19 +131,19 @@ impl CsvHeader {
         Some(CsvHeader { columns })
     }
 
-    /// The raw record of one CSV record's cells, or `None` when it is malformed (a field count
-    /// different from the header's, or a cell that is not UTF-8).
-    pub fn parse_record<'a>(&self, cells: &'a CsvCells) -> Option<RawRecord<'a>> {
+    /// Reads one CSV record's cells into `record` (empty before); whether the record is well
+    /// formed (the header's field count, every cell UTF-8).
+    pub fn parse_record<'a>(&self, cells: &'a CsvCells, record: &mut RawRecord<'a>) -> bool {
         if cells.len() != self.columns.len() {
-            return None;
+            return false;
         }
-        let mut record = RawRecord::default();
         for (column, cell) in self.columns.iter().zip(cells.iter()) {
             if let Some(field) = column {
-                record.set(*field, Value::Text(Cow::Borrowed(std::str::from_utf8(cell).ok()?)));
+                let Ok(text) = std::str::from_utf8(cell) else { return false };
+                record.set(*field, Value::Text(Cow::Borrowed(text)));
             }
         }
-        Some(record)
+        true
     }
 }
 
@@ -149,6 +151,16 @@ impl CsvHeader {
 mod tests {
     use super::*;
     use crate::csv_records::CsvSplitter;
+
+    fn json(line: &str) -> Option<RawRecord<'_>> {
+        let mut record = RawRecord::default();
+        parse_json_line(line, &mut record).then_some(record)
+    }
+
+    fn csv<'a>(header: &CsvHeader, cells: &'a CsvCells) -> Option<RawRecord<'a>> {
+        let mut record = RawRecord::default();
+        header.parse_record(cells, &mut record).then_some(record)
+    }
 
     fn cells_of(line: &str) -> CsvCells {
         let mut records = Vec::new();
@@ -160,7 +172,7 @@ mod tests {
 
     #[test]
     fn json_keeps_types() {
-        let record = parse_json_line(
+        let record = json(
             r#"{"event_id": 17, "event_type": "x", "amount": 1.5, "score": "7", "reason": "", "stage": null, "extra": {"a": 1}, "owner_id": true, "deal_id": [1]}"#,
         )
         .expect("object");
@@ -175,7 +187,7 @@ mod tests {
 
     #[test]
     fn json_numbers_keep_their_text_and_strings_their_escapes() {
-        let record = parse_json_line(
+        let record = json(
             r#"{ "event_id" : 1.50 , "deal_id":123456789012345678901234567890,"order_id":-1e-7,"stage":"a\"b\u00e9","channel":"plain é"}"#,
         )
         .expect("object");
@@ -188,20 +200,20 @@ mod tests {
 
     #[test]
     fn json_rejects_non_objects() {
-        assert!(parse_json_line("[1, 2]").is_none());
-        assert!(parse_json_line("{\"event_id\": ").is_none());
-        assert!(parse_json_line("{} {}").is_none());
-        assert!(parse_json_line("{\"event_id\": \"a\", \"event_id\": \"b\"}").is_none());
-        assert!(parse_json_line("\"text\"").is_none());
+        assert!(json("[1, 2]").is_none());
+        assert!(json("{\"event_id\": ").is_none());
+        assert!(json("{} {}").is_none());
+        assert!(json("{\"event_id\": \"a\", \"event_id\": \"b\"}").is_none());
+        assert!(json("\"text\"").is_none());
     }
 
     #[test]
     fn csv_header_matches_by_name() {
         let header = CsvHeader::from_cells(&cells_of("occurred_at, event_id,unknown,event_type")).expect("header");
         let cells = cells_of("2024-01-01T00:00:00Z,e1,zzz,order_placed");
-        let record = header.parse_record(&cells).expect("record");
+        let record = csv(&header, &cells).expect("record");
         assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
         assert_eq!(record.get(Field::EventType), &Value::Text("order_placed".into()));
-        assert!(header.parse_record(&cells_of("a,b")).is_none());
+        assert!(csv(&header, &cells_of("a,b")).is_none());
     }
 }

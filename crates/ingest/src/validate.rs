@@ -188,13 +188,13 @@ fn text_of(value: Value<'_>) -> Option<Cow<'_, str>> {
 
 /// Validates and normalises one raw record under the run's configuration. The event's text is
 /// the record's (borrowed from the dump's text where the record borrows it).
-pub fn validate<'a>(mut record: RawRecord<'a>, config: &Config) -> Result<Event<Cow<'a, str>>, RejectReason> {
+pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<Event<Cow<'a, str>>, RejectReason> {
     if Field::ALL.iter().any(|field| matches!(record.get(*field), Value::Nested)) {
         return Err(RejectReason::MalformedRecord);
     }
     let present = |record: &RawRecord, field: Field| !matches!(record.get(field), Value::Null);
     for field in [Field::EventId, Field::EventType, Field::OccurredAt] {
-        if !present(&record, field) {
+        if !present(record, field) {
             return Err(RejectReason::MissingField(field));
         }
     }
@@ -204,7 +204,7 @@ pub fn validate<'a>(mut record: RawRecord<'a>, config: &Config) -> Result<Event<
         _ => None,
     }
     .ok_or(RejectReason::UnknownEventType)?;
-    if let Some(missing) = event_type.required_fields().iter().find(|field| !present(&record, **field)) {
+    if let Some(missing) = event_type.required_fields().iter().find(|field| !present(record, **field)) {
         return Err(RejectReason::MissingField(*missing));
     }
     let occurred_at = parse_occurred_at(record.get(Field::OccurredAt), config.source_timezone)
