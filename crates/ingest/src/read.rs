@@ -57,8 +57,18 @@ enum RecordBody {
 }
 
 impl Batch {
-    fn with_capacity(records: usize) -> Batch {
-        Batch { text: Vec::with_capacity(records * 160), records: Vec::with_capacity(records) }
+    /// An empty batch: one that was handed on and came back, or a new one.
+    fn spare(spare: &mpsc::Receiver<Batch>) -> Batch {
+        match spare.try_recv() {
+            Ok(mut batch) => {
+                batch.text.clear();
+                batch.records.clear();
+                batch
+            }
+            Err(_) => {
+                Batch { text: Vec::with_capacity(BATCH_RECORDS * 160), records: Vec::with_capacity(BATCH_RECORDS) }
+            }
+        }
     }
 
     /// Adds a CSV record (its text copied), malformed when it has no cells.
@@ -91,18 +101,22 @@ pub struct Parsed<'a> {
 pub fn read_dump(
     file: &DumpFile,
     config: &Config,
-    mut on_batch: impl for<'a> FnMut(Vec<Parsed<'a>>) -> Result<(), IngestError>,
+    mut on_batch: impl for<'a> FnMut(&[Parsed<'a>]) -> Result<(), IngestError>,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<Option<u128>, IngestError> {
     let (reader, raw_bytes) = open(file)?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Batch, IngestError>>(2);
+    // Batches handed on go back to the reader thread, which fills them again: their memory is
+    // reused rather than allocated (and faulted in) anew for every batch.
+    let (spare_sender, spare) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         scope.spawn(|| match file.format {
-            Format::Ndjson => split_ndjson(file, reader, sender),
-            Format::Csv => split_csv(file, reader, sender),
+            Format::Ndjson => split_ndjson(file, reader, sender, spare),
+            Format::Csv => split_csv(file, reader, sender, spare),
         });
         let mut header: Option<Option<CsvHeader>> = None;
         let mut records = 0;
+        let mut spare_parsed = Vec::new();
         for batch in receiver {
             let mut batch = batch?;
             if file.format == Format::Csv && header.is_none() && !batch.records.is_empty() {
@@ -112,18 +126,29 @@ pub fn read_dump(
                 });
             }
             let csv_header = header.as_ref().and_then(Option::as_ref);
-            let parsed: Vec<Parsed<'_>> = batch
+            let mut parsed = recycled(spare_parsed);
+            batch
                 .records
                 .par_iter()
                 .with_min_len(PIECE_RECORDS)
                 .map(|record| parse_record(csv_header, &batch.text, record, config))
-                .collect();
+                .collect_into_vec(&mut parsed);
             records += parsed.len() as u64;
-            on_batch(parsed)?;
+            on_batch(&parsed)?;
             on_progress(raw_bytes.count(), records);
+            spare_parsed = recycled(parsed);
+            // The reader thread may have ended (the last batch).
+            let _ = spare_sender.send(batch);
         }
         Ok(raw_bytes.identity())
     })
+}
+
+/// The allocation of `parsed`, emptied, for the records of the next batch (which borrow
+/// another batch).
+fn recycled<'b>(mut parsed: Vec<Parsed<'_>>) -> Vec<Parsed<'b>> {
+    parsed.clear();
+    parsed.into_iter().filter_map(|_| None).collect()
 }
 
 fn parse_record<'a>(header: Option<&CsvHeader>, text: &'a [u8], record: &'a RecordSpan, config: &Config) -> Parsed<'a> {
@@ -153,8 +178,9 @@ fn split_ndjson(
     file: &DumpFile,
     mut reader: Box<dyn BufRead + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
+    spare: mpsc::Receiver<Batch>,
 ) {
-    let mut batch = Batch::with_capacity(BATCH_RECORDS);
+    let mut batch = Batch::spare(&spare);
     let mut line_number = 0u64;
     // Where the line being read starts in the batch's text (its end not read yet).
     let mut line_start = 0;
@@ -193,7 +219,7 @@ fn split_ndjson(
             }
             line_start = end;
             if batch.records.len() == BATCH_RECORDS {
-                let mut next = Batch::with_capacity(BATCH_RECORDS);
+                let mut next = Batch::spare(&spare);
                 next.text.extend_from_slice(&batch.text[line_start..]);
                 batch.text.truncate(line_start);
                 cut += line_start;
@@ -255,8 +281,9 @@ fn split_csv(
     file: &DumpFile,
     mut reader: Box<dyn BufRead + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
+    spare: mpsc::Receiver<Batch>,
 ) {
-    let mut batch = Batch::with_capacity(BATCH_RECORDS);
+    let mut batch = Batch::spare(&spare);
     let mut line_number = 0u64;
     let mut splitter = CsvSplitter::default();
     let mut csv_records = Vec::new();
@@ -285,7 +312,7 @@ fn split_csv(
         splitter.feed_line(line_number, line, &mut csv_records);
         csv_records.drain(..).for_each(|record| batch.push_csv(record));
         if batch.records.len() >= BATCH_RECORDS
-            && sender.send(Ok(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_RECORDS)))).is_err()
+            && sender.send(Ok(std::mem::replace(&mut batch, Batch::spare(&spare)))).is_err()
         {
             return;
         }

@@ -370,7 +370,7 @@ fn read_with_filter(
         let identity = read_dump(
             file,
             config,
-            |parsed| intake.take(index as u32, file, &parsed, file_stats, &mut *sink),
+            |parsed| intake.take(index as u32, file, parsed, file_stats, &mut *sink),
             |bytes, records| progress.file_progress(bytes, records),
         )?;
         sink.file_read(file, identity)?;

@@ -26,7 +26,10 @@ use super::commit::parquet_writer;
 use crate::error::IngestError;
 use crate::validate::Event;
 use crmkpi_schema::{EventType, LAKE_COLUMNS, LakeColumn, LakeType};
-use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
+use polars::polars_utils::aliases::PlHashMap;
+use polars_arrow::array::{
+    Array, DictionaryArray, MutablePrimitiveArray, MutableUtf8Array, PrimitiveArray, Utf8Array, Utf8ViewArray,
+};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 
 /// A UTC month: (year, month).
@@ -50,31 +53,80 @@ fn is_event_text(column: &LakeColumn) -> bool {
     column.lake_type == LakeType::Str && column.name != INGEST_RUN
 }
 
+/// The text columns written plain: ids, nearly all distinct. The other text columns (names and
+/// codes, which repeat) are written as dictionaries.
+const PLAIN_TEXT: [&str; 5] = ["event_id", "customer_id", "deal_id", "order_id", "ticket_id"];
+
 /// Accepted events being collected column by column, in the lake's columns
 /// ([`crmkpi_schema::LAKE_COLUMNS`]): each event's text is copied once, into its column.
 pub struct EventColumns {
-    event_id: StringChunkedBuilder,
+    event_id: MutableUtf8Array<i64>,
     /// Each event's type, by its [`EventType::index`].
     event_type: Vec<u8>,
     /// The text fields' columns in lake order, from `customer_id` to `reason`.
-    fields: Vec<StringChunkedBuilder>,
+    fields: Vec<TextColumn>,
     occurred_at: Vec<i64>,
     amount: Vec<Option<f64>>,
     score: Vec<Option<i64>>,
     content_hash: Vec<u64>,
 }
 
+/// A text field's column: its text one value after another, or the key of each value in a
+/// dictionary of the values met (4 bytes a row).
+enum TextColumn {
+    Plain(MutableUtf8Array<i64>),
+    Dictionary { keys: MutablePrimitiveArray<u32>, values: Vec<String>, key_of: PlHashMap<String, u32> },
+}
+
+impl TextColumn {
+    fn new(name: &str, capacity: usize) -> TextColumn {
+        if PLAIN_TEXT.contains(&name) {
+            TextColumn::Plain(MutableUtf8Array::with_capacity(capacity))
+        } else {
+            TextColumn::Dictionary {
+                keys: MutablePrimitiveArray::with_capacity(capacity),
+                values: Vec::new(),
+                key_of: PlHashMap::default(),
+            }
+        }
+    }
+
+    fn push(&mut self, text: Option<&str>) {
+        match self {
+            TextColumn::Plain(column) => column.push(text),
+            TextColumn::Dictionary { keys, values, key_of } => keys.push(text.map(|text| match key_of.get(text) {
+                Some(key) => *key,
+                None => {
+                    let key = values.len() as u32;
+                    values.push(text.to_owned());
+                    key_of.insert(text.to_owned(), key);
+                    key
+                }
+            })),
+        }
+    }
+
+    fn finish(self) -> PolarsResult<ArrayRef> {
+        match self {
+            TextColumn::Plain(column) => Ok(plain_text(column)),
+            TextColumn::Dictionary { keys, values, .. } => {
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                dictionary(keys.into(), &values)
+            }
+        }
+    }
+}
+
 impl EventColumns {
     /// Empty columns with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> EventColumns {
-        let text = |name: &str| StringChunkedBuilder::new(name.into(), capacity);
         EventColumns {
-            event_id: text("event_id"),
+            event_id: MutableUtf8Array::with_capacity(capacity),
             event_type: Vec::with_capacity(capacity),
             fields: LAKE_COLUMNS
                 .iter()
                 .filter(|column| is_event_text(column) && !["event_id", "event_type"].contains(&column.name))
-                .map(|column| text(column.name))
+                .map(|column| TextColumn::new(column.name, capacity))
                 .collect(),
             occurred_at: Vec::with_capacity(capacity),
             amount: Vec::with_capacity(capacity),
@@ -90,10 +142,10 @@ impl EventColumns {
 
     /// Appends an event.
     pub fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
-        self.event_id.append_value(&*event.event_id);
+        self.event_id.push(Some(&*event.event_id));
         self.event_type.push(event.event_type.index() as u8);
         for (column, text) in self.fields.iter_mut().zip(event.text.in_lake_order()) {
-            column.append_option(text);
+            column.push(text);
         }
         self.occurred_at.push(event.occurred_at);
         self.amount.push(event.amount);
@@ -101,16 +153,16 @@ impl EventColumns {
         self.content_hash.push(event.content_hash);
     }
 
-    /// The lake's columns of the events as Arrow arrays, `ingest_run` included. `event_type`
-    /// and `ingest_run` are dictionaries of the values they hold (the types that occur, the
-    /// run's id), as the Parquet writer would encode them, without the text of every row.
+    /// The lake's columns of the events as Arrow arrays, `ingest_run` included. Ids are plain
+    /// text; the other text columns are dictionaries of the values they hold (the types that
+    /// occur, the run's id, the names and codes met), as the Parquet writer encodes them.
     pub fn finish(self, run_id: &str) -> PolarsResult<Vec<ArrayRef>> {
         let rows = self.len();
         let array = |column: Column| column.as_materialized_series().rechunk().to_arrow(0, CompatLevel::newest());
         // The text columns in lake order: the event's id and type, then its text fields.
-        let mut text = [Ok(array(self.event_id.finish().into_column())), event_types(&self.event_type)]
+        let mut text = [Ok(plain_text(self.event_id)), event_types(&self.event_type)]
             .into_iter()
-            .chain(self.fields.into_iter().map(|column| Ok(array(column.finish().into_column()))));
+            .chain(self.fields.into_iter().map(TextColumn::finish));
         let mut numbers = [
             Int64Chunked::from_vec("occurred_at".into(), self.occurred_at)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
@@ -123,7 +175,7 @@ impl EventColumns {
         LAKE_COLUMNS
             .iter()
             .map(|column| match column.name {
-                INGEST_RUN => Some(dictionary(vec![0; rows], &[run_id])),
+                INGEST_RUN => Some(dictionary(PrimitiveArray::from_vec(vec![0; rows]), &[run_id])),
                 _ if is_event_text(column) => text.next(),
                 _ => numbers.next().filter(|number| number.name() == column.name).map(|number| Ok(array(number))),
             })
@@ -145,14 +197,21 @@ fn event_types(indices: &[u8]) -> PolarsResult<ArrayRef> {
         keys[index] = names.len() as u32;
         names.push(event_type.name());
     }
-    dictionary(indices.iter().map(|&index| keys[index as usize]).collect(), &names)
+    dictionary(PrimitiveArray::from_vec(indices.iter().map(|&index| keys[index as usize]).collect()), &names)
 }
 
-/// A text column of `values[key]` for each of `keys`, as a dictionary array.
-fn dictionary(keys: Vec<u32>, values: &[&str]) -> PolarsResult<ArrayRef> {
+/// A column of plain text.
+fn plain_text(column: MutableUtf8Array<i64>) -> ArrayRef {
+    let array: Utf8Array<i64> = column.into();
+    array.boxed()
+}
+
+/// A text column of `values[key]` for each of `keys` (null where a key is), as a dictionary
+/// array.
+fn dictionary(keys: PrimitiveArray<u32>, values: &[&str]) -> PolarsResult<ArrayRef> {
     let values = Utf8ViewArray::from_slice_values(values);
     let dtype = ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(values.dtype().clone()), false);
-    Ok(DictionaryArray::try_new(dtype, PrimitiveArray::from_vec(keys), values.boxed())?.boxed())
+    Ok(DictionaryArray::try_new(dtype, keys, values.boxed())?.boxed())
 }
 
 /// The schema of the lake's event files, as polars types.
@@ -195,8 +254,8 @@ impl EventEncoder {
                     // Ids and instants written plain: smaller files than polars' dictionaries
                     // (40 against 44 MB for 2 million events), and no cardinality estimate or
                     // dictionary hashing while writing.
-                    "event_id" | "occurred_at" | "content_hash" | "customer_id" | "deal_id" | "order_id"
-                    | "ticket_id" => vec![Encoding::Plain; encodings.len()],
+                    name if PLAIN_TEXT.contains(&name) => vec![Encoding::Plain; encodings.len()],
+                    "occurred_at" | "content_hash" => vec![Encoding::Plain; encodings.len()],
                     _ => encodings.clone(),
                 })
                 .collect(),
@@ -223,10 +282,16 @@ impl EventEncoder {
     /// encoded and compressed in parallel.
     pub fn encode(&self, events: &[ArrayRef]) -> PolarsResult<Vec<Vec<CompressedPage>>> {
         let fields: Vec<&ArrowField> = self.arrow_schema.iter_values().collect();
+        // Text is a dictionary or plain text with 64-bit offsets in memory, and the same
+        // Parquet strings in the file.
+        let as_stored = |dtype: &ArrowDataType| match dtype {
+            ArrowDataType::LargeUtf8 => ArrowDataType::Utf8View,
+            dtype => dtype.clone(),
+        };
         let matches = events.len() == fields.len()
             && events.iter().zip(&fields).all(|(array, field)| match array.dtype() {
                 ArrowDataType::Dictionary(_, values, _) => values.as_ref() == field.dtype(),
-                dtype => dtype == field.dtype(),
+                dtype => &as_stored(dtype) == field.dtype(),
             });
         if !matches {
             let dtypes: Vec<&ArrowDataType> = events.iter().map(|array| array.dtype()).collect();
@@ -375,41 +440,46 @@ mod tests {
     use super::*;
     use crate::validate::TextFields;
 
-    fn event(event_id: &str, event_type: EventType) -> Event<&str> {
+    fn event<'a>(event_id: &'a str, event_type: EventType, stage: Option<&'a str>) -> Event<&'a str> {
         Event {
             event_id,
             event_type,
             occurred_at: 0,
-            text: TextFields::default(),
+            text: TextFields { stage, customer_id: Some(event_id), ..TextFields::default() },
             amount: None,
             score: None,
             content_hash: 0,
         }
     }
 
-    /// `event_type` and `ingest_run` are dictionaries of the values that occur, and read back
-    /// as the text of every event.
+    /// Names and codes are dictionaries of the values that occur, ids plain text; both read
+    /// back as the text of every event.
     #[test]
-    fn dictionary_columns_hold_each_events_text() {
+    fn text_columns_hold_each_events_text() {
         let mut columns = EventColumns::with_capacity(4);
-        for (event_id, event_type) in
-            [("a", EventType::TicketOpened), ("b", EventType::LeadCreated), ("c", EventType::TicketOpened)]
-        {
-            columns.push(&event(event_id, event_type));
+        for (event_id, event_type, stage) in [
+            ("a", EventType::TicketOpened, None),
+            ("b", EventType::DealStageChanged, Some("won")),
+            ("c", EventType::TicketOpened, None),
+            ("d", EventType::DealStageChanged, Some("won")),
+        ] {
+            columns.push(&event(event_id, event_type, stage));
         }
         let arrays = columns.finish("run-1").expect("columns");
-        let text_of = |name: &str| -> (Vec<String>, usize) {
-            let place = LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
-            let dictionary = arrays[place].as_any().downcast_ref::<DictionaryArray<u32>>().expect("a dictionary");
+        let place = |name: &str| LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
+        let dictionary_text = |name: &str| -> (Vec<Option<String>>, usize) {
+            let dictionary = arrays[place(name)].as_any().downcast_ref::<DictionaryArray<u32>>().expect("a dictionary");
             let values = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().expect("text values");
-            let text = dictionary.keys_values_iter().map(|key| values.value(key).to_owned()).collect();
+            let text =
+                dictionary.iter_typed::<Utf8ViewArray>().expect("typed").map(|text| text.map(str::to_owned)).collect();
             (text, values.len())
         };
-        assert_eq!(
-            text_of("event_type"),
-            (vec!["ticket_opened".into(), "lead_created".into(), "ticket_opened".into()], 2)
-        );
-        assert_eq!(text_of("ingest_run"), (vec!["run-1".to_owned(); 3], 1));
+        let types = ["ticket_opened", "deal_stage_changed", "ticket_opened", "deal_stage_changed"];
+        assert_eq!(dictionary_text("event_type"), (types.map(|name| Some(name.to_owned())).to_vec(), 2));
+        assert_eq!(dictionary_text("ingest_run"), (vec![Some("run-1".to_owned()); 4], 1));
+        assert_eq!(dictionary_text("stage"), (vec![None, Some("won".into()), None, Some("won".into())], 1));
+        let customers = arrays[place("customer_id")].as_any().downcast_ref::<Utf8Array<i64>>().expect("plain text");
+        assert_eq!(customers.values_iter().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
         assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
     }
 }
