@@ -358,18 +358,53 @@ fn link_file(from: &Path, to: &Path) -> Result<(), IngestError> {
 /// directory and each file created for this snapshot. Files hard-linked from the previous
 /// snapshot (link count above one) were made durable by the commit that created them.
 pub(super) fn sync_tree(dir: &Path) -> Result<(), IngestError> {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    list_tree(dir, &mut files, &mut dirs)?;
+    // Several fsyncs at once: the disk writes the files' data together, not one file after
+    // the other. Then the directories, whose new entries point at the files.
+    sync_all(&files, |file| File::open(file).and_then(|file| file.sync_all()).map_err(lake_io(file)))?;
+    sync_all(&dirs, |dir| sync_dir(dir))
+}
+
+/// The files under `dir` that no committed snapshot shares (one link), and its directories,
+/// `dir` last.
+fn list_tree(dir: &Path, files: &mut Vec<PathBuf>, dirs: &mut Vec<PathBuf>) -> Result<(), IngestError> {
     use std::os::unix::fs::MetadataExt;
     for entry in fs::read_dir(dir).map_err(lake_io(dir))? {
         let entry = entry.map_err(lake_io(dir))?;
         let path = entry.path();
         let metadata = entry.metadata().map_err(lake_io(&path))?;
         if metadata.is_dir() {
-            sync_tree(&path)?;
+            list_tree(&path, files, dirs)?;
         } else if metadata.nlink() == 1 {
-            File::open(&path).and_then(|file| file.sync_all()).map_err(lake_io(&path))?;
+            files.push(path);
         }
     }
-    sync_dir(dir)
+    dirs.push(dir.to_owned());
+    Ok(())
+}
+
+/// Runs `sync` on each of `paths`, on a few threads at once; the first error.
+fn sync_all(paths: &[PathBuf], sync: impl Fn(&Path) -> Result<(), IngestError> + Sync) -> Result<(), IngestError> {
+    const THREADS: usize = 8;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS.min(paths.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    while let Some(path) = paths.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                        sync(path)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect::<Result<(), IngestError>>()
+    })
 }
 
 /// fsyncs a directory, so the entries created or renamed in it are durable.

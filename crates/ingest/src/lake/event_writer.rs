@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Datelike};
@@ -338,7 +338,9 @@ pub struct MonthFile {
 
 /// The event files of a run, a file per UTC month, written on a thread of their own: each
 /// chunk of events sent is encoded (in parallel, on the rayon pool) and appended as a row group
-/// per month while the caller collects the next chunk. One chunk waits at most.
+/// per month while the caller collects the next chunk. One chunk waits at most. A third thread
+/// fsyncs the files as their row groups are written, so that the commit's fsync finds little
+/// left to write.
 pub struct MonthFiles {
     sender: Option<SyncSender<Vec<(Month, EventColumns)>>>,
     thread: Option<JoinHandle<Result<BTreeMap<Month, MonthFile>, IngestError>>>,
@@ -353,10 +355,23 @@ impl MonthFiles {
         let thread = std::thread::Builder::new()
             .name("crmkpi-event-files".to_owned())
             .spawn(move || {
+                let (written, to_sync) = channel::<Vec<PathBuf>>();
+                let syncer = std::thread::Builder::new()
+                    .name("crmkpi-event-sync".to_owned())
+                    .spawn(move || sync_written(to_sync))
+                    .map_err(thread_error)?;
                 let mut files = BTreeMap::new();
-                for chunk in receiver {
-                    write_chunk(&encoder, &dir, &run_id, chunk, &mut files)?;
-                }
+                let writing = receiver.into_iter().try_for_each(|chunk| {
+                    let months = write_chunk(&encoder, &dir, &run_id, chunk, &mut files)?;
+                    let paths = months.iter().map(|month| dir.join(&files[month].relative)).collect();
+                    // The syncer stops only at an error, which joining it reports.
+                    let _ = written.send(paths);
+                    Ok::<(), IngestError>(())
+                });
+                drop(written);
+                let synced = syncer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                writing?;
+                synced?;
                 Ok(files)
             })
             .map_err(thread_error)?;
@@ -384,6 +399,20 @@ impl MonthFiles {
     }
 }
 
+/// fsyncs the event files as their row groups are written (`written` sends the files of each
+/// chunk): their data goes to the disk while the run goes on. The first error ends it (an fsync
+/// error may not be reported twice, so it is not left for the commit's fsync to find).
+fn sync_written(written: Receiver<Vec<PathBuf>>) -> Result<(), IngestError> {
+    for paths in written {
+        for path in paths {
+            File::open(&path)
+                .and_then(|file| file.sync_data())
+                .map_err(|source| IngestError::LakeIo { path, source })?;
+        }
+    }
+    Ok(())
+}
+
 /// An error of the thread that writes the event files.
 fn thread_error(source: std::io::Error) -> IngestError {
     IngestError::LakeIo { path: PathBuf::from("crmkpi-event-files thread"), source }
@@ -399,14 +428,15 @@ impl Drop for MonthFiles {
     }
 }
 
-/// Encodes a chunk's months in parallel and appends each as a row group to its month's file.
+/// Encodes a chunk's months in parallel and appends each as a row group to its month's file;
+/// the months written.
 fn write_chunk(
     encoder: &EventEncoder,
     dir: &Path,
     run_id: &str,
     chunk: Vec<(Month, EventColumns)>,
     files: &mut BTreeMap<Month, MonthFile>,
-) -> Result<(), IngestError> {
+) -> Result<Vec<Month>, IngestError> {
     let encoded: Vec<(Month, usize, Vec<Vec<CompressedPage>>)> = chunk
         .into_par_iter()
         .map(|(month, events)| {
@@ -416,6 +446,7 @@ fn write_chunk(
             Ok((month, rows, encoder.encode(&columns).map_err(parquet_error)?))
         })
         .collect::<Result<_, IngestError>>()?;
+    let months = encoded.iter().map(|(month, _, _)| *month).collect();
     for (month, rows, pages) in encoded {
         let number = files.len();
         let month_file = match files.entry(month) {
@@ -432,7 +463,7 @@ fn write_chunk(
             .write_row_group(rows as u64, &pages)
             .map_err(|source| IngestError::Parquet { path, source })?;
     }
-    Ok(())
+    Ok(months)
 }
 
 #[cfg(test)]
