@@ -364,7 +364,7 @@ pub(super) fn sync_tree(dir: &Path) -> Result<(), IngestError> {
     // Several fsyncs at once: the disk writes the files' data together, not one file after
     // the other. Then the directories, whose new entries point at the files.
     sync_all(&files, |file| File::open(file).and_then(|file| file.sync_all()).map_err(lake_io(file)))?;
-    sync_all(&dirs, |dir| sync_dir(dir))
+    sync_all(&dirs, sync_dir)
 }
 
 /// The files under `dir` that no committed snapshot shares (one link), and its directories,
@@ -402,8 +402,7 @@ fn sync_all(paths: &[PathBuf], sync: impl Fn(&Path) -> Result<(), IngestError> +
             .collect();
         threads
             .into_iter()
-            .map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect::<Result<(), IngestError>>()
+            .try_for_each(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     })
 }
 
