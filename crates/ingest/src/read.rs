@@ -58,8 +58,8 @@ enum RecordBody {
 
 impl Batch {
     /// An empty batch: one that was handed on and came back, or a new one.
-    fn spare(spare: &mpsc::Receiver<Batch>) -> Batch {
-        match spare.try_recv() {
+    fn reused_or_new(returned: &mpsc::Receiver<Batch>) -> Batch {
+        match returned.try_recv() {
             Ok(mut batch) => {
                 batch.text.clear();
                 batch.records.clear();
@@ -108,11 +108,11 @@ pub fn read_dump(
     let (sender, receiver) = mpsc::sync_channel::<Result<Batch, IngestError>>(2);
     // Batches handed on go back to the reader thread, which fills them again: their memory is
     // reused rather than allocated (and faulted in) anew for every batch.
-    let (spare_sender, spare) = mpsc::channel::<Batch>();
+    let (returned, returned_batches) = mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         scope.spawn(|| match file.format {
-            Format::Ndjson => split_ndjson(file, reader, sender, spare),
-            Format::Csv => split_csv(file, reader, sender, spare),
+            Format::Ndjson => split_ndjson(file, reader, sender, returned_batches),
+            Format::Csv => split_csv(file, reader, sender, returned_batches),
         });
         let mut header: Option<Option<CsvHeader>> = None;
         let mut records = 0;
@@ -138,10 +138,12 @@ pub fn read_dump(
             on_progress(raw_bytes.count(), records);
             spare_parsed = recycled(parsed);
             // The reader thread may have ended (the last batch).
-            let _ = spare_sender.send(batch);
+            let _ = returned.send(batch);
         }
-        Ok(raw_bytes.identity())
-    })
+        Ok::<(), IngestError>(())
+    })?;
+    // The reader thread has ended: everything it read is counted and hashed.
+    Ok(raw_bytes.identity())
 }
 
 /// The allocation of `parsed`, emptied, for the records of the next batch (which borrow
@@ -180,9 +182,9 @@ fn split_ndjson(
     file: &DumpFile,
     mut reader: Box<dyn BufRead + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
-    spare: mpsc::Receiver<Batch>,
+    returned: mpsc::Receiver<Batch>,
 ) {
-    let mut batch = Batch::spare(&spare);
+    let mut batch = Batch::reused_or_new(&returned);
     let mut line_number = 0u64;
     // Where the line being read starts in the batch's text (its end not read yet).
     let mut line_start = 0;
@@ -221,7 +223,7 @@ fn split_ndjson(
             }
             line_start = end;
             if batch.records.len() == BATCH_RECORDS {
-                let mut next = Batch::spare(&spare);
+                let mut next = Batch::reused_or_new(&returned);
                 next.text.extend_from_slice(&batch.text[line_start..]);
                 batch.text.truncate(line_start);
                 cut += line_start;
@@ -283,9 +285,9 @@ fn split_csv(
     file: &DumpFile,
     mut reader: Box<dyn BufRead + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
-    spare: mpsc::Receiver<Batch>,
+    returned: mpsc::Receiver<Batch>,
 ) {
-    let mut batch = Batch::spare(&spare);
+    let mut batch = Batch::reused_or_new(&returned);
     let mut line_number = 0u64;
     let mut splitter = CsvSplitter::default();
     let mut csv_records = Vec::new();
@@ -314,7 +316,7 @@ fn split_csv(
         splitter.feed_line(line_number, line, &mut csv_records);
         csv_records.drain(..).for_each(|record| batch.push_csv(record));
         if batch.records.len() >= BATCH_RECORDS
-            && sender.send(Ok(std::mem::replace(&mut batch, Batch::spare(&spare)))).is_err()
+            && sender.send(Ok(std::mem::replace(&mut batch, Batch::reused_or_new(&returned)))).is_err()
         {
             return;
         }

@@ -20,7 +20,8 @@ use crate::seen_filter::SeenFilter;
 use crate::source::{Compression, DumpFile, Format, content_identity, expand_inputs};
 use crate::validate::{Event, RejectReason};
 
-/// Rejects buffered before they are written as Parquet.
+/// Rejects held in memory at most: those waiting for their file's identity and those waiting
+/// to be written as Parquet, together.
 const REJECT_CHUNK: usize = 100_000;
 
 /// Receives progress of a run; the binary shows it as bars or log lines.
@@ -265,16 +266,23 @@ impl LakeSink {
         self.rejects.push(reject);
         self.reject_keys.push(key);
         if self.rejects.len() >= REJECT_CHUNK {
-            self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
-            self.rejects.clear();
-            self.reject_keys.clear();
+            self.write_rejects()?;
         }
         Ok(())
     }
 
-    /// Records `file`'s identity and keeps its rejects that waited for it.
-    fn identified(&mut self, file: &DumpFile, identity: u128) -> Result<(), IngestError> {
-        self.source_identities.insert(file.path.clone(), identity);
+    /// Writes the rejects kept so far as a Parquet file of the run.
+    fn write_rejects(&mut self) -> Result<(), IngestError> {
+        self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
+        self.rejects.clear();
+        self.reject_keys.clear();
+        Ok(())
+    }
+
+    /// Records `file`'s identity (the first one found stays: the waiting rejects of a file read
+    /// a second time for it were keyed with that one) and keeps its rejects that waited for it.
+    fn release_waiting(&mut self, file: &DumpFile, identity: u128) -> Result<(), IngestError> {
+        let identity = *self.source_identities.entry(file.path.clone()).or_insert(identity);
         std::mem::take(&mut self.unidentified).into_iter().try_for_each(|reject| self.add_reject(identity, reject))
     }
 }
@@ -285,7 +293,8 @@ impl RecordSink for LakeSink {
     }
 
     /// A reject's key needs its file's identity, known from the reader's hash once the file is
-    /// read: until then its rejects wait. A file with many rejects, and the conflicts found
+    /// read: until then its rejects wait. A file whose waiting rejects reach [`REJECT_CHUNK`]
+    /// (the rejects kept for writing counted too, and written first), and the conflicts found
     /// after the read of a file the reader did not see whole, have their file read a second
     /// time for it.
     fn reject(&mut self, file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
@@ -298,8 +307,12 @@ impl RecordSink for LakeSink {
             return self.add_reject(identity, reject);
         }
         self.unidentified.push(reject);
-        if self.unidentified.len() >= REJECT_CHUNK {
-            self.identified(file, content_identity(file)?)?;
+        if self.unidentified.len() + self.rejects.len() >= REJECT_CHUNK {
+            if self.rejects.is_empty() {
+                self.release_waiting(file, content_identity(file)?)?;
+            } else {
+                self.write_rejects()?;
+            }
         }
         Ok(())
     }
@@ -311,9 +324,9 @@ impl RecordSink for LakeSink {
     fn file_read(&mut self, file: &DumpFile, identity: Option<u128>) -> Result<(), IngestError> {
         self.reading = None;
         match identity {
-            Some(identity) => self.identified(file, identity),
+            Some(identity) => self.release_waiting(file, identity),
             None if self.unidentified.is_empty() => Ok(()),
-            None => self.identified(file, content_identity(file)?),
+            None => self.release_waiting(file, content_identity(file)?),
         }
     }
 }

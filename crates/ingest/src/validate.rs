@@ -187,7 +187,8 @@ fn text_of(value: Value<'_>) -> Option<Cow<'_, str>> {
 }
 
 /// Validates and normalises one raw record under the run's configuration. The event's text is
-/// the record's (borrowed from the dump's text where the record borrows it).
+/// the record's (borrowed from the dump's text where the record borrows it): the values it
+/// takes are left null in the record.
 pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<Event<Cow<'a, str>>, RejectReason> {
     if Field::ALL.iter().any(|field| matches!(record.get(*field), Value::Nested)) {
         return Err(RejectReason::MalformedRecord);

@@ -195,3 +195,44 @@ fn an_index_of_the_earlier_format_keeps_deduplicating() {
     assert_eq!(again.summary.duplicates, after_second.height() as u64);
     assert_eq!(event_set(&lake), after_second);
 }
+
+/// A file's rejects wait for its identity, which its reader knows once the file is read. A file
+/// with more rejects than are held in memory is read a second time for it, after the rejects of
+/// the file before are written. Every reject is written once, in order, and a second run finds
+/// every one of them in the lake.
+#[test]
+fn the_rejects_of_a_very_dirty_file_are_each_written_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good =
+        r#"{"event_id":"e1","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":"c1"}"#;
+    let few = format!("not json 1\n{good}\nnot json 3\n");
+    // More rejects than the 100,000 held in memory.
+    let many: String = (1..=120_000).map(|line| format!("not json {line}\n")).collect();
+    let inputs: Vec<String> = [("a.ndjson", &few), ("b.ndjson", &many), ("c.ndjson", &few)]
+        .into_iter()
+        .map(|(name, text)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path.to_string_lossy().into_owned()
+        })
+        .collect();
+    let lake = dir.path().join("lake");
+    let config = config_with(1.0);
+    let first = ingest_into(&lake, &inputs, &config);
+    assert_eq!(first.status, RunStatus::Committed);
+    assert_eq!(first.summary.rejected_total(), 120_004);
+    let expected: Vec<(String, i64)> = [("a.ndjson", 1), ("a.ndjson", 3)]
+        .into_iter()
+        .chain((1..=120_000).map(|line| ("b.ndjson", line)))
+        .chain([("c.ndjson", 1), ("c.ndjson", 3)])
+        .map(|(name, line)| (name.to_owned(), line))
+        .collect();
+    let written: Vec<(String, i64)> = lake_rejects(&lake).into_iter().map(|(name, line, _)| (name, line)).collect();
+    assert_eq!(written, expected);
+
+    let again = ingest_into(&lake, &inputs, &config);
+    assert_eq!(again.summary.rejected_total(), 120_004);
+    let runs = Lake::new(&lake).runs().expect("runs");
+    assert_eq!(runs.iter().map(|run| run.known_rejects).collect::<Vec<_>>(), vec![0, 120_004]);
+    assert_eq!(lake_rejects(&lake).len(), 120_004, "the second run wrote no reject");
+}
