@@ -250,7 +250,7 @@ struct LakeSink {
 
 impl LakeSink {
     fn finish(mut self) -> Result<StagedRun, IngestError> {
-        self.staged.write_rejects(&self.rejects, &self.reject_keys)?;
+        self.write_rejects()?;
         Ok(self.staged)
     }
 

@@ -26,7 +26,7 @@ use super::commit::parquet_writer;
 use crate::error::IngestError;
 use crate::validate::Event;
 use crmkpi_schema::{EventType, LAKE_COLUMNS, LakeColumn, LakeType};
-use polars::polars_utils::aliases::PlHashMap;
+use polars::polars_utils::aliases::PlIndexSet;
 use polars_arrow::array::{
     Array, DictionaryArray, MutablePrimitiveArray, MutableUtf8Array, PrimitiveArray, Utf8Array, Utf8ViewArray,
 };
@@ -61,7 +61,7 @@ const PLAIN_TEXT: [&str; 5] = ["event_id", "customer_id", "deal_id", "order_id",
 /// ([`crmkpi_schema::LAKE_COLUMNS`]): an id's text is copied into its column, a name or code
 /// only the first time the column meets it.
 pub struct EventColumns {
-    event_id: MutableUtf8Array<i64>,
+    event_id: TextColumn,
     /// Each event's type, by its [`EventType::index`].
     event_type: Vec<u8>,
     /// The text fields' columns in lake order, from `customer_id` to `reason`.
@@ -76,7 +76,11 @@ pub struct EventColumns {
 /// dictionary of the values met (4 bytes a row).
 enum TextColumn {
     Plain(MutableUtf8Array<i64>),
-    Dictionary { keys: MutablePrimitiveArray<u32>, values: Vec<String>, key_of: PlHashMap<String, u32> },
+    /// Each row's key: the place of its value in `values`.
+    Dictionary {
+        keys: MutablePrimitiveArray<u32>,
+        values: PlIndexSet<String>,
+    },
 }
 
 impl TextColumn {
@@ -86,8 +90,7 @@ impl TextColumn {
         } else {
             TextColumn::Dictionary {
                 keys: MutablePrimitiveArray::with_capacity(capacity),
-                values: Vec::new(),
-                key_of: PlHashMap::default(),
+                values: PlIndexSet::default(),
             }
         }
     }
@@ -95,22 +98,20 @@ impl TextColumn {
     fn push(&mut self, text: Option<&str>) {
         match self {
             TextColumn::Plain(column) => column.push(text),
-            TextColumn::Dictionary { keys, values, key_of } => keys.push(text.map(|text| match key_of.get(text) {
-                Some(key) => *key,
-                None => {
-                    let key = values.len() as u32;
-                    values.push(text.to_owned());
-                    key_of.insert(text.to_owned(), key);
-                    key
-                }
+            TextColumn::Dictionary { keys, values } => keys.push(text.map(|text| {
+                let key = values.get_index_of(text).unwrap_or_else(|| values.insert_full(text.to_owned()).0);
+                key as u32
             })),
         }
     }
 
     fn finish(self) -> PolarsResult<ArrayRef> {
         match self {
-            TextColumn::Plain(column) => Ok(plain_text(column)),
-            TextColumn::Dictionary { keys, values, .. } => {
+            TextColumn::Plain(column) => {
+                let array: Utf8Array<i64> = column.into();
+                Ok(array.boxed())
+            }
+            TextColumn::Dictionary { keys, values } => {
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
                 dictionary(keys.into(), &values)
             }
@@ -122,7 +123,7 @@ impl EventColumns {
     /// Empty columns with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> EventColumns {
         EventColumns {
-            event_id: MutableUtf8Array::with_capacity(capacity),
+            event_id: TextColumn::new("event_id", capacity),
             event_type: Vec::with_capacity(capacity),
             fields: LAKE_COLUMNS
                 .iter()
@@ -161,7 +162,7 @@ impl EventColumns {
         let rows = self.len();
         let array = |column: Column| column.as_materialized_series().rechunk().to_arrow(0, CompatLevel::newest());
         // The text columns in lake order: the event's id and type, then its text fields.
-        let mut text = [Ok(plain_text(self.event_id)), event_types(&self.event_type)]
+        let mut text = [self.event_id.finish(), event_types(&self.event_type)]
             .into_iter()
             .chain(self.fields.into_iter().map(TextColumn::finish));
         let mut numbers = [
@@ -199,12 +200,6 @@ fn event_types(indices: &[u8]) -> PolarsResult<ArrayRef> {
         names.push(event_type.name());
     }
     dictionary(PrimitiveArray::from_vec(indices.iter().map(|&index| keys[index as usize]).collect()), &names)
-}
-
-/// A column of plain text.
-fn plain_text(column: MutableUtf8Array<i64>) -> ArrayRef {
-    let array: Utf8Array<i64> = column.into();
-    array.boxed()
 }
 
 /// A text column of `values[key]` for each of `keys` (null where a key is), as a dictionary
