@@ -10,7 +10,7 @@
 //! invalid bytes replaced by U+FFFD.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
 use std::sync::mpsc;
 
@@ -25,8 +25,10 @@ use crate::validate::{Event, RejectReason, validate};
 
 /// Records per batch handed from the reader thread to the parsers.
 const BATCH_RECORDS: usize = 1 << 13;
+/// Bytes read from a dump at a time.
+const READ_BYTES: usize = 1 << 17;
 /// Records parsed at least by one task.
-const PIECE_RECORDS: usize = 1_024;
+const PIECE_RECORDS: usize = 256;
 
 /// The UTF-8 byte-order mark some exporters write at the start of a file.
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
@@ -65,10 +67,21 @@ impl Batch {
                 batch.records.clear();
                 batch
             }
-            Err(_) => {
-                Batch { text: Vec::with_capacity(BATCH_RECORDS * 160), records: Vec::with_capacity(BATCH_RECORDS) }
-            }
+            Err(_) => Batch {
+                text: Vec::with_capacity(BATCH_RECORDS * 160 + READ_BYTES),
+                records: Vec::with_capacity(BATCH_RECORDS),
+            },
         }
+    }
+
+    /// Reads the next bytes of `reader` onto the end of the text, without copying them from a
+    /// buffer of the reader's; how many (0 at the end of the stream).
+    fn read_from(&mut self, reader: &mut impl Read) -> std::io::Result<usize> {
+        let filled = self.text.len();
+        self.text.resize(filled + READ_BYTES, 0);
+        let read = reader.read(&mut self.text[filled..]);
+        self.text.truncate(filled + read.as_ref().map_or(0, |read| *read));
+        read
     }
 
     /// Adds a CSV record (its text copied), malformed when it has no cells.
@@ -180,7 +193,7 @@ fn parse_record<'a>(header: Option<&CsvHeader>, text: &'a [u8], record: &'a Reco
 /// is not UTF-8 ends the stream with an error.
 fn split_ndjson(
     file: &DumpFile,
-    mut reader: Box<dyn BufRead + Send>,
+    mut reader: Box<dyn Read + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
     returned: mpsc::Receiver<Batch>,
 ) {
@@ -188,22 +201,18 @@ fn split_ndjson(
     let mut line_number = 0u64;
     // Where the line being read starts in the batch's text (its end not read yet).
     let mut line_start = 0;
-    // The ends of the lines of the buffer just read (reused from read to read).
+    // The ends of the lines of the bytes just read (reused from read to read).
     let mut ends: Vec<usize> = Vec::new();
     loop {
-        let read = match reader.fill_buf() {
-            Ok(buffer) => {
-                batch.text.extend_from_slice(buffer);
-                buffer.len()
-            }
+        let read = match batch.read_from(&mut reader) {
+            Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(source) => {
                 let _ = sender.send(Err(IngestError::Read { path: file.display_path(), line: line_number, source }));
                 return;
             }
         };
-        reader.consume(read);
-        // Bytes of the text (up to the buffer just read) that went with batches sent since.
+        // Bytes of the text (up to the bytes just read) that went with batches sent since.
         let mut cut = 0;
         let scanned = batch.text.len() - read;
         ends.clear();
@@ -283,10 +292,11 @@ impl Batch {
 /// or a file whose first line is not UTF-8 ends the stream with an error.
 fn split_csv(
     file: &DumpFile,
-    mut reader: Box<dyn BufRead + Send>,
+    reader: Box<dyn Read + Send>,
     sender: mpsc::SyncSender<Result<Batch, IngestError>>,
     returned: mpsc::Receiver<Batch>,
 ) {
+    let mut reader = BufReader::with_capacity(READ_BYTES, reader);
     let mut batch = Batch::reused_or_new(&returned);
     let mut line_number = 0u64;
     let mut splitter = CsvSplitter::default();

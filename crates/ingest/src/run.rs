@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use rayon::prelude::*;
 
-use crate::dedup::{self, Fate, IdMap, RejectIndex, Spill, SuspectRecord, Unseen};
+use crate::dedup::{self, Fate, IdSet, RejectIndex, Spill, SuspectRecord, Unseen};
 use crate::error::IngestError;
 use crate::id_index::id_hash;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
@@ -554,7 +554,9 @@ impl Intake {
 
     /// Classifies a batch's records, adding their ids to the filter. An id repeated within the
     /// batch makes every one of its records a suspect: the filter is filled in parallel, so the
-    /// record that found the id unseen may not be the first.
+    /// record that found the id unseen may not be the first. Of the records of an id repeated
+    /// within the batch, all but the first to reach the filter find it there (each insert is
+    /// one atomic update of one word): the others are those whose id a suspect of the batch has.
     fn classify(&self, parsed: &[Parsed<'_>]) -> Vec<Class> {
         let mut classes: Vec<Class> = parsed
             .par_iter()
@@ -566,18 +568,20 @@ impl Intake {
                 }
             })
             .collect();
-        let mut first_of = IdMap::with_capacity_and_hasher(classes.len(), Default::default());
-        let mut repeated = Vec::new();
-        for (index, class) in classes.iter().enumerate() {
-            if let Class::Unseen(id) | Class::Suspect(id) = *class
-                && let Some(first) = first_of.insert(id, index)
-            {
-                repeated.extend([first, index]);
-            }
-        }
-        for index in repeated {
-            if let Class::Unseen(id) = classes[index] {
-                classes[index] = Class::Suspect(id);
+        let suspect_ids: IdSet = classes
+            .iter()
+            .filter_map(|class| match class {
+                Class::Suspect(id) => Some(*id),
+                Class::Invalid | Class::Unseen(_) => None,
+            })
+            .collect();
+        if !suspect_ids.is_empty() {
+            for class in &mut classes {
+                if let Class::Unseen(id) = *class
+                    && suspect_ids.contains(&id)
+                {
+                    *class = Class::Suspect(id);
+                }
             }
         }
         classes

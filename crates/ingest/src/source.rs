@@ -3,7 +3,7 @@
 //! compression (none, gzip, zstd) are taken from the file name.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -186,29 +186,27 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Opens a dump file as a buffered stream of decompressed bytes, with what is read of its
-/// bytes as stored.
-pub fn open(file: &DumpFile) -> Result<(Box<dyn BufRead + Send>, RawBytes), IngestError> {
+/// Opens a dump file as a stream of decompressed bytes, with what is read of its bytes as
+/// stored. A plain file is read without a buffer of its own: the reader reads straight into
+/// where the records are kept.
+pub fn open(file: &DumpFile) -> Result<(Box<dyn Read + Send>, RawBytes), IngestError> {
     let read_error = |source| IngestError::Read { path: file.display_path(), line: 0, source };
     let raw = File::open(&file.path).map_err(read_error)?;
     let size = raw.metadata().map_err(read_error)?.len();
     let raw_bytes = RawBytes(Arc::new(RawState { size, count: AtomicU64::new(0), hash: Mutex::new(Xxh3::new()) }));
     let counted = CountingReader { inner: raw, raw: raw_bytes.clone() };
-    const BUFFER: usize = 1 << 20;
-    let reader: Box<dyn BufRead + Send> = match file.compression {
-        Compression::None => Box::new(BufReader::with_capacity(BUFFER, counted)),
-        Compression::Gzip => {
-            Box::new(BufReader::with_capacity(BUFFER, flate2::read::MultiGzDecoder::new(BufReader::new(counted))))
-        }
-        Compression::Zstd => {
-            Box::new(BufReader::with_capacity(BUFFER, zstd::stream::read::Decoder::new(counted).map_err(read_error)?))
-        }
+    let reader: Box<dyn Read + Send> = match file.compression {
+        Compression::None => Box::new(counted),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(counted))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(counted).map_err(read_error)?),
     };
     Ok((reader, raw_bytes))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::BufRead;
+
     use super::*;
 
     #[test]
@@ -238,7 +236,8 @@ mod tests {
         std::fs::write(&zstd, zstd::encode_all(text.as_bytes(), 1).expect("zstd")).expect("write");
         for path in [plain, gzip, zstd] {
             let file = expand_inputs(&[path.to_string_lossy().into_owned()]).expect("inputs").remove(0);
-            let (mut reader, raw_bytes) = open(&file).expect("open");
+            let (reader, raw_bytes) = open(&file).expect("open");
+            let mut reader = BufReader::new(reader);
             let mut first_line = String::new();
             reader.read_line(&mut first_line).expect("read");
             if file.compression == Compression::None {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use super::event_writer::{EventColumns, Month, MonthFiles, month_of};
+use super::event_writer::{ColumnPart, EventColumns, Month, MonthBounds, MonthFiles};
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
 use xxhash_rust::xxh3::Xxh3;
@@ -102,20 +102,23 @@ impl StagedRun {
     }
 
     /// Adds accepted events to the run's file of the UTC month each falls in (one file per
-    /// month partition and run). Events are collected by month, each month's on its own
-    /// thread, [`PENDING_EVENTS`] at most, and written as a row group per month, encoded and
-    /// compressed in parallel.
+    /// month partition and run). Events are collected by month, the parts of the months'
+    /// columns in parallel, [`PENDING_EVENTS`] at most, and written as a row group per month,
+    /// encoded and compressed in parallel.
     pub fn add_events<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
+        let mut month_bounds = MonthBounds::default();
         let months: Vec<Month> = events
-            .par_iter()
+            .iter()
             .map(|event| {
-                month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
+                month_bounds.month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
                     path: self.dir.join("events"),
                     source: polars_err!(ComputeError: "event {} occurred outside any calendar month", &*event.event_id),
                 })
             })
             .collect::<Result<_, _>>()?;
-        for month in &months {
+        // Consecutive events mostly fall in one month: a month is looked up where it changes.
+        for run in months.chunk_by(|left, right| left == right) {
+            let month = &run[0];
             if !self.pending.contains_key(month) {
                 let expected = self.last_chunk.get(month).map_or(1 << 12, |rows| rows + rows / 8);
                 self.pending.insert(*month, EventColumns::with_capacity(expected));
@@ -125,7 +128,10 @@ impl StagedRun {
         // positions counted into them.
         let slots: BTreeMap<Month, usize> =
             self.pending.keys().enumerate().map(|(slot, month)| (*month, slot)).collect();
-        let slot_of: Vec<usize> = months.iter().map(|month| slots[month]).collect();
+        let slot_of: Vec<usize> = months
+            .chunk_by(|left, right| left == right)
+            .flat_map(|run| std::iter::repeat_n(slots[&run[0]], run.len()))
+            .collect();
         let mut starts = vec![0usize; slots.len() + 1];
         slot_of.iter().for_each(|slot| starts[slot + 1] += 1);
         (1..starts.len()).for_each(|slot| starts[slot] += starts[slot - 1]);
@@ -135,8 +141,16 @@ impl StagedRun {
             positions[next[*slot]] = position;
             next[*slot] += 1;
         }
-        self.pending.values_mut().zip(starts.windows(2)).par_bridge().for_each(|(columns, range)| {
-            positions[range[0]..range[1]].iter().for_each(|position| columns.push(events[*position]));
+        // Every part of every month's columns is filled on its own: the months of a batch are
+        // often one or two.
+        let parts: Vec<(ColumnPart, &[usize])> = self
+            .pending
+            .values_mut()
+            .zip(starts.windows(2))
+            .flat_map(|(columns, range)| columns.parts().map(|part| (part, &positions[range[0]..range[1]])))
+            .collect();
+        parts.into_par_iter().for_each(|(part, positions)| {
+            part.extend(positions.iter().map(|position| events[*position]));
         });
         self.pending_events += events.len();
         if self.pending_events >= PENDING_EVENTS {

@@ -4,21 +4,25 @@
 //! one after another as it writes them). A [`MonthFiles`] writer does that on a thread of its
 //! own, so that the next events are read while the last ones are encoded.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fs::File;
 use std::io::BufWriter;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, Datelike};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime};
 use polars::io::parquet::write::{BatchedWriter, get_encodings};
 use polars::prelude::*;
+use polars_parquet::parquet::CowBuffer;
+use polars_parquet::parquet::compression::Compression;
+use polars_parquet::parquet::page::{CompressedDictPage, DataPageHeader};
 use polars_parquet::write::{
-    CompressedPage, CompressionOptions, Compressor, Encoding, ParquetType, SchemaDescriptor, Version, WriteOptions,
-    ZstdLevel, array_to_columns, to_parquet_schema,
+    CompressedDataPage, CompressedPage, CompressionOptions, Encoding, Page, ParquetType, SchemaDescriptor, Version,
+    WriteOptions, ZstdLevel, array_to_columns, to_parquet_schema,
 };
 use rayon::prelude::*;
 
@@ -36,8 +40,38 @@ use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 pub type Month = (i32, u32);
 
 /// The UTC month of an instant in microseconds since the epoch.
-pub fn month_of(micros: i64) -> Option<Month> {
+fn month_of(micros: i64) -> Option<Month> {
     DateTime::from_timestamp_micros(micros).map(|instant| (instant.year(), instant.month()))
+}
+
+/// The UTC months of instants one after another, with the bounds of the last month found:
+/// consecutive events mostly fall in one month.
+#[derive(Default)]
+pub struct MonthBounds {
+    last: Option<(Range<i64>, Month)>,
+}
+
+impl MonthBounds {
+    /// The UTC month of an instant in microseconds since the epoch ([`month_of`]).
+    pub fn month_of(&mut self, micros: i64) -> Option<Month> {
+        match &self.last {
+            Some((bounds, month)) if bounds.contains(&micros) => Some(*month),
+            _ => {
+                let month = month_of(micros)?;
+                self.last = month_bounds(month).map(|bounds| (bounds, month));
+                Some(month)
+            }
+        }
+    }
+}
+
+/// The instants of a UTC month: from its first microsecond to the next month's first.
+fn month_bounds((year, month): Month) -> Option<Range<i64>> {
+    let first_day = |year, month| {
+        NaiveDate::from_ymd_opt(year, month, 1).map(|day| day.and_time(NaiveTime::MIN).and_utc().timestamp_micros())
+    };
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    Some(first_day(year, month)?..first_day(next_year, next_month)?)
 }
 
 /// The directory of a month partition under the lake.
@@ -59,22 +93,76 @@ const PLAIN_TEXT: [&str; 5] = ["event_id", "customer_id", "deal_id", "order_id",
 
 /// Accepted events being collected column by column, in the lake's columns
 /// ([`crmkpi_schema::LAKE_COLUMNS`]): an id's text is copied into its column, a name or code
-/// only the first time the column meets it.
+/// only the first time the column meets it. The columns are filled in parts
+/// ([`EventColumns::parts`]), which may be filled in parallel.
 pub struct EventColumns {
+    fixed: FixedColumns,
+    /// The text fields' columns in lake order, from `customer_id` to `reason`.
+    fields: Vec<TextColumn>,
+}
+
+/// The columns every event has a value in, or a null of its own: id, type, instant, amount,
+/// score and content hash.
+pub struct FixedColumns {
     event_id: TextColumn,
     /// Each event's type, by its [`EventType::index`].
     event_type: Vec<u8>,
-    /// The text fields' columns in lake order, from `customer_id` to `reason`.
-    fields: Vec<TextColumn>,
     occurred_at: Vec<i64>,
     amount: Vec<Option<f64>>,
     score: Vec<Option<i64>>,
     content_hash: Vec<u64>,
 }
 
+/// A part of [`EventColumns`] filled on its own.
+pub enum ColumnPart<'a> {
+    /// The columns every event has a value in.
+    Fixed(&'a mut FixedColumns),
+    /// The columns of the text fields from this place on in lake order
+    /// ([`crate::validate::TextFields::in_lake_order`]).
+    Text(usize, &'a mut [TextColumn]),
+}
+
+impl ColumnPart<'_> {
+    /// Appends the part's values of `events`.
+    pub fn extend<'e, S: Deref<Target = str> + 'e>(self, events: impl Iterator<Item = &'e Event<S>>) {
+        match self {
+            ColumnPart::Fixed(fixed) => events.for_each(|event| fixed.push(event)),
+            ColumnPart::Text(first, columns) => events.for_each(|event| {
+                let text = event.text.in_lake_order();
+                columns.iter_mut().zip(&text[first..]).for_each(|(column, text)| column.push(*text));
+            }),
+        }
+    }
+}
+
+impl FixedColumns {
+    fn with_capacity(capacity: usize) -> FixedColumns {
+        FixedColumns {
+            event_id: TextColumn::new("event_id", capacity),
+            event_type: Vec::with_capacity(capacity),
+            occurred_at: Vec::with_capacity(capacity),
+            amount: Vec::with_capacity(capacity),
+            score: Vec::with_capacity(capacity),
+            content_hash: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
+        self.event_id.push(Some(&*event.event_id));
+        self.event_type.push(event.event_type.index() as u8);
+        self.occurred_at.push(event.occurred_at);
+        self.amount.push(event.amount);
+        self.score.push(event.score);
+        self.content_hash.push(event.content_hash);
+    }
+}
+
+/// The text fields that are ids, first in lake order: `customer_id` to `ticket_id`.
+const TEXT_IDS: usize = 4;
+
 /// A text field's column: its text one value after another, or the key of each value in a
 /// dictionary of the values met (4 bytes a row).
-enum TextColumn {
+pub enum TextColumn {
     Plain(MutableUtf8Array<i64>),
     /// Each row's key: the place of its value in `values`.
     Dictionary {
@@ -123,36 +211,39 @@ impl EventColumns {
     /// Empty columns with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> EventColumns {
         EventColumns {
-            event_id: TextColumn::new("event_id", capacity),
-            event_type: Vec::with_capacity(capacity),
+            fixed: FixedColumns::with_capacity(capacity),
             fields: LAKE_COLUMNS
                 .iter()
                 .filter(|column| is_event_text(column) && !["event_id", "event_type"].contains(&column.name))
                 .map(|column| TextColumn::new(column.name, capacity))
                 .collect(),
-            occurred_at: Vec::with_capacity(capacity),
-            amount: Vec::with_capacity(capacity),
-            score: Vec::with_capacity(capacity),
-            content_hash: Vec::with_capacity(capacity),
         }
     }
 
     /// Events collected.
     pub fn len(&self) -> usize {
-        self.occurred_at.len()
+        self.fixed.occurred_at.len()
     }
 
-    /// Appends an event.
-    pub fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
-        self.event_id.push(Some(&*event.event_id));
-        self.event_type.push(event.event_type.index() as u8);
-        for (column, text) in self.fields.iter_mut().zip(event.text.in_lake_order()) {
-            column.push(text);
-        }
-        self.occurred_at.push(event.occurred_at);
-        self.amount.push(event.amount);
-        self.score.push(event.score);
-        self.content_hash.push(event.content_hash);
+    /// The parts of the columns, each filled on its own: appending the same events to every
+    /// part appends them to the columns.
+    pub fn parts(&mut self) -> impl Iterator<Item = ColumnPart<'_>> {
+        let (ids, names) = self.fields.split_at_mut(TEXT_IDS);
+        let half = names.len() / 2;
+        let (first_names, last_names) = names.split_at_mut(half);
+        [
+            ColumnPart::Fixed(&mut self.fixed),
+            ColumnPart::Text(0, ids),
+            ColumnPart::Text(TEXT_IDS, first_names),
+            ColumnPart::Text(TEXT_IDS + half, last_names),
+        ]
+        .into_iter()
+    }
+
+    /// Appends `events`.
+    #[cfg(test)]
+    fn extend<S: Deref<Target = str>>(&mut self, events: &[Event<S>]) {
+        self.parts().for_each(|part| part.extend(events.iter()));
     }
 
     /// The lake's columns of the events as Arrow arrays, `ingest_run` included. Ids are plain
@@ -162,16 +253,17 @@ impl EventColumns {
         let rows = self.len();
         let array = |column: Column| column.as_materialized_series().rechunk().to_arrow(0, CompatLevel::newest());
         // The text columns in lake order: the event's id and type, then its text fields.
-        let mut text = [self.event_id.finish(), event_types(&self.event_type)]
+        let FixedColumns { event_id, event_type, occurred_at, amount, score, content_hash } = self.fixed;
+        let mut text = [event_id.finish(), event_types(&event_type)]
             .into_iter()
             .chain(self.fields.into_iter().map(TextColumn::finish));
         let mut numbers = [
-            Int64Chunked::from_vec("occurred_at".into(), self.occurred_at)
+            Int64Chunked::from_vec("occurred_at".into(), occurred_at)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
                 .into_column(),
-            Column::new("amount".into(), self.amount),
-            Column::new("score".into(), self.score),
-            Column::new("content_hash".into(), self.content_hash),
+            Column::new("amount".into(), amount),
+            Column::new("score".into(), score),
+            Column::new("content_hash".into(), content_hash),
         ]
         .into_iter();
         LAKE_COLUMNS
@@ -258,8 +350,7 @@ impl EventEncoder {
             options: WriteOptions {
                 statistics: StatisticsOptions::default(),
                 version: Version::V1,
-                // Level 1: a twentieth larger than the default level 3, a tenth faster to write.
-                compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(1)?)),
+                compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(ZSTD_LEVEL)?)),
                 data_page_size: None,
             },
             arrow_schema,
@@ -318,17 +409,59 @@ impl EventEncoder {
         };
         array_to_columns(array, parquet_type.clone(), options, encodings)?
             .into_iter()
-            .map(|pages| {
-                let pages = pages.map(|page| {
-                    page.map_err(|error| {
-                        polars_parquet::read::ParquetError::FeatureNotSupported(format!("reraised in polars: {error}"))
-                    })
-                });
-                Ok(Compressor::new_from_vec(pages, self.options.compression, Vec::new())
-                    .collect::<Result<Vec<_>, _>>()?)
-            })
+            .map(|pages| pages.map(|page| compress_page(page?)).collect())
             .collect()
     }
+}
+
+/// The zstd level of the event files' pages. Level 1: a twentieth larger than the default
+/// level 3, a tenth faster to write.
+const ZSTD_LEVEL: i32 = 1;
+
+thread_local! {
+    /// The zstd context of a thread that compresses pages, made at its first page: a context
+    /// takes long to set up, and a row group has hundreds of pages.
+    static PAGE_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses an encoded page (version 1, the whole page at once), as polars' writer does
+/// with [`CompressionOptions::Zstd`] at [`ZSTD_LEVEL`], but with the context of the thread.
+fn compress_page(page: Page) -> PolarsResult<CompressedPage> {
+    PAGE_COMPRESSOR.with_borrow_mut(|compressor| {
+        let compressor = match compressor {
+            Some(compressor) => compressor,
+            None => compressor.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        let mut compress = |bytes: &[u8]| -> std::io::Result<CowBuffer> {
+            let mut compressed = Vec::with_capacity(zstd::zstd_safe::compress_bound(bytes.len()));
+            compressor.compress_to_buffer(bytes, &mut compressed)?;
+            Ok(CowBuffer::Owned(compressed))
+        };
+        Ok(match page {
+            Page::Data(page) => {
+                if !matches!(page.header(), DataPageHeader::V1(_)) {
+                    polars_bail!(ComputeError: "a data page of version 2 where version 1 was asked for");
+                }
+                let num_rows =
+                    page.num_rows.ok_or_else(|| polars_err!(ComputeError: "a data page without its rows"))?;
+                CompressedPage::Data(CompressedDataPage::new(
+                    page.header().clone(),
+                    compress(page.buffer())?,
+                    Compression::Zstd,
+                    page.buffer().len(),
+                    page.descriptor.clone(),
+                    num_rows,
+                ))
+            }
+            Page::Dict(page) => CompressedPage::Dict(CompressedDictPage::new(
+                compress(&page.buffer)?,
+                Compression::Zstd,
+                page.buffer.len(),
+                page.num_values,
+                page.is_sorted,
+            )),
+        })
+    })
 }
 
 /// One event file of a run: its path under the run's snapshot and its writer, which appends
@@ -486,19 +619,44 @@ mod tests {
         }
     }
 
+    /// The month of an instant is the same whether the last month's bounds are kept or not,
+    /// at the edges of months and years, before 1970, in any order.
+    #[test]
+    fn kept_month_bounds_give_each_instants_month() {
+        let micros = |text: &str| DateTime::parse_from_rfc3339(text).expect("instant").timestamp_micros();
+        let edges = [
+            "1969-12-31T23:59:59.999999Z",
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.999999Z",
+            "2024-03-01T00:00:00Z",
+            "2024-12-31T23:59:59.999999Z",
+            "2025-01-01T00:00:00Z",
+            "2025-01-15T12:00:00Z",
+        ];
+        let mut instants: Vec<i64> = edges.iter().map(|text| micros(text)).collect();
+        instants.extend(instants.clone().iter().rev());
+        instants.extend(instants.clone().iter().flat_map(|instant| [instant - 1, *instant, instant + 1]));
+        let mut bounds = MonthBounds::default();
+        for instant in instants {
+            assert_eq!(bounds.month_of(instant), month_of(instant), "{instant}");
+        }
+        assert_eq!(bounds.month_of(micros("2024-02-29T23:59:59.999999Z")), Some((2024, 2)));
+        assert_eq!(bounds.month_of(micros("2024-03-01T00:00:00Z")), Some((2024, 3)));
+    }
+
     /// Names and codes are dictionaries of the values that occur, ids plain text; both read
     /// back as the text of every event.
     #[test]
     fn text_columns_hold_each_events_text() {
         let mut columns = EventColumns::with_capacity(4);
-        for (event_id, event_type, stage) in [
+        let events = [
             ("a", EventType::TicketOpened, None),
             ("b", EventType::DealStageChanged, Some("won")),
             ("c", EventType::TicketOpened, None),
             ("d", EventType::DealStageChanged, Some("won")),
-        ] {
-            columns.push(&event(event_id, event_type, stage));
-        }
+        ]
+        .map(|(event_id, event_type, stage)| event(event_id, event_type, stage));
+        columns.extend(&events);
         let arrays = columns.finish("run-1").expect("columns");
         let place = |name: &str| LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
         let dictionary_text = |name: &str| -> (Vec<Option<String>>, usize) {
@@ -524,10 +682,13 @@ mod tests {
         use polars_parquet::parquet::page::DataPageHeader;
         let rows = 300_000;
         let mut columns = EventColumns::with_capacity(rows);
-        for row in 0..rows {
-            let event_id = format!("e{row}");
-            columns.push(&event(&event_id, EventType::DealStageChanged, (row % 3 == 0).then_some("won")));
-        }
+        let event_ids: Vec<String> = (0..rows).map(|row| format!("e{row}")).collect();
+        let events: Vec<_> = event_ids
+            .iter()
+            .enumerate()
+            .map(|(row, event_id)| event(event_id, EventType::DealStageChanged, (row % 3 == 0).then_some("won")))
+            .collect();
+        columns.extend(&events);
         let pages =
             EventEncoder::new().expect("encoder").encode(&columns.finish("run-1").expect("columns")).expect("pages");
         let stage = LAKE_COLUMNS.iter().position(|column| column.name == "stage").expect("stage");
