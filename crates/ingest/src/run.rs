@@ -481,29 +481,24 @@ impl Intake {
         sink: &mut impl RecordSink,
     ) -> Result<(), IngestError> {
         let classes = self.classify(parsed);
-        let keys: Vec<(u128, u64)> = parsed
-            .par_iter()
-            .zip(&classes)
-            .filter_map(|(record, class)| match (class, &record.verdict) {
-                (Class::Unseen(id) | Class::Suspect(id), Ok(event)) => Some((*id, event.content_hash)),
-                _ => None,
-            })
-            .collect();
+        // One pass in order: the keys of the valid records, the unseen events, the suspects.
+        let mut keys = Vec::with_capacity(parsed.len());
+        let mut unseen = Vec::with_capacity(parsed.len());
+        let mut suspects = Vec::new();
+        for (record, class) in parsed.iter().zip(&classes) {
+            match (&record.verdict, *class) {
+                (Ok(event), Class::Unseen(id)) => {
+                    keys.push((id, event.content_hash));
+                    unseen.push(event);
+                }
+                (Ok(event), Class::Suspect(id)) => {
+                    keys.push((id, event.content_hash));
+                    suspects.push(self.encode_suspect(index, record, event)?);
+                }
+                _ => {}
+            }
+        }
         let first = self.spill.push_keys(keys)?;
-        let (unseen, suspects) = rayon::join(
-            || {
-                parsed
-                    .par_iter()
-                    .zip(&classes)
-                    .filter_map(|(record, class)| match (class, &record.verdict) {
-                        (Class::Unseen(_), Ok(event)) => Some(event),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            },
-            || self.encode_suspects(index, parsed, &classes),
-        );
-        let suspects = suspects?;
         file_stats.read += parsed.len() as u64;
         file_stats.accepted += unseen.len() as u64;
         let mut sequence = first;
@@ -529,27 +524,16 @@ impl Intake {
         sink.accept(&unseen)
     }
 
-    /// The batch's suspects encoded for the spill, in order.
-    fn encode_suspects(
+    /// A suspect of file number `index` encoded for the spill.
+    fn encode_suspect<S: Deref<Target = str>>(
         &self,
         index: u32,
-        parsed: &[Parsed<'_>],
-        classes: &[Class],
-    ) -> Result<Vec<Vec<u8>>, IngestError> {
-        parsed
-            .par_iter()
-            .zip(classes)
-            .filter_map(|(record, class)| match (class, &record.verdict) {
-                (Class::Suspect(_), Ok(event)) => Some(
-                    SuspectRecord { file: index, line: record.line, raw: &record.raw, event: event.view() }.encode(),
-                ),
-                _ => None,
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|error| IngestError::Spill {
-                path: self.spill.suspects_path(),
-                source: std::io::Error::other(error),
-            })
+        record: &Parsed<'_>,
+        event: &Event<S>,
+    ) -> Result<Vec<u8>, IngestError> {
+        SuspectRecord { file: index, line: record.line, raw: &record.raw, event: event.view() }.encode().map_err(
+            |error| IngestError::Spill { path: self.spill.suspects_path(), source: std::io::Error::other(error) },
+        )
     }
 
     /// Classifies a batch's records, adding their ids to the filter. An id repeated within the
