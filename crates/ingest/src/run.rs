@@ -2,6 +2,7 @@
 //! deduplicate against the lake and the run so far, and account for every record read:
 //! `read = accepted + duplicates + rejected`, per file and in total.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,9 @@ use crate::read::{Parsed, read_dump};
 use crate::seen_filter::SeenFilter;
 use crate::source::{Compression, DumpFile, Format, content_identity, expand_inputs};
 use crate::validate::{Event, RejectReason};
+
+/// Suspects in a batch from which they are encoded for the spill in parallel.
+const PARALLEL_SUSPECTS: usize = 1_024;
 
 /// Rejects held in memory at most: those waiting for their file's identity and those waiting
 /// to be written as Parquet, together.
@@ -493,11 +497,18 @@ impl Intake {
                 }
                 (Ok(event), Class::Suspect(id)) => {
                     keys.push((id, event.content_hash));
-                    suspects.push(self.encode_suspect(index, record, event)?);
+                    suspects.push((record, event));
                 }
                 _ => {}
             }
         }
+        let encode = |(record, event): &(&Parsed<'_>, &Event<Cow<'_, str>>)| self.encode_suspect(index, record, event);
+        // Suspects are few, unless the dump was ingested before (then every record is one).
+        let suspects: Vec<Vec<u8>> = if suspects.len() < PARALLEL_SUSPECTS {
+            suspects.iter().map(encode).collect::<Result<_, _>>()?
+        } else {
+            suspects.par_iter().map(encode).collect::<Result<_, _>>()?
+        };
         let first = self.spill.push_keys(keys)?;
         file_stats.read += parsed.len() as u64;
         file_stats.accepted += unseen.len() as u64;
