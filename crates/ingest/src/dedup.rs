@@ -295,11 +295,8 @@ impl RejectIndex {
     }
 }
 
-/// A set of 128-bit hashes (reject keys).
+/// A set of 128-bit hashes (reject keys, event id hashes).
 pub type IdSet = HashSet<u128, BuildHasherDefault<PrehashedKey>>;
-
-/// A map from 128-bit hashes.
-pub type IdMap<V> = std::collections::HashMap<u128, V, BuildHasherDefault<PrehashedKey>>;
 
 /// The keys are already uniform 128-bit hashes: their low 64 bits serve as the table hash.
 #[derive(Debug, Default)]

@@ -75,13 +75,27 @@ impl Batch {
     }
 
     /// Reads the next bytes of `reader` onto the end of the text, without copying them from a
-    /// buffer of the reader's; how many (0 at the end of the stream).
+    /// buffer of the reader's: up to [`READ_BYTES`], fewer only at the end of the stream (a
+    /// decompressor hands out less at a time); how many (0 at the end of the stream).
     fn read_from(&mut self, reader: &mut impl Read) -> std::io::Result<usize> {
-        let filled = self.text.len();
-        self.text.resize(filled + READ_BYTES, 0);
-        let read = reader.read(&mut self.text[filled..]);
-        self.text.truncate(filled + read.as_ref().map_or(0, |read| *read));
-        read
+        let start = self.text.len();
+        self.text.resize(start + READ_BYTES, 0);
+        let mut filled = start;
+        let outcome = loop {
+            match reader.read(&mut self.text[filled..]) {
+                Ok(0) => break Ok(filled - start),
+                Ok(read) => {
+                    filled += read;
+                    if filled == self.text.len() {
+                        break Ok(filled - start);
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => break Err(error),
+            }
+        };
+        self.text.truncate(filled);
+        outcome
     }
 
     /// Adds a CSV record (its text copied), malformed when it has no cells.
@@ -188,8 +202,8 @@ fn parse_record<'a>(header: Option<&CsvHeader>, text: &'a [u8], record: &'a Reco
     Parsed { line: record.line, raw, verdict }
 }
 
-/// The reader thread of an NDJSON dump: copies the decompressed stream into batches a buffer
-/// at a time, splits them into lines and sends them. A read error or a file whose first line
+/// The reader thread of an NDJSON dump: reads the decompressed stream straight into batches
+/// ([`READ_BYTES`] at a time), splits them into lines and sends them. A read error or a file whose first line
 /// is not UTF-8 ends the stream with an error.
 fn split_ndjson(
     file: &DumpFile,
@@ -206,7 +220,6 @@ fn split_ndjson(
     loop {
         let read = match batch.read_from(&mut reader) {
             Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(source) => {
                 let _ = sender.send(Err(IngestError::Read { path: file.display_path(), line: line_number, source }));
                 return;
@@ -342,4 +355,47 @@ fn split_csv(
 /// whitespace of Python's `bytes.isspace`, which a data engineer's `line.strip()` skips too).
 pub(crate) fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that hands out a few bytes at a time and is interrupted now and then, as a
+    /// decompressor or a pipe may be.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        reads: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            if self.reads.is_multiple_of(5) {
+                return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+            }
+            let read = buffer.len().min(self.bytes.len()).min(1_000);
+            buffer[..read].copy_from_slice(&self.bytes[..read]);
+            self.bytes = &self.bytes[read..];
+            Ok(read)
+        }
+    }
+
+    /// A batch takes [`READ_BYTES`] at a time from a stream of short and interrupted reads,
+    /// fewer only at its end, and holds every byte in order.
+    #[test]
+    fn a_batch_reads_a_trickling_stream_whole() {
+        let bytes: Vec<u8> = (0..READ_BYTES * 2 + 777).map(|n| (n % 251) as u8).collect();
+        let mut stream = Trickle { bytes: &bytes, reads: 0 };
+        let mut batch = Batch { text: Vec::new(), records: Vec::new() };
+        let mut reads = Vec::new();
+        loop {
+            match batch.read_from(&mut stream).expect("read") {
+                0 => break,
+                read => reads.push(read),
+            }
+        }
+        assert_eq!(reads, [READ_BYTES, READ_BYTES, 777]);
+        assert_eq!(batch.text, bytes);
+    }
 }

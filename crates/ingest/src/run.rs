@@ -550,8 +550,9 @@ impl Intake {
     /// Classifies a batch's records, adding their ids to the filter. An id repeated within the
     /// batch makes every one of its records a suspect: the filter is filled in parallel, so the
     /// record that found the id unseen may not be the first. Of the records of an id repeated
-    /// within the batch, all but the first to reach the filter find it there (each insert is
-    /// one atomic update of one word): the others are those whose id a suspect of the batch has.
+    /// within the batch, all but the first to reach the filter find it there
+    /// ([`SeenFilter::insert`]); the one that found it unseen is then made a suspect because
+    /// another record of the batch is one.
     fn classify(&self, parsed: &[Parsed<'_>]) -> Vec<Class> {
         let mut classes: Vec<Class> = parsed
             .par_iter()

@@ -51,7 +51,10 @@ impl SeenFilter {
         self.words[word].load(Ordering::Relaxed) & mask == mask
     }
 
-    /// Inserts `id`; whether it may have been inserted before (`false`: certainly not).
+    /// Inserts `id`; whether it may have been inserted before (`false`: certainly not). All
+    /// of an id's bits are set by one atomic update of one word: of threads inserting the same
+    /// id at once, all but the first find it inserted (ingest relies on that to find ids
+    /// repeated within a batch).
     pub fn insert(&self, id: u128) -> bool {
         let (word, mask) = self.slot(id);
         self.words[word].fetch_or(mask, Ordering::Relaxed) & mask == mask

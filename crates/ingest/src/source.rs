@@ -186,9 +186,12 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// Bytes of a gzip file read at a time.
+const COMPRESSED_BUFFER: usize = 1 << 16;
+
 /// Opens a dump file as a stream of decompressed bytes, with what is read of its bytes as
-/// stored. A plain file is read without a buffer of its own: the reader reads straight into
-/// where the records are kept.
+/// stored. A plain file is read without a buffer of its own (the NDJSON reader reads straight
+/// into where the records are kept; the CSV reader buffers the stream).
 pub fn open(file: &DumpFile) -> Result<(Box<dyn Read + Send>, RawBytes), IngestError> {
     let read_error = |source| IngestError::Read { path: file.display_path(), line: 0, source };
     let raw = File::open(&file.path).map_err(read_error)?;
@@ -197,7 +200,9 @@ pub fn open(file: &DumpFile) -> Result<(Box<dyn Read + Send>, RawBytes), IngestE
     let counted = CountingReader { inner: raw, raw: raw_bytes.clone() };
     let reader: Box<dyn Read + Send> = match file.compression {
         Compression::None => Box::new(counted),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(counted))),
+        Compression::Gzip => {
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(COMPRESSED_BUFFER, counted)))
+        }
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(counted).map_err(read_error)?),
     };
     Ok((reader, raw_bytes))

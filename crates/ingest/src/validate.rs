@@ -75,9 +75,6 @@ pub struct Event<S = String> {
     pub content_hash: u64,
 }
 
-/// How many optional text fields an event has.
-pub const TEXT_FIELDS: usize = 13;
-
 /// The optional text fields of an event.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TextFields<S = String> {
@@ -158,28 +155,22 @@ impl<S: Deref<Target = str>> Event<S> {
 
 impl<S: Deref<Target = str>> TextFields<S> {
     /// The fields' text in lake order, from `customer_id` to `reason`.
-    pub fn in_lake_order(&self) -> [Option<&str>; TEXT_FIELDS] {
-        std::array::from_fn(|index| self.in_lake_order_at(index))
-    }
-
-    /// The text of the field at `index` in lake order (0: `customer_id`, 12: `reason`).
-    pub fn in_lake_order_at(&self, index: usize) -> Option<&str> {
-        match index {
-            0 => self.customer_id.as_deref(),
-            1 => self.deal_id.as_deref(),
-            2 => self.order_id.as_deref(),
-            3 => self.ticket_id.as_deref(),
-            4 => self.campaign_id.as_deref(),
-            5 => self.owner_id.as_deref(),
-            6 => self.stage.as_deref(),
-            7 => self.currency.as_deref(),
-            8 => self.channel.as_deref(),
-            9 => self.kind.as_deref(),
-            10 => self.category.as_deref(),
-            11 => self.survey.as_deref(),
-            12 => self.reason.as_deref(),
-            _ => None,
-        }
+    pub fn in_lake_order(&self) -> [Option<&str>; 13] {
+        [
+            self.customer_id.as_deref(),
+            self.deal_id.as_deref(),
+            self.order_id.as_deref(),
+            self.ticket_id.as_deref(),
+            self.campaign_id.as_deref(),
+            self.owner_id.as_deref(),
+            self.stage.as_deref(),
+            self.currency.as_deref(),
+            self.channel.as_deref(),
+            self.kind.as_deref(),
+            self.category.as_deref(),
+            self.survey.as_deref(),
+            self.reason.as_deref(),
+        ]
     }
 }
 

@@ -157,8 +157,9 @@ impl FixedColumns {
     }
 }
 
-/// The text fields that are ids, first in lake order: `customer_id` to `ticket_id`.
-const TEXT_IDS: usize = 4;
+/// The text fields written plain ([`PLAIN_TEXT`] but `event_id`, which is not among an
+/// event's text fields), first in lake order: `customer_id` to `ticket_id`.
+const TEXT_IDS: usize = PLAIN_TEXT.len() - 1;
 
 /// A text field's column: its text one value after another, or the key of each value in a
 /// dictionary of the values met (4 bytes a row).
@@ -347,6 +348,7 @@ impl EventEncoder {
                     _ => encodings.clone(),
                 })
                 .collect(),
+            // The pages are compressed by `compress_page`, at the level named here too.
             options: WriteOptions {
                 statistics: StatisticsOptions::default(),
                 version: Version::V1,
@@ -619,6 +621,19 @@ mod tests {
         }
     }
 
+    /// The lake columns of `rows` deal stage changes, every third one to `won`.
+    fn won_every_third(rows: usize) -> Vec<ArrayRef> {
+        let event_ids: Vec<String> = (0..rows).map(|row| format!("e{row}")).collect();
+        let events: Vec<_> = event_ids
+            .iter()
+            .enumerate()
+            .map(|(row, event_id)| event(event_id, EventType::DealStageChanged, (row % 3 == 0).then_some("won")))
+            .collect();
+        let mut columns = EventColumns::with_capacity(rows);
+        columns.extend(&events);
+        columns.finish("run-1").expect("columns")
+    }
+
     /// The month of an instant is the same whether the last month's bounds are kept or not,
     /// at the edges of months and years, before 1970, in any order.
     #[test]
@@ -642,6 +657,55 @@ mod tests {
         }
         assert_eq!(bounds.month_of(micros("2024-02-29T23:59:59.999999Z")), Some((2024, 2)));
         assert_eq!(bounds.month_of(micros("2024-03-01T00:00:00Z")), Some((2024, 3)));
+    }
+
+    /// The instants chrono cannot represent have no month; the last month it can has no next
+    /// month to bound it, and is still found.
+    #[test]
+    fn month_bounds_at_the_ends_of_time() {
+        let mut bounds = MonthBounds::default();
+        for instant in [i64::MIN, i64::MAX] {
+            assert_eq!(bounds.month_of(instant), None, "{instant}");
+        }
+        let last = DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros();
+        let last_month = month_of(last).expect("the last month");
+        assert_eq!(bounds.month_of(last), Some(last_month));
+        assert_eq!(bounds.month_of(last - 1), Some(last_month));
+    }
+
+    /// Pages compressed with a thread's kept zstd context are, byte for byte, the pages polars'
+    /// writer makes with a context of each page's own: data pages of every column and the
+    /// dictionary pages.
+    #[test]
+    fn pages_compressed_with_a_kept_context_are_polars_pages() {
+        use polars_parquet::write::Compressor;
+        let rows = 20_000;
+        let arrays = won_every_third(rows);
+        let encoder = EventEncoder::new().expect("encoder");
+        let ours = encoder.encode(&arrays).expect("pages");
+        let mut theirs = Vec::new();
+        let fields = encoder.parquet_schema.fields();
+        for ((array, parquet_type), encodings) in arrays.iter().zip(fields).zip(&encoder.encodings) {
+            for pages in array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode") {
+                let pages = pages.map(|page| {
+                    page.map_err(|error| polars_parquet::read::ParquetError::FeatureNotSupported(error.to_string()))
+                });
+                let compressed = Compressor::new_from_vec(pages, encoder.options.compression, Vec::new());
+                theirs.push(compressed.collect::<Result<Vec<_>, _>>().expect("compress"));
+            }
+        }
+        let dictionary_pages = ours.iter().flatten().filter(|page| matches!(page, CompressedPage::Dict(_))).count();
+        assert!(dictionary_pages > 0, "dictionary pages compared too");
+        // The pages' bytes are private: the files written of them are compared.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file_of = |name: &str, pages: &[Vec<CompressedPage>]| {
+            let path = dir.path().join(name);
+            let mut writer = encoder.writer(&path).expect("writer");
+            writer.write_row_group(rows as u64, pages).expect("row group");
+            writer.finish().expect("finish");
+            std::fs::read(&path).expect("read")
+        };
+        assert!(file_of("ours.parquet", &ours) == file_of("theirs.parquet", &theirs), "the files differ");
     }
 
     /// Names and codes are dictionaries of the values that occur, ids plain text; both read
@@ -680,17 +744,7 @@ mod tests {
     #[test]
     fn a_large_row_groups_null_count_is_its_nulls() {
         use polars_parquet::parquet::page::DataPageHeader;
-        let rows = 300_000;
-        let mut columns = EventColumns::with_capacity(rows);
-        let event_ids: Vec<String> = (0..rows).map(|row| format!("e{row}")).collect();
-        let events: Vec<_> = event_ids
-            .iter()
-            .enumerate()
-            .map(|(row, event_id)| event(event_id, EventType::DealStageChanged, (row % 3 == 0).then_some("won")))
-            .collect();
-        columns.extend(&events);
-        let pages =
-            EventEncoder::new().expect("encoder").encode(&columns.finish("run-1").expect("columns")).expect("pages");
+        let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(300_000)).expect("pages");
         let stage = LAKE_COLUMNS.iter().position(|column| column.name == "stage").expect("stage");
         let null_counts: i64 = pages[stage]
             .iter()
