@@ -48,6 +48,8 @@ pub struct StagedRun {
     /// How many events each month collected in the last chunk sent: the next chunk's columns
     /// start with room for about as many (growing them by doubling costs copies and page faults).
     last_chunk: BTreeMap<Month, usize>,
+    /// The bounds of the months met.
+    month_bounds: MonthBounds,
     reject_files: Vec<String>,
     parts_written: usize,
 }
@@ -95,6 +97,7 @@ impl StagedRun {
             month_files,
             pending: BTreeMap::new(),
             pending_events: 0,
+            month_bounds: MonthBounds::default(),
             last_chunk: BTreeMap::new(),
             reject_files: Vec::new(),
             parts_written: 0,
@@ -106,17 +109,16 @@ impl StagedRun {
     /// columns in parallel, [`PENDING_EVENTS`] at most, and written as a row group per month,
     /// encoded and compressed in parallel.
     pub fn add_events<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
-        let mut month_bounds = MonthBounds::default();
         let months: Vec<Month> = events
             .iter()
             .map(|event| {
-                month_bounds.month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
+                self.month_bounds.month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
                     path: self.dir.join("events"),
                     source: polars_err!(ComputeError: "event {} occurred outside any calendar month", &*event.event_id),
                 })
             })
             .collect::<Result<_, _>>()?;
-        // Consecutive events mostly fall in one month: a month is looked up where it changes.
+        // A month is looked up once for each run of consecutive events in it.
         for run in months.chunk_by(|left, right| left == right) {
             let month = &run[0];
             if !self.pending.contains_key(month) {

@@ -44,21 +44,30 @@ fn month_of(micros: i64) -> Option<Month> {
     DateTime::from_timestamp_micros(micros).map(|instant| (instant.year(), instant.month()))
 }
 
-/// The UTC months of instants one after another, with the bounds of the last month found:
-/// consecutive events mostly fall in one month.
+/// The UTC months of instants, with the bounds of the months met so far (up to
+/// [`KNOWN_MONTHS`]): a run's events fall in a few dozen months, and a month is computed once.
 #[derive(Default)]
 pub struct MonthBounds {
-    last: Option<(Range<i64>, Month)>,
+    /// The months met, by their first instant; their bounds do not overlap.
+    known: Vec<(Range<i64>, Month)>,
 }
+
+/// The months whose bounds a [`MonthBounds`] keeps at most (instants spread over more months
+/// have the others computed each time).
+const KNOWN_MONTHS: usize = 1_024;
 
 impl MonthBounds {
     /// The UTC month of an instant in microseconds since the epoch ([`month_of`]).
     pub fn month_of(&mut self, micros: i64) -> Option<Month> {
-        match &self.last {
+        let place = self.known.partition_point(|(bounds, _)| bounds.end <= micros);
+        match self.known.get(place) {
             Some((bounds, month)) if bounds.contains(&micros) => Some(*month),
             _ => {
                 let month = month_of(micros)?;
-                self.last = month_bounds(month).map(|bounds| (bounds, month));
+                if let Some(bounds) = month_bounds(month).filter(|_| self.known.len() < KNOWN_MONTHS) {
+                    // The months after `place` start after `micros`, so after its month.
+                    self.known.insert(place, (bounds, month));
+                }
                 Some(month)
             }
         }
@@ -634,8 +643,8 @@ mod tests {
         columns.finish("run-1").expect("columns")
     }
 
-    /// The month of an instant is the same whether the last month's bounds are kept or not,
-    /// at the edges of months and years, before 1970, in any order.
+    /// The month of an instant is the same whether months' bounds are kept or not: at the
+    /// edges of months and years, before 1970, in any order, past the months kept.
     #[test]
     fn kept_month_bounds_give_each_instants_month() {
         let micros = |text: &str| DateTime::parse_from_rfc3339(text).expect("instant").timestamp_micros();
@@ -655,6 +664,13 @@ mod tests {
         for instant in instants {
             assert_eq!(bounds.month_of(instant), month_of(instant), "{instant}");
         }
+        // More months than are kept: those past the limit are computed each time.
+        let day = 86_400_000_000;
+        let spread: Vec<i64> = (0..3_000).map(|month| month * 31 * day - 2_000 * 31 * day).collect();
+        for instant in spread.iter().chain(spread.iter().rev()) {
+            assert_eq!(bounds.month_of(*instant), month_of(*instant), "{instant}");
+        }
+        assert_eq!(bounds.known.len(), KNOWN_MONTHS);
         assert_eq!(bounds.month_of(micros("2024-02-29T23:59:59.999999Z")), Some((2024, 2)));
         assert_eq!(bounds.month_of(micros("2024-03-01T00:00:00Z")), Some((2024, 3)));
     }
