@@ -78,24 +78,8 @@ impl Batch {
     /// buffer of the reader's: up to [`READ_BYTES`], fewer only at the end of the stream (a
     /// decompressor hands out less at a time); how many (0 at the end of the stream).
     fn read_from(&mut self, reader: &mut impl Read) -> std::io::Result<usize> {
-        let start = self.text.len();
-        self.text.resize(start + READ_BYTES, 0);
-        let mut filled = start;
-        let outcome = loop {
-            match reader.read(&mut self.text[filled..]) {
-                Ok(0) => break Ok(filled - start),
-                Ok(read) => {
-                    filled += read;
-                    if filled == self.text.len() {
-                        break Ok(filled - start);
-                    }
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => break Err(error),
-            }
-        };
-        self.text.truncate(filled);
-        outcome
+        self.text.reserve(READ_BYTES);
+        reader.take(READ_BYTES as u64).read_to_end(&mut self.text)
     }
 
     /// Adds a CSV record (its text copied), malformed when it has no cells.
@@ -203,8 +187,8 @@ fn parse_record<'a>(header: Option<&CsvHeader>, text: &'a [u8], record: &'a Reco
 }
 
 /// The reader thread of an NDJSON dump: reads the decompressed stream straight into batches
-/// ([`READ_BYTES`] at a time), splits them into lines and sends them. A read error or a file whose first line
-/// is not UTF-8 ends the stream with an error.
+/// ([`READ_BYTES`] at a time), splits them into lines and sends them. A read error or a file
+/// whose first line is not UTF-8 ends the stream with an error.
 fn split_ndjson(
     file: &DumpFile,
     mut reader: Box<dyn Read + Send>,

@@ -144,7 +144,7 @@ impl StagedRun {
             next[*slot] += 1;
         }
         // Every part of every month's columns is filled on its own: the months of a batch are
-        // often one or two.
+        // of very uneven sizes.
         let parts: Vec<(ColumnPart, &[usize])> = self
             .pending
             .values_mut()
