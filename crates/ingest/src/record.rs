@@ -89,11 +89,11 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = [false; 18];
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match Field::from_name(&key) {
+        while let Some(FieldKey(key)) = map.next_key::<FieldKey>()? {
+            match key {
                 Some(field) => {
                     if std::mem::replace(&mut seen[field as usize], true) {
-                        return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                        return Err(de::Error::custom(format!("duplicate key `{field}`")));
                     }
                     let raw = map.next_value::<&'de RawValue>()?;
                     self.record.set(field, Value::from_json(raw).map_err(de::Error::custom)?);
@@ -104,6 +104,31 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
             }
         }
         Ok(())
+    }
+}
+
+/// A JSON object's key: the field it names, `None` for a key that is not a field. It is read
+/// without a copy of its text (serde's `Cow<str>` always makes one).
+struct FieldKey(Option<Field>);
+
+impl<'de> de::Deserialize<'de> for FieldKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<FieldKey, D::Error> {
+        deserializer.deserialize_str(FieldKeyVisitor)
+    }
+}
+
+struct FieldKeyVisitor;
+
+impl Visitor<'_> for FieldKeyVisitor {
+    type Value = FieldKey;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a key")
+    }
+
+    /// A key as it lies in the line, or unescaped into serde_json's scratch space.
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldKey, E> {
+        Ok(FieldKey(Field::from_name(key)))
     }
 }
 
@@ -196,6 +221,15 @@ mod tests {
         assert_eq!(record.get(Field::OrderId), &Value::Number("-1e-7"));
         assert_eq!(record.get(Field::Stage), &Value::Text("a\"bé".into()));
         assert_eq!(record.get(Field::Channel), &Value::Text("plain é".into()));
+    }
+
+    #[test]
+    fn json_keys_name_their_field_through_escapes() {
+        let record = json(r#"{"event\u005fid": "e1", "st\u0061ge": "won", "unknown\n": 1}"#).expect("object");
+        assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
+        assert_eq!(record.get(Field::Stage), &Value::Text("won".into()));
+        // The same field twice, once escaped: a malformed record.
+        assert!(json(r#"{"event_id": "a", "event\u005fid": "b"}"#).is_none());
     }
 
     #[test]

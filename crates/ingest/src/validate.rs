@@ -172,6 +172,28 @@ impl<S: Deref<Target = str>> TextFields<S> {
             self.reason.as_deref(),
         ]
     }
+
+    /// The text of the field at `place` in lake order ([`TextFields::in_lake_order`]); `None`
+    /// past the last. Reads that field only: filling a lake column needs one field of each
+    /// event.
+    pub fn in_lake_place(&self, place: usize) -> Option<&str> {
+        match place {
+            0 => self.customer_id.as_deref(),
+            1 => self.deal_id.as_deref(),
+            2 => self.order_id.as_deref(),
+            3 => self.ticket_id.as_deref(),
+            4 => self.campaign_id.as_deref(),
+            5 => self.owner_id.as_deref(),
+            6 => self.stage.as_deref(),
+            7 => self.currency.as_deref(),
+            8 => self.channel.as_deref(),
+            9 => self.kind.as_deref(),
+            10 => self.category.as_deref(),
+            11 => self.survey.as_deref(),
+            12 => self.reason.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// The text form of a value in a string field: JSON numbers and booleans become their JSON
@@ -497,6 +519,32 @@ mod tests {
         // existing lake look like a conflicting duplicate.
         let pinned = content_hash("e-1", EventType::OrderPlaced, 0, &TextFields::<String>::default(), None, None);
         assert_eq!(pinned, 0xf353_3fc7_f108_f0cb, "{pinned:#x}");
+    }
+
+    #[test]
+    fn a_field_by_its_lake_place_is_that_of_the_lake_order() {
+        let names = ["c", "d", "o", "t", "camp", "own", "st", "cur", "ch", "k", "cat", "sur", "r"];
+        let fields = TextFields {
+            customer_id: Some(names[0]),
+            deal_id: Some(names[1]),
+            order_id: Some(names[2]),
+            ticket_id: Some(names[3]),
+            campaign_id: Some(names[4]),
+            owner_id: Some(names[5]),
+            stage: Some(names[6]),
+            currency: Some(names[7]),
+            channel: Some(names[8]),
+            kind: Some(names[9]),
+            category: Some(names[10]),
+            survey: Some(names[11]),
+            reason: Some(names[12]),
+        };
+        let by_place: Vec<Option<&str>> = (0..names.len()).map(|place| fields.in_lake_place(place)).collect();
+        assert_eq!(by_place, fields.in_lake_order());
+        assert_eq!(by_place, names.map(Some));
+        assert_eq!(fields.in_lake_place(names.len()), None);
+        let no_reason = TextFields { reason: None, ..fields };
+        assert_eq!(no_reason.in_lake_place(12), None);
     }
 
     fn micros(text: &str) -> i64 {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use super::event_writer::{ColumnPart, EventColumns, Month, MonthBounds, MonthFiles};
+use super::event_writer::{COLUMN_PARTS, ColumnPart, EventColumns, Month, MonthBounds, MonthFiles};
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
 use xxhash_rust::xxh3::Xxh3;
@@ -126,33 +126,26 @@ impl StagedRun {
                 self.pending.insert(*month, EventColumns::with_capacity(expected));
             }
         }
-        // The events of each month, in order: the pending months' slots, then the events'
-        // positions counted into them.
+        // Each event's slot: the place of its month among the pending months.
         let slots: BTreeMap<Month, usize> =
             self.pending.keys().enumerate().map(|(slot, month)| (*month, slot)).collect();
         let slot_of: Vec<usize> = months
             .chunk_by(|left, right| left == right)
             .flat_map(|run| std::iter::repeat_n(slots[&run[0]], run.len()))
             .collect();
-        let mut starts = vec![0usize; slots.len() + 1];
-        slot_of.iter().for_each(|slot| starts[slot + 1] += 1);
-        (1..starts.len()).for_each(|slot| starts[slot] += starts[slot - 1]);
-        let mut next = starts.clone();
-        let mut positions = vec![0usize; events.len()];
-        for (position, slot) in slot_of.iter().enumerate() {
-            positions[next[*slot]] = position;
-            next[*slot] += 1;
+        // One task per part of the columns fills that part for every month, reading the events
+        // in order: a batch's months change every few events, and a task that read a month's
+        // events only would jump through the batch.
+        let mut parts: [Vec<ColumnPart>; COLUMN_PARTS] = Default::default();
+        for columns in self.pending.values_mut() {
+            for (part, months_parts) in columns.parts().into_iter().zip(parts.iter_mut()) {
+                months_parts.push(part);
+            }
         }
-        // Every part of every month's columns is filled on its own: the months of a batch are
-        // of very uneven sizes.
-        let parts: Vec<(ColumnPart, &[usize])> = self
-            .pending
-            .values_mut()
-            .zip(starts.windows(2))
-            .flat_map(|(columns, range)| columns.parts().map(|part| (part, &positions[range[0]..range[1]])))
-            .collect();
-        parts.into_par_iter().for_each(|(part, positions)| {
-            part.extend(positions.iter().map(|position| events[*position]));
+        parts.into_par_iter().for_each(|mut months_parts| {
+            for (event, slot) in events.iter().zip(&slot_of) {
+                months_parts[*slot].push(event);
+            }
         });
         self.pending_events += events.len();
         if self.pending_events >= PENDING_EVENTS {

@@ -122,6 +122,9 @@ pub struct FixedColumns {
     content_hash: Vec<u64>,
 }
 
+/// How many parts [`EventColumns::parts`] makes.
+pub const COLUMN_PARTS: usize = 4;
+
 /// A part of [`EventColumns`] filled on its own.
 pub enum ColumnPart<'a> {
     /// The columns every event has a value in.
@@ -132,14 +135,15 @@ pub enum ColumnPart<'a> {
 }
 
 impl ColumnPart<'_> {
-    /// Appends the part's values of `events`.
-    pub fn extend<'e, S: Deref<Target = str> + 'e>(self, events: impl Iterator<Item = &'e Event<S>>) {
+    /// Appends the part's values of `event`.
+    pub fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
         match self {
-            ColumnPart::Fixed(fixed) => events.for_each(|event| fixed.push(event)),
-            ColumnPart::Text(first, columns) => events.for_each(|event| {
-                let text = event.text.in_lake_order();
-                columns.iter_mut().zip(&text[first..]).for_each(|(column, text)| column.push(*text));
-            }),
+            ColumnPart::Fixed(fixed) => fixed.push(event),
+            ColumnPart::Text(first, columns) => {
+                for (place, column) in (*first..).zip(columns.iter_mut()) {
+                    column.push(event.text.in_lake_place(place));
+                }
+            }
         }
     }
 }
@@ -237,7 +241,7 @@ impl EventColumns {
 
     /// The parts of the columns, each filled on its own: appending the same events to every
     /// part appends them to the columns.
-    pub fn parts(&mut self) -> impl Iterator<Item = ColumnPart<'_>> {
+    pub fn parts(&mut self) -> [ColumnPart<'_>; COLUMN_PARTS] {
         let (ids, names) = self.fields.split_at_mut(TEXT_IDS);
         let half = names.len() / 2;
         let (first_names, last_names) = names.split_at_mut(half);
@@ -247,13 +251,14 @@ impl EventColumns {
             ColumnPart::Text(TEXT_IDS, first_names),
             ColumnPart::Text(TEXT_IDS + half, last_names),
         ]
-        .into_iter()
     }
 
     /// Appends `events`.
     #[cfg(test)]
     fn extend<S: Deref<Target = str>>(&mut self, events: &[Event<S>]) {
-        self.parts().for_each(|part| part.extend(events.iter()));
+        for mut part in self.parts() {
+            events.iter().for_each(|event| part.push(event));
+        }
     }
 
     /// The lake's columns of the events as Arrow arrays, `ingest_run` included. Ids are plain
