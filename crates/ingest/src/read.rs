@@ -1,8 +1,9 @@
 //! Streaming reader of one dump file: a reader thread decompresses the file and splits it
 //! into records (an NDJSON line; a CSV record, which may span lines, found by csv-core's state
 //! machine; blank lines are skipped but counted), batches of records are parsed and validated
-//! in parallel on the rayon pool, and the outcomes are handed on in file order while the reader
-//! thread splits the next batch. Memory stays bounded by a few batches whatever the file's size.
+//! in parallel on the rayon pool, and the outcomes are handed on in file order while the next
+//! batch is parsed and the reader thread splits the one after. Memory stays bounded by a few
+//! batches whatever the file's size.
 //!
 //! Encoding: a UTF-8 byte-order mark at the start of the file is dropped. The first line must
 //! be UTF-8 (else the file is an error: likely compressed without its extension); a later
@@ -105,14 +106,15 @@ pub struct Parsed<'a> {
 }
 
 /// Reads `file` to its end. The records of a batch are parsed and validated in parallel and
-/// handed to `on_batch` in file order while the reader thread splits the next batch;
+/// handed to `on_batch` in file order, on a rayon worker, while the next batch is parsed and
+/// the reader thread splits the one after;
 /// `on_progress` gets the compressed bytes and the records handed on so far after each batch.
 /// Returns the file's content identity when it was read whole as it was opened (see
 /// [`crate::source::RawBytes::identity`]).
 pub fn read_dump(
     file: &DumpFile,
     config: &Config,
-    mut on_batch: impl for<'a> FnMut(&[Parsed<'a>]) -> Result<(), IngestError>,
+    mut on_batch: impl for<'a> FnMut(&[Parsed<'a>]) -> Result<(), IngestError> + Send,
     mut on_progress: impl FnMut(u64, u64),
 ) -> Result<Option<u128>, IngestError> {
     let (reader, raw_bytes) = open(file)?;
@@ -127,6 +129,10 @@ pub fn read_dump(
         });
         let mut header: Option<Option<CsvHeader>> = None;
         let mut records = 0;
+        // The batch parsed last: handed to `on_batch` on one worker while the next one is
+        // parsed (on_batch's serial work, taking the records in order, no longer leaves the
+        // other worker idle).
+        let mut parsed_last: Option<ParsedBatch> = None;
         let mut spare_parsed = Vec::new();
         for batch in receiver {
             let mut batch = batch?;
@@ -137,24 +143,56 @@ pub fn read_dump(
                 });
             }
             let csv_header = header.as_ref().and_then(Option::as_ref);
-            let mut parsed = recycled(spare_parsed);
-            batch
-                .records
-                .par_iter()
-                .with_min_len(PIECE_RECORDS)
-                .map(|record| parse_record(csv_header, &batch.text, record, config))
-                .collect_into_vec(&mut parsed);
-            records += parsed.len() as u64;
-            on_batch(&parsed)?;
+            let spare = std::mem::take(&mut spare_parsed);
+            let on_batch = &mut on_batch;
+            let (next, taken) = rayon::join(
+                || parse_batch(batch, csv_header, config, spare),
+                || parsed_last.as_ref().map_or(Ok(()), |last| last.with_dependent(|_, parsed| on_batch(parsed))),
+            );
+            taken?;
+            if let Some(mut last) = parsed_last.replace(next) {
+                records += last.borrow_dependent().len() as u64;
+                on_progress(raw_bytes.count(), records);
+                spare_parsed = last.with_dependent_mut(|_, parsed| recycled(std::mem::take(parsed)));
+                // The reader thread may have ended (the last batch).
+                let _ = returned.send(last.into_owner());
+            }
+        }
+        if let Some(last) = parsed_last {
+            last.with_dependent(|_, parsed| on_batch(parsed))?;
+            records += last.borrow_dependent().len() as u64;
             on_progress(raw_bytes.count(), records);
-            spare_parsed = recycled(parsed);
-            // The reader thread may have ended (the last batch).
-            let _ = returned.send(batch);
         }
         Ok::<(), IngestError>(())
     })?;
     // The reader thread has ended: everything it read is counted and hashed.
     Ok(raw_bytes.identity())
+}
+
+self_cell::self_cell!(
+    /// A batch with its records parsed and validated, which borrow its text.
+    struct ParsedBatch {
+        owner: Batch,
+        #[covariant]
+        dependent: ParsedRecords,
+    }
+);
+
+/// The records of a [`ParsedBatch`].
+type ParsedRecords<'a> = Vec<Parsed<'a>>;
+
+/// Parses and validates a batch's records in parallel, into the allocation of `parsed`.
+fn parse_batch(batch: Batch, header: Option<&CsvHeader>, config: &Config, parsed: Vec<Parsed<'_>>) -> ParsedBatch {
+    ParsedBatch::new(batch, |batch| {
+        let mut parsed = recycled(parsed);
+        batch
+            .records
+            .par_iter()
+            .with_min_len(PIECE_RECORDS)
+            .map(|record| parse_record(header, &batch.text, record, config))
+            .collect_into_vec(&mut parsed);
+        parsed
+    })
 }
 
 /// The allocation of `parsed`, emptied, for the records of the next batch (which borrow
