@@ -23,6 +23,8 @@ use crate::validate::{Event, RejectReason};
 
 /// Suspects in a batch from which they are encoded for the spill in parallel.
 const PARALLEL_SUSPECTS: usize = 1_024;
+/// Records whose ids are looked up in the filter together (their words loaded, then inserted).
+const FILTER_CHUNK: usize = 64;
 
 /// Rejects held in memory at most: those waiting for their file's identity and those waiting
 /// to be written as Parquet, together.
@@ -555,13 +557,20 @@ impl Intake {
     /// another record of the batch is one.
     fn classify(&self, parsed: &[Parsed<'_>]) -> Vec<Class> {
         let mut classes: Vec<Class> = parsed
-            .par_iter()
-            .map(|record| match &record.verdict {
-                Err(_) => Class::Invalid,
-                Ok(event) => {
-                    let id = id_hash(&event.event_id);
-                    if self.filter.insert(id) { Class::Suspect(id) } else { Class::Unseen(id) }
+            .par_chunks(FILTER_CHUNK)
+            .flat_map_iter(|chunk| {
+                // The chunk's ids, their words of the filter loaded first: the loads' cache misses
+                // overlap, where each insert (a locked update) would wait for the one before.
+                let mut ids = [None; FILTER_CHUNK];
+                for (id, record) in ids.iter_mut().zip(chunk) {
+                    *id = record.verdict.as_ref().ok().map(|event| id_hash(&event.event_id));
                 }
+                self.filter.load_words(ids.iter().flatten().copied());
+                ids.into_iter().take(chunk.len()).map(|id| match id {
+                    None => Class::Invalid,
+                    Some(id) if self.filter.insert(id) => Class::Suspect(id),
+                    Some(id) => Class::Unseen(id),
+                })
             })
             .collect();
         let suspect_ids: IdSet = classes

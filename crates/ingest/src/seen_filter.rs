@@ -51,6 +51,14 @@ impl SeenFilter {
         self.words[word].load(Ordering::Relaxed) & mask == mask
     }
 
+    /// Loads the words of `ids`, so that inserting them next finds them in the cache. The loads
+    /// are independent, so their cache misses overlap; an insert is a locked update, which
+    /// waits for every load and store before it.
+    pub fn load_words(&self, ids: impl Iterator<Item = u128>) {
+        let loaded = ids.fold(0, |loaded, id| loaded ^ self.words[self.slot(id).0].load(Ordering::Relaxed));
+        std::hint::black_box(loaded);
+    }
+
     /// Inserts `id`; whether it may have been inserted before (`false`: certainly not). All
     /// of an id's bits are set by one atomic update of one word: of threads inserting the same
     /// id at once, all but the first find it inserted (ingest relies on that to find ids
