@@ -156,26 +156,11 @@ impl<S: Deref<Target = str>> Event<S> {
 impl<S: Deref<Target = str>> TextFields<S> {
     /// The fields' text in lake order, from `customer_id` to `reason`.
     pub fn in_lake_order(&self) -> [Option<&str>; 13] {
-        [
-            self.customer_id.as_deref(),
-            self.deal_id.as_deref(),
-            self.order_id.as_deref(),
-            self.ticket_id.as_deref(),
-            self.campaign_id.as_deref(),
-            self.owner_id.as_deref(),
-            self.stage.as_deref(),
-            self.currency.as_deref(),
-            self.channel.as_deref(),
-            self.kind.as_deref(),
-            self.category.as_deref(),
-            self.survey.as_deref(),
-            self.reason.as_deref(),
-        ]
+        std::array::from_fn(|place| self.in_lake_place(place))
     }
 
-    /// The text of the field at `place` in lake order ([`TextFields::in_lake_order`]); `None`
-    /// past the last. Reads that field only: filling a lake column needs one field of each
-    /// event.
+    /// The text of the field at `place` in lake order; `None` past the last. Reads that field
+    /// only: filling a lake column needs one field of each event.
     pub fn in_lake_place(&self, place: usize) -> Option<&str> {
         match place {
             0 => self.customer_id.as_deref(),
