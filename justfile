@@ -61,6 +61,11 @@ bench-compute:
 bench-ingest EVENTS="10000000":
     bash scripts/bench-ingest.sh {{EVENTS}}
 
+# Where ingest's CPU goes, by stage (perf with call graphs; needs Debian's linux-perf):
+# just profile-ingest bench-data/dump-10000000
+profile-ingest DUMP HZ="199":
+    bash scripts/profile-ingest.sh {{DUMP}} {{HZ}}
+
 # Compute with Spark: just spark lake out --master 'local[2]' --buckets 8 (the Python package
 # and pyspark installed: scripts/test.sh's .venv has both).
 spark LAKE="lake" OUT="out" *ARGS:
