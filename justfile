@@ -47,7 +47,8 @@ golden:
 ci:
     bash .ci/run
 
-# Benchmarks on a generated dump (default 10 million events): timings and peak RSS.
+# Benchmarks on a generated dump (default 10 million events): timings and peak RSS, then the
+# ingest benchmark (the ratio to DuckDB's conversion, throughput per kind, the memory curve).
 bench EVENTS="10000000":
     bash scripts/bench.sh {{EVENTS}}
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end benchmark on a generated dump: generate, ingest (peak RSS via /usr/bin/time -v),
-# compute per table (median of runs), and optionally DuckDB converting the same dump to
-# Parquet for comparison (when the duckdb Python module is installed).
+# compute per table (median of runs), then scripts/bench-ingest.sh: ingest against DuckDB's
+# conversion of the same dump in one run (the ratio), throughput per input kind and the memory
+# curve over lake sizes.
 # Usage: scripts/bench.sh [EVENTS] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,14 +46,6 @@ echo "compute (all tables, incl. export): median $(printf '%s\n' "${compute_time
 
 CRMKPI_BENCH_LAKE="$data/lake" CRMKPI_BENCH_RUNS="$runs" "$tables_bench"
 
-if python3 -c "import duckdb" 2> /dev/null; then
-    for run in $(seq "$runs"); do
-        rm -f "$data/duckdb.parquet"
-        /usr/bin/time -f "duckdb read_json_auto -> parquet: %e s, peak RSS %M KiB" python3 -c "
-import duckdb, sys
-duckdb.sql(\"COPY (SELECT * FROM read_json_auto('$dump/*.ndjson', format='newline_delimited', ignore_errors=true)) TO '$data/duckdb.parquet' (FORMAT parquet)\")
-"
-    done
-else
-    echo "duckdb comparison skipped: pip install duckdb"
-fi
+# Ingest against DuckDB's bare conversion of the same dump, interleaved in one run: the ratio,
+# throughput per input kind and the memory curve over lake sizes (CURVE=0 skips the curve).
+scripts/bench-ingest.sh "$events" "$runs"
