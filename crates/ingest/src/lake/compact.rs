@@ -92,8 +92,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
         report.files_before += files.len();
         report.files_after += files.len() - groups.iter().map(|group| group.len() - 1).sum::<usize>();
         for (number, group) in groups.iter().enumerate() {
-            let first = group.first().and_then(|file| file.file_name()).map(|name| name.to_string_lossy().into_owned());
-            let name = format!("compacted-{:05}-{}", number, first.unwrap_or_default());
+            let name = merged_file_name(&dir, number)?;
             let relative = relative_to(&base, &partition)?;
             merge(group, &dir.join(relative).join(name))?;
             merged_away.extend(group.iter().cloned());
@@ -113,6 +112,17 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
     lake.switch_current(&dir)?;
     remove_unused_snapshots_after_commit(lake);
     Ok(report)
+}
+
+/// The name of a partition's `number`th merged file in the snapshot `dir` being made: the
+/// snapshot's number makes it unique in the lake's history (no file of an earlier snapshot has
+/// it), and its length stays the same however often a partition is compacted.
+fn merged_file_name(dir: &Path, number: usize) -> Result<String, IngestError> {
+    let snapshot = dir.file_name().ok_or_else(|| IngestError::LakeIo {
+        path: dir.to_owned(),
+        source: std::io::Error::other("a snapshot directory without a name"),
+    })?;
+    Ok(format!("compacted-{}-{number:05}.parquet", snapshot.to_string_lossy()))
 }
 
 /// Writes the rows of `files`, in order, into one Parquet file at `to` (one input file in

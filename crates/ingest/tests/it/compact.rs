@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crmkpi_ingest::Lake;
 use crmkpi_ingest::generator::{GenerateOptions, generate};
 use crmkpi_ingest::source::{Compression, Format};
+use crmkpi_ingest::{CompactReport, Lake};
 use polars::prelude::*;
 
-use crate::common::{config_with, ingest_into, lake_events, lake_rejects, write_dump};
+use crate::common::{config_with, ingest_into, lake_events, lake_rejects, strings, write_dump};
 
 /// A lake fed one small dump per "night": five runs, each adding a file to every month.
 fn lake_of_five_nights(dir: &Path) -> std::path::PathBuf {
@@ -39,6 +39,37 @@ fn files_per_partition(lake: &Path) -> BTreeMap<String, usize> {
         *counts.entry(partition.to_string_lossy().into_owned()).or_default() += 1;
     }
     counts
+}
+
+/// A lake compacted after every night for months: each compaction merges the last merged
+/// file with the night's, and the merged file's name does not grow (it once added the name of
+/// the file merged into it, until the name was too long for the filesystem).
+#[test]
+fn a_partition_compacted_every_night_keeps_short_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake_dir = dir.path().join("lake");
+    let lake = Lake::new(&lake_dir);
+    let nights = 30;
+    for night in 1..=nights {
+        let line = format!(
+            r#"{{"event_id": "e{night}", "event_type": "lead_created", "occurred_at": "2024-03-{night:02}T10:00:00Z", "customer_id": "c{night}"}}"#
+        );
+        let dump = write_dump(dir.path(), &format!("night-{night}.ndjson"), &format!("{line}\n{{broken\n"));
+        ingest_into(&lake_dir, &[dump], &config_with(1.0));
+        let lock = lake.lock().expect("lock");
+        let report = lake.compact(&lock).expect("compact");
+        drop(lock);
+        if night > 1 {
+            assert_eq!(report, CompactReport { partitions: 2, files_before: 4, files_after: 2 }, "night {night}");
+        }
+        for file in lake.event_files().expect("files").iter().chain(&lake.reject_files().expect("rejects")) {
+            let name = file.file_name().expect("name").to_string_lossy().into_owned();
+            assert!(name.len() <= 64, "night {night}: {name}");
+        }
+    }
+    let ids = strings(&lake_events(&lake_dir), "event_id");
+    assert_eq!(ids.len(), nights as usize);
+    assert_eq!(lake_rejects(&lake_dir).len(), nights as usize, "one malformed line a night");
 }
 
 #[test]
