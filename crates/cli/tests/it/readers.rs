@@ -63,7 +63,14 @@ fn glob_readers_see_exactly_the_committed_runs_at_every_commit_step() {
     assert_eq!(first, committed_view(&lake));
     assert!(first.0 > 0 && first.2 > 0, "events and rejects to see: {first:?}");
 
-    let steps = ["ingest:after_read", "ingest:files_written", "ingest:before_commit", "ingest:after_commit"];
+    // `switch:link_made`: the new `_current` link made and synced, not yet renamed over the old.
+    let steps = [
+        "ingest:after_read",
+        "ingest:files_written",
+        "ingest:before_commit",
+        "switch:link_made",
+        "ingest:after_commit",
+    ];
     for point in steps {
         let mut child = start_paused(&workdir, point, &["ingest", "dump", "--lake", "lake"]);
         let paused = glob_view(&lake);
@@ -78,20 +85,28 @@ fn glob_readers_see_exactly_the_committed_runs_at_every_commit_step() {
             assert_eq!(killed, first, "{point}: not committed yet");
         }
     }
-    // A compaction killed before its commit changes nothing; one that finishes changes no row.
+    // A compaction killed before its switch changes nothing; one killed after it has merged the
+    // files, and no row changes.
     let files = |pattern: &str| glob::glob(&lake.join(pattern).to_string_lossy()).expect("pattern").count();
     let (event_files, reject_files) = (files("events/**/*.parquet"), files("rejects/**/*.parquet"));
     let before = glob_view(&lake);
-    let mut child = start_paused(&workdir, "compact:before_commit", &["compact", "--lake", "lake"]);
+    for point in ["compact:before_commit", "switch:link_made", "compact:after_commit"] {
+        let mut child = start_paused(&workdir, point, &["compact", "--lake", "lake"]);
+        assert_eq!(glob_view(&lake), before, "{point}: paused");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        assert_eq!(glob_view(&lake), before, "{point}: killed");
+        let after = (files("events/**/*.parquet"), files("rejects/**/*.parquet"));
+        if point == "compact:after_commit" {
+            assert!(after.0 < event_files && after.1 == 1, "{point}: the switch is the commit: {after:?}");
+        } else {
+            assert_eq!(after, (event_files, reject_files), "{point}: not committed yet");
+        }
+    }
+    let again = workdir.run(&["compact", "--lake", "lake"]);
+    assert_success(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("compacted nothing"), "the killed compaction committed");
     assert_eq!(glob_view(&lake), before);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    assert_eq!(glob_view(&lake), before);
-    assert_eq!((files("events/**/*.parquet"), files("rejects/**/*.parquet")), (event_files, reject_files));
-    assert_success(&workdir.run(&["compact", "--lake", "lake"]));
-    assert_eq!(glob_view(&lake), before);
-    assert!(files("events/**/*.parquet") < event_files);
-    assert_eq!(files("rejects/**/*.parquet"), 1);
 }
 
 #[test]

@@ -110,6 +110,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
     sync_tree(&dir)?;
     crmkpi_schema::pause::pause_at("compact:before_commit");
     lake.switch_current(&dir)?;
+    crmkpi_schema::pause::pause_at("compact:after_commit");
     remove_unused_snapshots_after_commit(lake);
     Ok(report)
 }
