@@ -63,7 +63,7 @@ fn glob_readers_see_exactly_the_committed_runs_at_every_commit_step() {
     assert_eq!(first, committed_view(&lake));
     assert!(first.0 > 0 && first.2 > 0, "events and rejects to see: {first:?}");
 
-    // `switch:link_made`: the new `_current` link made and synced, not yet renamed over the old.
+    // `switch:link_made`: the new `_current` link made, not yet renamed over the old one.
     let steps = [
         "ingest:after_read",
         "ingest:files_written",

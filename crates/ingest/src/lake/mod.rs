@@ -286,6 +286,7 @@ impl Lake {
         }
         std::os::unix::fs::symlink(Path::new(SNAPSHOTS).join(name), &link).map_err(lake_io(&link))?;
         commit::sync_dir(&self.snapshots_dir())?;
+        // Every commit passes here: a run's, a compaction's, and the first one of a new lake.
         crmkpi_schema::pause::pause_at("switch:link_made");
         let current = self.root.join(CURRENT);
         fs::rename(&link, &current).map_err(lake_io(&current))?;
