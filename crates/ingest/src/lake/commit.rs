@@ -348,6 +348,14 @@ pub(super) fn link_format_one_files(lake: &Lake, dir: &Path) -> Result<(), Inges
     Ok(())
 }
 
+/// The name of a snapshot directory (its number, `000042`).
+pub(super) fn snapshot_name(snapshot: &Path) -> Result<&std::ffi::OsStr, IngestError> {
+    snapshot.file_name().ok_or_else(|| IngestError::LakeIo {
+        path: snapshot.to_owned(),
+        source: std::io::Error::other("a snapshot directory has a name"),
+    })
+}
+
 /// `path` relative to the snapshot directory `snapshot` it lies in.
 pub(super) fn relative_to<'a>(snapshot: &Path, path: &'a Path) -> Result<&'a Path, IngestError> {
     path.strip_prefix(snapshot).map_err(|_| IngestError::LakeIo {

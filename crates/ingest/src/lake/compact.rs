@@ -13,7 +13,7 @@ use polars::prelude::*;
 
 use super::commit::{
     link_committed_files, next_snapshot, parquet_writer, relative_to, remove_unused_snapshots,
-    remove_unused_snapshots_after_commit, sync_tree,
+    remove_unused_snapshots_after_commit, snapshot_name, sync_tree,
 };
 use super::snapshot::list_files;
 use super::{Lake, lake_io};
@@ -119,11 +119,7 @@ pub(super) fn compact(lake: &Lake) -> Result<CompactReport, IngestError> {
 /// snapshot's number makes it unique in the lake's history (no file of an earlier snapshot has
 /// it), and its length stays the same however often a partition is compacted.
 fn merged_file_name(dir: &Path, number: usize) -> Result<String, IngestError> {
-    let snapshot = dir.file_name().ok_or_else(|| IngestError::LakeIo {
-        path: dir.to_owned(),
-        source: std::io::Error::other("a snapshot directory without a name"),
-    })?;
-    Ok(format!("compacted-{}-{number:05}.parquet", snapshot.to_string_lossy()))
+    Ok(format!("compacted-{}-{number:05}.parquet", snapshot_name(dir)?.to_string_lossy()))
 }
 
 /// Writes the rows of `files`, in order, into one Parquet file at `to` (one input file in

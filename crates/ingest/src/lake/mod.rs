@@ -276,10 +276,7 @@ impl Lake {
 
     /// The commit: points `_current` at `snapshot` in one rename, then makes it durable.
     fn switch_current(&self, snapshot: &Path) -> Result<(), IngestError> {
-        let name = snapshot.file_name().ok_or_else(|| IngestError::LakeIo {
-            path: snapshot.to_owned(),
-            source: std::io::Error::other("a snapshot directory has a name"),
-        })?;
+        let name = commit::snapshot_name(snapshot)?;
         let link = self.root.join(format!("{CURRENT}{LINK_SUFFIX}"));
         if fs::symlink_metadata(&link).is_ok() {
             fs::remove_file(&link).map_err(lake_io(&link))?;
