@@ -8,6 +8,7 @@
 pub mod csv_records;
 pub mod dedup;
 pub mod error;
+mod flat_json;
 pub mod generator;
 pub mod id_index;
 pub mod lake;

@@ -37,7 +37,11 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 /// Records as the reader thread found them: their bytes one after another, and each one's
 /// line, place and body.
 struct Batch {
+    /// The records' bytes are the first `filled`; the rest is room for the next read, zeroed
+    /// once when the batch grows and read into as it is (a batch is reused: reading into
+    /// spare capacity would zero it again at every read).
     text: Vec<u8>,
+    filled: usize,
     records: Vec<RecordSpan>,
 }
 
@@ -64,12 +68,13 @@ impl Batch {
     fn reused_or_new(returned: &mpsc::Receiver<Batch>) -> Batch {
         match returned.try_recv() {
             Ok(mut batch) => {
-                batch.text.clear();
+                batch.filled = 0;
                 batch.records.clear();
                 batch
             }
             Err(_) => Batch {
                 text: Vec::with_capacity(BATCH_RECORDS * 160 + READ_BYTES),
+                filled: 0,
                 records: Vec::with_capacity(BATCH_RECORDS),
             },
         }
@@ -79,16 +84,46 @@ impl Batch {
     /// buffer of the reader's: up to [`READ_BYTES`], fewer only at the end of the stream (a
     /// decompressor hands out less at a time); how many (0 at the end of the stream).
     fn read_from(&mut self, reader: &mut impl Read) -> std::io::Result<usize> {
-        self.text.reserve(READ_BYTES);
-        reader.take(READ_BYTES as u64).read_to_end(&mut self.text)
+        let room = self.room(READ_BYTES);
+        let mut read = 0;
+        while read < room.len() {
+            match reader.read(&mut room[read..]) {
+                Ok(0) => break,
+                Ok(bytes) => read += bytes,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.filled += read;
+        Ok(read)
+    }
+
+    /// The records' bytes.
+    fn text(&self) -> &[u8] {
+        &self.text[..self.filled]
+    }
+
+    /// `bytes` added to the end of the text.
+    fn append(&mut self, bytes: &[u8]) {
+        self.room(bytes.len()).copy_from_slice(bytes);
+        self.filled += bytes.len();
+    }
+
+    /// The `bytes` after the text, to be written.
+    fn room(&mut self, bytes: usize) -> &mut [u8] {
+        let end = self.filled + bytes;
+        if self.text.len() < end {
+            self.text.resize(end, 0);
+        }
+        &mut self.text[self.filled..end]
     }
 
     /// Adds a CSV record (its text copied), malformed when it has no cells.
     fn push_csv(&mut self, record: CsvRecord) {
-        let start = self.text.len();
-        self.text.extend_from_slice(&record.raw);
+        let start = self.filled;
+        self.append(&record.raw);
         let body = record.cells.map_or(RecordBody::Malformed, RecordBody::Csv);
-        self.records.push(RecordSpan { line: record.line, range: start..self.text.len(), body });
+        self.records.push(RecordSpan { line: record.line, range: start..self.filled, body });
     }
 }
 
@@ -189,7 +224,7 @@ fn parse_batch(batch: Batch, header: Option<&CsvHeader>, config: &Config, parsed
             .records
             .par_iter()
             .with_min_len(PIECE_RECORDS)
-            .map(|record| parse_record(header, &batch.text, record, config))
+            .map(|record| parse_record(header, batch.text(), record, config))
             .collect_into_vec(&mut parsed);
         parsed
     })
@@ -249,13 +284,13 @@ fn split_ndjson(
         };
         // Bytes of the text (up to the bytes just read) that went with batches sent since.
         let mut cut = 0;
-        let scanned = batch.text.len() - read;
+        let scanned = batch.filled - read;
         ends.clear();
         if read == 0 {
             // The last line, without a line end.
-            ends.extend((line_start < batch.text.len()).then_some(batch.text.len()));
+            ends.extend((line_start < batch.filled).then_some(batch.filled));
         } else {
-            ends.extend(memchr::memchr_iter(b'\n', &batch.text[scanned..]).map(|end| scanned + end + 1));
+            ends.extend(memchr::memchr_iter(b'\n', &batch.text()[scanned..]).map(|end| scanned + end + 1));
         }
         for &end in &ends {
             line_number += 1;
@@ -268,8 +303,8 @@ fn split_ndjson(
             line_start = end;
             if batch.records.len() == BATCH_RECORDS {
                 let mut next = Batch::reused_or_new(&returned);
-                next.text.extend_from_slice(&batch.text[line_start..]);
-                batch.text.truncate(line_start);
+                next.append(&batch.text()[line_start..]);
+                batch.filled = line_start;
                 cut += line_start;
                 line_start = 0;
                 if sender.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
@@ -306,9 +341,9 @@ impl Batch {
     /// Adds the NDJSON line at `range` of the text (with its line end), unless it is blank.
     fn push_ndjson_line(&mut self, line_number: u64, mut range: Range<usize>) -> Result<(), FirstLineNotUtf8> {
         if line_number == 1 {
-            range.start += first_line_start(&self.text[range.clone()])?;
+            range.start += first_line_start(&self.text()[range.clone()])?;
         }
-        let line = &self.text[range.clone()];
+        let line = &self.text()[range.clone()];
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !is_blank(line) {
@@ -409,7 +444,7 @@ mod tests {
     fn a_batch_reads_a_trickling_stream_whole() {
         let bytes: Vec<u8> = (0..READ_BYTES * 2 + 777).map(|n| (n % 251) as u8).collect();
         let mut stream = Trickle { bytes: &bytes, reads: 0 };
-        let mut batch = Batch { text: Vec::new(), records: Vec::new() };
+        let mut batch = Batch { text: Vec::new(), filled: 0, records: Vec::new() };
         let mut reads = Vec::new();
         loop {
             match batch.read_from(&mut stream).expect("read") {
@@ -418,6 +453,6 @@ mod tests {
             }
         }
         assert_eq!(reads, [READ_BYTES, READ_BYTES, 777]);
-        assert_eq!(batch.text, bytes);
+        assert_eq!(batch.text(), bytes);
     }
 }

@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::csv_records::CsvCells;
+use crate::flat_json::scan_flat_object;
 
 /// The value of one field as the dump wrote it, borrowed from the record's text (a JSON string
 /// with escapes is unescaped into a string of its own).
@@ -134,8 +135,18 @@ impl Visitor<'_> for FieldKeyVisitor {
 
 /// Parses one NDJSON line into `record` (empty before); whether the line is a JSON object
 /// (when not, `record` holds what was read before the error). The record is filled where it
-/// lies: it is large, and every move of it is a copy.
+/// lies: it is large, and every move of it is a copy. A flat object without escapes, the
+/// common line, is read by [`scan_flat_object`]; any other line by serde_json.
 pub fn parse_json_line<'a>(line: &'a str, record: &mut RawRecord<'a>) -> bool {
+    if scan_flat_object(line, record).is_some() {
+        return true;
+    }
+    *record = RawRecord::default();
+    parse_json_line_with_serde(line, record)
+}
+
+/// [`parse_json_line`] by serde_json alone.
+pub(crate) fn parse_json_line_with_serde<'a>(line: &'a str, record: &mut RawRecord<'a>) -> bool {
     let mut deserializer = serde_json::Deserializer::from_str(line);
     deserializer.deserialize_map(RecordVisitor { record }).is_ok() && deserializer.end().is_ok()
 }

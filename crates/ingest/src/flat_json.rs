@@ -1,0 +1,426 @@
+//! The scanner of the NDJSON lines dumps are made of: one flat object whose keys and string
+//! values have no escapes and whose values are strings, numbers, booleans and nulls. It fills a
+//! record exactly as serde_json does ([`crate::record::parse_json_line`]), in one pass over the
+//! line and without serde's machinery, and gives up on anything else: an escape, a nested
+//! value, a field given twice, any syntax error. What it gives up on goes to serde_json, which
+//! decides; so the scanner never judges a line malformed, it only takes the common case off
+//! serde's hands.
+
+use std::borrow::Cow;
+
+use crmkpi_schema::Field;
+
+use crate::record::{RawRecord, Value};
+
+/// Fills `record` (empty before) from `line` when the line is a flat object; `None` when the
+/// scanner gave up (then `record` may hold some of the line's values).
+pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) -> Option<()> {
+    let mut cursor = Cursor { text: line, at: 0 };
+    cursor.skip_whitespace();
+    cursor.expect(b'{')?;
+    cursor.skip_whitespace();
+    if cursor.peek() == Some(b'}') {
+        cursor.at += 1;
+    } else {
+        // The fields given so far, a bit each: a field given twice is for serde to report.
+        let mut given = 0u32;
+        loop {
+            cursor.expect(b'"')?;
+            let key = cursor.string()?;
+            cursor.skip_whitespace();
+            cursor.expect(b':')?;
+            cursor.skip_whitespace();
+            let value = cursor.value()?;
+            if let Some(field) = Field::from_name(key) {
+                let bit = 1 << field as u32;
+                if given & bit != 0 {
+                    return None;
+                }
+                given |= bit;
+                record.set(field, value);
+            }
+            cursor.skip_whitespace();
+            match cursor.next()? {
+                b',' => cursor.skip_whitespace(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    cursor.skip_whitespace();
+    (cursor.at == line.len()).then_some(())
+}
+
+/// A place in the line being scanned.
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// The byte here, stepping past it.
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    /// Steps past `byte`, or gives up.
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    /// Steps past JSON's whitespace (space, tab, line feed, carriage return; nothing else).
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// A string's text, the cursor just after its opening quote; gives up at an escape or a
+    /// control character (which JSON forbids unescaped).
+    fn string(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        let end = string_end(self.text.as_bytes(), start)?;
+        self.at = end + 1;
+        // Both ends are next to an ASCII quote: character boundaries.
+        self.text.get(start..end)
+    }
+
+    /// The value here, as [`Value`] holds it (empty text is null when the record is set).
+    fn value(&mut self) -> Option<Value<'a>> {
+        let start = self.at;
+        match self.next()? {
+            b'"' => self.string().map(|text| Value::Text(Cow::Borrowed(text))),
+            b'-' | b'0'..=b'9' => {
+                self.at = number_end(self.text.as_bytes(), start)?;
+                self.text.get(start..self.at).map(Value::Number)
+            }
+            b'n' => self.literal("ull", Value::Null),
+            b't' => self.literal("rue", Value::Bool(true)),
+            b'f' => self.literal("alse", Value::Bool(false)),
+            _ => None,
+        }
+    }
+
+    /// `value` when the rest of its literal follows.
+    fn literal(&mut self, rest: &str, value: Value<'a>) -> Option<Value<'a>> {
+        let end = self.at + rest.len();
+        (self.text.as_bytes().get(self.at..end)? == rest.as_bytes()).then(|| {
+            self.at = end;
+            value
+        })
+    }
+}
+
+/// Where the string starting at `start` (after its opening quote) ends: the place of its closing
+/// quote; `None` at an escape, a control character or the end of the line. Eight bytes are
+/// looked at a time.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let special = special_bytes(word);
+        if special != 0 {
+            at += (special.trailing_zeros() / 8) as usize;
+            return (bytes[at] == b'"').then_some(at);
+        }
+        at += 8;
+    }
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'"' => return Some(at),
+            b'\\' | 0..=0x1f => return None,
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// The high bit of each byte of `word` (read little-endian) that is a quote, a backslash or a
+/// control character. The lowest bit set is exact; bytes above it may be flagged without being
+/// special (a borrow carries on), which does not matter, as only the first is looked at.
+const fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    const fn below(word: u64, bound: u8) -> u64 {
+        word.wrapping_sub(ONES * bound as u64) & !word & HIGH_BITS
+    }
+    below(word ^ (ONES * b'"' as u64), 1) | below(word ^ (ONES * b'\\' as u64), 1) | below(word, 0x20)
+}
+
+/// Where the number starting at `start` ends, by JSON's grammar: an optional minus, an
+/// integer part without leading zeros, an optional fraction and exponent, each with digits.
+fn number_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let digits_from = |at: usize| at + bytes[at..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+    let mut at = start + usize::from(bytes.get(start) == Some(&b'-'));
+    at = match bytes.get(at)? {
+        b'0' => at + 1,
+        b'1'..=b'9' => digits_from(at + 1),
+        _ => return None,
+    };
+    if bytes.get(at) == Some(&b'.') {
+        let end = digits_from(at + 1);
+        if end == at + 1 {
+            return None;
+        }
+        at = end;
+    }
+    if let Some(b'e' | b'E') = bytes.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = bytes.get(at) {
+            at += 1;
+        }
+        let end = digits_from(at);
+        if end == at {
+            return None;
+        }
+        at = end;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+    use crate::generator::{GenerateOptions, generate};
+    use crate::record::parse_json_line_with_serde;
+    use crate::source::{Compression, Format};
+
+    fn scanned(line: &str) -> Option<RawRecord<'_>> {
+        let mut record = RawRecord::default();
+        scan_flat_object(line, &mut record).map(|()| record)
+    }
+
+    fn by_serde(line: &str) -> Option<RawRecord<'_>> {
+        let mut record = RawRecord::default();
+        parse_json_line_with_serde(line, &mut record).then_some(record)
+    }
+
+    #[test]
+    fn a_flat_object_is_read_as_serde_reads_it() {
+        let line = " {\"event_id\":\"e1\" ,\t\"amount\": -1.50e+3,\"score\":7,\"stage\":\"\",\"reason\":null,\r\n\
+                    \"owner_id\":true,\"channel\":\"plain é\",\"extra\":1,\"extra\":\"twice\",\"kind\":false,\
+                    \"deal_id\":123456789012345678901234567890} ";
+        let record = scanned(line).expect("a flat object");
+        assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
+        assert_eq!(record.get(Field::Amount), &Value::Number("-1.50e+3"));
+        assert_eq!(record.get(Field::Score), &Value::Number("7"));
+        assert_eq!(record.get(Field::Stage), &Value::Null);
+        assert_eq!(record.get(Field::Reason), &Value::Null);
+        assert_eq!(record.get(Field::OwnerId), &Value::Bool(true));
+        assert_eq!(record.get(Field::Kind), &Value::Bool(false));
+        assert_eq!(record.get(Field::Channel), &Value::Text("plain é".into()));
+        assert_eq!(record.get(Field::DealId), &Value::Number("123456789012345678901234567890"));
+        assert_eq!(Some(record), by_serde(line));
+        assert_eq!(scanned("{}"), Some(RawRecord::default()));
+        assert_eq!(scanned(" { } "), Some(RawRecord::default()));
+    }
+
+    /// Lines the scanner leaves to serde_json: some are valid JSON (an escape, a nested value),
+    /// some are not (serde then reports the record malformed).
+    #[test]
+    fn anything_but_a_flat_object_without_escapes_is_left_to_serde() {
+        let valid = [
+            r#"{"event_id": "a\"b"}"#,
+            r#"{"event\u005fid": "a"}"#,
+            r#"{"event_id": "a", "extra": {"nested": [1]}}"#,
+            r#"{"event_id": "a", "extra": []}"#,
+        ];
+        for line in valid {
+            assert_eq!(scanned(line), None, "{line}");
+            assert!(by_serde(line).is_some(), "{line}");
+        }
+        let invalid = [
+            "",
+            "[]",
+            "\"text\"",
+            r#"{"event_id": "a",}"#,
+            r#"{"event_id": "a" "stage": "b"}"#,
+            r#"{"event_id" "a"}"#,
+            r#"{"event_id": "a", "event_id": "b"}"#,
+            r#"{"amount": 01}"#,
+            r#"{"amount": 1.}"#,
+            r#"{"amount": .5}"#,
+            r#"{"amount": -}"#,
+            r#"{"amount": 1e}"#,
+            r#"{"amount": +1}"#,
+            r#"{"amount": nul}"#,
+            r#"{"amount": True}"#,
+            "{\"stage\": \"tab\there\"}",
+            "{\"stage\": \"a\"}\u{0b}",
+            r#"{"stage": "a"} {}"#,
+            r#"{"stage": "a"#,
+            r#"{"stage": "a""#,
+        ];
+        for line in invalid {
+            assert_eq!(scanned(line), None, "{line}");
+            assert_eq!(by_serde(line), None, "{line}");
+        }
+    }
+
+    /// Every line of a generated dump (dirty records aside) is read by the scanner: the common
+    /// line never goes to serde_json.
+    #[test]
+    fn every_generated_line_is_a_flat_object() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let files = generate(&GenerateOptions {
+            events: 5_000,
+            seed: 7,
+            out: dir.path().to_owned(),
+            formats: vec![Format::Ndjson],
+            compressions: vec![Compression::None],
+            dirty_rate: 0.0,
+            events_per_file: 5_000,
+        })
+        .expect("generated dump");
+        let text = std::fs::read_to_string(&files[0]).expect("dump text");
+        let mut lines = 0;
+        for line in text.lines() {
+            let record = scanned(line).unwrap_or_else(|| panic!("not scanned: {line}"));
+            assert_eq!(Some(record), by_serde(line), "{line}");
+            lines += 1;
+        }
+        assert_eq!(lines, 5_000);
+    }
+
+    /// An object of one member, for every key and value of the lists below: the scanner reads
+    /// it exactly when serde_json does and it has no escape and no nested value.
+    #[test]
+    fn the_scanner_reads_every_flat_member_serde_reads() {
+        for key in KEYS {
+            for value in VALUES {
+                let line = format!("{{{key}: {value}}}");
+                let serde_record = by_serde(&line);
+                let flat = !line.contains(['\\', '[']) && line.matches('{').count() == 1;
+                let expected = serde_record.filter(|_| flat);
+                assert_eq!(scanned(&line), expected, "{line}");
+            }
+        }
+    }
+
+    const KEYS: [&str; 9] = [
+        r#""event_id""#,
+        r#""amount""#,
+        r#""stage""#,
+        r#""score""#,
+        r#""extra""#,
+        r#""""#,
+        r#""event\u005fid""#,
+        r#""ké""#,
+        "\"owner\u{1}\"",
+    ];
+    const VALUES: [&str; 40] = [
+        r#""e1""#,
+        r#""""#,
+        r#""é ü""#,
+        r#""a\"b""#,
+        r#""a\\b""#,
+        r#""\u00e9""#,
+        r#""\ud800""#,
+        "\"tab\there\"",
+        r#""long text that spans more than eight bytes""#,
+        r#""quote at eight:"""#,
+        "0",
+        "-0",
+        "12",
+        "01",
+        "1.",
+        "1.50",
+        "-1e-7",
+        "1E+2",
+        "1e",
+        "-",
+        "123456789012345678901234567890",
+        ".5",
+        "+1",
+        "0x1",
+        "1.5e3.2",
+        "-01",
+        "2e00",
+        "null",
+        "true",
+        "false",
+        "nul",
+        "True",
+        "nulll",
+        "{}",
+        "[1]",
+        r#"{"a":[]}"#,
+        "[",
+        "}",
+        r#""unterminated"#,
+        "",
+    ];
+    const SPACES: [&str; 7] = ["", "", " ", "\t", "\r\n", "\u{0b}", "\u{a0}"];
+    const INSERTED: [&str; 8] = [",", ":", "\"", "}", "{", "\\", " ", "é"];
+
+    /// A line from the pieces: spaces, keys, values and separators, each chosen by the index
+    /// of its list.
+    fn line_of(members: &[(usize, usize, [usize; 4])], spaces: [usize; 2], separator: usize) -> String {
+        let mut line = format!("{}{{", SPACES[spaces[0]]);
+        for (place, (key, value, around)) in members.iter().enumerate() {
+            if place > 0 {
+                line.push_str([",", ",", ",", ", ", ",,", ";"][separator % 6]);
+            }
+            line.push_str(SPACES[around[0]]);
+            line.push_str(KEYS[*key]);
+            line.push_str(SPACES[around[1]]);
+            line.push(':');
+            line.push_str(SPACES[around[2]]);
+            line.push_str(VALUES[*value]);
+            line.push_str(SPACES[around[3]]);
+        }
+        line.push('}');
+        line.push_str(SPACES[spaces[1]]);
+        line
+    }
+
+    fn space() -> impl Strategy<Value = usize> {
+        0..SPACES.len()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the line, a line the scanner reads is one serde_json reads, into the same
+        /// record.
+        #[test]
+        fn the_scanner_reads_a_line_as_serde_does(
+            members in prop::collection::vec((0..KEYS.len(), 0..VALUES.len(), [space(), space(), space(), space()]), 0..6),
+            spaces in [space(), space()],
+            separator in 0..24usize,
+            edit in prop::option::of((any::<prop::sample::Index>(), select(&INSERTED[..]), any::<bool>())),
+        ) {
+            let mut line = line_of(&members, spaces, separator);
+            if let Some((place, inserted, delete)) = edit {
+                let boundaries: Vec<usize> =
+                    (0..=line.len()).filter(|&at| line.is_char_boundary(at)).collect();
+                let at = *place.get(&boundaries);
+                if delete {
+                    if let Some(removed) = line[at..].chars().next() {
+                        line.replace_range(at..at + removed.len_utf8(), "");
+                    }
+                } else {
+                    line.insert_str(at, inserted);
+                }
+            }
+            let serde_record = by_serde(&line);
+            match scanned(&line) {
+                Some(record) => prop_assert_eq!(Some(record), serde_record, "{:?}", line),
+                // What serde reads without an escape or a nested value, the scanner reads too.
+                None => prop_assert!(
+                    serde_record.is_none() || line.contains(['\\', '[']) || line.matches('{').count() > 1,
+                    "{:?}", line
+                ),
+            }
+        }
+    }
+}
