@@ -58,11 +58,13 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.at).copied()
     }
 
     /// The byte here, stepping past it.
+    #[inline]
     fn next(&mut self) -> Option<u8> {
         let byte = self.peek()?;
         self.at += 1;
@@ -70,11 +72,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// Steps past `byte`, or gives up.
+    #[inline]
     fn expect(&mut self, byte: u8) -> Option<()> {
         (self.next()? == byte).then_some(())
     }
 
     /// Steps past JSON's whitespace (space, tab, line feed, carriage return; nothing else).
+    #[inline]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
@@ -83,6 +87,7 @@ impl<'a> Cursor<'a> {
 
     /// A string's text, the cursor just after its opening quote; gives up at an escape or a
     /// control character (which JSON forbids unescaped).
+    #[inline]
     fn string(&mut self) -> Option<&'a str> {
         let start = self.at;
         let end = string_end(self.text.as_bytes(), start)?;
@@ -92,6 +97,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The value here, as [`Value`] holds it (empty text is null when the record is set).
+    #[inline]
     fn value(&mut self) -> Option<Value<'a>> {
         let start = self.at;
         match self.next()? {
@@ -108,6 +114,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `value` when the rest of its literal follows.
+    #[inline]
     fn literal(&mut self, rest: &str, value: Value<'a>) -> Option<Value<'a>> {
         let end = self.at + rest.len();
         (self.text.as_bytes().get(self.at..end)? == rest.as_bytes()).then(|| {
@@ -120,6 +127,7 @@ impl<'a> Cursor<'a> {
 /// Where the string starting at `start` (after its opening quote) ends: the place of its closing
 /// quote; `None` at an escape, a control character or the end of the line. Eight bytes are
 /// looked at a time.
+#[inline]
 fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut at = start;
     while let Some(word) = bytes.get(at..at + 8) {

@@ -58,16 +58,19 @@ pub struct RawRecord<'a> {
 
 impl<'a> RawRecord<'a> {
     /// The value of `field`.
+    #[inline]
     pub fn get(&self, field: Field) -> &Value<'a> {
         &self.values[field as usize]
     }
 
     /// Takes the value of `field` out of the record, leaving null.
+    #[inline]
     pub fn take(&mut self, field: Field) -> Value<'a> {
         std::mem::take(&mut self.values[field as usize])
     }
 
     /// Sets the value of `field`; empty text is null.
+    #[inline]
     pub fn set(&mut self, field: Field, value: Value<'a>) {
         self.values[field as usize] = match value {
             Value::Text(text) if text.is_empty() => Value::Null,
