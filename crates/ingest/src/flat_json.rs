@@ -314,6 +314,44 @@ mod tests {
         }
     }
 
+    /// Where a string scanned one byte at a time ends: its closing quote, `None` at an escape,
+    /// a control character or the end of the line.
+    fn string_end_bytewise(bytes: &[u8], start: usize) -> Option<usize> {
+        let stop = start + bytes[start..].iter().position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+        (bytes[stop] == b'"').then_some(stop)
+    }
+
+    /// Every byte value at every place of strings of 0 to 19 bytes (through the 8-byte words and
+    /// the tail), among fillers that look special to a careless bit trick (0xA2 and 0xDC are a
+    /// quote and a backslash with the high bit set), with or without a special byte after it
+    /// and a closing quote: the string ends where a byte-by-byte scan ends it.
+    #[test]
+    fn a_string_ends_where_a_byte_by_byte_scan_ends_it() {
+        let mut cases = 0;
+        for byte in 0..=255u8 {
+            for filler in [b'a', b' ', 0x7f, 0x80, 0xa2, 0xdc, 0xff] {
+                for length in 1..20 {
+                    for place in 0..length {
+                        for after in [None, Some(b'"'), Some(b'\\'), Some(0x00), Some(0x1f)] {
+                            for closed in [true, false] {
+                                let mut bytes = b"{\"k\": \"".to_vec();
+                                let start = bytes.len();
+                                bytes.extend(std::iter::repeat_n(filler, length));
+                                bytes[start + place] = byte;
+                                bytes.extend(after);
+                                bytes.extend(closed.then_some(b'"'));
+                                let expected = string_end_bytewise(&bytes, start);
+                                assert_eq!(string_end(&bytes, start), expected, "{bytes:?}");
+                                cases += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 256 * 7 * 190 * 5 * 2);
+    }
+
     const KEYS: [&str; 9] = [
         r#""event_id""#,
         r#""amount""#,
@@ -325,7 +363,22 @@ mod tests {
         r#""ké""#,
         "\"owner\u{1}\"",
     ];
-    const VALUES: [&str; 40] = [
+    const VALUES: [&str; 55] = [
+        "1e+",
+        "-.5",
+        "1.e5",
+        "-0.0",
+        "0.5E-0",
+        "truex",
+        "falsey",
+        "nulls",
+        "\"a\u{0}b\"",
+        "\"a\u{7f}\"",
+        "\"a\u{1f}\"",
+        "\"\u{1}\"",
+        "\"1234567\"",
+        "\"12345678\"",
+        "\"é\u{b}\"",
         r#""e1""#,
         r#""""#,
         r#""é ü""#,
@@ -335,7 +388,7 @@ mod tests {
         r#""\ud800""#,
         "\"tab\there\"",
         r#""long text that spans more than eight bytes""#,
-        r#""quote at eight:"""#,
+        r#""a quote follows"""#,
         "0",
         "-0",
         "12",
@@ -368,7 +421,8 @@ mod tests {
         "",
     ];
     const SPACES: [&str; 7] = ["", "", " ", "\t", "\r\n", "\u{0b}", "\u{a0}"];
-    const INSERTED: [&str; 8] = [",", ":", "\"", "}", "{", "\\", " ", "é"];
+    const INSERTED: [&str; 18] =
+        [",", ":", "\"", "}", "{", "\\", " ", "é", "\u{0}", "\u{1f}", "\u{7f}", "0", "-", ".", "e", "x", "n", "\t"];
 
     /// A line from the pieces: spaces, keys, values and separators, each chosen by the index
     /// of its list.
