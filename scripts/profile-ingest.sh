@@ -32,6 +32,7 @@ RULES = [
     ("CSV parsing", "csv_records"),
     ("CSV parsing", "csv_core"),
     ("CSV parsing", "CsvHeader"),
+    ("JSON parsing", "flat_json"),
     ("JSON parsing", "serde_json"),
     ("JSON parsing", "parse_json_line"),
     ("JSON parsing", "record::Value"),
