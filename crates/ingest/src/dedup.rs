@@ -19,8 +19,9 @@
 //! 3. [`SpilledRun::replay_suspects`]: the suspects are read back in arrival order with their
 //!    decisions; the new ones are added to the lake's files after the others.
 //!
-//! Memory: the filter (at most 128 MiB), one partition's keys (a 256th of the run's valid
-//! records) per thread, three bits per valid record for the decisions, and I/O buffers.
+//! Memory: the filter (at most 128 MiB), one partition's keys per thread (a 256th of the run's
+//! valid records, 40 bytes each; twice while they are sorted), three bits per valid record for
+//! the decisions, and I/O buffers.
 //!
 //! Rejects are remembered by their 128-bit key (see [`crate::lake::reject_key`]) in a
 //! [`RejectIndex`], so that a record rejected by an earlier run is not written to the lake's
