@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use crmkpi_schema::Field;
 
-use crate::record::{RawRecord, Value};
+use crate::record::{GivenFields, RawRecord, Value};
 
 /// Fills `record` (empty before) from `line` when the line is a flat object; `None` when the
 /// scanner gave up (then `record` may hold some of the line's values).
@@ -22,8 +22,8 @@ pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) ->
     if cursor.peek() == Some(b'}') {
         cursor.at += 1;
     } else {
-        // The fields given so far, a bit each: a field given twice is for serde to report.
-        let mut given = 0u32;
+        // A field given twice is for serde to report.
+        let mut given = GivenFields::default();
         loop {
             cursor.expect(b'"')?;
             let key = cursor.string()?;
@@ -32,11 +32,9 @@ pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) ->
             cursor.skip_whitespace();
             let value = cursor.value()?;
             if let Some(field) = Field::from_name(key) {
-                let bit = 1 << field as u32;
-                if given & bit != 0 {
+                if !given.first_time(field) {
                     return None;
                 }
-                given |= bit;
                 record.set(field, value);
             }
             cursor.skip_whitespace();
