@@ -13,15 +13,24 @@
 //!    content hash) goes to the key file, in blocks of one partition (by the id hash's top
 //!    byte; 32 bytes a record) ([`Spill`]).
 //! 2. [`decide`]: partition by partition (one per thread of the rayon pool), the run's keys are
-//!    sorted by (id, sequence) and merged with the lake's sorted index partition (streamed from
-//!    disk), which decides every valid record exactly and writes the partition's next version.
-//!    [`Unseen::check`] confirms every record written in phase 1 was decided new.
+//!    sorted by (id, sequence) and merged with the lake's index, which decides every valid
+//!    record exactly and writes the run's segment of the next index: its new ids, merged with
+//!    the lake's newest segments when they are no larger ([`segments_to_merge`]). The other
+//!    segments are linked into the next index as they are, and read only for the suspects'
+//!    ids (an id the filter had not seen is in no segment), up to the last one of each
+//!    partition. [`Unseen::check`] confirms every record written in phase 1 was decided new
+//!    (against the merged segments and the run).
 //! 3. [`SpilledRun::replay_suspects`]: the suspects are read back in arrival order with their
 //!    decisions; the new ones are added to the lake's files after the others.
 //!
+//! The filter of a run, which holds every id of the next index, is saved with it
+//! ([`save_filter`]) and loaded by the next run ([`lake_filter`]). So a run neither reads every
+//! id of the lake to fill its filter nor writes the index anew: what it writes follows the run
+//! (plus the merges, about log2 of the number of runs per id over the lake's life).
+//!
 //! Memory: the filter (at most 128 MiB), one partition's keys per thread (a 256th of the run's
 //! valid records, 40 bytes each; twice while they are sorted), three bits per valid record for
-//! the decisions, and I/O buffers.
+//! the decisions, and I/O buffers (64 KiB per segment read, a few segments).
 //!
 //! Rejects are remembered by their 128-bit key (see [`crate::lake::reject_key`]) in a
 //! [`RejectIndex`], so that a record rejected by an earlier run is not written to the lake's
@@ -43,7 +52,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
 use crate::id_index::{
-    IndexEntry, IndexWriter, PARTITIONS, PartitionReader, PartitionWriter, id_hash, partition_counts, partition_of,
+    FILTER_FILE, Index, IndexEntry, IndexWriter, OLDEST_SEGMENT, PARTITIONS, PartitionReader, PartitionWriter, Segment,
+    SegmentProbe, id_hash, partition_of,
 };
 use crate::seen_filter::SeenFilter;
 use crate::validate::EventView;
@@ -349,47 +359,125 @@ impl Decisions {
     }
 }
 
+/// Where a run writes the next index: the index directory of its snapshot and the name of
+/// the segment of its new ids there.
+#[derive(Debug, Clone)]
+pub struct NextIndex {
+    /// The index directory.
+    pub dir: PathBuf,
+    /// The file name of the run's segment ([`crate::id_index::segment_name`]).
+    pub segment: String,
+}
+
+/// Segments an index keeps at most: a run merges the newest ones beyond it.
+const MAX_SEGMENTS: usize = 8;
+
+/// How many of the lake's newest segments a run of `run_keys` valid records merges into its
+/// own segment, given each segment's entries and whether it can be kept as it is (oldest
+/// first): each one no larger than one and a half times what is merged so far (runs of similar
+/// size are merged like the digits of a binary counter, so a lake of n runs keeps about
+/// log2(n) segments and an id is written again about log2(n) times in all), any beyond
+/// [`MAX_SEGMENTS`], and an index of the earlier format.
+fn segments_to_merge(segments: &[(u64, bool)], run_keys: u64) -> usize {
+    let mut accumulated = run_keys;
+    let mut merged = 0;
+    for &(entries, keepable) in segments.iter().rev() {
+        let unmerged = segments.len() - merged;
+        let small = entries <= accumulated.saturating_add(accumulated / 2);
+        if !(small || unmerged >= MAX_SEGMENTS || !keepable) {
+            break;
+        }
+        accumulated = accumulated.saturating_add(entries);
+        merged += 1;
+    }
+    merged
+}
+
 /// Phase 2: decides every valid record of the run against `lake_index` (the lake's index
-/// directory; `None`: an empty lake) and earlier records of the run, and writes the index with
-/// the run's accepted ids into `next_index` when given.
+/// directory; `None`: an empty lake) and earlier records of the run, and writes the next index
+/// when given: a segment of the run's accepted ids merged with the lake's newest segments
+/// ([`segments_to_merge`]), beside links to the others. `maybe_in_lake(sequence)` says whether
+/// the id of valid record `sequence` may be in the lake: the lake's segments that are not
+/// merged are read only for those ids, and only up to the last one of each partition.
 pub fn decide(
     run: &SpilledRun,
     lake_index: Option<&Path>,
-    next_index: Option<&Path>,
+    next_index: Option<&NextIndex>,
+    maybe_in_lake: &(dyn Fn(u64) -> bool + Sync),
 ) -> Result<Decisions, IngestError> {
     let decisions = Decisions::new(run.valid);
-    let capacities: Vec<u64> =
-        partition_counts(lake_index)?.iter().zip(&run.keys.counts).map(|(lake, run)| lake + run).collect();
-    let index = next_index.map(|dir| IndexWriter::create(dir, &capacities)).transpose()?;
+    let lake = Index::open(lake_index)?;
+    let sizes: Vec<(u64, bool)> = lake.segments().iter().map(|segment| (segment.len(), segment.is_file())).collect();
+    let (kept, merged) = lake.segments().split_at(sizes.len() - segments_to_merge(&sizes, run.valid));
+    let merged: Vec<&Segment> = merged.iter().collect();
+    let capacities: Vec<u64> = (0..PARTITIONS)
+        .map(|partition| {
+            run.keys.counts[partition] + merged.iter().map(|segment| segment.partition_len(partition)).sum::<u64>()
+        })
+        .collect();
+    let index = next_index.map(|next| IndexWriter::create(&next.dir, &next.segment, &capacities)).transpose()?;
     (0..PARTITIONS).into_par_iter().try_for_each(|partition| {
-        let lake = PartitionReader::open(lake_index, partition)?;
+        let lake = LakePartition {
+            merged: PartitionReader::over(&merged, partition)?,
+            kept: kept.iter().map(|segment| SegmentProbe::new(segment, partition)).collect(),
+        };
         let writer = index.as_ref().map(|index| index.partition(partition));
-        decide_partition(run, partition, lake, writer, &decisions)
+        decide_partition(run, partition, lake, writer, &decisions, maybe_in_lake)
     })?;
     index.map_or(Ok(()), IndexWriter::finish)?;
+    if let Some(next) = next_index {
+        kept.iter().try_for_each(|segment| segment.link_into(&next.dir))?;
+    }
+    tracing::debug!(kept = kept.len(), merged = merged.len(), "the lake's index segments kept and merged");
     Ok(decisions)
+}
+
+/// One partition of the lake's index as a run decides it: the entries of the segments merged
+/// into the run's (read through and written again), and the segments kept (looked up).
+struct LakePartition<'a> {
+    merged: PartitionReader,
+    kept: Vec<SegmentProbe<'a>>,
+}
+
+impl LakePartition<'_> {
+    /// The entry of `id` in a kept segment (ids ascending from call to call).
+    fn find_kept(&mut self, id: u128) -> Result<Option<IndexEntry>, IngestError> {
+        for probe in &mut self.kept {
+            if let Some(entry) = probe.find(id)? {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// One partition: the run's keys sorted by (id, sequence), merged with the lake's entries.
 fn decide_partition(
     run: &SpilledRun,
     partition: usize,
-    mut lake: PartitionReader,
+    mut lake: LakePartition<'_>,
     mut writer: Option<PartitionWriter<'_>>,
     decisions: &Decisions,
+    maybe_in_lake: &(dyn Fn(u64) -> bool + Sync),
 ) -> Result<(), IngestError> {
     let keys = sorted_keys(run.read_keys(partition)?);
     let mut push = |entry: IndexEntry| writer.as_mut().map_or(Ok(()), |writer| writer.push(entry));
-    let mut lake_entry = lake.next_entry()?;
+    let mut lake_entry = lake.merged.next_entry()?;
     let mut start = 0;
     while start < keys.len() {
-        let id = keys[start].0;
+        let (id, first_sequence, _) = keys[start];
         while let Some(entry) = lake_entry.filter(|entry| entry.id < id) {
             push(entry)?;
-            lake_entry = lake.next_entry()?;
+            lake_entry = lake.merged.next_entry()?;
         }
-        let known = lake_entry.filter(|entry| entry.id == id);
-        let mut first = known.map(|entry| entry.content_hash);
+        let merged_known = lake_entry.filter(|entry| entry.id == id);
+        // The id's first record of the run: the filter had not seen its id, so the lake has
+        // not either.
+        let kept_known = match merged_known {
+            None if maybe_in_lake(first_sequence) => lake.find_kept(id)?,
+            _ => None,
+        };
+        let mut first = merged_known.or(kept_known).map(|entry| entry.content_hash);
         let mut end = start;
         while end < keys.len() && keys[end].0 == id {
             let (_, sequence, content_hash) = keys[end];
@@ -400,15 +488,18 @@ fn decide_partition(
             }
             end += 1;
         }
-        if known.is_some() {
-            lake_entry = lake.next_entry()?;
+        if merged_known.is_some() {
+            lake_entry = lake.merged.next_entry()?;
         }
-        push(IndexEntry { id, content_hash: first.unwrap_or_default() })?;
+        // An id of a kept segment stays there.
+        if kept_known.is_none() {
+            push(IndexEntry { id, content_hash: first.unwrap_or_default() })?;
+        }
         start = end;
     }
     while let Some(entry) = lake_entry {
         push(entry)?;
-        lake_entry = lake.next_entry()?;
+        lake_entry = lake.merged.next_entry()?;
     }
     writer.map_or(Ok(()), PartitionWriter::finish)
 }
@@ -584,6 +675,11 @@ pub struct Unseen {
 }
 
 impl Unseen {
+    /// Whether record `sequence` was written unseen.
+    pub fn contains(&self, sequence: u64) -> bool {
+        self.bits.get((sequence / 64) as usize).is_some_and(|word| word & (1 << (sequence % 64)) != 0)
+    }
+
     /// Marks record `sequence` as written unseen.
     pub fn mark(&mut self, sequence: u64) {
         let word = (sequence / 64) as usize;
@@ -610,25 +706,45 @@ impl Unseen {
     }
 }
 
-/// The filter of every id in `lake_index` (`None`: an empty lake), sized for them and about
-/// `run_ids` more.
+/// The filter of every id in `lake_index` (`None`: an empty lake), for them and about
+/// `run_ids` more: the one the lake's last run saved when it is large enough, else one made
+/// anew from every id of the index.
 pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter, IngestError> {
-    let lake_ids: u64 = partition_counts(lake_index)?.iter().sum();
+    let index = Index::open(lake_index)?;
+    let lake_ids: u64 = index.partition_counts().iter().sum();
+    let wanted_bytes = SeenFilter::bytes_for(lake_ids.saturating_add(run_ids));
+    if let Some(dir) = lake_index
+        && let Some(saved) = SeenFilter::load(&dir.join(FILTER_FILE))?
+        && saved.bytes() >= wanted_bytes
+    {
+        tracing::debug!(lake_ids, bytes = saved.bytes(), "loaded the filter of the lake's event ids");
+        return Ok(saved);
+    }
     let filter = SeenFilter::for_ids(lake_ids.saturating_add(run_ids));
     (0..PARTITIONS).into_par_iter().try_for_each(|partition| {
-        let mut reader = PartitionReader::open(lake_index, partition)?;
-        while let Some(entry) = reader.next_entry()? {
-            filter.insert(entry.id);
+        for segment in index.segments() {
+            let mut reader = segment.reader(partition)?;
+            while let Some(entry) = reader.next_entry()? {
+                filter.insert(entry.id);
+            }
         }
         Ok::<(), IngestError>(())
     })?;
-    tracing::debug!(lake_ids, bytes = filter.bytes(), "filter of the lake's event ids");
+    tracing::debug!(lake_ids, bytes = filter.bytes(), "made the filter of the lake's event ids");
     Ok(filter)
+}
+
+/// Saves the filter of a run (which holds the lake's ids and the run's) into the next index,
+/// for the next run.
+pub fn save_filter(filter: &SeenFilter, next_index: &NextIndex) -> Result<(), IngestError> {
+    fs::create_dir_all(&next_index.dir)
+        .map_err(|source| IngestError::LakeIo { path: next_index.dir.clone(), source })?;
+    filter.save(&next_index.dir.join(FILTER_FILE))
 }
 
 /// Builds the index of a lake that has none (written before the index existed) from its event
 /// files, into `dir`, with `spill` as scratch space: each file's ids are routed to the 256
-/// partitions on disk, then each partition is sorted and written.
+/// partitions on disk, then each partition is sorted and written as the oldest segment.
 pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<(), IngestError> {
     use polars::prelude::*;
     let mut run = Spill::create(spill)?;
@@ -649,7 +765,8 @@ pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<
         run.push_keys(keys)?;
     }
     let run = run.finish()?;
-    decide(&run, None, Some(dir))?;
+    let next = NextIndex { dir: dir.to_owned(), segment: OLDEST_SEGMENT.to_owned() };
+    decide(&run, None, Some(&next), &|_| true)?;
     run.remove()
 }
 
@@ -666,6 +783,11 @@ mod tests {
             assert_eq!(spill.push_keys(keys).expect("push"), start as u64);
         }
         spill.finish().expect("finish")
+    }
+
+    /// The next index in `dir`, its segment named after snapshot `snapshot`.
+    fn next_in(dir: &Path, snapshot: &str) -> NextIndex {
+        NextIndex { dir: dir.to_owned(), segment: crate::id_index::segment_name(snapshot) }
     }
 
     fn decisions_of(run: &SpilledRun, decisions: &Decisions) -> Vec<Seen> {
@@ -693,6 +815,35 @@ mod tests {
         assert_eq!(sorted_keys(Vec::new()), Vec::new());
     }
 
+    /// Runs of about one size are merged like a binary counter; a large run merges the small
+    /// segments before it; the newest beyond the most kept are merged; an index of the earlier
+    /// format is always merged.
+    #[test]
+    fn segments_are_merged_as_they_grow() {
+        let mut segments: Vec<(u64, bool)> = Vec::new();
+        let mut counts = Vec::new();
+        for run in 0..16u64 {
+            // Runs of 1,000 valid records, give or take a few.
+            let run_keys = 1_000 + run % 3;
+            let merged = segments_to_merge(&segments, run_keys);
+            let entries =
+                run_keys + segments[segments.len() - merged..].iter().map(|(entries, _)| entries).sum::<u64>();
+            segments.truncate(segments.len() - merged);
+            segments.push((entries, true));
+            counts.push(segments.len());
+        }
+        // After 2^k runs, one segment; after 2^k - 1, k of them.
+        assert_eq!(counts, [1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 1]);
+        assert_eq!(segments, [(16_000 + 15, true)]);
+        assert_eq!(segments_to_merge(&[(8_000, true), (1_000, true), (1_000, true)], 2_000), 2, "two small ones");
+        assert_eq!(segments_to_merge(&[(8_000, true), (1_000, true)], 10_000), 2, "a large run merges all");
+        assert_eq!(segments_to_merge(&[(8_000, true)], 1_000), 0);
+        let many: Vec<(u64, bool)> = (0..MAX_SEGMENTS as u64).map(|n| (1 << (40 - n), true)).collect();
+        assert_eq!(segments_to_merge(&many, 1), 1, "the newest beyond the most kept");
+        assert_eq!(segments_to_merge(&[(1 << 40, false)], 1), 1, "the earlier format");
+        assert_eq!(segments_to_merge(&[], 1), 0);
+    }
+
     #[test]
     fn a_reject_is_new_once() {
         let mut index = RejectIndex::default();
@@ -707,18 +858,19 @@ mod tests {
         use Seen::{Conflict, Duplicate, New};
         let dir = tempfile::tempdir().expect("tempdir");
         let first = run_of(&dir.path().join("spill1"), &[("e1", 7), ("e1", 7), ("e1", 8), ("e1", 7), ("e2", 8)]);
-        let index = dir.path().join("index1");
-        let decisions = decide(&first, None, Some(&index)).expect("decide");
+        let index = next_in(&dir.path().join("index1"), "000001");
+        let decisions = decide(&first, None, Some(&index), &|_| true).expect("decide");
         assert_eq!(decisions_of(&first, &decisions), [New, Duplicate, Conflict, Duplicate, New]);
         // The next run sees the lake: e1 with 7 and e2 with 8 were accepted.
         let second = run_of(&dir.path().join("spill2"), &[("e2", 9), ("e3", 1), ("e1", 7), ("e3", 1)]);
-        let decisions = decide(&second, Some(&index), Some(&dir.path().join("index2"))).expect("decide");
+        let second_index = next_in(&dir.path().join("index2"), "000002");
+        let decisions = decide(&second, Some(&index.dir), Some(&second_index), &|_| true).expect("decide");
         assert_eq!(decisions_of(&second, &decisions), [Conflict, New, Duplicate, Duplicate]);
         let third = run_of(&dir.path().join("spill3"), &[("e3", 2), ("e1", 7)]);
-        let decisions = decide(&third, Some(&dir.path().join("index2")), None).expect("decide");
+        let decisions = decide(&third, Some(&second_index.dir), None, &|_| true).expect("decide");
         assert_eq!(decisions_of(&third, &decisions), [Conflict, Duplicate]);
         // The lake's filter holds every id of the index.
-        let filter = lake_filter(Some(&dir.path().join("index2")), 0).expect("filter");
+        let filter = lake_filter(Some(&second_index.dir), 0).expect("filter");
         assert!(["e1", "e2", "e3"].iter().all(|id| filter.may_contain(id_hash(id))));
     }
 
@@ -748,7 +900,7 @@ mod tests {
             }
         }
         let run = spill.finish().expect("finish");
-        let decisions = decide(&run, None, None).expect("decide");
+        let decisions = decide(&run, None, None, &|_| true).expect("decide");
         unseen.check(&decisions).expect("e1 was new");
         let mut fates = Vec::new();
         run.replay_suspects(&decisions, |block| {

@@ -1,20 +1,24 @@
 //! The lake's index of accepted event ids, on disk, part of every snapshot (`_index/`): each
-//! accepted `event_id` as its 128-bit hash with the hash of its content, split into 256
-//! partitions by the id hash's top byte, each partition sorted by id hash. An ingest never
-//! holds the index in memory: it streams one partition at a time beside the run's own ids of
-//! that partition (see [`crate::dedup`]) and writes the partition's next version into the
-//! run's snapshot, committed atomically with the run.
+//! accepted `event_id` as its 128-bit hash with the hash of its content. The index is a few
+//! segments, each holding the ids of one or more runs (no id is in two segments), split into
+//! 256 partitions by the id hash's top byte, each partition sorted by id hash. A run writes a
+//! segment of its own new ids and hard-links the others from the snapshot it builds on, so its
+//! cost follows the run, not the lake; segments are merged as they grow (see
+//! [`crate::dedup::decide`]), so that a lake keeps a few. An ingest never holds the index in
+//! memory: it streams one partition at a time (see [`crate::dedup`]).
 //!
-//! File format (`_index/ids.bin`): the magic `CRMKIDX2`, then for each of the 256 partitions
-//! its entries' byte offset in the file and count (u64 LE each), then the partitions' entries,
-//! each the id hash (u128 LE) and the content hash (u64 LE), ascending by id hash, unique. A
-//! partition's region may be followed by unused bytes (a hole: it was sized for the run's ids
-//! before their duplicates were known). One file instead of one per partition: creating 256
-//! files per run cost more than writing them.
+//! Segment format (`_index/segment-<snapshot>.bin`): the magic `CRMKIDX2`, then for each of
+//! the 256 partitions its entries' byte offset in the file and count (u64 LE each), then the
+//! partitions' entries, each the id hash (u128 LE) and the content hash (u64 LE), ascending by
+//! id hash, unique. A partition's region may be followed by unused bytes (a hole: it was sized
+//! for the run's ids before their duplicates were known).
 //!
-//! Lakes written before this format have a file per partition (`_index/part-000.bin`: the
-//! magic `CRMKIDX1`, the entry count, the entries); they are read as they are, and their next
-//! ingest writes the single file, with a `part-000.bin` beside it that stops an older crmkpi.
+//! Earlier lakes have one segment named `_index/ids.bin` (read as a segment; the next ingest
+//! links it as `segment-000000.bin`), or before that a file per partition (`part-000.bin`:
+//! the magic `CRMKIDX1`, the entry count, the entries), read as they are and merged into a
+//! segment by the next ingest. Every index directory written holds a `part-000.bin` that stops
+//! a crmkpi from before the one-file index, and no `ids.bin`, which a crmkpi from before the
+//! segments would take for the whole index.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -30,8 +34,14 @@ use crate::error::IngestError;
 pub const PARTITIONS: usize = 256;
 /// The directory of the index inside a snapshot.
 pub const INDEX_DIR: &str = "_index";
-/// The index file in [`INDEX_DIR`].
-const INDEX_FILE: &str = "ids.bin";
+/// The one segment of an index written before the segments.
+const ONE_FILE_INDEX: &str = "ids.bin";
+/// The name of the oldest segment: a one-file index linked into the next index, or the index
+/// built for a lake from before the index.
+pub const OLDEST_SEGMENT: &str = "segment-000000.bin";
+/// The filter of the ids of an index ([`crate::seen_filter::SeenFilter::save`]), in its
+/// directory.
+pub const FILTER_FILE: &str = "filter.bin";
 const MAGIC: &[u8; 8] = b"CRMKIDX2";
 /// The magic of a partition file of the earlier format.
 const PARTITION_MAGIC: &[u8; 8] = b"CRMKIDX1";
@@ -81,6 +91,11 @@ pub fn partition_of(id: u128) -> usize {
     (id >> 120) as usize
 }
 
+/// The file name of the segment a run writes into the snapshot named `snapshot`.
+pub fn segment_name(snapshot: &str) -> String {
+    format!("segment-{snapshot}.bin")
+}
+
 /// The file of partition `partition` of the earlier format in the index directory `dir`.
 fn partition_path(dir: &Path, partition: usize) -> PathBuf {
     dir.join(format!("part-{partition:03}.bin"))
@@ -114,52 +129,158 @@ fn read_table(path: &Path, file: &mut File) -> Result<PartitionTable, IngestErro
     Ok(table)
 }
 
-/// The number of entries of each partition of the index in `dir` (`None`: no index, all 0).
-pub fn partition_counts(dir: Option<&Path>) -> Result<Vec<u64>, IngestError> {
-    let Some(dir) = dir else { return Ok(vec![0; PARTITIONS]) };
-    let path = dir.join(INDEX_FILE);
-    match File::open(&path) {
-        Ok(mut file) => Ok(read_table(&path, &mut file)?.iter().map(|(_, count)| *count).collect()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => (0..PARTITIONS)
-            .map(|partition| PartitionReader::open_partition_file(dir, partition).map(|reader| reader.len()))
-            .collect(),
-        Err(source) => Err(IngestError::LakeIo { path, source }),
+/// The index of a lake: its segments, oldest first (none: an empty lake).
+#[derive(Debug, Default)]
+pub struct Index {
+    segments: Vec<Segment>,
+}
+
+/// One segment of an index: a file of 256 sorted partitions, or the files of one partition each
+/// of the earlier format.
+#[derive(Debug)]
+pub struct Segment {
+    source: SegmentSource,
+    /// Entries in each partition.
+    counts: Vec<u64>,
+}
+
+#[derive(Debug)]
+enum SegmentSource {
+    /// A segment file and where each partition's entries start in it.
+    File { path: PathBuf, offsets: Vec<u64> },
+    /// The directory of an index of the earlier format.
+    PartitionFiles(PathBuf),
+}
+
+impl Index {
+    /// The index in `dir` (`None`: no index, empty).
+    pub fn open(dir: Option<&Path>) -> Result<Index, IngestError> {
+        let Some(dir) = dir else { return Ok(Index::default()) };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            let name = entry.map_err(io_error(dir))?.file_name().to_string_lossy().into_owned();
+            if name == ONE_FILE_INDEX || (name.starts_with("segment-") && name.ends_with(".bin")) {
+                names.push(name);
+            }
+        }
+        // Oldest first: a one-file index is older than any segment, and a segment is named
+        // after its snapshot.
+        names.sort_by_key(|name| (name != ONE_FILE_INDEX, name.clone()));
+        let mut segments =
+            names.iter().map(|name| Segment::open_file(&dir.join(name))).collect::<Result<Vec<_>, _>>()?;
+        if segments.is_empty() {
+            segments.push(Segment::open_partition_files(dir)?);
+        }
+        Ok(Index { segments })
+    }
+
+    /// Its segments, oldest first.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The number of entries of each partition.
+    pub fn partition_counts(&self) -> Vec<u64> {
+        let mut counts = vec![0; PARTITIONS];
+        for segment in &self.segments {
+            counts.iter_mut().zip(&segment.counts).for_each(|(count, segment)| *count += segment);
+        }
+        counts
+    }
+
+    /// The entries of partition `partition` of every segment, in id order.
+    pub fn partition(&self, partition: usize) -> Result<PartitionReader, IngestError> {
+        PartitionReader::over(&self.segments.iter().collect::<Vec<_>>(), partition)
     }
 }
 
-/// Streams the entries of one partition in id order; no index (or a missing partition file of
-/// the earlier format) is an empty partition.
-pub struct PartitionReader {
+impl Segment {
+    fn open_file(path: &Path) -> Result<Segment, IngestError> {
+        let mut file = File::open(path).map_err(io_error(path))?;
+        let table = read_table(path, &mut file)?;
+        Ok(Segment {
+            source: SegmentSource::File {
+                path: path.to_owned(),
+                offsets: table.iter().map(|(offset, _)| *offset).collect(),
+            },
+            counts: table.iter().map(|(_, count)| *count).collect(),
+        })
+    }
+
+    fn open_partition_files(dir: &Path) -> Result<Segment, IngestError> {
+        let counts = (0..PARTITIONS)
+            .map(|partition| SegmentReader::open_partition_file(dir, partition).map(|reader| reader.remaining))
+            .collect::<Result<_, _>>()?;
+        Ok(Segment { source: SegmentSource::PartitionFiles(dir.to_owned()), counts })
+    }
+
+    /// The entries of partition `partition`.
+    pub fn partition_len(&self, partition: usize) -> u64 {
+        self.counts[partition]
+    }
+
+    /// Its entries.
+    pub fn len(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it can be linked into the next index as it is (else it is merged into a new
+    /// segment: an index of the earlier format).
+    pub fn is_file(&self) -> bool {
+        matches!(self.source, SegmentSource::File { .. })
+    }
+
+    /// Hard-links the segment file into the index directory `dir` (a one-file index under the
+    /// name of the oldest segment).
+    pub fn link_into(&self, dir: &Path) -> Result<(), IngestError> {
+        let SegmentSource::File { path, .. } = &self.source else {
+            return Err(corrupt(dir, "an index of the earlier format cannot be linked as a segment"));
+        };
+        let name = match path.file_name() {
+            Some(name) if name != ONE_FILE_INDEX => name.to_owned(),
+            _ => OLDEST_SEGMENT.into(),
+        };
+        let to = dir.join(name);
+        std::fs::hard_link(path, &to).map_err(io_error(&to))
+    }
+
+    /// Streams the entries of partition `partition` in id order.
+    pub fn reader(&self, partition: usize) -> Result<SegmentReader, IngestError> {
+        match &self.source {
+            SegmentSource::File { path, offsets } => {
+                let mut file = File::open(path).map_err(io_error(path))?;
+                file.seek(SeekFrom::Start(offsets[partition])).map_err(io_error(path))?;
+                Ok(SegmentReader {
+                    path: path.clone(),
+                    reader: Some(BufReader::with_capacity(BUFFER_BYTES, file)),
+                    remaining: self.counts[partition],
+                })
+            }
+            SegmentSource::PartitionFiles(dir) => SegmentReader::open_partition_file(dir, partition),
+        }
+    }
+}
+
+/// Streams the entries of one partition of one segment in id order.
+pub struct SegmentReader {
     path: PathBuf,
     reader: Option<BufReader<File>>,
     remaining: u64,
 }
 
-impl PartitionReader {
-    /// Opens partition `partition` of the index in `dir` (`None`: no index, empty).
-    pub fn open(dir: Option<&Path>, partition: usize) -> Result<PartitionReader, IngestError> {
-        let empty = |path| Ok(PartitionReader { path, reader: None, remaining: 0 });
-        let Some(dir) = dir else { return empty(PathBuf::new()) };
-        let path = dir.join(INDEX_FILE);
-        match File::open(&path) {
-            Ok(mut file) => {
-                let (offset, count) = read_table(&path, &mut file)?[partition];
-                file.seek(SeekFrom::Start(offset)).map_err(io_error(&path))?;
-                let reader = BufReader::with_capacity(BUFFER_BYTES, file);
-                Ok(PartitionReader { path, reader: Some(reader), remaining: count })
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Self::open_partition_file(dir, partition),
-            Err(source) => Err(IngestError::LakeIo { path, source }),
-        }
-    }
-
-    /// Opens a partition file of the earlier format.
-    fn open_partition_file(dir: &Path, partition: usize) -> Result<PartitionReader, IngestError> {
+impl SegmentReader {
+    /// Opens a partition file of the earlier format (a missing one is empty).
+    fn open_partition_file(dir: &Path, partition: usize) -> Result<SegmentReader, IngestError> {
         let path = partition_path(dir, partition);
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(PartitionReader { path, reader: None, remaining: 0 });
+                return Ok(SegmentReader { path, reader: None, remaining: 0 });
             }
             Err(source) => return Err(IngestError::LakeIo { path, source }),
         };
@@ -170,7 +291,72 @@ impl PartitionReader {
             return Err(corrupt(&path, "not an event id index partition (bad magic)"));
         }
         let remaining = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
-        Ok(PartitionReader { path, reader: Some(reader), remaining })
+        Ok(SegmentReader { path, reader: Some(reader), remaining })
+    }
+
+    /// The next entry, `None` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<IndexEntry>, IngestError> {
+        let Some(reader) = self.reader.as_mut().filter(|_| self.remaining > 0) else { return Ok(None) };
+        let mut bytes = [0u8; ENTRY_BYTES];
+        reader.read_exact(&mut bytes).map_err(io_error(&self.path))?;
+        self.remaining -= 1;
+        Ok(Some(IndexEntry::from_bytes(&bytes)))
+    }
+}
+
+/// Looks ids up in one partition of one segment, in ascending order: the entries are read
+/// once, up to the last id looked up, and only when one is.
+pub struct SegmentProbe<'a> {
+    segment: &'a Segment,
+    partition: usize,
+    /// The reader and its next entry, once an id was looked up.
+    reader: Option<(SegmentReader, Option<IndexEntry>)>,
+}
+
+impl<'a> SegmentProbe<'a> {
+    /// A probe of partition `partition` of `segment`.
+    pub fn new(segment: &'a Segment, partition: usize) -> SegmentProbe<'a> {
+        SegmentProbe { segment, partition, reader: None }
+    }
+
+    /// The entry of `id`, if the segment holds it; `id` must not be lower than any id looked up
+    /// before.
+    pub fn find(&mut self, id: u128) -> Result<Option<IndexEntry>, IngestError> {
+        let (reader, head) = match &mut self.reader {
+            Some(reader) => reader,
+            None => {
+                let mut reader = self.segment.reader(self.partition)?;
+                let head = reader.next_entry()?;
+                self.reader.insert((reader, head))
+            }
+        };
+        while head.is_some_and(|entry| entry.id < id) {
+            *head = reader.next_entry()?;
+        }
+        Ok(head.filter(|entry| entry.id == id))
+    }
+}
+
+/// Streams the entries of one partition of several segments in id order (their ids are
+/// disjoint).
+pub struct PartitionReader {
+    /// Each segment's reader and its next entry.
+    heads: Vec<(SegmentReader, Option<IndexEntry>)>,
+    remaining: u64,
+}
+
+impl PartitionReader {
+    /// The entries of partition `partition` of `segments`.
+    pub fn over(segments: &[&Segment], partition: usize) -> Result<PartitionReader, IngestError> {
+        let heads = segments
+            .iter()
+            .map(|segment| {
+                let mut reader = segment.reader(partition)?;
+                let head = reader.next_entry()?;
+                Ok((reader, head))
+            })
+            .collect::<Result<_, IngestError>>()?;
+        Ok(PartitionReader { heads, remaining: segments.iter().map(|segment| segment.counts[partition]).sum() })
     }
 
     /// The entries not read yet.
@@ -185,15 +371,17 @@ impl PartitionReader {
 
     /// The next entry, `None` at the end.
     pub fn next_entry(&mut self) -> Result<Option<IndexEntry>, IngestError> {
-        let Some(reader) = self.reader.as_mut().filter(|_| self.remaining > 0) else { return Ok(None) };
-        let mut bytes = [0u8; ENTRY_BYTES];
-        reader.read_exact(&mut bytes).map_err(io_error(&self.path))?;
+        let next =
+            self.heads.iter_mut().filter(|(_, head)| head.is_some()).min_by_key(|(_, head)| head.map(|entry| entry.id));
+        let Some((reader, head)) = next else { return Ok(None) };
+        let entry = *head;
+        *head = reader.next_entry()?;
         self.remaining -= 1;
-        Ok(Some(IndexEntry::from_bytes(&bytes)))
+        Ok(entry)
     }
 }
 
-/// Writes an index file: each partition into its own region (sized before it is written), from
+/// Writes a segment file: each partition into its own region (sized before it is written), from
 /// several threads; then the table of where each partition is and how many entries it has.
 pub struct IndexWriter {
     path: PathBuf,
@@ -204,15 +392,16 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    /// Creates the index file in `dir`, with room for `capacities[p]` entries in partition `p`,
-    /// and a first partition file of the earlier format that is not one (see [`MOVED_MAGIC`]).
-    pub fn create(dir: &Path, capacities: &[u64]) -> Result<IndexWriter, IngestError> {
+    /// Creates the segment file `name` in the index directory `dir`, with room for
+    /// `capacities[p]` entries in partition `p`, and a first partition file of the earlier
+    /// format that is not one (see [`MOVED_MAGIC`]).
+    pub fn create(dir: &Path, name: &str, capacities: &[u64]) -> Result<IndexWriter, IngestError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let moved = partition_path(dir, 0);
         let mut stub = MOVED_MAGIC.to_vec();
         stub.extend_from_slice(&0u64.to_le_bytes());
         std::fs::write(&moved, stub).map_err(io_error(&moved))?;
-        let path = dir.join(INDEX_FILE);
+        let path = dir.join(name);
         let file = File::create(&path).map_err(io_error(&path))?;
         let mut offset = HEADER_BYTES;
         let regions = capacities
@@ -288,63 +477,106 @@ impl PartitionWriter<'_> {
 mod tests {
     use super::*;
 
-    fn entries(partition: u128, count: u128) -> Vec<IndexEntry> {
+    fn entries(partition: u128, count: u128, step: u128) -> Vec<IndexEntry> {
         (0..count)
-            .map(|id| IndexEntry { id: (partition << 120) | (id * 7919), content_hash: id as u64 ^ 0xabcd })
+            .map(|id| IndexEntry { id: (partition << 120) | (id * step), content_hash: id as u64 ^ 0xabcd })
             .collect()
     }
 
     fn read(dir: &Path, partition: usize) -> Vec<IndexEntry> {
-        let mut reader = PartitionReader::open(Some(dir), partition).expect("open");
+        let mut reader = Index::open(Some(dir)).expect("open").partition(partition).expect("partition");
         let mut read = Vec::new();
         while let Some(entry) = reader.next_entry().expect("entry") {
             read.push(entry);
         }
+        assert!(reader.is_empty());
         read
     }
 
-    #[test]
-    fn partitions_read_back_what_was_written() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (third, fourth) = (entries(3, 5000), entries(4, 10));
+    /// Writes `partitions` (partition, entries) as segment `name` in `dir`.
+    fn write_segment(dir: &Path, name: &str, partitions: &[(usize, &[IndexEntry])], spare: u64) {
         let mut capacities = vec![0; PARTITIONS];
-        // The third partition had room for more (duplicates found while it was written).
-        capacities[3] = 6000;
-        capacities[4] = 10;
-        let writer = IndexWriter::create(dir.path(), &capacities).expect("create");
+        for (partition, entries) in partitions {
+            capacities[*partition] = entries.len() as u64 + spare;
+        }
+        let writer = IndexWriter::create(dir, name, &capacities).expect("create");
         std::thread::scope(|scope| {
-            for (partition, entries) in [(3, &third), (4, &fourth)] {
+            for (partition, entries) in partitions {
                 let writer = &writer;
                 scope.spawn(move || {
-                    let mut partition = writer.partition(partition);
+                    let mut partition = writer.partition(*partition);
                     entries.iter().for_each(|entry| partition.push(*entry).expect("push"));
                     partition.finish().expect("finish");
                 });
             }
         });
         writer.finish().expect("finish");
+    }
+
+    #[test]
+    fn partitions_read_back_what_was_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (third, fourth) = (entries(3, 5000, 7919), entries(4, 10, 7919));
+        // The third partition had room for more (duplicates found while it was written).
+        write_segment(dir.path(), &segment_name("000001"), &[(3, &third), (4, &fourth)], 1000);
         assert_eq!(read(dir.path(), 3), third);
         assert_eq!(read(dir.path(), 4), fourth);
         assert_eq!(read(dir.path(), 5), []);
         // A crmkpi from before the one-file index reads partition files only: it stops at the
         // first one.
-        std::fs::remove_file(dir.path().join(INDEX_FILE)).expect("remove");
-        assert!(PartitionReader::open(Some(dir.path()), 0).is_err(), "the stub is not a partition");
-        let full = IndexWriter::create(&dir.path().join("over"), &capacities).expect("create");
+        let stub = std::fs::read(partition_path(dir.path(), 0)).expect("stub");
+        assert_eq!(&stub[..8], MOVED_MAGIC);
+        let mut capacities = vec![0; PARTITIONS];
+        capacities[4] = 10;
+        let full = IndexWriter::create(&dir.path().join("over"), "segment-x.bin", &capacities).expect("create");
         let mut over = full.partition(4);
-        entries(4, 10).into_iter().for_each(|entry| over.push(entry).expect("push"));
+        entries(4, 10, 1).into_iter().for_each(|entry| over.push(entry).expect("push"));
         assert!(over.push(IndexEntry { id: 1, content_hash: 1 }).is_err(), "beyond its capacity");
+    }
+
+    /// Segments of disjoint ids, a one-file index among them, are read as one index in id
+    /// order; a segment is linked into the next index under its name, a one-file index as the
+    /// oldest segment.
+    #[test]
+    fn segments_read_as_one_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let all = entries(7, 3000, 13);
+        let (mut older, mut newer, mut oldest) = (Vec::new(), Vec::new(), Vec::new());
+        for (n, entry) in all.iter().enumerate() {
+            [&mut older, &mut newer, &mut oldest][n % 3].push(*entry);
+        }
+        write_segment(dir.path(), &segment_name("000004"), &[(7, &older)], 0);
+        write_segment(dir.path(), &segment_name("000009"), &[(7, &newer), (8, &entries(8, 5, 1))], 3);
+        write_segment(dir.path(), ONE_FILE_INDEX, &[(7, &oldest)], 0);
+        let index = Index::open(Some(dir.path())).expect("open");
+        let sizes: Vec<u64> = index.segments().iter().map(Segment::len).collect();
+        assert_eq!(sizes, [1000, 1000, 1005], "oldest first");
+        assert_eq!(index.partition_counts()[7], 3000);
+        assert_eq!(read(dir.path(), 7), all);
+        assert_eq!(read(dir.path(), 8), entries(8, 5, 1));
+        let next = dir.path().join("next");
+        std::fs::create_dir_all(&next).expect("next");
+        index.segments().iter().try_for_each(|segment| segment.link_into(&next)).expect("link");
+        let mut names: Vec<String> = std::fs::read_dir(&next)
+            .expect("read")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [OLDEST_SEGMENT, "segment-000004.bin", "segment-000009.bin"]);
+        assert_eq!(read(&next, 7), all);
     }
 
     #[test]
     fn an_index_of_the_earlier_format_is_read() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let third = entries(3, 100);
+        let third = entries(3, 100, 7919);
         let mut bytes = PARTITION_MAGIC.to_vec();
         bytes.extend_from_slice(&(third.len() as u64).to_le_bytes());
         third.iter().for_each(|entry| bytes.extend_from_slice(&entry.to_bytes()));
         std::fs::write(partition_path(dir.path(), 3), bytes).expect("write");
         assert_eq!(read(dir.path(), 3), third);
         assert_eq!(read(dir.path(), 4), []);
+        let index = Index::open(Some(dir.path())).expect("open");
+        assert!(!index.segments()[0].is_file(), "merged, not linked");
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use rayon::prelude::*;
 
-use crate::dedup::{self, Fate, IdSet, RejectIndex, Spill, SuspectRecord, Unseen};
+use crate::dedup::{self, Fate, IdSet, NextIndex, RejectIndex, Spill, SuspectRecord, Unseen};
 use crate::error::IngestError;
 use crate::id_index::id_hash;
 use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reject_key};
@@ -345,7 +345,7 @@ pub struct DedupPlaces {
     /// The committed index of the lake.
     pub lake_index: Option<PathBuf>,
     /// Where the index with the run's accepted ids goes.
-    pub next_index: Option<PathBuf>,
+    pub next_index: Option<NextIndex>,
 }
 
 /// Reads every file in one pass and decides what it could not (see [`crate::dedup`]): each
@@ -395,11 +395,15 @@ fn read_with_filter(
         sink.file_read(file, identity)?;
     }
     let Intake { filter, spill, unseen } = intake;
+    if let Some(next_index) = &places.next_index {
+        dedup::save_filter(&filter, next_index)?;
+    }
     drop(filter);
     let run = spill.finish()?;
     let suspects = run.suspects();
     tracing::debug!(suspects, "every file read; the suspects are decided next");
-    let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_deref())?;
+    let maybe_in_lake = |sequence| !unseen.contains(sequence);
+    let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_ref(), &maybe_in_lake)?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
     run.replay_suspects(&decisions, |block| {

@@ -6,13 +6,29 @@
 //!
 //! Each id sets 4 bits in one 64-bit word, so a probe reads one cache line. The filter's size
 //! is fixed when it is made, [`MIN_BITS`] to [`MAX_BITS`]: memory stays bounded whatever the
-//! lake and the dump; past about 2^25 ids (33 million, 32 bits each in 128 MiB) the false positives (spilled,
-//! decided exactly) grow: 1 or 2 in 100 records at 110 million ids.
+//! lake and the dump; past about 2^25 ids (33 million, 32 bits each in 128 MiB) the false
+//! positives (spilled, decided exactly) grow: 1 or 2 in 100 records at 110 million ids.
+//!
+//! A run saves its filter with the index it commits (`_index/filter.bin`), so that the next
+//! run loads it instead of inserting every id of the lake again; a filter too small for the
+//! lake and the next dump is made anew from the index.
 
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::IngestError;
 
 /// Bits per id the filter aims for (a false positive rate of about 0.02%).
 const BITS_PER_ID: u64 = 32;
+/// The magic of a filter's file.
+const MAGIC: &[u8; 8] = b"CRMKFLT1";
+/// Bytes of words read or written at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+
 /// The smallest filter: 8 KiB.
 const MIN_BITS: u64 = 1 << 16;
 /// The largest filter: 128 MiB.
@@ -27,9 +43,13 @@ pub struct SeenFilter {
 impl SeenFilter {
     /// An empty filter sized for about `ids` ids.
     pub fn for_ids(ids: u64) -> SeenFilter {
-        let bits = ids.saturating_mul(BITS_PER_ID).clamp(MIN_BITS, MAX_BITS).next_power_of_two();
-        let words = (bits / 64) as usize;
+        let words = SeenFilter::bytes_for(ids) / 8;
         SeenFilter { words: (0..words).map(|_| AtomicU64::new(0)).collect(), mask: words as u64 - 1 }
+    }
+
+    /// The size in bytes of a filter for about `ids` ids.
+    pub fn bytes_for(ids: u64) -> usize {
+        (ids.saturating_mul(BITS_PER_ID).clamp(MIN_BITS, MAX_BITS).next_power_of_two() / 8) as usize
     }
 
     /// The filter's size in bytes.
@@ -43,6 +63,69 @@ impl SeenFilter {
         let bits = (id >> 64) as u64;
         let mask = (0..4).fold(0u64, |mask, bit| mask | 1 << ((bits >> (bit * 6)) & 63));
         (word as usize, mask)
+    }
+
+    /// Writes the filter to `path`: the magic, the number of words, the words (u64 LE) and
+    /// their xxh3-64 (a filter that lost bits would let duplicates in unseen).
+    pub fn save(&self, path: &Path) -> Result<(), IngestError> {
+        let io_error = |source| IngestError::LakeIo { path: path.to_owned(), source };
+        let mut writer = BufWriter::with_capacity(CHUNK_BYTES, File::create(path).map_err(io_error)?);
+        writer.write_all(MAGIC).map_err(io_error)?;
+        writer.write_all(&(self.words.len() as u64).to_le_bytes()).map_err(io_error)?;
+        let mut checksum = Xxh3::new();
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+        for words in self.words.chunks(CHUNK_BYTES / 8) {
+            chunk.clear();
+            chunk.extend(words.iter().flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes()));
+            checksum.update(&chunk);
+            writer.write_all(&chunk).map_err(io_error)?;
+        }
+        writer.write_all(&checksum.digest().to_le_bytes()).map_err(io_error)?;
+        writer.flush().map_err(io_error)
+    }
+
+    /// The filter [`SeenFilter::save`] wrote to `path`; `None` when there is no such file.
+    pub fn load(path: &Path) -> Result<Option<SeenFilter>, IngestError> {
+        let io_error = |source| IngestError::LakeIo { path: path.to_owned(), source };
+        let corrupt = |what: &str| io_error(std::io::Error::other(format!("event id filter: {what}")));
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io_error(source)),
+        };
+        let mut reader = BufReader::with_capacity(CHUNK_BYTES, file);
+        let mut header = [0u8; 16];
+        reader.read_exact(&mut header).map_err(io_error)?;
+        let (magic, words) = header.split_at(8);
+        if magic != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let words = u64::from_le_bytes(words.try_into().unwrap_or_default());
+        if !words.is_power_of_two() || !(MIN_BITS / 64..=MAX_BITS / 64).contains(&words) {
+            return Err(corrupt(&format!("{words} words")));
+        }
+        let mut loaded = Vec::with_capacity(words as usize);
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        let mut checksum = Xxh3::new();
+        while loaded.len() < words as usize {
+            let bytes = CHUNK_BYTES.min((words as usize - loaded.len()) * 8);
+            reader.read_exact(&mut chunk[..bytes]).map_err(io_error)?;
+            checksum.update(&chunk[..bytes]);
+            loaded.extend(
+                chunk[..bytes]
+                    .chunks_exact(8)
+                    .map(|word| AtomicU64::new(u64::from_le_bytes(word.try_into().unwrap_or_default()))),
+            );
+        }
+        let mut stored = [0u8; 8];
+        reader.read_exact(&mut stored).map_err(io_error)?;
+        if u64::from_le_bytes(stored) != checksum.digest() {
+            return Err(corrupt("its checksum does not match its words"));
+        }
+        if reader.read(&mut [0u8; 1]).map_err(io_error)? != 0 {
+            return Err(corrupt("bytes after the checksum"));
+        }
+        Ok(Some(SeenFilter { words: loaded, mask: words - 1 }))
     }
 
     /// Whether `id` may have been inserted (`false`: certainly not).
@@ -85,6 +168,43 @@ mod tests {
         let false_positives = (0..100_000).filter(|n| filter.may_contain(id_hash(&format!("other-{n}")))).count();
         // 32 bits per id: about 2 in 10,000; allow ten times that.
         assert!(false_positives < 200, "{false_positives} false positives of 100,000");
+    }
+
+    #[test]
+    fn a_saved_filter_loads_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("filter.bin");
+        assert!(SeenFilter::load(&path).expect("load").is_none(), "no file");
+        // 4 MiB: the words go over several chunks.
+        let filter = SeenFilter::for_ids(1 << 20);
+        let ids: Vec<u128> = (0..50_000).map(|n| id_hash(&format!("ev-{n}"))).collect();
+        for &id in &ids {
+            filter.insert(id);
+        }
+        filter.save(&path).expect("save");
+        let loaded = SeenFilter::load(&path).expect("load").expect("a filter");
+        assert_eq!(loaded.bytes(), filter.bytes());
+        assert!(
+            loaded
+                .words
+                .iter()
+                .zip(&filter.words)
+                .all(|(left, right)| { left.load(Ordering::Relaxed) == right.load(Ordering::Relaxed) })
+        );
+        assert!(ids.iter().all(|&id| loaded.may_contain(id)));
+        // A truncated file is an error, not a smaller filter; so is a bit lost.
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 8]).expect("truncate");
+        assert!(SeenFilter::load(&path).is_err());
+        let mut flipped = bytes.clone();
+        let set_byte = (16..bytes.len() - 8).find(|&at| bytes[at] != 0).expect("a bit set");
+        flipped[set_byte] &= flipped[set_byte] - 1;
+        std::fs::write(&path, &flipped).expect("flip");
+        assert!(SeenFilter::load(&path).is_err());
+        std::fs::write(&path, &bytes).expect("restore");
+        assert!(SeenFilter::load(&path).is_ok());
+        std::fs::write(&path, b"CRMKIDX2").expect("other");
+        assert!(SeenFilter::load(&path).is_err());
     }
 
     #[test]

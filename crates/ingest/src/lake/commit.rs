@@ -16,9 +16,9 @@ use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::dedup::build_index;
+use crate::dedup::{NextIndex, build_index};
 use crate::error::IngestError;
-use crate::id_index::INDEX_DIR;
+use crate::id_index::{INDEX_DIR, segment_name};
 use crate::run::DedupPlaces;
 use crate::validate::Event;
 
@@ -194,7 +194,10 @@ impl StagedRun {
         Ok(DedupPlaces {
             spill: self.dir.join(SPILL),
             lake_index: Some(lake_index),
-            next_index: Some(self.dir.join(INDEX_DIR)),
+            next_index: Some(NextIndex {
+                dir: self.dir.join(INDEX_DIR),
+                segment: segment_name(&snapshot_name(&self.dir)?.to_string_lossy()),
+            }),
         })
     }
 

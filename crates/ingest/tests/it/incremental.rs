@@ -129,11 +129,12 @@ fn reingesting_a_dirty_dump_adds_no_rejects() {
 /// Rewrites the committed snapshot's event id index in the format before the one-file index:
 /// a file per partition (`CRMKIDX1`, the count, the entries).
 fn write_index_of_the_earlier_format(lake: &std::path::Path) {
-    use crmkpi_ingest::id_index::{INDEX_DIR, PARTITIONS, PartitionReader};
+    use crmkpi_ingest::id_index::{INDEX_DIR, Index, PARTITIONS};
     let index = lake.join("_current").join(INDEX_DIR);
+    let segments = Index::open(Some(&index)).expect("open");
     let partitions: Vec<Vec<u8>> = (0..PARTITIONS)
         .map(|partition| {
-            let mut reader = PartitionReader::open(Some(&index), partition).expect("open");
+            let mut reader = segments.partition(partition).expect("partition");
             let mut bytes = b"CRMKIDX1".to_vec();
             bytes.extend_from_slice(&reader.len().to_le_bytes());
             while let Some(entry) = reader.next_entry().expect("entry") {
@@ -235,4 +236,75 @@ fn the_rejects_of_a_very_dirty_file_are_each_written_once() {
     let runs = Lake::new(&lake).runs().expect("runs");
     assert_eq!(runs.iter().map(|run| run.known_rejects).collect::<Vec<_>>(), vec![0, 120_004]);
     assert_eq!(lake_rejects(&lake).len(), 120_004, "the second run wrote no reject");
+}
+
+/// Twelve nightly runs into one lake, each with new ids, ids of earlier runs again (the same
+/// content: duplicates; another content: conflicting duplicates) and ids repeated within the
+/// run, decide as first-accepted-wins over everything ingested before (a map of every id's
+/// first content), while the index grows by segments, merged as they grow, and the filter
+/// each run saves is loaded by the next (or made anew from the index when it is missing).
+#[test]
+fn an_index_of_segments_decides_every_run_exactly() {
+    use crmkpi_ingest::id_index::{FILTER_FILE, INDEX_DIR, Index};
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let config = config_with(1.0);
+    let line = |id: &str, customer: &str| {
+        format!(
+            r#"{{"event_id":"{id}","event_type":"site_visited","occurred_at":"2024-03-05T10:00:00Z","customer_id":"{customer}"}}"#
+        )
+    };
+    let mut first_content: HashMap<String, String> = HashMap::new();
+    let mut most_segments = 0;
+    for run in 0..12usize {
+        let mut lines = Vec::new();
+        // New ids, more in some runs than in others; each fifth given twice in the run.
+        for n in 0..(150 + 100 * (run % 4)) {
+            let id = format!("r{run}-{n}");
+            lines.push(line(&id, "c"));
+            if n % 5 == 0 {
+                lines.push(line(&id, if n % 10 == 0 { "c" } else { "other" }));
+            }
+        }
+        // Ids of each earlier run again, every third with another content.
+        for earlier in 0..run {
+            for n in (run..150).step_by(37) {
+                lines.push(line(&format!("r{earlier}-{n}"), if n % 3 == 0 { "changed" } else { "c" }));
+            }
+        }
+        let (mut accepted, mut duplicates, mut conflicts) = (0, 0, 0);
+        for text in &lines {
+            let id = &text[13..text[13..].find('"').expect("id end") + 13];
+            let customer = text.rsplit("\"customer_id\":\"").next().expect("customer");
+            match first_content.get(id) {
+                None => {
+                    first_content.insert(id.to_owned(), customer.to_owned());
+                    accepted += 1;
+                }
+                Some(first) if first == customer => duplicates += 1,
+                Some(_) => conflicts += 1,
+            }
+        }
+        if run == 7 {
+            std::fs::remove_file(lake.join("_current").join(INDEX_DIR).join(FILTER_FILE)).expect("remove the filter");
+        }
+        let dump = crate::common::write_dump(dir.path(), &format!("night-{run:02}.ndjson"), &lines.join("\n"));
+        let report = ingest_into(&lake, &[dump], &config);
+        let summary = &report.summary;
+        assert_eq!(report.status, RunStatus::Committed);
+        assert_eq!(
+            (summary.accepted, summary.duplicates, summary.rejected.get("conflicting_duplicate").copied().unwrap_or(0)),
+            (accepted, duplicates, conflicts),
+            "run {run}"
+        );
+        let index_dir = lake.join("_current").join(INDEX_DIR);
+        assert!(index_dir.join(FILTER_FILE).is_file(), "run {run} saved its filter");
+        let index = Index::open(Some(&index_dir)).expect("index");
+        assert_eq!(index.partition_counts().iter().sum::<u64>(), first_content.len() as u64, "run {run}");
+        assert!(index.segments().len() <= 8);
+        most_segments = most_segments.max(index.segments().len());
+    }
+    assert!(most_segments >= 3, "the runs were kept in segments: {most_segments}");
+    assert_eq!(lake_events(&lake).height(), first_content.len());
 }
