@@ -396,19 +396,23 @@ fn segments_to_merge(segments: &[(u64, bool)], run_keys: u64) -> usize {
 /// Phase 2: decides every valid record of the run against `lake_index` (the lake's index
 /// directory; `None`: an empty lake) and earlier records of the run, and writes the next index
 /// when given: a segment of the run's accepted ids merged with the lake's newest segments
-/// ([`segments_to_merge`]), beside links to the others. `maybe_in_lake(sequence)` says whether
-/// the id of valid record `sequence` may be in the lake: the lake's segments that are not
-/// merged are read only for those ids, and only up to the last one of each partition.
+/// ([`segments_to_merge`]), beside links to the others. `unseen` are the records written in
+/// phase 1 (`None`: none known): their ids are in no segment of the lake, so the segments that
+/// are not merged are looked up (by their fences) only for the others' ids; and the run is
+/// counted as their number for the merge.
 pub fn decide(
     run: &SpilledRun,
     lake_index: Option<&Path>,
     next_index: Option<&NextIndex>,
-    maybe_in_lake: &(dyn Fn(u64) -> bool + Sync),
+    unseen: Option<&Unseen>,
 ) -> Result<Decisions, IngestError> {
     let decisions = Decisions::new(run.valid);
     let lake = Index::open(lake_index)?;
-    let sizes: Vec<(u64, bool)> = lake.segments().iter().map(|segment| (segment.len(), segment.is_file())).collect();
-    let (kept, merged) = lake.segments().split_at(sizes.len() - segments_to_merge(&sizes, run.valid));
+    let sizes: Vec<(u64, bool)> =
+        lake.segments().iter().map(|segment| (segment.len(), segment.is_keepable())).collect();
+    let new_ids = unseen.map_or(run.valid, Unseen::len);
+    let (kept, merged) = lake.segments().split_at(sizes.len() - segments_to_merge(&sizes, new_ids));
+    let maybe_in_lake = |sequence| unseen.is_none_or(|unseen| !unseen.contains(sequence));
     let merged: Vec<&Segment> = merged.iter().collect();
     let capacities: Vec<u64> = (0..PARTITIONS)
         .map(|partition| {
@@ -422,7 +426,7 @@ pub fn decide(
             kept: kept.iter().map(|segment| SegmentProbe::new(segment, partition)).collect(),
         };
         let writer = index.as_ref().map(|index| index.partition(partition));
-        decide_partition(run, partition, lake, writer, &decisions, maybe_in_lake)
+        decide_partition(run, partition, lake, writer, &decisions, &maybe_in_lake)
     })?;
     index.map_or(Ok(()), IndexWriter::finish)?;
     if let Some(next) = next_index {
@@ -675,6 +679,16 @@ pub struct Unseen {
 }
 
 impl Unseen {
+    /// How many records were written unseen.
+    pub fn len(&self) -> u64 {
+        self.bits.iter().map(|word| u64::from(word.count_ones())).sum()
+    }
+
+    /// Whether no record was written unseen.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether record `sequence` was written unseen.
     pub fn contains(&self, sequence: u64) -> bool {
         self.bits.get((sequence / 64) as usize).is_some_and(|word| word & (1 << (sequence % 64)) != 0)
@@ -707,18 +721,26 @@ impl Unseen {
 }
 
 /// The filter of every id in `lake_index` (`None`: an empty lake), for them and about
-/// `run_ids` more: the one the lake's last run saved when it is large enough, else one made
-/// anew from every id of the index.
+/// `run_ids` more: the one the lake's last run saved when it is large enough, else (also when
+/// it cannot be read: a warning) one made anew from every id of the index.
 pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter, IngestError> {
     let index = Index::open(lake_index)?;
     let lake_ids: u64 = index.partition_counts().iter().sum();
     let wanted_bytes = SeenFilter::bytes_for(lake_ids.saturating_add(run_ids));
-    if let Some(dir) = lake_index
-        && let Some(saved) = SeenFilter::load(&dir.join(FILTER_FILE))?
-        && saved.bytes() >= wanted_bytes
-    {
-        tracing::debug!(lake_ids, bytes = saved.bytes(), "loaded the filter of the lake's event ids");
-        return Ok(saved);
+    if let Some(dir) = lake_index {
+        // The saved filter only spares reading the index: one that cannot be read is made anew.
+        match SeenFilter::load(&dir.join(FILTER_FILE)) {
+            Ok(Some((_, covered))) if covered != coverage(&index) => tracing::warn!(
+                "the saved filter of the lake's event ids is of other segments than the index's ({covered:?}); \
+                 the filter is made anew from the index"
+            ),
+            Ok(Some((saved, _))) if saved.bytes() >= wanted_bytes => {
+                tracing::debug!(lake_ids, bytes = saved.bytes(), "loaded the filter of the lake's event ids");
+                return Ok(saved);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!("{error}; the filter is made anew from the index"),
+        }
     }
     let filter = SeenFilter::for_ids(lake_ids.saturating_add(run_ids));
     (0..PARTITIONS).into_par_iter().try_for_each(|partition| {
@@ -734,12 +756,23 @@ pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter
     Ok(filter)
 }
 
-/// Saves the filter of a run (which holds the lake's ids and the run's) into the next index,
-/// for the next run.
+/// What a filter saved with an index covers: each segment's name and entries, one a line.
+fn coverage(index: &Index) -> String {
+    index
+        .segments()
+        .iter()
+        .map(|segment| format!("{} {}\n", segment.name().unwrap_or_default(), segment.len()))
+        .collect()
+}
+
+/// Saves the filter of a run (which holds the lake's ids and the run's) into the next index
+/// [`decide`] wrote, with what it covers, for the next run; and makes it durable (so that the
+/// commit's fsync finds it written).
 pub fn save_filter(filter: &SeenFilter, next_index: &NextIndex) -> Result<(), IngestError> {
-    fs::create_dir_all(&next_index.dir)
-        .map_err(|source| IngestError::LakeIo { path: next_index.dir.clone(), source })?;
-    filter.save(&next_index.dir.join(FILTER_FILE))
+    let index = Index::open(Some(&next_index.dir))?;
+    let path = next_index.dir.join(FILTER_FILE);
+    filter.save(&path, &coverage(&index))?;
+    File::open(&path).and_then(|file| file.sync_data()).map_err(|source| IngestError::LakeIo { path, source })
 }
 
 /// Builds the index of a lake that has none (written before the index existed) from its event
@@ -766,7 +799,7 @@ pub fn build_index(event_files: &[PathBuf], dir: &Path, spill: &Path) -> Result<
     }
     let run = run.finish()?;
     let next = NextIndex { dir: dir.to_owned(), segment: OLDEST_SEGMENT.to_owned() };
-    decide(&run, None, Some(&next), &|_| true)?;
+    decide(&run, None, Some(&next), None)?;
     run.remove()
 }
 
@@ -859,15 +892,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = run_of(&dir.path().join("spill1"), &[("e1", 7), ("e1", 7), ("e1", 8), ("e1", 7), ("e2", 8)]);
         let index = next_in(&dir.path().join("index1"), "000001");
-        let decisions = decide(&first, None, Some(&index), &|_| true).expect("decide");
+        let decisions = decide(&first, None, Some(&index), None).expect("decide");
         assert_eq!(decisions_of(&first, &decisions), [New, Duplicate, Conflict, Duplicate, New]);
         // The next run sees the lake: e1 with 7 and e2 with 8 were accepted.
         let second = run_of(&dir.path().join("spill2"), &[("e2", 9), ("e3", 1), ("e1", 7), ("e3", 1)]);
         let second_index = next_in(&dir.path().join("index2"), "000002");
-        let decisions = decide(&second, Some(&index.dir), Some(&second_index), &|_| true).expect("decide");
+        let decisions = decide(&second, Some(&index.dir), Some(&second_index), None).expect("decide");
         assert_eq!(decisions_of(&second, &decisions), [Conflict, New, Duplicate, Duplicate]);
         let third = run_of(&dir.path().join("spill3"), &[("e3", 2), ("e1", 7)]);
-        let decisions = decide(&third, Some(&second_index.dir), None, &|_| true).expect("decide");
+        let decisions = decide(&third, Some(&second_index.dir), None, None).expect("decide");
         assert_eq!(decisions_of(&third, &decisions), [Conflict, Duplicate]);
         // The lake's filter holds every id of the index.
         let filter = lake_filter(Some(&second_index.dir), 0).expect("filter");
@@ -900,7 +933,7 @@ mod tests {
             }
         }
         let run = spill.finish().expect("finish");
-        let decisions = decide(&run, None, None, &|_| true).expect("decide");
+        let decisions = decide(&run, None, None, None).expect("decide");
         unseen.check(&decisions).expect("e1 was new");
         let mut fates = Vec::new();
         run.replay_suspects(&decisions, |block| {

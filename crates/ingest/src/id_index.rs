@@ -7,18 +7,21 @@
 //! [`crate::dedup::decide`]), so that a lake keeps a few. An ingest never holds the index in
 //! memory: it streams one partition at a time (see [`crate::dedup`]).
 //!
-//! Segment format (`_index/segment-<snapshot>.bin`): the magic `CRMKIDX2`, then for each of
-//! the 256 partitions its entries' byte offset in the file and count (u64 LE each), then the
-//! partitions' entries, each the id hash (u128 LE) and the content hash (u64 LE), ascending by
-//! id hash, unique. A partition's region may be followed by unused bytes (a hole: it was sized
-//! for the run's ids before their duplicates were known).
+//! Segment format (`_index/segment-<snapshot>.bin`): the magic `CRMKIDX3`, then for each of
+//! the 256 partitions its entries' byte offset in the file, count and fences' byte offset (u64
+//! LE each), then the partitions' entries, each the id hash (u128 LE) and the content hash (u64
+//! LE), ascending by id hash, unique, then the partitions' fences: the id of every 64th entry
+//! (u128 LE), so that an id is looked up by reading the one block of 64 entries it may be in. A
+//! partition's region may be followed by unused bytes (a hole: it was sized for the run's ids
+//! before their duplicates were known).
 //!
-//! Earlier lakes have one segment named `_index/ids.bin` (read as a segment; the next ingest
-//! links it as `segment-000000.bin`), or before that a file per partition (`part-000.bin`:
-//! the magic `CRMKIDX1`, the entry count, the entries), read as they are and merged into a
-//! segment by the next ingest. Every index directory written holds a `part-000.bin` that stops
-//! a crmkpi from before the one-file index, and no `ids.bin`, which a crmkpi from before the
-//! segments would take for the whole index.
+//! Earlier lakes have one segment without fences named `_index/ids.bin` (`CRMKIDX2`: the
+//! table without the fences' offsets), or before that a file per partition (`part-000.bin`:
+//! the magic `CRMKIDX1`, the entry count, the entries); both are read as they are and merged
+//! into a segment by the next ingest, once. Every index directory written holds a
+//! `part-000.bin` that stops a crmkpi from before the one-file index, and no `ids.bin`, which a
+//! crmkpi from before the segments would take for the whole index (without `ids.bin` it reads
+//! the partition files, and stops at that one).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -36,23 +39,33 @@ pub const PARTITIONS: usize = 256;
 pub const INDEX_DIR: &str = "_index";
 /// The one segment of an index written before the segments.
 const ONE_FILE_INDEX: &str = "ids.bin";
-/// The name of the oldest segment: a one-file index linked into the next index, or the index
-/// built for a lake from before the index.
+/// The name of the segment built for a lake from before the index (the oldest).
 pub const OLDEST_SEGMENT: &str = "segment-000000.bin";
 /// The filter of the ids of an index ([`crate::seen_filter::SeenFilter::save`]), in its
 /// directory.
 pub const FILTER_FILE: &str = "filter.bin";
-const MAGIC: &[u8; 8] = b"CRMKIDX2";
+/// The magic of a segment with fences (the format written).
+const MAGIC: &[u8; 8] = b"CRMKIDX3";
+/// The magic of a segment without fences: the one-file index, read as a segment.
+const UNFENCED_MAGIC: &[u8; 8] = b"CRMKIDX2";
 /// The magic of a partition file of the earlier format.
 const PARTITION_MAGIC: &[u8; 8] = b"CRMKIDX1";
 /// The magic of the `part-000.bin` written beside every index file: a crmkpi from before the
 /// one-file index reads it as its first partition and stops at the bad magic, instead of
 /// taking an index it cannot see as empty (and every event as new). This version reads
-/// `ids.bin` and never this file.
+/// partition files only in a directory without segments.
 const MOVED_MAGIC: &[u8; 8] = b"CRMKMOVD";
 /// Bytes of an entry.
 pub const ENTRY_BYTES: usize = 24;
-const HEADER_BYTES: u64 = 8 + 16 * PARTITIONS as u64;
+/// Bytes of a segment's header: the magic and each partition's entries' offset, count and
+/// fences' offset.
+const HEADER_BYTES: u64 = 8 + 24 * PARTITIONS as u64;
+/// Bytes of the header of a segment without fences.
+const UNFENCED_HEADER_BYTES: u64 = 8 + 16 * PARTITIONS as u64;
+/// A partition's fences: the id of every [`FENCE_STEP`]th entry, from the first.
+const FENCE_STEP: u64 = 64;
+/// Bytes of a fence.
+const FENCE_BYTES: usize = 16;
 const BUFFER_BYTES: usize = 1 << 16;
 
 /// One accepted event: its id hash and content hash.
@@ -109,24 +122,37 @@ fn corrupt(path: &Path, what: &str) -> IngestError {
     IngestError::LakeIo { path: path.to_owned(), source: std::io::Error::other(format!("event id index: {what}")) }
 }
 
-/// Where each partition's entries are in an index file: (byte offset, count).
-type PartitionTable = [(u64, u64); PARTITIONS];
+/// Where a partition is in a segment file.
+#[derive(Debug, Clone, Copy)]
+struct PartitionPlace {
+    /// Byte offset of its entries.
+    offset: u64,
+    /// Its entries.
+    count: u64,
+    /// Byte offset of its fences (`None`: a segment without fences).
+    fences: Option<u64>,
+}
 
-fn read_table(path: &Path, file: &mut File) -> Result<PartitionTable, IngestError> {
-    let mut header = vec![0u8; HEADER_BYTES as usize];
-    file.read_exact(&mut header).map_err(io_error(path))?;
-    if &header[..8] != MAGIC {
-        return Err(corrupt(path, "not an event id index (bad magic)"));
-    }
-    let mut table = [(0, 0); PARTITIONS];
-    for (slot, bytes) in table.iter_mut().zip(header[8..].chunks_exact(16)) {
-        let (offset, count) = bytes.split_at(8);
-        *slot = (
-            u64::from_le_bytes(offset.try_into().unwrap_or_default()),
-            u64::from_le_bytes(count.try_into().unwrap_or_default()),
-        );
-    }
-    Ok(table)
+fn read_table(path: &Path, file: &mut File) -> Result<Vec<PartitionPlace>, IngestError> {
+    let mut magic = [0u8; 8];
+    file.read_exact(&mut magic).map_err(io_error(path))?;
+    let fenced = match &magic {
+        MAGIC => true,
+        UNFENCED_MAGIC => false,
+        _ => return Err(corrupt(path, "not an event id index (bad magic)")),
+    };
+    let header_bytes = if fenced { HEADER_BYTES } else { UNFENCED_HEADER_BYTES };
+    let mut table = vec![0u8; header_bytes as usize - magic.len()];
+    file.read_exact(&mut table).map_err(io_error(path))?;
+    let number = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    Ok(table
+        .chunks_exact(if fenced { 24 } else { 16 })
+        .map(|place| PartitionPlace {
+            offset: number(&place[..8]),
+            count: number(&place[8..16]),
+            fences: fenced.then(|| number(&place[16..24])),
+        })
+        .collect())
 }
 
 /// The index of a lake: its segments, oldest first (none: an empty lake).
@@ -146,8 +172,8 @@ pub struct Segment {
 
 #[derive(Debug)]
 enum SegmentSource {
-    /// A segment file and where each partition's entries start in it.
-    File { path: PathBuf, offsets: Vec<u64> },
+    /// A segment file and where each partition is in it.
+    File { path: PathBuf, places: Vec<PartitionPlace> },
     /// The directory of an index of the earlier format.
     PartitionFiles(PathBuf),
 }
@@ -164,8 +190,11 @@ impl Index {
             }
         }
         // Oldest first: a one-file index is older than any segment, and a segment is named
-        // after its snapshot.
-        names.sort_by_key(|name| (name != ONE_FILE_INDEX, name.clone()));
+        // after its snapshot (by number: names grow a digit past snapshot 999999).
+        names.sort_by_key(|name| {
+            let snapshot = name.trim_start_matches("segment-").trim_end_matches(".bin");
+            (name != ONE_FILE_INDEX, snapshot.parse::<u64>().unwrap_or(u64::MAX), name.clone())
+        });
         let mut segments =
             names.iter().map(|name| Segment::open_file(&dir.join(name))).collect::<Result<Vec<_>, _>>()?;
         if segments.is_empty() {
@@ -197,13 +226,10 @@ impl Index {
 impl Segment {
     fn open_file(path: &Path) -> Result<Segment, IngestError> {
         let mut file = File::open(path).map_err(io_error(path))?;
-        let table = read_table(path, &mut file)?;
+        let places = read_table(path, &mut file)?;
         Ok(Segment {
-            source: SegmentSource::File {
-                path: path.to_owned(),
-                offsets: table.iter().map(|(offset, _)| *offset).collect(),
-            },
-            counts: table.iter().map(|(_, count)| *count).collect(),
+            counts: places.iter().map(|place| place.count).collect(),
+            source: SegmentSource::File { path: path.to_owned(), places },
         })
     }
 
@@ -229,32 +255,37 @@ impl Segment {
         self.len() == 0
     }
 
-    /// Whether it can be linked into the next index as it is (else it is merged into a new
-    /// segment: an index of the earlier format).
-    pub fn is_file(&self) -> bool {
-        matches!(self.source, SegmentSource::File { .. })
+    /// Whether it can be linked into the next index as it is: a segment with fences (one of an
+    /// earlier format is merged into a new segment by the next run, once).
+    pub fn is_keepable(&self) -> bool {
+        matches!(&self.source, SegmentSource::File { places, .. } if places.iter().all(|place| place.fences.is_some()))
     }
 
-    /// Hard-links the segment file into the index directory `dir` (a one-file index under the
-    /// name of the oldest segment).
+    /// The segment's file name (`None`: an index of the earlier format).
+    pub fn name(&self) -> Option<String> {
+        match &self.source {
+            SegmentSource::File { path, .. } => path.file_name().map(|name| name.to_string_lossy().into_owned()),
+            SegmentSource::PartitionFiles(_) => None,
+        }
+    }
+
+    /// Hard-links the segment file into the index directory `dir`, under its name.
     pub fn link_into(&self, dir: &Path) -> Result<(), IngestError> {
-        let SegmentSource::File { path, .. } = &self.source else {
-            return Err(corrupt(dir, "an index of the earlier format cannot be linked as a segment"));
-        };
-        let name = match path.file_name() {
-            Some(name) if name != ONE_FILE_INDEX => name.to_owned(),
-            _ => OLDEST_SEGMENT.into(),
-        };
-        let to = dir.join(name);
-        std::fs::hard_link(path, &to).map_err(io_error(&to))
+        match &self.source {
+            SegmentSource::File { path, .. } if self.is_keepable() => {
+                let to = dir.join(path.file_name().unwrap_or_default());
+                std::fs::hard_link(path, &to).map_err(io_error(&to))
+            }
+            _ => Err(corrupt(dir, "a segment of an earlier format is merged, not linked")),
+        }
     }
 
     /// Streams the entries of partition `partition` in id order.
     pub fn reader(&self, partition: usize) -> Result<SegmentReader, IngestError> {
         match &self.source {
-            SegmentSource::File { path, offsets } => {
+            SegmentSource::File { path, places } => {
                 let mut file = File::open(path).map_err(io_error(path))?;
-                file.seek(SeekFrom::Start(offsets[partition])).map_err(io_error(path))?;
+                file.seek(SeekFrom::Start(places[partition].offset)).map_err(io_error(path))?;
                 Ok(SegmentReader {
                     path: path.clone(),
                     reader: Some(BufReader::with_capacity(BUFFER_BYTES, file)),
@@ -304,36 +335,103 @@ impl SegmentReader {
     }
 }
 
-/// Looks ids up in one partition of one segment, in ascending order: the entries are read
-/// once, up to the last id looked up, and only when one is.
+/// Looks ids up in one partition of one segment: by its fences (held once the first id is
+/// looked up), reading the one block of [`FENCE_STEP`] entries an id may be in; in a segment
+/// without fences, by reading its entries in order up to the id.
 pub struct SegmentProbe<'a> {
     segment: &'a Segment,
     partition: usize,
-    /// The reader and its next entry, once an id was looked up.
-    reader: Option<(SegmentReader, Option<IndexEntry>)>,
+    /// How it looks up, once an id was looked up.
+    lookup: Option<Lookup>,
+}
+
+enum Lookup {
+    Fenced {
+        path: PathBuf,
+        file: File,
+        /// Byte offset of the partition's entries.
+        offset: u64,
+        count: u64,
+        fences: Vec<u128>,
+        /// The block read last: its number and entries.
+        block: Option<(usize, Vec<IndexEntry>)>,
+    },
+    InOrder {
+        reader: SegmentReader,
+        head: Option<IndexEntry>,
+    },
 }
 
 impl<'a> SegmentProbe<'a> {
     /// A probe of partition `partition` of `segment`.
     pub fn new(segment: &'a Segment, partition: usize) -> SegmentProbe<'a> {
-        SegmentProbe { segment, partition, reader: None }
+        SegmentProbe { segment, partition, lookup: None }
     }
 
     /// The entry of `id`, if the segment holds it; `id` must not be lower than any id looked up
     /// before.
     pub fn find(&mut self, id: u128) -> Result<Option<IndexEntry>, IngestError> {
-        let (reader, head) = match &mut self.reader {
-            Some(reader) => reader,
-            None => {
-                let mut reader = self.segment.reader(self.partition)?;
-                let head = reader.next_entry()?;
-                self.reader.insert((reader, head))
-            }
+        let lookup = match &mut self.lookup {
+            Some(lookup) => lookup,
+            None => self.lookup.insert(Lookup::open(self.segment, self.partition)?),
         };
-        while head.is_some_and(|entry| entry.id < id) {
-            *head = reader.next_entry()?;
+        lookup.find(id)
+    }
+}
+
+impl Lookup {
+    fn open(segment: &Segment, partition: usize) -> Result<Lookup, IngestError> {
+        let count = segment.counts[partition];
+        match &segment.source {
+            SegmentSource::File { path, places } if let Some(fences_at) = places[partition].fences => {
+                let file = File::open(path).map_err(io_error(path))?;
+                let mut bytes = vec![0u8; count.div_ceil(FENCE_STEP) as usize * FENCE_BYTES];
+                file.read_exact_at(&mut bytes, fences_at).map_err(io_error(path))?;
+                let fences = bytes
+                    .chunks_exact(FENCE_BYTES)
+                    .map(|fence| u128::from_le_bytes(fence.try_into().unwrap_or_default()))
+                    .collect();
+                let offset = places[partition].offset;
+                Ok(Lookup::Fenced { path: path.clone(), file, offset, count, fences, block: None })
+            }
+            _ => {
+                let mut reader = segment.reader(partition)?;
+                let head = reader.next_entry()?;
+                Ok(Lookup::InOrder { reader, head })
+            }
         }
-        Ok(head.filter(|entry| entry.id == id))
+    }
+
+    fn find(&mut self, id: u128) -> Result<Option<IndexEntry>, IngestError> {
+        match self {
+            Lookup::Fenced { path, file, offset, count, fences, block } => {
+                // The last block whose first id is not above `id`.
+                let Some(number) = fences.partition_point(|fence| *fence <= id).checked_sub(1) else {
+                    return Ok(None);
+                };
+                let entries = match block {
+                    Some((read, entries)) if *read == number => entries,
+                    _ => {
+                        let first = number as u64 * FENCE_STEP;
+                        let entries = (*count - first).min(FENCE_STEP) as usize;
+                        let mut bytes = vec![0u8; entries * ENTRY_BYTES];
+                        file.read_exact_at(&mut bytes, *offset + first * ENTRY_BYTES as u64).map_err(io_error(path))?;
+                        let entries = bytes
+                            .chunks_exact(ENTRY_BYTES)
+                            .map(|entry| IndexEntry::from_bytes(entry.try_into().unwrap_or(&[0; ENTRY_BYTES])))
+                            .collect();
+                        &mut block.insert((number, entries)).1
+                    }
+                };
+                Ok(entries.binary_search_by_key(&id, |entry| entry.id).ok().map(|at| entries[at]))
+            }
+            Lookup::InOrder { reader, head } => {
+                while head.is_some_and(|entry| entry.id < id) {
+                    *head = reader.next_entry()?;
+                }
+                Ok(head.filter(|entry| entry.id == id))
+            }
+        }
     }
 }
 
@@ -381,13 +479,14 @@ impl PartitionReader {
     }
 }
 
-/// Writes a segment file: each partition into its own region (sized before it is written), from
-/// several threads; then the table of where each partition is and how many entries it has.
+/// Writes a segment file: each partition into its own region (sized before it is written), its
+/// fences into another, from several threads; then the table of where each partition is and
+/// how many entries it has.
 pub struct IndexWriter {
     path: PathBuf,
     file: File,
-    /// Each partition's region: (byte offset, capacity in entries).
-    regions: Vec<(u64, u64)>,
+    /// Each partition's region: (byte offset, capacity in entries, byte offset of its fences).
+    regions: Vec<(u64, u64, u64)>,
     counts: Vec<AtomicU64>,
 }
 
@@ -404,11 +503,17 @@ impl IndexWriter {
         let path = dir.join(name);
         let file = File::create(&path).map_err(io_error(&path))?;
         let mut offset = HEADER_BYTES;
+        let mut entries_at = Vec::with_capacity(PARTITIONS);
+        for capacity in capacities {
+            entries_at.push(offset);
+            offset += capacity * ENTRY_BYTES as u64;
+        }
         let regions = capacities
             .iter()
-            .map(|capacity| {
-                let region = (offset, *capacity);
-                offset += capacity * ENTRY_BYTES as u64;
+            .zip(entries_at)
+            .map(|(capacity, entries_at)| {
+                let region = (entries_at, *capacity, offset);
+                offset += capacity.div_ceil(FENCE_STEP) * FENCE_BYTES as u64;
                 region
             })
             .collect();
@@ -417,17 +522,27 @@ impl IndexWriter {
 
     /// The writer of partition `partition`'s region.
     pub fn partition(&self, partition: usize) -> PartitionWriter<'_> {
-        let (offset, capacity) = self.regions[partition];
-        PartitionWriter { index: self, partition, offset, capacity, count: 0, buffer: Vec::with_capacity(BUFFER_BYTES) }
+        let (offset, capacity, fences_at) = self.regions[partition];
+        PartitionWriter {
+            index: self,
+            partition,
+            offset,
+            capacity,
+            count: 0,
+            buffer: Vec::with_capacity(BUFFER_BYTES),
+            fences_at,
+            fences: Vec::new(),
+        }
     }
 
     /// Writes the table (the snapshot's commit fsyncs the file).
     pub fn finish(self) -> Result<(), IngestError> {
         let mut header = Vec::with_capacity(HEADER_BYTES as usize);
         header.extend_from_slice(MAGIC);
-        for ((offset, _), count) in self.regions.iter().zip(&self.counts) {
+        for ((offset, _, fences_at), count) in self.regions.iter().zip(&self.counts) {
             header.extend_from_slice(&offset.to_le_bytes());
             header.extend_from_slice(&count.load(Ordering::Relaxed).to_le_bytes());
+            header.extend_from_slice(&fences_at.to_le_bytes());
         }
         self.file.write_all_at(&header, 0).map_err(io_error(&self.path))
     }
@@ -442,6 +557,9 @@ pub struct PartitionWriter<'a> {
     capacity: u64,
     count: u64,
     buffer: Vec<u8>,
+    /// Byte offset of the partition's fences, and the fences so far.
+    fences_at: u64,
+    fences: Vec<u8>,
 }
 
 impl PartitionWriter<'_> {
@@ -449,6 +567,9 @@ impl PartitionWriter<'_> {
     pub fn push(&mut self, entry: IndexEntry) -> Result<(), IngestError> {
         if self.count == self.capacity {
             return Err(corrupt(&self.index.path, &format!("partition {} is over its capacity", self.partition)));
+        }
+        if self.count.is_multiple_of(FENCE_STEP) {
+            self.fences.extend_from_slice(&entry.id.to_le_bytes());
         }
         self.count += 1;
         self.buffer.extend_from_slice(&entry.to_bytes());
@@ -465,9 +586,10 @@ impl PartitionWriter<'_> {
         Ok(())
     }
 
-    /// Writes the rest of the partition and records its count.
+    /// Writes the rest of the partition and its fences, and records its count.
     pub fn finish(mut self) -> Result<(), IngestError> {
         self.flush()?;
+        self.index.file.write_all_at(&self.fences, self.fences_at).map_err(io_error(&self.index.path))?;
         self.index.counts[self.partition].store(self.count, Ordering::Relaxed);
         Ok(())
     }
@@ -534,9 +656,21 @@ mod tests {
         assert!(over.push(IndexEntry { id: 1, content_hash: 1 }).is_err(), "beyond its capacity");
     }
 
+    /// Writes `entries` of partition `partition` as a one-file index (no fences) in `dir`.
+    fn write_one_file_index(dir: &Path, partition: usize, entries: &[IndexEntry]) {
+        let mut bytes = UNFENCED_MAGIC.to_vec();
+        for place in 0..PARTITIONS {
+            let count = if place == partition { entries.len() as u64 } else { 0 };
+            bytes.extend_from_slice(&UNFENCED_HEADER_BYTES.to_le_bytes());
+            bytes.extend_from_slice(&count.to_le_bytes());
+        }
+        entries.iter().for_each(|entry| bytes.extend_from_slice(&entry.to_bytes()));
+        std::fs::write(dir.join(ONE_FILE_INDEX), bytes).expect("write");
+    }
+
     /// Segments of disjoint ids, a one-file index among them, are read as one index in id
-    /// order; a segment is linked into the next index under its name, a one-file index as the
-    /// oldest segment.
+    /// order, oldest first; the segments with fences are linked into the next index under their
+    /// names, a one-file index is not (it is merged).
     #[test]
     fn segments_read_as_one_index() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -545,25 +679,63 @@ mod tests {
         for (n, entry) in all.iter().enumerate() {
             [&mut older, &mut newer, &mut oldest][n % 3].push(*entry);
         }
+        write_segment(dir.path(), &segment_name("1000000"), &[(7, &newer), (8, &entries(8, 5, 1))], 3);
         write_segment(dir.path(), &segment_name("000004"), &[(7, &older)], 0);
-        write_segment(dir.path(), &segment_name("000009"), &[(7, &newer), (8, &entries(8, 5, 1))], 3);
-        write_segment(dir.path(), ONE_FILE_INDEX, &[(7, &oldest)], 0);
+        write_one_file_index(dir.path(), 7, &oldest);
         let index = Index::open(Some(dir.path())).expect("open");
         let sizes: Vec<u64> = index.segments().iter().map(Segment::len).collect();
-        assert_eq!(sizes, [1000, 1000, 1005], "oldest first");
+        assert_eq!(sizes, [1000, 1000, 1005], "oldest first, snapshot 1000000 after 000004");
+        let keepable: Vec<bool> = index.segments().iter().map(Segment::is_keepable).collect();
+        assert_eq!(keepable, [false, true, true]);
         assert_eq!(index.partition_counts()[7], 3000);
         assert_eq!(read(dir.path(), 7), all);
         assert_eq!(read(dir.path(), 8), entries(8, 5, 1));
         let next = dir.path().join("next");
         std::fs::create_dir_all(&next).expect("next");
-        index.segments().iter().try_for_each(|segment| segment.link_into(&next)).expect("link");
+        assert!(index.segments()[0].link_into(&next).is_err(), "a one-file index is merged");
+        index.segments()[1..].iter().try_for_each(|segment| segment.link_into(&next)).expect("link");
         let mut names: Vec<String> = std::fs::read_dir(&next)
             .expect("read")
             .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, [OLDEST_SEGMENT, "segment-000004.bin", "segment-000009.bin"]);
-        assert_eq!(read(&next, 7), all);
+        assert_eq!(names, ["segment-000004.bin", "segment-1000000.bin"]);
+    }
+
+    /// Looking ids up in a segment, with fences or without, finds exactly the entries it holds:
+    /// ids before the first, between entries, at each block's first and last entry, past the
+    /// last, in an empty partition, and a partition of a whole number of blocks.
+    #[test]
+    fn a_probe_finds_exactly_the_entries_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Even ids: every odd id between them is missing.
+        let held = entries(5, 64 * 3 + 17, 2);
+        let whole_blocks = entries(6, 128, 2);
+        write_segment(dir.path(), &segment_name("000001"), &[(5, &held), (6, &whole_blocks)], 40);
+        let unfenced = dir.path().join("unfenced");
+        std::fs::create_dir_all(&unfenced).expect("dir");
+        write_one_file_index(&unfenced, 5, &held);
+        for index_dir in [dir.path(), unfenced.as_path()] {
+            let index = Index::open(Some(index_dir)).expect("open");
+            let segment = &index.segments()[0];
+            for (partition, held) in [(5u128, &held), (6, &whole_blocks), (9, &Vec::new())] {
+                if partition == 6 && !segment.is_keepable() {
+                    continue;
+                }
+                let mut probe = SegmentProbe::new(segment, partition as usize);
+                let last = held.last().map_or(0, |entry| entry.id & ((1 << 120) - 1));
+                for low in 0..last + 4 {
+                    let id = (partition << 120) | low;
+                    let expected = held.iter().find(|entry| entry.id == id).copied();
+                    assert_eq!(probe.find(id).expect("find"), expected, "{id:#x} in partition {partition}");
+                }
+            }
+            // Sparse lookups, far apart, with fences or without.
+            let mut probe = SegmentProbe::new(segment, 5);
+            for at in [0, 63, 64, 130, 191, 192, held.len() - 1] {
+                assert_eq!(probe.find(held[at].id).expect("find"), Some(held[at]));
+            }
+        }
     }
 
     #[test]
@@ -577,6 +749,6 @@ mod tests {
         assert_eq!(read(dir.path(), 3), third);
         assert_eq!(read(dir.path(), 4), []);
         let index = Index::open(Some(dir.path())).expect("open");
-        assert!(!index.segments()[0].is_file(), "merged, not linked");
+        assert!(!index.segments()[0].is_keepable(), "merged, not linked");
     }
 }

@@ -395,18 +395,45 @@ fn read_with_filter(
         sink.file_read(file, identity)?;
     }
     let Intake { filter, spill, unseen } = intake;
-    if let Some(next_index) = &places.next_index {
-        dedup::save_filter(&filter, next_index)?;
-    }
-    drop(filter);
     let run = spill.finish()?;
     let suspects = run.suspects();
     tracing::debug!(suspects, "every file read; the suspects are decided next");
-    let maybe_in_lake = |sequence| !unseen.contains(sequence);
-    let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_ref(), &maybe_in_lake)?;
+    let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_ref(), Some(&unseen))?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
-    run.replay_suspects(&decisions, |block| {
+    // The filter is saved for the next run with the index just written (and made durable), on
+    // a thread of its own while the suspects are added.
+    let (saved, replayed) = std::thread::scope(|scope| {
+        let saving =
+            places.next_index.as_ref().map(|next_index| scope.spawn(|| dedup::save_filter(&filter, next_index)));
+        let replayed = replay(&run, &decisions, files, &mut stats, sink);
+        let saved =
+            saving.map_or(Ok(()), |saving| saving.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        (saved, replayed)
+    });
+    drop(filter);
+    saved?;
+    replayed?;
+    run.remove()?;
+    tracing::debug!("suspects added");
+    let mut summary = Summary::default();
+    for file_stats in stats {
+        progress.file_finished(&file_stats);
+        summary.add_file(file_stats);
+    }
+    Ok((summary, suspects))
+}
+
+/// Hands the decided suspects of `run` on in arrival order: the new ones to `sink` as
+/// accepted, the conflicting ones as rejects; all counted in their files' `stats`.
+fn replay(
+    run: &dedup::SpilledRun,
+    decisions: &dedup::Decisions,
+    files: &[DumpFile],
+    stats: &mut [FileStats],
+    sink: &mut impl RecordSink,
+) -> Result<(), IngestError> {
+    run.replay_suspects(decisions, |block| {
         let mut accepted = Vec::new();
         for record in block {
             let file_stats = &mut stats[record.file as usize];
@@ -423,15 +450,7 @@ fn read_with_filter(
             }
         }
         sink.accept(&accepted.iter().collect::<Vec<_>>())
-    })?;
-    run.remove()?;
-    tracing::debug!("suspects added");
-    let mut summary = Summary::default();
-    for file_stats in stats {
-        progress.file_finished(&file_stats);
-        summary.add_file(file_stats);
-    }
-    Ok((summary, suspects))
+    })
 }
 
 /// About how many records a dump file holds, to size the id filter: a generous guess, since a

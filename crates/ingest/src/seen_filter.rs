@@ -65,14 +65,19 @@ impl SeenFilter {
         (word as usize, mask)
     }
 
-    /// Writes the filter to `path`: the magic, the number of words, the words (u64 LE) and
-    /// their xxh3-64 (a filter that lost bits would let duplicates in unseen).
-    pub fn save(&self, path: &Path) -> Result<(), IngestError> {
+    /// Writes the filter to `path` with the text `covers` (what it holds the ids of): the
+    /// magic, the text's length (u64 LE) and bytes, the number of words, the words (u64 LE) and
+    /// the xxh3-64 of the text and the words (a filter that lost bits would let duplicates in
+    /// unseen).
+    pub fn save(&self, path: &Path, covers: &str) -> Result<(), IngestError> {
         let io_error = |source| IngestError::LakeIo { path: path.to_owned(), source };
         let mut writer = BufWriter::with_capacity(CHUNK_BYTES, File::create(path).map_err(io_error)?);
         writer.write_all(MAGIC).map_err(io_error)?;
+        writer.write_all(&(covers.len() as u64).to_le_bytes()).map_err(io_error)?;
+        writer.write_all(covers.as_bytes()).map_err(io_error)?;
         writer.write_all(&(self.words.len() as u64).to_le_bytes()).map_err(io_error)?;
         let mut checksum = Xxh3::new();
+        checksum.update(covers.as_bytes());
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         for words in self.words.chunks(CHUNK_BYTES / 8) {
             chunk.clear();
@@ -84,29 +89,45 @@ impl SeenFilter {
         writer.flush().map_err(io_error)
     }
 
-    /// The filter [`SeenFilter::save`] wrote to `path`; `None` when there is no such file.
-    pub fn load(path: &Path) -> Result<Option<SeenFilter>, IngestError> {
-        let io_error = |source| IngestError::LakeIo { path: path.to_owned(), source };
-        let corrupt = |what: &str| io_error(std::io::Error::other(format!("event id filter: {what}")));
+    /// The filter [`SeenFilter::save`] wrote to `path` and what it covers; `None` when there is
+    /// no such file.
+    pub fn load(path: &Path) -> Result<Option<(SeenFilter, String)>, IngestError> {
+        let corrupt = |what: &str| IngestError::LakeIo {
+            path: path.to_owned(),
+            source: std::io::Error::other(format!("event id filter: {what}")),
+        };
+        let io_error = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::UnexpectedEof => corrupt("the file ends early"),
+            _ => IngestError::LakeIo { path: path.to_owned(), source },
+        };
         let file = match File::open(path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io_error(source)),
         };
         let mut reader = BufReader::with_capacity(CHUNK_BYTES, file);
-        let mut header = [0u8; 16];
-        reader.read_exact(&mut header).map_err(io_error)?;
-        let (magic, words) = header.split_at(8);
-        if magic != MAGIC {
+        let mut number = [0u8; 8];
+        reader.read_exact(&mut number).map_err(io_error)?;
+        if &number != MAGIC {
             return Err(corrupt("bad magic"));
         }
-        let words = u64::from_le_bytes(words.try_into().unwrap_or_default());
+        reader.read_exact(&mut number).map_err(io_error)?;
+        let covers_bytes = u64::from_le_bytes(number);
+        if covers_bytes > CHUNK_BYTES as u64 {
+            return Err(corrupt(&format!("a text of {covers_bytes} bytes")));
+        }
+        let mut covers = vec![0u8; covers_bytes as usize];
+        reader.read_exact(&mut covers).map_err(io_error)?;
+        let covers = String::from_utf8(covers).map_err(|_| corrupt("its text is not UTF-8"))?;
+        reader.read_exact(&mut number).map_err(io_error)?;
+        let words = u64::from_le_bytes(number);
         if !words.is_power_of_two() || !(MIN_BITS / 64..=MAX_BITS / 64).contains(&words) {
             return Err(corrupt(&format!("{words} words")));
         }
         let mut loaded = Vec::with_capacity(words as usize);
         let mut chunk = vec![0u8; CHUNK_BYTES];
         let mut checksum = Xxh3::new();
+        checksum.update(covers.as_bytes());
         while loaded.len() < words as usize {
             let bytes = CHUNK_BYTES.min((words as usize - loaded.len()) * 8);
             reader.read_exact(&mut chunk[..bytes]).map_err(io_error)?;
@@ -125,7 +146,7 @@ impl SeenFilter {
         if reader.read(&mut [0u8; 1]).map_err(io_error)? != 0 {
             return Err(corrupt("bytes after the checksum"));
         }
-        Ok(Some(SeenFilter { words: loaded, mask: words - 1 }))
+        Ok(Some((SeenFilter { words: loaded, mask: words - 1 }, covers)))
     }
 
     /// Whether `id` may have been inserted (`false`: certainly not).
@@ -181,8 +202,9 @@ mod tests {
         for &id in &ids {
             filter.insert(id);
         }
-        filter.save(&path).expect("save");
-        let loaded = SeenFilter::load(&path).expect("load").expect("a filter");
+        filter.save(&path, "segment-000001.bin 50000\n").expect("save");
+        let (loaded, covers) = SeenFilter::load(&path).expect("load").expect("a filter");
+        assert_eq!(covers, "segment-000001.bin 50000\n");
         assert_eq!(loaded.bytes(), filter.bytes());
         assert!(
             loaded
@@ -197,7 +219,7 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 8]).expect("truncate");
         assert!(SeenFilter::load(&path).is_err());
         let mut flipped = bytes.clone();
-        let set_byte = (16..bytes.len() - 8).find(|&at| bytes[at] != 0).expect("a bit set");
+        let set_byte = (50..bytes.len() - 8).find(|&at| bytes[at] != 0).expect("a bit set");
         flipped[set_byte] &= flipped[set_byte] - 1;
         std::fs::write(&path, &flipped).expect("flip");
         assert!(SeenFilter::load(&path).is_err());

@@ -126,9 +126,18 @@ fn reingesting_a_dirty_dump_adds_no_rejects() {
     assert_eq!(recorded, vec![rejected; 4]);
 }
 
-/// Rewrites the committed snapshot's event id index in the format before the one-file index:
-/// a file per partition (`CRMKIDX1`, the count, the entries).
-fn write_index_of_the_earlier_format(lake: &std::path::Path) {
+/// The formats of the event id index before the segments.
+#[derive(Clone, Copy, Debug)]
+enum EarlierIndex {
+    /// A file per partition (`CRMKIDX1`, the count, the entries).
+    PartitionFiles,
+    /// One file without fences (`ids.bin`: `CRMKIDX2`, each partition's offset and count, the
+    /// entries).
+    OneFile,
+}
+
+/// Rewrites the committed snapshot's event id index in an earlier format.
+fn write_index_of_an_earlier_format(lake: &std::path::Path, format: EarlierIndex) {
     use crmkpi_ingest::id_index::{INDEX_DIR, Index, PARTITIONS};
     let index = lake.join("_current").join(INDEX_DIR);
     let segments = Index::open(Some(&index)).expect("open");
@@ -146,13 +155,37 @@ fn write_index_of_the_earlier_format(lake: &std::path::Path) {
         .collect();
     std::fs::remove_dir_all(&index).expect("remove the index");
     std::fs::create_dir_all(&index).expect("index dir");
-    for (partition, bytes) in partitions.iter().enumerate() {
-        std::fs::write(index.join(format!("part-{partition:03}.bin")), bytes).expect("write partition");
+    match format {
+        EarlierIndex::PartitionFiles => {
+            for (partition, bytes) in partitions.iter().enumerate() {
+                std::fs::write(index.join(format!("part-{partition:03}.bin")), bytes).expect("write partition");
+            }
+        }
+        EarlierIndex::OneFile => {
+            // The partitions' entries without their 16-byte headers, after the table.
+            let mut bytes = b"CRMKIDX2".to_vec();
+            let mut offset = 8 + 16 * PARTITIONS as u64;
+            for partition in &partitions {
+                let entries = partition.len() as u64 - 16;
+                bytes.extend_from_slice(&offset.to_le_bytes());
+                bytes.extend_from_slice(&(entries / 24).to_le_bytes());
+                offset += entries;
+            }
+            partitions.iter().for_each(|partition| bytes.extend_from_slice(&partition[16..]));
+            std::fs::write(index.join("ids.bin"), bytes).expect("write the one file");
+        }
     }
 }
 
 #[test]
-fn an_index_of_the_earlier_format_keeps_deduplicating() {
+fn an_index_of_an_earlier_format_keeps_deduplicating() {
+    for format in [EarlierIndex::PartitionFiles, EarlierIndex::OneFile] {
+        an_index_of_the_format_keeps_deduplicating(format);
+    }
+}
+
+fn an_index_of_the_format_keeps_deduplicating(format: EarlierIndex) {
+    use crmkpi_ingest::id_index::{INDEX_DIR, Index};
     let dir = tempfile::tempdir().expect("tempdir");
     let options = |seed, out: &str| GenerateOptions {
         events: 3_000,
@@ -170,7 +203,7 @@ fn an_index_of_the_earlier_format_keeps_deduplicating() {
     let second = to_strings(generate(&options(32, "second")).expect("generate"));
     let lake = dir.path().join("lake");
     ingest_into(&lake, &first, &config_with(1.0));
-    write_index_of_the_earlier_format(&lake);
+    write_index_of_an_earlier_format(&lake, format);
     let events = event_set(&lake);
 
     // The old index decides: the first dump again is all duplicates, the second is new.
@@ -190,7 +223,13 @@ fn an_index_of_the_earlier_format_keeps_deduplicating() {
     assert_eq!(refused.summary.accepted, 3_000, "the third dump's events, refused");
     assert_eq!(event_set(&lake), after_second);
 
-    // The index the second run wrote (one file) holds both dumps.
+    // The index the second run wrote (one segment with fences, the earlier one merged into it)
+    // holds both dumps; no `ids.bin` is left for a crmkpi from before the segments.
+    let index_dir = lake.join("_current").join(INDEX_DIR);
+    let index = Index::open(Some(&index_dir)).expect("index");
+    assert_eq!(index.segments().len(), 1, "{format:?}");
+    assert!(index.segments()[0].is_keepable());
+    assert!(!index_dir.join("ids.bin").exists());
     let again = ingest_into(&lake, &both, &config_with(1.0));
     assert_eq!(again.summary.accepted, 0);
     assert_eq!(again.summary.duplicates, after_second.height() as u64);
@@ -242,10 +281,12 @@ fn the_rejects_of_a_very_dirty_file_are_each_written_once() {
 /// content: duplicates; another content: conflicting duplicates) and ids repeated within the
 /// run, decide as first-accepted-wins over everything ingested before (a map of every id's
 /// first content), while the index grows by segments, merged as they grow, and the filter
-/// each run saves is loaded by the next (or made anew from the index when it is missing).
+/// each run saves is loaded by the next (or made anew from the index when it is missing, or
+/// saved for other segments).
 #[test]
 fn an_index_of_segments_decides_every_run_exactly() {
-    use crmkpi_ingest::id_index::{FILTER_FILE, INDEX_DIR, Index};
+    use crmkpi_ingest::id_index::{FILTER_FILE, INDEX_DIR, Index, PARTITIONS};
+    use crmkpi_ingest::seen_filter::SeenFilter;
     use std::collections::HashMap;
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
@@ -286,8 +327,15 @@ fn an_index_of_segments_decides_every_run_exactly() {
                 Some(_) => conflicts += 1,
             }
         }
+        let filter_path = lake.join("_current").join(INDEX_DIR).join(FILTER_FILE);
         if run == 7 {
-            std::fs::remove_file(lake.join("_current").join(INDEX_DIR).join(FILTER_FILE)).expect("remove the filter");
+            std::fs::remove_file(&filter_path).expect("remove the filter");
+        }
+        if run == 9 {
+            // An empty filter (large enough) saved for other segments (a restore of some files of `_index`):
+            // it is not used, else every id of the lake would look new.
+            std::fs::remove_file(&filter_path).expect("remove the filter");
+            SeenFilter::for_ids(1 << 20).save(&filter_path, "segment-000001.bin 1\n").expect("save another filter");
         }
         let dump = crate::common::write_dump(dir.path(), &format!("night-{run:02}.ndjson"), &lines.join("\n"));
         let report = ingest_into(&lake, &[dump], &config);
@@ -302,6 +350,14 @@ fn an_index_of_segments_decides_every_run_exactly() {
         assert!(index_dir.join(FILTER_FILE).is_file(), "run {run} saved its filter");
         let index = Index::open(Some(&index_dir)).expect("index");
         assert_eq!(index.partition_counts().iter().sum::<u64>(), first_content.len() as u64, "run {run}");
+        // The saved filter holds every id of the index beside it.
+        let (filter, _) = SeenFilter::load(&index_dir.join(FILTER_FILE)).expect("load").expect("a filter");
+        for partition in 0..PARTITIONS {
+            let mut entries = index.partition(partition).expect("partition");
+            while let Some(entry) = entries.next_entry().expect("entry") {
+                assert!(filter.may_contain(entry.id), "run {run}");
+            }
+        }
         assert!(index.segments().len() <= 8);
         most_segments = most_segments.max(index.segments().len());
     }
