@@ -5,8 +5,9 @@
 #      to the core count), interleaved, median of RUNS, with peak RSS and the ratio; with
 #      OLD_BIN=path/to/older/crmkpi the older binary too;
 #   2. throughput per input kind: NDJSON, CSV, .gz, .zst (MB/s of the files, events/s);
-#   3. the memory curve: peak RSS of the 10M dump into lakes of 0, 30M and 100M events, and of
-#      a 100M-event dump (zstd) into an empty lake (CURVE=0 skips it: it takes a while).
+#   3. the memory curve: peak RSS of the 10M dump into lakes of 0, 30M and 100M events (and the
+#      time and peak RSS of each 10M zstd chunk that fills them), and of a 100M-event dump
+#      (zstd) into an empty lake (CURVE=0 skips it: it takes a while).
 # Usage: scripts/bench-ingest.sh [EVENTS] [RUNS]     (data under bench-data/, ignored by git)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,9 +108,11 @@ for target in 0 30000000 100000000; do
         seed=$((seed + 1))
         chunk="$data/fill-$seed"
         generate 10000000 "$seed" "$chunk" --compress zst
-        "$bin" -q --config "$config" ingest "$chunk" --lake "$lake" > /dev/null
+        result=$(measure "$bin" -q --config "$config" ingest "$chunk" --lake "$lake")
         rm -rf "$chunk"
         filled=$((filled + 10000000))
+        # A nightly run's time as the lake grows (zstd input: slower to read than the dump).
+        echo "curve: 10000000-event zstd chunk into a lake of $((filled - 10000000)) events: ${result% *} s, peak RSS $((${result#* } / 1024)) MiB"
     done
     rm -rf "$data/lake-try"
     # A copy of hard links: an ingest only adds files and links (committed files are never

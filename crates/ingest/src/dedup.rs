@@ -24,9 +24,11 @@
 //!    decisions; the new ones are added to the lake's files after the others.
 //!
 //! The filter of a run, which holds every id of the next index, is saved with it
-//! ([`save_filter`]) and loaded by the next run ([`lake_filter`]). So a run neither reads every
-//! id of the lake to fill its filter nor writes the index anew: what it writes follows the run
-//! (plus the merges, about log2 of the number of runs per id over the lake's life).
+//! ([`save_filter`]), naming the segments it covers, and loaded by the next run
+//! ([`lake_filter`]). So a run neither reads every id of the lake to fill its filter nor writes
+//! the index anew: it writes its own ids (plus the merges, about log2 of the number of runs per
+//! id over the lake's life) and the filter (at most 128 MiB), and reads the filter, the
+//! segments' fences (a 96th of their bytes) and the blocks of entries its suspects' ids fall in.
 //!
 //! Memory: the filter (at most 128 MiB), one partition's keys per thread (a 256th of the run's
 //! valid records, 40 bytes each; twice while they are sorted), three bits per valid record for

@@ -198,7 +198,11 @@ impl Index {
         let mut segments =
             names.iter().map(|name| Segment::open_file(&dir.join(name))).collect::<Result<Vec<_>, _>>()?;
         if segments.is_empty() {
-            segments.push(Segment::open_partition_files(dir)?);
+            // An index of the earlier format, or none (a new lake's empty index).
+            let earlier = Segment::open_partition_files(dir)?;
+            if !earlier.is_empty() {
+                segments.push(earlier);
+            }
         }
         Ok(Index { segments })
     }

@@ -234,6 +234,9 @@ fn an_index_of_the_format_keeps_deduplicating(format: EarlierIndex) {
     assert_eq!(again.summary.accepted, 0);
     assert_eq!(again.summary.duplicates, after_second.height() as u64);
     assert_eq!(event_set(&lake), after_second);
+    // The refused run's ids never entered the index: the third dump is all new.
+    let third_again = ingest_into(&lake, &third, &config_with(1.0));
+    assert_eq!(third_again.summary.accepted, 3_000);
 }
 
 /// A file's rejects wait for its identity, which its reader knows once the file is read. A file
