@@ -102,8 +102,9 @@ done
 lake="$data/lake-curve"
 rm -rf "$lake"
 filled=0
+# One seed per chunk over the whole curve: a seed used again would give ids the lake holds.
+seed=100
 for target in 0 30000000 100000000; do
-    seed=100
     while [ "$filled" -lt "$target" ]; do
         seed=$((seed + 1))
         chunk="$data/fill-$seed"

@@ -57,7 +57,7 @@ use crate::id_index::{
     FILTER_FILE, Index, IndexEntry, IndexWriter, OLDEST_SEGMENT, PARTITIONS, PartitionReader, PartitionWriter, Segment,
     SegmentProbe, id_hash, partition_of,
 };
-use crate::seen_filter::SeenFilter;
+use crate::seen_filter::{SavingFilter, SeenFilter};
 use crate::validate::EventView;
 
 /// What deduplication made of a valid record.
@@ -767,14 +767,18 @@ fn coverage(index: &Index) -> String {
         .collect()
 }
 
-/// Saves the filter of a run (which holds the lake's ids and the run's) into the next index
-/// [`decide`] wrote, with what it covers, for the next run; and makes it durable (so that the
-/// commit's fsync finds it written).
-pub fn save_filter(filter: &SeenFilter, next_index: &NextIndex) -> Result<(), IngestError> {
-    let index = Index::open(Some(&next_index.dir))?;
-    let path = next_index.dir.join(FILTER_FILE);
-    filter.save(&path, &coverage(&index))?;
-    File::open(&path).and_then(|file| file.sync_data()).map_err(|source| IngestError::LakeIo { path, source })
+/// Starts saving the filter of a run (which holds the lake's ids and the run's) into the next
+/// index, for the next run, and lets go of it; [`finish_filter`] ends the file once the index
+/// is written.
+pub fn save_filter(filter: SeenFilter, next_index: &NextIndex) -> Result<SavingFilter, IngestError> {
+    fs::create_dir_all(&next_index.dir)
+        .map_err(|source| IngestError::LakeIo { path: next_index.dir.clone(), source })?;
+    filter.save(&next_index.dir.join(FILTER_FILE))
+}
+
+/// Ends the saved filter with what it covers: the segments of the next index [`decide`] wrote.
+pub fn finish_filter(saving: SavingFilter, next_index: &NextIndex) -> Result<(), IngestError> {
+    saving.finish(&coverage(&Index::open(Some(&next_index.dir))?))
 }
 
 /// Builds the index of a lake that has none (written before the index existed) from its event

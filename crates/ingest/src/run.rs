@@ -398,20 +398,33 @@ fn read_with_filter(
     let run = spill.finish()?;
     let suspects = run.suspects();
     tracing::debug!(suspects, "every file read; the suspects are decided next");
-    let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_ref(), Some(&unseen))?;
+    // The filter is saved for the next run (its words on a thread of their own while the run's
+    // ids are decided, then let go of; what it covers once the index is written, while the
+    // suspects are added).
+    let (saving, decisions) = std::thread::scope(|scope| {
+        let saving = match &places.next_index {
+            Some(next_index) => Some(scope.spawn(move || dedup::save_filter(filter, next_index))),
+            None => {
+                drop(filter);
+                None
+            }
+        };
+        let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_ref(), Some(&unseen));
+        (saving.map(|saving| saving.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))), decisions)
+    });
+    let saving = saving.transpose()?;
+    let decisions = decisions?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
-    // The filter is saved for the next run with the index just written (and made durable), on
-    // a thread of its own while the suspects are added.
     let (saved, replayed) = std::thread::scope(|scope| {
-        let saving =
-            places.next_index.as_ref().map(|next_index| scope.spawn(|| dedup::save_filter(&filter, next_index)));
+        let finishing = saving
+            .zip(places.next_index.as_ref())
+            .map(|(saving, next_index)| scope.spawn(move || dedup::finish_filter(saving, next_index)));
         let replayed = replay(&run, &decisions, files, &mut stats, sink);
-        let saved =
-            saving.map_or(Ok(()), |saving| saving.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        let saved = finishing
+            .map_or(Ok(()), |finishing| finishing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         (saved, replayed)
     });
-    drop(filter);
     saved?;
     replayed?;
     run.remove()?;

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::Xxh3;
@@ -65,19 +65,16 @@ impl SeenFilter {
         (word as usize, mask)
     }
 
-    /// Writes the filter to `path` with the text `covers` (what it holds the ids of): the
-    /// magic, the text's length (u64 LE) and bytes, the number of words, the words (u64 LE) and
-    /// the xxh3-64 of the text and the words (a filter that lost bits would let duplicates in
-    /// unseen).
-    pub fn save(&self, path: &Path, covers: &str) -> Result<(), IngestError> {
+    /// Starts writing the filter to `path` and lets go of it: the magic, the number of words
+    /// and the words (u64 LE). [`SavingFilter::finish`] adds the text of what it covers, known
+    /// later, and the xxh3-64 of the words and the text (a filter that lost bits would let
+    /// duplicates in unseen).
+    pub fn save(self, path: &Path) -> Result<SavingFilter, IngestError> {
         let io_error = |source| IngestError::LakeIo { path: path.to_owned(), source };
         let mut writer = BufWriter::with_capacity(CHUNK_BYTES, File::create(path).map_err(io_error)?);
         writer.write_all(MAGIC).map_err(io_error)?;
-        writer.write_all(&(covers.len() as u64).to_le_bytes()).map_err(io_error)?;
-        writer.write_all(covers.as_bytes()).map_err(io_error)?;
         writer.write_all(&(self.words.len() as u64).to_le_bytes()).map_err(io_error)?;
         let mut checksum = Xxh3::new();
-        checksum.update(covers.as_bytes());
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         for words in self.words.chunks(CHUNK_BYTES / 8) {
             chunk.clear();
@@ -85,8 +82,7 @@ impl SeenFilter {
             checksum.update(&chunk);
             writer.write_all(&chunk).map_err(io_error)?;
         }
-        writer.write_all(&checksum.digest().to_le_bytes()).map_err(io_error)?;
-        writer.flush().map_err(io_error)
+        Ok(SavingFilter { path: path.to_owned(), writer, checksum })
     }
 
     /// The filter [`SeenFilter::save`] wrote to `path` and what it covers; `None` when there is
@@ -112,14 +108,6 @@ impl SeenFilter {
             return Err(corrupt("bad magic"));
         }
         reader.read_exact(&mut number).map_err(io_error)?;
-        let covers_bytes = u64::from_le_bytes(number);
-        if covers_bytes > CHUNK_BYTES as u64 {
-            return Err(corrupt(&format!("a text of {covers_bytes} bytes")));
-        }
-        let mut covers = vec![0u8; covers_bytes as usize];
-        reader.read_exact(&mut covers).map_err(io_error)?;
-        let covers = String::from_utf8(covers).map_err(|_| corrupt("its text is not UTF-8"))?;
-        reader.read_exact(&mut number).map_err(io_error)?;
         let words = u64::from_le_bytes(number);
         if !words.is_power_of_two() || !(MIN_BITS / 64..=MAX_BITS / 64).contains(&words) {
             return Err(corrupt(&format!("{words} words")));
@@ -127,7 +115,6 @@ impl SeenFilter {
         let mut loaded = Vec::with_capacity(words as usize);
         let mut chunk = vec![0u8; CHUNK_BYTES];
         let mut checksum = Xxh3::new();
-        checksum.update(covers.as_bytes());
         while loaded.len() < words as usize {
             let bytes = CHUNK_BYTES.min((words as usize - loaded.len()) * 8);
             reader.read_exact(&mut chunk[..bytes]).map_err(io_error)?;
@@ -138,10 +125,18 @@ impl SeenFilter {
                     .map(|word| AtomicU64::new(u64::from_le_bytes(word.try_into().unwrap_or_default()))),
             );
         }
-        let mut stored = [0u8; 8];
-        reader.read_exact(&mut stored).map_err(io_error)?;
-        if u64::from_le_bytes(stored) != checksum.digest() {
-            return Err(corrupt("its checksum does not match its words"));
+        reader.read_exact(&mut number).map_err(io_error)?;
+        let covers_bytes = u64::from_le_bytes(number);
+        if covers_bytes > CHUNK_BYTES as u64 {
+            return Err(corrupt(&format!("a text of {covers_bytes} bytes")));
+        }
+        let mut covers = vec![0u8; covers_bytes as usize];
+        reader.read_exact(&mut covers).map_err(io_error)?;
+        checksum.update(&covers);
+        let covers = String::from_utf8(covers).map_err(|_| corrupt("its text is not UTF-8"))?;
+        reader.read_exact(&mut number).map_err(io_error)?;
+        if u64::from_le_bytes(number) != checksum.digest() {
+            return Err(corrupt("its checksum does not match its words and text"));
         }
         if reader.read(&mut [0u8; 1]).map_err(io_error)? != 0 {
             return Err(corrupt("bytes after the checksum"));
@@ -170,6 +165,28 @@ impl SeenFilter {
     pub fn insert(&self, id: u128) -> bool {
         let (word, mask) = self.slot(id);
         self.words[word].fetch_or(mask, Ordering::Relaxed) & mask == mask
+    }
+}
+
+/// A filter's file being written, its words written and the filter let go of
+/// ([`SeenFilter::save`]).
+pub struct SavingFilter {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    checksum: Xxh3,
+}
+
+impl SavingFilter {
+    /// Ends the file with the text `covers` (what the filter holds the ids of), its length
+    /// first (u64 LE), then the checksum; and makes it durable.
+    pub fn finish(mut self, covers: &str) -> Result<(), IngestError> {
+        let io_error = |source| IngestError::LakeIo { path: self.path.clone(), source };
+        self.checksum.update(covers.as_bytes());
+        self.writer.write_all(&(covers.len() as u64).to_le_bytes()).map_err(io_error)?;
+        self.writer.write_all(covers.as_bytes()).map_err(io_error)?;
+        self.writer.write_all(&self.checksum.digest().to_le_bytes()).map_err(io_error)?;
+        let file = self.writer.into_inner().map_err(|error| io_error(error.into_error()))?;
+        file.sync_data().map_err(io_error)
     }
 }
 
@@ -202,24 +219,19 @@ mod tests {
         for &id in &ids {
             filter.insert(id);
         }
-        filter.save(&path, "segment-000001.bin 50000\n").expect("save");
+        let words: Vec<u64> = filter.words.iter().map(|word| word.load(Ordering::Relaxed)).collect();
+        filter.save(&path).expect("save").finish("segment-000001.bin 50000\n").expect("finish");
         let (loaded, covers) = SeenFilter::load(&path).expect("load").expect("a filter");
         assert_eq!(covers, "segment-000001.bin 50000\n");
-        assert_eq!(loaded.bytes(), filter.bytes());
-        assert!(
-            loaded
-                .words
-                .iter()
-                .zip(&filter.words)
-                .all(|(left, right)| { left.load(Ordering::Relaxed) == right.load(Ordering::Relaxed) })
-        );
+        assert_eq!(loaded.bytes(), words.len() * 8);
+        assert!(loaded.words.iter().zip(&words).all(|(left, right)| left.load(Ordering::Relaxed) == *right));
         assert!(ids.iter().all(|&id| loaded.may_contain(id)));
         // A truncated file is an error, not a smaller filter; so is a bit lost.
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 8]).expect("truncate");
         assert!(SeenFilter::load(&path).is_err());
         let mut flipped = bytes.clone();
-        let set_byte = (50..bytes.len() - 8).find(|&at| bytes[at] != 0).expect("a bit set");
+        let set_byte = (16..bytes.len() - 8).find(|&at| bytes[at] != 0).expect("a bit set");
         flipped[set_byte] &= flipped[set_byte] - 1;
         std::fs::write(&path, &flipped).expect("flip");
         assert!(SeenFilter::load(&path).is_err());

@@ -338,7 +338,10 @@ fn an_index_of_segments_decides_every_run_exactly() {
             // An empty filter (large enough) saved for other segments (a restore of some files of `_index`):
             // it is not used, else every id of the lake would look new.
             std::fs::remove_file(&filter_path).expect("remove the filter");
-            SeenFilter::for_ids(1 << 20).save(&filter_path, "segment-000001.bin 1\n").expect("save another filter");
+            SeenFilter::for_ids(1 << 20)
+                .save(&filter_path)
+                .and_then(|saving| saving.finish("segment-000001.bin 1\n"))
+                .expect("save another filter");
         }
         let dump = crate::common::write_dump(dir.path(), &format!("night-{run:02}.ndjson"), &lines.join("\n"));
         let report = ingest_into(&lake, &[dump], &config);
