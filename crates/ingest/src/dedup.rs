@@ -15,11 +15,11 @@
 //! 2. [`decide`]: partition by partition (one per thread of the rayon pool), the run's keys are
 //!    sorted by (id, sequence) and merged with the lake's index, which decides every valid
 //!    record exactly and writes the run's segment of the next index: its new ids, merged with
-//!    the lake's newest segments when they are no larger ([`segments_to_merge`]). The other
-//!    segments are linked into the next index as they are, and read only for the suspects'
-//!    ids (an id the filter had not seen is in no segment), up to the last one of each
-//!    partition. [`Unseen::check`] confirms every record written in phase 1 was decided new
-//!    (against the merged segments and the run).
+//!    the lake's newest segments when they are no larger ([`segments_to_merge`]), read whole.
+//!    The other segments are linked into the next index as they are, and looked up only for
+//!    the suspects' ids (an id the filter had not seen is in no segment): a block of 64 entries
+//!    found by the segment's fences. [`Unseen::check`] confirms every record written in phase 1
+//!    was decided new (against the merged segments and the run).
 //! 3. [`SpilledRun::replay_suspects`]: the suspects are read back in arrival order with their
 //!    decisions; the new ones are added to the lake's files after the others.
 //!
@@ -30,9 +30,11 @@
 //! id over the lake's life) and the filter (at most 128 MiB), and reads the filter, the
 //! segments' fences (a 96th of their bytes) and the blocks of entries its suspects' ids fall in.
 //!
-//! Memory: the filter (at most 128 MiB), one partition's keys per thread (a 256th of the run's
-//! valid records, 40 bytes each; twice while they are sorted), three bits per valid record for
-//! the decisions, and I/O buffers (64 KiB per segment read, a few segments).
+//! Memory: the filter (at most 128 MiB; while its words are saved it overlaps the start of
+//! phase 2), one partition's keys per thread (a 256th of the run's valid records, 40 bytes
+//! each; twice while they are sorted), the fences of the partition being decided (16 bytes per
+//! 64 ids of each kept segment), three bits per valid record for the decisions, and I/O
+//! buffers (64 KiB per segment merged).
 //!
 //! Rejects are remembered by their 128-bit key (see [`crate::lake::reject_key`]) in a
 //! [`RejectIndex`], so that a record rejected by an earlier run is not written to the lake's
@@ -381,12 +383,14 @@ const MAX_SEGMENTS: usize = 8;
 /// log2(n) segments and an id is written again about log2(n) times in all), any beyond
 /// [`MAX_SEGMENTS`], and an index of the earlier format.
 fn segments_to_merge(segments: &[(u64, bool)], run_keys: u64) -> usize {
+    // Every segment from the oldest that cannot be kept on.
+    let unkeepable = segments.iter().position(|(_, keepable)| !keepable).map_or(0, |oldest| segments.len() - oldest);
     let mut accumulated = run_keys;
     let mut merged = 0;
-    for &(entries, keepable) in segments.iter().rev() {
+    for &(entries, _) in segments.iter().rev() {
         let unmerged = segments.len() - merged;
         let small = entries <= accumulated.saturating_add(accumulated / 2);
-        if !(small || unmerged >= MAX_SEGMENTS || !keepable) {
+        if !(small || unmerged >= MAX_SEGMENTS || merged < unkeepable) {
             break;
         }
         accumulated = accumulated.saturating_add(entries);
@@ -732,7 +736,7 @@ pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter
     if let Some(dir) = lake_index {
         // The saved filter only spares reading the index: one that cannot be read is made anew.
         match SeenFilter::load(&dir.join(FILTER_FILE)) {
-            Ok(Some((_, covered))) if covered != coverage(&index) => tracing::warn!(
+            Ok(Some((_, covered))) if covered != index.coverage() => tracing::warn!(
                 "the saved filter of the lake's event ids is of other segments than the index's ({covered:?}); \
                  the filter is made anew from the index"
             ),
@@ -758,15 +762,6 @@ pub fn lake_filter(lake_index: Option<&Path>, run_ids: u64) -> Result<SeenFilter
     Ok(filter)
 }
 
-/// What a filter saved with an index covers: each segment's name and entries, one a line.
-fn coverage(index: &Index) -> String {
-    index
-        .segments()
-        .iter()
-        .map(|segment| format!("{} {}\n", segment.name().unwrap_or_default(), segment.len()))
-        .collect()
-}
-
 /// Starts saving the filter of a run (which holds the lake's ids and the run's) into the next
 /// index, for the next run, and lets go of it; [`finish_filter`] ends the file once the index
 /// is written.
@@ -778,7 +773,7 @@ pub fn save_filter(filter: SeenFilter, next_index: &NextIndex) -> Result<SavingF
 
 /// Ends the saved filter with what it covers: the segments of the next index [`decide`] wrote.
 pub fn finish_filter(saving: SavingFilter, next_index: &NextIndex) -> Result<(), IngestError> {
-    saving.finish(&coverage(&Index::open(Some(&next_index.dir))?))
+    saving.finish(&Index::open(Some(&next_index.dir))?.coverage())
 }
 
 /// Builds the index of a lake that has none (written before the index existed) from its event
@@ -880,6 +875,9 @@ mod tests {
         let many: Vec<(u64, bool)> = (0..MAX_SEGMENTS as u64).map(|n| (1 << (40 - n), true)).collect();
         assert_eq!(segments_to_merge(&many, 1), 1, "the newest beyond the most kept");
         assert_eq!(segments_to_merge(&[(1 << 40, false)], 1), 1, "the earlier format");
+        assert_eq!(segments_to_merge(&[(1 << 40, false), (1 << 41, true), (1 << 30, true)], 1), 3, "and all after it");
+        assert_eq!(segments_to_merge(&[(8_000, true), (1_000, true)], 0), 0, "a run of no new ids");
+        assert_eq!(segments_to_merge(&[(8_000, true), (0, true)], 0), 1, "an empty segment");
         assert_eq!(segments_to_merge(&[], 1), 0);
     }
 

@@ -9,16 +9,17 @@
 //!
 //! Segment format (`_index/segment-<snapshot>.bin`): the magic `CRMKIDX3`, then for each of
 //! the 256 partitions its entries' byte offset in the file, count and fences' byte offset (u64
-//! LE each), then the partitions' entries, each the id hash (u128 LE) and the content hash (u64
+//! LE each), then the segment's content identity (the xxh3-128 of each partition's xxh3-64 of
+//! its entries' bytes, u128 LE), then the partitions' entries, each the id hash (u128 LE) and the content hash (u64
 //! LE), ascending by id hash, unique, then the partitions' fences: the id of every 64th entry
 //! (u128 LE), so that an id is looked up by reading the one block of 64 entries it may be in. A
-//! partition's region may be followed by unused bytes (a hole: it was sized for the run's ids
-//! before their duplicates were known).
+//! partition's entries and fences may be followed by unused bytes (a hole: their regions were
+//! sized for the run's ids before their duplicates were known).
 //!
 //! Earlier lakes have one segment without fences named `_index/ids.bin` (`CRMKIDX2`: the
-//! table without the fences' offsets), or before that a file per partition (`part-000.bin`:
+//! table without the fences' offsets and the identity; read under any name), or before that a file per partition (`part-000.bin`:
 //! the magic `CRMKIDX1`, the entry count, the entries); both are read as they are and merged
-//! into a segment by the next ingest, once. Every index directory written holds a
+//! into a segment by the next ingest, once. Every index directory a run writes holds a
 //! `part-000.bin` that stops a crmkpi from before the one-file index, and no `ids.bin`, which a
 //! crmkpi from before the segments would take for the whole index (without `ids.bin` it reads
 //! the partition files, and stops at that one).
@@ -29,7 +30,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::error::IngestError;
 
@@ -57,9 +58,9 @@ const PARTITION_MAGIC: &[u8; 8] = b"CRMKIDX1";
 const MOVED_MAGIC: &[u8; 8] = b"CRMKMOVD";
 /// Bytes of an entry.
 pub const ENTRY_BYTES: usize = 24;
-/// Bytes of a segment's header: the magic and each partition's entries' offset, count and
-/// fences' offset.
-const HEADER_BYTES: u64 = 8 + 24 * PARTITIONS as u64;
+/// Bytes of a segment's header: the magic, each partition's entries' offset, count and fences'
+/// offset, and the segment's content identity.
+const HEADER_BYTES: u64 = 8 + 24 * PARTITIONS as u64 + 16;
 /// Bytes of the header of a segment without fences.
 const UNFENCED_HEADER_BYTES: u64 = 8 + 16 * PARTITIONS as u64;
 /// A partition's fences: the id of every [`FENCE_STEP`]th entry, from the first.
@@ -133,7 +134,8 @@ struct PartitionPlace {
     fences: Option<u64>,
 }
 
-fn read_table(path: &Path, file: &mut File) -> Result<Vec<PartitionPlace>, IngestError> {
+/// A segment file's partitions and its content identity (`None`: a segment without fences).
+fn read_table(path: &Path, file: &mut File) -> Result<(Vec<PartitionPlace>, Option<u128>), IngestError> {
     let mut magic = [0u8; 8];
     file.read_exact(&mut magic).map_err(io_error(path))?;
     let fenced = match &magic {
@@ -145,14 +147,17 @@ fn read_table(path: &Path, file: &mut File) -> Result<Vec<PartitionPlace>, Inges
     let mut table = vec![0u8; header_bytes as usize - magic.len()];
     file.read_exact(&mut table).map_err(io_error(path))?;
     let number = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
-    Ok(table
-        .chunks_exact(if fenced { 24 } else { 16 })
+    let place_bytes = if fenced { 24 } else { 16 };
+    let (places, identity) = table.split_at(place_bytes * PARTITIONS);
+    let places = places
+        .chunks_exact(place_bytes)
         .map(|place| PartitionPlace {
             offset: number(&place[..8]),
             count: number(&place[8..16]),
             fences: fenced.then(|| number(&place[16..24])),
         })
-        .collect())
+        .collect();
+    Ok((places, fenced.then(|| u128::from_le_bytes(identity.try_into().unwrap_or_default()))))
 }
 
 /// The index of a lake: its segments, oldest first (none: an empty lake).
@@ -172,8 +177,9 @@ pub struct Segment {
 
 #[derive(Debug)]
 enum SegmentSource {
-    /// A segment file and where each partition is in it.
-    File { path: PathBuf, places: Vec<PartitionPlace> },
+    /// A segment file, where each partition is in it, and its content identity (a hash of its
+    /// entries; `None`: a segment without fences).
+    File { path: PathBuf, places: Vec<PartitionPlace>, identity: Option<u128> },
     /// The directory of an index of the earlier format.
     PartitionFiles(PathBuf),
 }
@@ -212,6 +218,23 @@ impl Index {
         &self.segments
     }
 
+    /// What the index is, one segment a line: its file name, entries and content identity (a
+    /// filter saved with the index names it: [`crate::dedup::lake_filter`]).
+    pub fn coverage(&self) -> String {
+        self.segments
+            .iter()
+            .map(|segment| match &segment.source {
+                SegmentSource::File { path, identity, .. } => format!(
+                    "{} {} {:032x}\n",
+                    path.file_name().unwrap_or_default().to_string_lossy(),
+                    segment.len(),
+                    identity.unwrap_or_default()
+                ),
+                SegmentSource::PartitionFiles(_) => format!("partition files {}\n", segment.len()),
+            })
+            .collect()
+    }
+
     /// The number of entries of each partition.
     pub fn partition_counts(&self) -> Vec<u64> {
         let mut counts = vec![0; PARTITIONS];
@@ -230,10 +253,10 @@ impl Index {
 impl Segment {
     fn open_file(path: &Path) -> Result<Segment, IngestError> {
         let mut file = File::open(path).map_err(io_error(path))?;
-        let places = read_table(path, &mut file)?;
+        let (places, identity) = read_table(path, &mut file)?;
         Ok(Segment {
             counts: places.iter().map(|place| place.count).collect(),
-            source: SegmentSource::File { path: path.to_owned(), places },
+            source: SegmentSource::File { path: path.to_owned(), places, identity },
         })
     }
 
@@ -265,14 +288,6 @@ impl Segment {
         matches!(&self.source, SegmentSource::File { places, .. } if places.iter().all(|place| place.fences.is_some()))
     }
 
-    /// The segment's file name (`None`: an index of the earlier format).
-    pub fn name(&self) -> Option<String> {
-        match &self.source {
-            SegmentSource::File { path, .. } => path.file_name().map(|name| name.to_string_lossy().into_owned()),
-            SegmentSource::PartitionFiles(_) => None,
-        }
-    }
-
     /// Hard-links the segment file into the index directory `dir`, under its name.
     pub fn link_into(&self, dir: &Path) -> Result<(), IngestError> {
         match &self.source {
@@ -287,7 +302,7 @@ impl Segment {
     /// Streams the entries of partition `partition` in id order.
     pub fn reader(&self, partition: usize) -> Result<SegmentReader, IngestError> {
         match &self.source {
-            SegmentSource::File { path, places } => {
+            SegmentSource::File { path, places, .. } => {
                 let mut file = File::open(path).map_err(io_error(path))?;
                 file.seek(SeekFrom::Start(places[partition].offset)).map_err(io_error(path))?;
                 Ok(SegmentReader {
@@ -386,24 +401,25 @@ impl<'a> SegmentProbe<'a> {
 impl Lookup {
     fn open(segment: &Segment, partition: usize) -> Result<Lookup, IngestError> {
         let count = segment.counts[partition];
-        match &segment.source {
-            SegmentSource::File { path, places } if let Some(fences_at) = places[partition].fences => {
-                let file = File::open(path).map_err(io_error(path))?;
-                let mut bytes = vec![0u8; count.div_ceil(FENCE_STEP) as usize * FENCE_BYTES];
-                file.read_exact_at(&mut bytes, fences_at).map_err(io_error(path))?;
-                let fences = bytes
-                    .chunks_exact(FENCE_BYTES)
-                    .map(|fence| u128::from_le_bytes(fence.try_into().unwrap_or_default()))
-                    .collect();
-                let offset = places[partition].offset;
-                Ok(Lookup::Fenced { path: path.clone(), file, offset, count, fences, block: None })
+        let fenced = match &segment.source {
+            SegmentSource::File { path, places, .. } => {
+                places[partition].fences.map(|fences| (path, places[partition], fences))
             }
-            _ => {
-                let mut reader = segment.reader(partition)?;
-                let head = reader.next_entry()?;
-                Ok(Lookup::InOrder { reader, head })
-            }
-        }
+            SegmentSource::PartitionFiles(_) => None,
+        };
+        let Some((path, place, fences_at)) = fenced else {
+            let mut reader = segment.reader(partition)?;
+            let head = reader.next_entry()?;
+            return Ok(Lookup::InOrder { reader, head });
+        };
+        let file = File::open(path).map_err(io_error(path))?;
+        let mut bytes = vec![0u8; count.div_ceil(FENCE_STEP) as usize * FENCE_BYTES];
+        file.read_exact_at(&mut bytes, fences_at).map_err(io_error(path))?;
+        let fences = bytes
+            .chunks_exact(FENCE_BYTES)
+            .map(|fence| u128::from_le_bytes(fence.try_into().unwrap_or_default()))
+            .collect();
+        Ok(Lookup::Fenced { path: path.clone(), file, offset: place.offset, count, fences, block: None })
     }
 
     fn find(&mut self, id: u128) -> Result<Option<IndexEntry>, IngestError> {
@@ -492,6 +508,9 @@ pub struct IndexWriter {
     /// Each partition's region: (byte offset, capacity in entries, byte offset of its fences).
     regions: Vec<(u64, u64, u64)>,
     counts: Vec<AtomicU64>,
+    /// Each partition's xxh3-64 of its entries' bytes: the segment's content identity is the
+    /// xxh3-128 of them.
+    digests: Vec<AtomicU64>,
 }
 
 impl IndexWriter {
@@ -521,7 +540,13 @@ impl IndexWriter {
                 region
             })
             .collect();
-        Ok(IndexWriter { path, file, regions, counts: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect() })
+        Ok(IndexWriter {
+            path,
+            file,
+            regions,
+            counts: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            digests: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+        })
     }
 
     /// The writer of partition `partition`'s region.
@@ -536,6 +561,7 @@ impl IndexWriter {
             buffer: Vec::with_capacity(BUFFER_BYTES),
             fences_at,
             fences: Vec::new(),
+            digest: Xxh3::new(),
         }
     }
 
@@ -543,11 +569,14 @@ impl IndexWriter {
     pub fn finish(self) -> Result<(), IngestError> {
         let mut header = Vec::with_capacity(HEADER_BYTES as usize);
         header.extend_from_slice(MAGIC);
-        for ((offset, _, fences_at), count) in self.regions.iter().zip(&self.counts) {
+        let mut digests = Vec::with_capacity(PARTITIONS * 8);
+        for (((offset, _, fences_at), count), digest) in self.regions.iter().zip(&self.counts).zip(&self.digests) {
             header.extend_from_slice(&offset.to_le_bytes());
             header.extend_from_slice(&count.load(Ordering::Relaxed).to_le_bytes());
             header.extend_from_slice(&fences_at.to_le_bytes());
+            digests.extend_from_slice(&digest.load(Ordering::Relaxed).to_le_bytes());
         }
+        header.extend_from_slice(&xxh3_128(&digests).to_le_bytes());
         self.file.write_all_at(&header, 0).map_err(io_error(&self.path))
     }
 }
@@ -564,6 +593,8 @@ pub struct PartitionWriter<'a> {
     /// Byte offset of the partition's fences, and the fences so far.
     fences_at: u64,
     fences: Vec<u8>,
+    /// The hash of the entries written so far.
+    digest: Xxh3,
 }
 
 impl PartitionWriter<'_> {
@@ -584,6 +615,7 @@ impl PartitionWriter<'_> {
     }
 
     fn flush(&mut self) -> Result<(), IngestError> {
+        self.digest.update(&self.buffer);
         self.index.file.write_all_at(&self.buffer, self.offset).map_err(io_error(&self.index.path))?;
         self.offset += self.buffer.len() as u64;
         self.buffer.clear();
@@ -595,6 +627,7 @@ impl PartitionWriter<'_> {
         self.flush()?;
         self.index.file.write_all_at(&self.fences, self.fences_at).map_err(io_error(&self.index.path))?;
         self.index.counts[self.partition].store(self.count, Ordering::Relaxed);
+        self.index.digests[self.partition].store(self.digest.digest(), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -754,5 +787,31 @@ mod tests {
         assert_eq!(read(dir.path(), 4), []);
         let index = Index::open(Some(dir.path())).expect("open");
         assert!(!index.segments()[0].is_keepable(), "merged, not linked");
+    }
+
+    /// A new lake's empty index has no segment; a directory with only the stub of a written
+    /// index has lost its segments: an error, not an empty index.
+    #[test]
+    fn an_empty_index_has_no_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(Index::open(Some(dir.path())).expect("open").segments().is_empty());
+        assert!(Index::open(None).expect("open").segments().is_empty());
+        IndexWriter::create(dir.path(), &segment_name("000001"), &[0; PARTITIONS]).expect("create");
+        std::fs::remove_file(dir.path().join(segment_name("000001"))).expect("remove the segment");
+        assert!(Index::open(Some(dir.path())).is_err(), "the stub is not a partition");
+    }
+
+    /// The content identity differs between segments of the same name and size with other ids,
+    /// so a filter saved for one is not taken for the other's.
+    #[test]
+    fn a_segments_identity_follows_its_entries() {
+        let coverage = |step| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_segment(dir.path(), &segment_name("000003"), &[(2, &entries(2, 100, step))], 0);
+            Index::open(Some(dir.path())).expect("open").coverage()
+        };
+        assert_eq!(coverage(3), coverage(3));
+        assert_ne!(coverage(3), coverage(5));
+        assert!(coverage(3).starts_with("segment-000003.bin 100 "), "{}", coverage(3));
     }
 }

@@ -9,9 +9,11 @@
 //! lake and the dump; past about 2^25 ids (33 million, 32 bits each in 128 MiB) the false
 //! positives (spilled, decided exactly) grow: 1 or 2 in 100 records at 110 million ids.
 //!
-//! A run saves its filter with the index it commits (`_index/filter.bin`), so that the next
-//! run loads it instead of inserting every id of the lake again; a filter too small for the
-//! lake and the next dump is made anew from the index.
+//! A run saves its filter with the index it commits (`_index/filter.bin`), naming the index's
+//! segments (file name, entries, content identity), so that the next run loads it instead of
+//! inserting every id of the lake again. A filter too small for the lake and the next dump, one
+//! that names other segments than the index beside it, or one that cannot be read is made anew
+//! from the index.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -25,7 +27,7 @@ use crate::error::IngestError;
 /// Bits per id the filter aims for (a false positive rate of about 0.02%).
 const BITS_PER_ID: u64 = 32;
 /// The magic of a filter's file.
-const MAGIC: &[u8; 8] = b"CRMKFLT1";
+const MAGIC: &[u8; 8] = b"CRMKFLT2";
 /// Bytes of words read or written at a time.
 const CHUNK_BYTES: usize = 1 << 20;
 

@@ -11,8 +11,9 @@
 //!   _snapshots/000042/                 one complete state of the lake (files hard-linked
 //!     _readers                         from the previous state, plus what the run added);
 //!     _runs/ events/ rejects/          `_readers` is flocked shared by every reader of it;
-//!     _index/segment-*.bin             the accepted event ids (see [`crate::id_index`]) and
-//!     _index/filter.bin                their filter (see [`crate::seen_filter`])
+//!     _index/segment-*.bin             the accepted event ids (see [`crate::id_index`]),
+//!     _index/filter.bin                their filter (see [`crate::seen_filter`]) and a stub
+//!     _index/part-000.bin              that stops a crmkpi from before the one-file index
 //! ```
 //!
 //! A writer builds the next snapshot beside the current one (hard links of every committed

@@ -357,7 +357,9 @@ fn an_index_of_segments_decides_every_run_exactly() {
         let index = Index::open(Some(&index_dir)).expect("index");
         assert_eq!(index.partition_counts().iter().sum::<u64>(), first_content.len() as u64, "run {run}");
         // The saved filter holds every id of the index beside it.
-        let (filter, _) = SeenFilter::load(&index_dir.join(FILTER_FILE)).expect("load").expect("a filter");
+        let (filter, covers) = SeenFilter::load(&index_dir.join(FILTER_FILE)).expect("load").expect("a filter");
+        // It names the index's segments, so the next run loads it.
+        assert_eq!(covers, index.coverage(), "run {run}");
         for partition in 0..PARTITIONS {
             let mut entries = index.partition(partition).expect("partition");
             while let Some(entry) = entries.next_entry().expect("entry") {
