@@ -7,7 +7,7 @@
 //! [`crate::dedup::decide`]), so that a lake keeps a few. An ingest never holds the index in
 //! memory: it streams one partition at a time (see [`crate::dedup`]).
 //!
-//! Segment format (`_index/segment-<snapshot>.bin`): the magic `CRMKIDX3`, then for each of
+//! Segment format (`_index/segment-<snapshot>.bin`): the magic `CRMKIDX4`, then for each of
 //! the 256 partitions its entries' byte offset in the file, count and fences' byte offset (u64
 //! LE each), then the segment's content identity (the xxh3-128 of each partition's xxh3-64 of
 //! its entries' bytes, u128 LE), then the partitions' entries, each the id hash (u128 LE) and the content hash (u64
@@ -46,7 +46,7 @@ pub const OLDEST_SEGMENT: &str = "segment-000000.bin";
 /// directory.
 pub const FILTER_FILE: &str = "filter.bin";
 /// The magic of a segment with fences (the format written).
-const MAGIC: &[u8; 8] = b"CRMKIDX3";
+const MAGIC: &[u8; 8] = b"CRMKIDX4";
 /// The magic of a segment without fences: the one-file index, read as a segment.
 const UNFENCED_MAGIC: &[u8; 8] = b"CRMKIDX2";
 /// The magic of a partition file of the earlier format.
