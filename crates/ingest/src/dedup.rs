@@ -418,7 +418,6 @@ pub fn decide(
         lake.segments().iter().map(|segment| (segment.len(), segment.is_keepable())).collect();
     let new_ids = unseen.map_or(run.valid, Unseen::len);
     let (kept, merged) = lake.segments().split_at(sizes.len() - segments_to_merge(&sizes, new_ids));
-    let maybe_in_lake = |sequence| unseen.is_none_or(|unseen| !unseen.contains(sequence));
     let merged: Vec<&Segment> = merged.iter().collect();
     let capacities: Vec<u64> = (0..PARTITIONS)
         .map(|partition| {
@@ -432,7 +431,7 @@ pub fn decide(
             kept: kept.iter().map(|segment| SegmentProbe::new(segment, partition)).collect(),
         };
         let writer = index.as_ref().map(|index| index.partition(partition));
-        decide_partition(run, partition, lake, writer, &decisions, &maybe_in_lake)
+        decide_partition(run, partition, lake, writer, &decisions, unseen)
     })?;
     index.map_or(Ok(()), IndexWriter::finish)?;
     if let Some(next) = next_index {
@@ -468,7 +467,7 @@ fn decide_partition(
     mut lake: LakePartition<'_>,
     mut writer: Option<PartitionWriter<'_>>,
     decisions: &Decisions,
-    maybe_in_lake: &(dyn Fn(u64) -> bool + Sync),
+    unseen: Option<&Unseen>,
 ) -> Result<(), IngestError> {
     let keys = sorted_keys(run.read_keys(partition)?);
     let mut push = |entry: IndexEntry| writer.as_mut().map_or(Ok(()), |writer| writer.push(entry));
@@ -484,7 +483,7 @@ fn decide_partition(
         // The id's first record of the run: the filter had not seen its id, so the lake has
         // not either.
         let kept_known = match merged_known {
-            None if maybe_in_lake(first_sequence) => lake.find_kept(id)?,
+            None if unseen.is_none_or(|unseen| !unseen.contains(first_sequence)) => lake.find_kept(id)?,
             _ => None,
         };
         let mut first = merged_known.or(kept_known).map(|entry| entry.content_hash);

@@ -401,30 +401,19 @@ fn read_with_filter(
     // The filter is saved for the next run (its words on a thread of their own while the run's
     // ids are decided, then let go of; what it covers once the index is written, while the
     // suspects are added).
-    let (saving, decisions) = std::thread::scope(|scope| {
-        let saving = match &places.next_index {
-            Some(next_index) => Some(scope.spawn(move || dedup::save_filter(filter, next_index))),
-            None => {
-                drop(filter);
-                None
-            }
-        };
-        let decisions = dedup::decide(&run, places.lake_index.as_deref(), places.next_index.as_ref(), Some(&unseen));
-        (saving.map(|saving| saving.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))), decisions)
-    });
-    let saving = saving.transpose()?;
+    let next_index = places.next_index.as_ref();
+    let (saving, decisions) = side_by_side(
+        move || next_index.map(|next_index| dedup::save_filter(filter, next_index)).transpose(),
+        || dedup::decide(&run, places.lake_index.as_deref(), next_index, Some(&unseen)),
+    );
+    let saving = saving?;
     let decisions = decisions?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
-    let (saved, replayed) = std::thread::scope(|scope| {
-        let finishing = saving
-            .zip(places.next_index.as_ref())
-            .map(|(saving, next_index)| scope.spawn(move || dedup::finish_filter(saving, next_index)));
-        let replayed = replay(&run, &decisions, files, &mut stats, sink);
-        let saved = finishing
-            .map_or(Ok(()), |finishing| finishing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        (saved, replayed)
-    });
+    let (saved, replayed) = side_by_side(
+        move || saving.zip(next_index).map_or(Ok(()), |(saving, next_index)| dedup::finish_filter(saving, next_index)),
+        || replay(&run, &decisions, files, &mut stats, sink),
+    );
     saved?;
     replayed?;
     run.remove()?;
@@ -435,6 +424,15 @@ fn read_with_filter(
         summary.add_file(file_stats);
     }
     Ok((summary, suspects))
+}
+
+/// Runs `background` on a thread of its own while `foreground` runs on this one; both results.
+fn side_by_side<A: Send, B>(background: impl FnOnce() -> A + Send, foreground: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let background = scope.spawn(background);
+        let foreground = foreground();
+        (background.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), foreground)
+    })
 }
 
 /// Hands the decided suspects of `run` on in arrival order: the new ones to `sink` as
