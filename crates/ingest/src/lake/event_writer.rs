@@ -31,9 +31,8 @@ use crate::error::IngestError;
 use crate::validate::Event;
 use crmkpi_schema::{EventType, LAKE_COLUMNS, LakeColumn, LakeType};
 use polars::polars_utils::aliases::PlIndexSet;
-use polars_arrow::array::{
-    Array, DictionaryArray, MutablePrimitiveArray, MutableUtf8Array, PrimitiveArray, Utf8Array, Utf8ViewArray,
-};
+use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8Array, Utf8ViewArray};
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 
 /// A UTC month: (year, month).
@@ -113,7 +112,7 @@ pub struct EventColumns {
 /// The columns every event has a value in, or a null of its own: id, type, instant, amount,
 /// score and content hash.
 pub struct FixedColumns {
-    event_id: TextColumn,
+    event_id: IdColumn,
     /// Each event's type, by its [`EventType::index`].
     event_type: Vec<u8>,
     occurred_at: Vec<i64>,
@@ -129,9 +128,9 @@ pub const COLUMN_PARTS: usize = 4;
 pub enum ColumnPart<'a> {
     /// The columns every event has a value in.
     Fixed(&'a mut FixedColumns),
-    /// The columns of the text fields from this place on in lake order
-    /// ([`crate::validate::TextFields::in_lake_order`]).
-    Text(usize, &'a mut [TextColumn]),
+    /// The columns of the text fields from `first` on in lake order
+    /// ([`crate::validate::TextFields::in_lake_order`]); the next event pushed is row `row`.
+    Text { first: usize, row: u32, columns: &'a mut [TextColumn] },
 }
 
 impl ColumnPart<'_> {
@@ -139,10 +138,13 @@ impl ColumnPart<'_> {
     pub fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
         match self {
             ColumnPart::Fixed(fixed) => fixed.push(event),
-            ColumnPart::Text(first, columns) => {
+            ColumnPart::Text { first, row, columns } => {
                 for (place, column) in (*first..).zip(columns.iter_mut()) {
-                    column.push(event.text.in_lake_place(place));
+                    if let Some(text) = event.text.in_lake_place(place) {
+                        column.push(*row, text);
+                    }
                 }
+                *row += 1;
             }
         }
     }
@@ -151,7 +153,7 @@ impl ColumnPart<'_> {
 impl FixedColumns {
     fn with_capacity(capacity: usize) -> FixedColumns {
         FixedColumns {
-            event_id: TextColumn::new("event_id", capacity),
+            event_id: IdColumn::with_capacity(capacity),
             event_type: Vec::with_capacity(capacity),
             occurred_at: Vec::with_capacity(capacity),
             amount: Vec::with_capacity(capacity),
@@ -161,7 +163,7 @@ impl FixedColumns {
     }
 
     fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
-        self.event_id.push(Some(&*event.event_id));
+        self.event_id.push(&event.event_id);
         self.event_type.push(event.event_type.index() as u8);
         self.occurred_at.push(event.occurred_at);
         self.amount.push(event.amount);
@@ -174,51 +176,116 @@ impl FixedColumns {
 /// event's text fields), first in lake order: `customer_id` to `ticket_id`.
 const TEXT_IDS: usize = PLAIN_TEXT.len() - 1;
 
-/// A text field's column: its text one value after another, or the key of each value in a
-/// dictionary of the values met (4 bytes a row).
-pub enum TextColumn {
-    Plain(MutableUtf8Array<i64>),
-    /// Each row's key: the place of its value in `values`.
-    Dictionary {
-        keys: MutablePrimitiveArray<u32>,
-        values: PlIndexSet<String>,
-    },
+/// The `event_id` column: every event's id, one after another.
+pub struct IdColumn {
+    /// Where each id ends in `bytes`, after a first 0.
+    offsets: Vec<i64>,
+    bytes: Vec<u8>,
 }
 
-impl TextColumn {
-    fn new(name: &str, capacity: usize) -> TextColumn {
-        if PLAIN_TEXT.contains(&name) {
-            TextColumn::Plain(MutableUtf8Array::with_capacity(capacity))
-        } else {
-            TextColumn::Dictionary {
-                keys: MutablePrimitiveArray::with_capacity(capacity),
-                values: PlIndexSet::default(),
-            }
-        }
+impl IdColumn {
+    fn with_capacity(capacity: usize) -> IdColumn {
+        let mut offsets = Vec::with_capacity(capacity + 1);
+        offsets.push(0);
+        IdColumn { offsets, bytes: Vec::with_capacity(capacity * 16) }
     }
 
-    fn push(&mut self, text: Option<&str>) {
-        match self {
-            TextColumn::Plain(column) => column.push(text),
-            TextColumn::Dictionary { keys, values } => keys.push(text.map(|text| {
-                let key = values.get_index_of(text).unwrap_or_else(|| values.insert_full(text.to_owned()).0);
-                key as u32
-            })),
-        }
+    fn push(&mut self, id: &str) {
+        self.bytes.extend_from_slice(id.as_bytes());
+        self.offsets.push(self.bytes.len() as i64);
     }
 
     fn finish(self) -> PolarsResult<ArrayRef> {
-        match self {
-            TextColumn::Plain(column) => {
-                let array: Utf8Array<i64> = column.into();
-                Ok(array.boxed())
+        let array =
+            Utf8Array::<i64>::try_new(ArrowDataType::LargeUtf8, self.offsets.try_into()?, self.bytes.into(), None)?;
+        Ok(array.boxed())
+    }
+}
+
+/// A text field's column, kept as the rows that have a value and their values: an event has
+/// a few of its 13 text fields, and a column of mostly nulls costs nothing per null until it
+/// is laid out whole, once, when it is finished.
+pub struct TextColumn {
+    /// The rows with a value, ascending.
+    rows: Vec<u32>,
+    values: TextValues,
+}
+
+/// The values of a [`TextColumn`]'s rows that have one.
+enum TextValues {
+    /// Ids, nearly all distinct: the text one value after another, and where each ends.
+    Plain { ends: Vec<i64>, bytes: Vec<u8> },
+    /// Names and codes, which repeat: each value's key, the place of its text in `values`.
+    Dictionary { keys: Vec<u32>, values: PlIndexSet<String> },
+}
+
+impl TextColumn {
+    fn new(name: &str) -> TextColumn {
+        let values = if PLAIN_TEXT.contains(&name) {
+            TextValues::Plain { ends: Vec::new(), bytes: Vec::new() }
+        } else {
+            TextValues::Dictionary { keys: Vec::new(), values: PlIndexSet::default() }
+        };
+        TextColumn { rows: Vec::new(), values }
+    }
+
+    /// Sets row `row` (after every row set before) to `text`.
+    fn push(&mut self, row: u32, text: &str) {
+        self.rows.push(row);
+        match &mut self.values {
+            TextValues::Plain { ends, bytes } => {
+                bytes.extend_from_slice(text.as_bytes());
+                ends.push(bytes.len() as i64);
             }
-            TextColumn::Dictionary { keys, values } => {
-                let values: Vec<&str> = values.iter().map(String::as_str).collect();
-                dictionary(keys.into(), &values)
+            TextValues::Dictionary { keys, values } => {
+                let key = values.get_index_of(text).unwrap_or_else(|| values.insert_full(text.to_owned()).0);
+                keys.push(key as u32);
             }
         }
     }
+
+    /// The column of `rows` rows, null in those without a value.
+    fn finish(self, rows: usize) -> PolarsResult<ArrayRef> {
+        let validity = validity(&self.rows, rows);
+        match self.values {
+            TextValues::Plain { ends, bytes } => {
+                // A null row's text ends where the text before it ended.
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                let mut end = 0;
+                for (row, value_end) in self.rows.iter().zip(ends) {
+                    offsets.resize(*row as usize + 1, end);
+                    end = value_end;
+                    offsets.push(end);
+                }
+                offsets.resize(rows + 1, end);
+                let array =
+                    Utf8Array::<i64>::try_new(ArrowDataType::LargeUtf8, offsets.try_into()?, bytes.into(), validity)?;
+                Ok(array.boxed())
+            }
+            TextValues::Dictionary { keys, values } => {
+                let mut row_keys = vec![0; rows];
+                for (row, key) in self.rows.iter().zip(keys) {
+                    row_keys[*row as usize] = key;
+                }
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                dictionary(PrimitiveArray::new(ArrowDataType::UInt32, row_keys.into(), validity), &values)
+            }
+        }
+    }
+}
+
+/// The validity of a column of `rows` rows of which `valid` (ascending) hold a value; none
+/// when all do.
+fn validity(valid: &[u32], rows: usize) -> Option<Bitmap> {
+    if valid.len() == rows {
+        return None;
+    }
+    let mut validity = MutableBitmap::from_len_zeroed(rows);
+    for row in valid {
+        validity.set(*row as usize, true);
+    }
+    Some(validity.into())
 }
 
 impl EventColumns {
@@ -229,7 +296,7 @@ impl EventColumns {
             fields: LAKE_COLUMNS
                 .iter()
                 .filter(|column| is_event_text(column) && !["event_id", "event_type"].contains(&column.name))
-                .map(|column| TextColumn::new(column.name, capacity))
+                .map(|column| TextColumn::new(column.name))
                 .collect(),
         }
     }
@@ -242,14 +309,15 @@ impl EventColumns {
     /// The parts of the columns, each filled on its own: appending the same events to every
     /// part appends them to the columns.
     pub fn parts(&mut self) -> [ColumnPart<'_>; COLUMN_PARTS] {
+        let row = self.fixed.occurred_at.len() as u32;
         let (ids, names) = self.fields.split_at_mut(TEXT_IDS);
         let half = names.len() / 2;
         let (first_names, last_names) = names.split_at_mut(half);
         [
             ColumnPart::Fixed(&mut self.fixed),
-            ColumnPart::Text(0, ids),
-            ColumnPart::Text(TEXT_IDS, first_names),
-            ColumnPart::Text(TEXT_IDS + half, last_names),
+            ColumnPart::Text { first: 0, row, columns: ids },
+            ColumnPart::Text { first: TEXT_IDS, row, columns: first_names },
+            ColumnPart::Text { first: TEXT_IDS + half, row, columns: last_names },
         ]
     }
 
@@ -271,7 +339,7 @@ impl EventColumns {
         let FixedColumns { event_id, event_type, occurred_at, amount, score, content_hash } = self.fixed;
         let mut text = [event_id.finish(), event_types(&event_type)]
             .into_iter()
-            .chain(self.fields.into_iter().map(TextColumn::finish));
+            .chain(self.fields.into_iter().map(|column| column.finish(rows)));
         let mut numbers = [
             Int64Chunked::from_vec("occurred_at".into(), occurred_at)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
@@ -757,6 +825,49 @@ mod tests {
         assert_eq!(dictionary_text("stage"), (vec![None, Some("won".into()), None, Some("won".into())], 1));
         let customers = arrays[place("customer_id")].as_any().downcast_ref::<Utf8Array<i64>>().expect("plain text");
         assert_eq!(customers.values_iter().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
+    }
+
+    /// A column of mostly nulls, filled over several batches, holds each row's value where it
+    /// was given: nulls first, between values, last, and a column of nulls only.
+    #[test]
+    fn sparse_text_columns_keep_every_row_in_place() {
+        let text = |row: usize, every: usize, value: &str| (row % every == every - 1).then(|| format!("{value}{row}"));
+        let rows = 23;
+        let owned: Vec<(String, Option<String>, Option<String>)> =
+            (0..rows).map(|row| (format!("e{row}"), text(row, 5, "d"), text(row, 3, "won"))).collect();
+        let events: Vec<Event<&str>> = owned
+            .iter()
+            .map(|(event_id, deal_id, stage)| Event {
+                text: TextFields { deal_id: deal_id.as_deref(), stage: stage.as_deref(), ..TextFields::default() },
+                ..event(event_id, EventType::DealStageChanged, None)
+            })
+            .collect();
+        let mut columns = EventColumns::with_capacity(2);
+        for batch in events.chunks(4) {
+            columns.extend(batch);
+        }
+        let arrays = columns.finish("run-1").expect("columns");
+        let place = |name: &str| LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
+        let plain = |name: &str| -> Vec<Option<String>> {
+            let array = arrays[place(name)].as_any().downcast_ref::<Utf8Array<i64>>().expect("plain text");
+            array.iter().map(|text| text.map(str::to_owned)).collect()
+        };
+        let stages: Vec<Option<String>> = arrays[place("stage")]
+            .as_any()
+            .downcast_ref::<DictionaryArray<u32>>()
+            .expect("a dictionary")
+            .iter_typed::<Utf8ViewArray>()
+            .expect("typed")
+            .map(|text| text.map(str::to_owned))
+            .collect();
+        let expected = |every, value| (0..rows).map(|row| text(row, every, value)).collect::<Vec<_>>();
+        assert_eq!(plain("event_id"), (0..rows).map(|row| Some(format!("e{row}"))).collect::<Vec<_>>());
+        assert_eq!(plain("deal_id"), expected(5, "d"));
+        assert_eq!(stages, expected(3, "won"));
+        assert_eq!(plain("customer_id"), vec![None; rows]);
+        assert_eq!(arrays[place("customer_id")].null_count(), rows);
+        assert_eq!(arrays[place("event_id")].validity(), None);
         assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
     }
 
