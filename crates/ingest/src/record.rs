@@ -3,7 +3,6 @@
 //! it was written with); CSV cells are text. Malformed records (not JSON, not an object, wrong
 //! CSV field count) are detected here.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use crmkpi_schema::Field;
@@ -14,14 +13,14 @@ use crate::csv_records::CsvCells;
 use crate::flat_json::scan_flat_object;
 
 /// The value of one field as the dump wrote it, borrowed from the record's text (a JSON string
-/// with escapes is unescaped into a string of its own).
+/// with escapes is unescaped into a string kept in the batch's [`Unescaped`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value<'a> {
     /// Absent, JSON `null`, JSON `""` or an empty CSV cell.
     #[default]
     Null,
     /// A JSON string or a CSV cell.
-    Text(Cow<'a, str>),
+    Text(&'a str),
     /// A JSON number, as the text it was written with (`1.50` stays `1.50`; an integer beyond
     /// 64 bits keeps all its digits).
     Number(&'a str),
@@ -33,13 +32,13 @@ pub enum Value<'a> {
 
 impl<'a> Value<'a> {
     /// The value of one JSON value's text (as serde_json validated it: no surrounding
-    /// whitespace). Only a string with escapes is parsed again.
-    fn from_json(raw: &'a RawValue) -> Result<Value<'a>, serde_json::Error> {
+    /// whitespace). Only a string with escapes is parsed again, into `unescaped`.
+    fn from_json(raw: &'a RawValue, unescaped: &'a Unescaped) -> Result<Value<'a>, serde_json::Error> {
         let text = raw.get();
         Ok(match text.as_bytes().first() {
             Some(b'"') => match text.get(1..text.len() - 1) {
-                Some(inner) if !inner.contains('\\') => Value::Text(Cow::Borrowed(inner)),
-                _ => Value::Text(Cow::Owned(serde_json::from_str::<String>(text)?)),
+                Some(inner) if !inner.contains('\\') => Value::Text(inner),
+                _ => Value::Text(unescaped.keep(serde_json::from_str::<String>(text)?)),
             },
             Some(b'n') => Value::Null,
             Some(b't') => Value::Bool(true),
@@ -47,6 +46,24 @@ impl<'a> Value<'a> {
             Some(b'{' | b'[') => Value::Nested,
             _ => Value::Number(text),
         })
+    }
+}
+
+/// The strings unescaped from a batch's JSON strings with escapes, the one kind of value that
+/// is not a slice of its record's text. They are kept as long as the batch, so that every
+/// value borrows: a record's values and its event are then slices, not strings of their own.
+#[derive(Debug, Default)]
+pub struct Unescaped(boxcar::Vec<String>);
+
+impl Unescaped {
+    /// Keeps `text`; the kept text.
+    fn keep(&self, text: String) -> &str {
+        &self.0[self.0.push(text)]
+    }
+
+    /// Lets go of the strings kept (for the next batch).
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -75,7 +92,7 @@ impl<'a> RawRecord<'a> {
     #[inline(always)]
     pub fn set(&mut self, field: Field, value: Value<'a>) {
         self.values[field as usize] = match value {
-            Value::Text(text) if text.is_empty() => Value::Null,
+            Value::Text("") => Value::Null,
             other => other,
         };
     }
@@ -100,6 +117,7 @@ impl GivenFields {
 /// Fills a record from a JSON object's keys.
 struct RecordVisitor<'r, 'a> {
     record: &'r mut RawRecord<'a>,
+    unescaped: &'a Unescaped,
 }
 
 impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
@@ -118,7 +136,7 @@ impl<'de> Visitor<'de> for RecordVisitor<'_, 'de> {
                         return Err(de::Error::custom(format!("duplicate key `{field}`")));
                     }
                     let raw = map.next_value::<&'de RawValue>()?;
-                    self.record.set(field, Value::from_json(raw).map_err(de::Error::custom)?);
+                    self.record.set(field, Value::from_json(raw, self.unescaped).map_err(de::Error::custom)?);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -157,19 +175,24 @@ impl Visitor<'_> for FieldKeyVisitor {
 /// Parses one NDJSON line into `record` (empty before); whether the line is a JSON object
 /// (when not, `record` holds what was read before the error). The record is filled where it
 /// lies: it is large, and every move of it is a copy. A flat object without escapes, the
-/// common line, is read by [`scan_flat_object`]; any other line by serde_json.
-pub fn parse_json_line<'a>(line: &'a str, record: &mut RawRecord<'a>) -> bool {
+/// common line, is read by [`scan_flat_object`]; any other line by serde_json, its strings with
+/// escapes unescaped into `unescaped`.
+pub fn parse_json_line<'a>(line: &'a str, unescaped: &'a Unescaped, record: &mut RawRecord<'a>) -> bool {
     if scan_flat_object(line, record).is_some() {
         return true;
     }
     *record = RawRecord::default();
-    parse_json_line_with_serde(line, record)
+    parse_json_line_with_serde(line, unescaped, record)
 }
 
 /// [`parse_json_line`] by serde_json alone.
-pub(crate) fn parse_json_line_with_serde<'a>(line: &'a str, record: &mut RawRecord<'a>) -> bool {
+pub(crate) fn parse_json_line_with_serde<'a>(
+    line: &'a str,
+    unescaped: &'a Unescaped,
+    record: &mut RawRecord<'a>,
+) -> bool {
     let mut deserializer = serde_json::Deserializer::from_str(line);
-    deserializer.deserialize_map(RecordVisitor { record }).is_ok() && deserializer.end().is_ok()
+    deserializer.deserialize_map(RecordVisitor { record, unescaped }).is_ok() && deserializer.end().is_ok()
 }
 
 /// The header of a CSV dump: which field each column holds (`None`: an unknown column).
@@ -197,7 +220,7 @@ impl CsvHeader {
         for (column, cell) in self.columns.iter().zip(cells.iter()) {
             if let Some(field) = column {
                 let Ok(text) = std::str::from_utf8(cell) else { return false };
-                record.set(*field, Value::Text(Cow::Borrowed(text)));
+                record.set(*field, Value::Text(text));
             }
         }
         true
@@ -210,8 +233,9 @@ mod tests {
     use crate::csv_records::CsvSplitter;
 
     fn json(line: &str) -> Option<RawRecord<'_>> {
+        static UNESCAPED: std::sync::LazyLock<Unescaped> = std::sync::LazyLock::new(Unescaped::default);
         let mut record = RawRecord::default();
-        parse_json_line(line, &mut record).then_some(record)
+        parse_json_line(line, &UNESCAPED, &mut record).then_some(record)
     }
 
     fn csv<'a>(header: &CsvHeader, cells: &'a CsvCells) -> Option<RawRecord<'a>> {
@@ -235,7 +259,7 @@ mod tests {
         .expect("object");
         assert_eq!(record.get(Field::EventId), &Value::Number("17"));
         assert_eq!(record.get(Field::Amount), &Value::Number("1.5"));
-        assert_eq!(record.get(Field::Score), &Value::Text("7".into()));
+        assert_eq!(record.get(Field::Score), &Value::Text("7"));
         assert_eq!(record.get(Field::Reason), &Value::Null);
         assert_eq!(record.get(Field::Stage), &Value::Null);
         assert_eq!(record.get(Field::OwnerId), &Value::Bool(true));
@@ -251,15 +275,15 @@ mod tests {
         assert_eq!(record.get(Field::EventId), &Value::Number("1.50"));
         assert_eq!(record.get(Field::DealId), &Value::Number("123456789012345678901234567890"));
         assert_eq!(record.get(Field::OrderId), &Value::Number("-1e-7"));
-        assert_eq!(record.get(Field::Stage), &Value::Text("a\"bé".into()));
-        assert_eq!(record.get(Field::Channel), &Value::Text("plain é".into()));
+        assert_eq!(record.get(Field::Stage), &Value::Text("a\"bé"));
+        assert_eq!(record.get(Field::Channel), &Value::Text("plain é"));
     }
 
     #[test]
     fn json_keys_name_their_field_through_escapes() {
         let record = json(r#"{"event\u005fid": "e1", "st\u0061ge": "won", "unknown\n": 1}"#).expect("object");
-        assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
-        assert_eq!(record.get(Field::Stage), &Value::Text("won".into()));
+        assert_eq!(record.get(Field::EventId), &Value::Text("e1"));
+        assert_eq!(record.get(Field::Stage), &Value::Text("won"));
         // The same field twice, once escaped: a malformed record.
         assert!(json(r#"{"event_id": "a", "event\u005fid": "b"}"#).is_none());
     }
@@ -278,8 +302,8 @@ mod tests {
         let header = CsvHeader::from_cells(&cells_of("occurred_at, event_id,unknown,event_type")).expect("header");
         let cells = cells_of("2024-01-01T00:00:00Z,e1,zzz,order_placed");
         let record = csv(&header, &cells).expect("record");
-        assert_eq!(record.get(Field::EventId), &Value::Text("e1".into()));
-        assert_eq!(record.get(Field::EventType), &Value::Text("order_placed".into()));
+        assert_eq!(record.get(Field::EventId), &Value::Text("e1"));
+        assert_eq!(record.get(Field::EventType), &Value::Text("order_placed"));
         assert!(csv(&header, &cells_of("a,b")).is_none());
     }
 }

@@ -2,7 +2,6 @@
 //! deduplicate against the lake and the run so far, and account for every record read:
 //! `read = accepted + duplicates + rejected`, per file and in total.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use crate::lake::{FileStats, Lake, Reject, RunRecord, RunStatus, StagedRun, reje
 use crate::read::{Parsed, read_dump};
 use crate::seen_filter::SeenFilter;
 use crate::source::{Compression, DumpFile, Format, content_identity, expand_inputs};
-use crate::validate::{Event, RejectReason};
+use crate::validate::{Event, EventView, RejectReason};
 
 /// Suspects in a batch from which they are encoded for the spill in parallel.
 const PARALLEL_SUSPECTS: usize = 1_024;
@@ -538,7 +537,7 @@ impl Intake {
                 _ => {}
             }
         }
-        let encode = |(record, event): &(&Parsed<'_>, &Event<Cow<'_, str>>)| self.encode_suspect(index, record, event);
+        let encode = |(record, event): &(&Parsed<'_>, &EventView<'_>)| self.encode_suspect(index, record, event);
         // Suspects are few, unless the dump was ingested before (then every record is one).
         let suspects: Vec<Vec<u8>> = if suspects.len() < PARALLEL_SUSPECTS {
             suspects.iter().map(encode).collect::<Result<_, _>>()?
@@ -597,7 +596,7 @@ impl Intake {
                 // overlap, where each insert (a locked update) would wait for the one before.
                 let mut ids = [None; FILTER_CHUNK];
                 for (id, record) in ids.iter_mut().zip(chunk) {
-                    *id = record.verdict.as_ref().ok().map(|event| id_hash(&event.event_id));
+                    *id = record.verdict.as_ref().ok().map(|event| id_hash(event.event_id));
                 }
                 self.filter.load_words(ids.iter().flatten().copied());
                 ids.into_iter().take(chunk.len()).map(|id| match id {

@@ -4,7 +4,6 @@
 //! `invalid_timestamp`, `invalid_amount`, `invalid_score`, `invalid_category`,
 //! `unknown_currency`. (`conflicting_duplicate` is decided by deduplication, after this.)
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
@@ -155,48 +154,42 @@ impl<S: Deref<Target = str>> Event<S> {
 
 impl<S: Deref<Target = str>> TextFields<S> {
     /// The fields' text in lake order, from `customer_id` to `reason`.
+    #[inline]
     pub fn in_lake_order(&self) -> [Option<&str>; 13] {
-        std::array::from_fn(|place| self.in_lake_place(place))
-    }
-
-    /// The text of the field at `place` in lake order; `None` past the last. Reads that field
-    /// only: filling a lake column needs one field of each event.
-    pub fn in_lake_place(&self, place: usize) -> Option<&str> {
-        match place {
-            0 => self.customer_id.as_deref(),
-            1 => self.deal_id.as_deref(),
-            2 => self.order_id.as_deref(),
-            3 => self.ticket_id.as_deref(),
-            4 => self.campaign_id.as_deref(),
-            5 => self.owner_id.as_deref(),
-            6 => self.stage.as_deref(),
-            7 => self.currency.as_deref(),
-            8 => self.channel.as_deref(),
-            9 => self.kind.as_deref(),
-            10 => self.category.as_deref(),
-            11 => self.survey.as_deref(),
-            12 => self.reason.as_deref(),
-            _ => None,
-        }
+        [
+            self.customer_id.as_deref(),
+            self.deal_id.as_deref(),
+            self.order_id.as_deref(),
+            self.ticket_id.as_deref(),
+            self.campaign_id.as_deref(),
+            self.owner_id.as_deref(),
+            self.stage.as_deref(),
+            self.currency.as_deref(),
+            self.channel.as_deref(),
+            self.kind.as_deref(),
+            self.category.as_deref(),
+            self.survey.as_deref(),
+            self.reason.as_deref(),
+        ]
     }
 }
 
 /// The text form of a value in a string field: JSON numbers and booleans become their JSON
 /// text as written (`1.50` stays `1.50`). Objects and arrays were rejected before (a malformed
 /// record).
-fn text_of(value: Value<'_>) -> Option<Cow<'_, str>> {
+fn text_of(value: Value<'_>) -> Option<&str> {
     match value {
         Value::Null | Value::Nested => None,
-        Value::Text(text) => Some(text),
-        Value::Number(text) => Some(Cow::Borrowed(text)),
-        Value::Bool(flag) => Some(Cow::Owned(flag.to_string())),
+        Value::Text(text) | Value::Number(text) => Some(text),
+        Value::Bool(true) => Some("true"),
+        Value::Bool(false) => Some("false"),
     }
 }
 
 /// Validates and normalises one raw record under the run's configuration. The event's text is
-/// the record's (borrowed from the dump's text where the record borrows it): the values it
-/// takes are left null in the record.
-pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<Event<Cow<'a, str>>, RejectReason> {
+/// the record's (slices of the dump's text, or of its batch's unescaped strings): the values
+/// it takes are left null in the record.
+pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<EventView<'a>, RejectReason> {
     if Field::ALL.iter().any(|field| matches!(record.get(*field), Value::Nested)) {
         return Err(RejectReason::MalformedRecord);
     }
@@ -223,14 +216,14 @@ pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<Event
     let event_id = text(Field::EventId).unwrap_or_default();
     let (survey, score) = if event_type == EventType::SurveyAnswered {
         let survey = text(Field::Survey).unwrap_or_default();
-        let score = parse_score(&survey, &given_score).ok_or(RejectReason::InvalidScore)?;
+        let score = parse_score(survey, &given_score).ok_or(RejectReason::InvalidScore)?;
         (Some(survey), Some(score))
     } else {
         (None, None)
     };
     let category = if event_type == EventType::SpendRecorded {
         let category = text(Field::Category).unwrap_or_default();
-        if !matches!(&*category, "acquisition" | "retention" | "crm") {
+        if !matches!(category, "acquisition" | "retention" | "crm") {
             return Err(RejectReason::InvalidCategory);
         }
         Some(category)
@@ -257,7 +250,7 @@ pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<Event
         survey,
         reason: text(Field::Reason),
     };
-    let content_hash = content_hash(&event_id, event_type, occurred_at, &fields, given_amount, score);
+    let content_hash = content_hash(event_id, event_type, occurred_at, &fields, given_amount, score);
     Ok(Event {
         event_id,
         event_type,
@@ -323,7 +316,7 @@ fn parse_amount(value: &Value<'_>) -> Result<Option<f64>, RejectReason> {
     let text = match value {
         Value::Null => return Ok(None),
         Value::Number(text) => *text,
-        Value::Text(text) => &**text,
+        Value::Text(text) => text,
         Value::Bool(_) | Value::Nested => return Err(RejectReason::InvalidAmount),
     };
     let amount = text.parse::<f64>().map_err(|_| RejectReason::InvalidAmount)?;
@@ -507,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn a_field_by_its_lake_place_is_that_of_the_lake_order() {
+    fn the_lake_order_is_customer_id_to_reason() {
         let names = ["c", "d", "o", "t", "camp", "own", "st", "cur", "ch", "k", "cat", "sur", "r"];
         let fields = TextFields {
             customer_id: Some(names[0]),
@@ -524,12 +517,10 @@ mod tests {
             survey: Some(names[11]),
             reason: Some(names[12]),
         };
-        let by_place: Vec<Option<&str>> = (0..names.len()).map(|place| fields.in_lake_place(place)).collect();
-        assert_eq!(by_place, fields.in_lake_order());
-        assert_eq!(by_place, names.map(Some));
-        assert_eq!(fields.in_lake_place(names.len()), None);
+        assert_eq!(fields.in_lake_order(), names.map(Some));
         let no_reason = TextFields { reason: None, ..fields };
-        assert_eq!(no_reason.in_lake_place(12), None);
+        assert_eq!(no_reason.in_lake_order()[12], None);
+        assert_eq!(no_reason.in_lake_order()[..12], names.map(Some)[..12]);
     }
 
     fn micros(text: &str) -> i64 {
@@ -574,7 +565,7 @@ mod tests {
             Value::Number(text)
         }
         assert_eq!(parse_occurred_at(&number("1709569978000"), utc), Some(micros("2024-03-04T16:32:58Z")));
-        assert_eq!(parse_occurred_at(&Value::Text("1709569978000".into()), utc), None);
+        assert_eq!(parse_occurred_at(&Value::Text("1709569978000"), utc), None);
         assert_eq!(parse_occurred_at(&number("1.5"), utc), None);
         assert_eq!(parse_occurred_at(&number("1709569978000.0"), utc), None);
         assert_eq!(parse_occurred_at(&number("1.709569978e12"), utc), None);
@@ -584,18 +575,18 @@ mod tests {
 
     #[test]
     fn amounts_and_scores() {
-        assert_eq!(parse_amount(&Value::Text("12.50".into())), Ok(Some(12.5)));
+        assert_eq!(parse_amount(&Value::Text("12.50")), Ok(Some(12.5)));
         assert_eq!(parse_amount(&Value::Number("3")), Ok(Some(3.0)));
         assert_eq!(parse_amount(&Value::Number("1.50")), Ok(Some(1.5)));
         assert_eq!(parse_amount(&Value::Number("1e400")), Err(RejectReason::InvalidAmount));
         for bad in ["-1", "NaN", "inf", "12,50", "abc"] {
-            assert_eq!(parse_amount(&Value::Text(bad.into())), Err(RejectReason::InvalidAmount), "{bad}");
+            assert_eq!(parse_amount(&Value::Text(bad)), Err(RejectReason::InvalidAmount), "{bad}");
         }
         assert_eq!(parse_amount(&Value::Bool(true)), Err(RejectReason::InvalidAmount));
         assert_eq!(parse_score("nps", &Value::Number("7.0")), Some(7));
         assert_eq!(parse_score("nps", &Value::Number("7e0")), Some(7));
         assert_eq!(parse_score("nps", &Value::Number("99999999999999999999")), None);
-        assert_eq!(parse_score("nps", &Value::Text("10".into())), Some(10));
+        assert_eq!(parse_score("nps", &Value::Text("10")), Some(10));
         assert_eq!(parse_score("nps", &Value::Number("11")), None);
         assert_eq!(parse_score("csat", &Value::Number("0")), None);
         assert_eq!(parse_score("ces", &Value::Number("7")), Some(7));

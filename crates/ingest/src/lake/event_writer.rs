@@ -139,8 +139,9 @@ impl ColumnPart<'_> {
         match self {
             ColumnPart::Fixed(fixed) => fixed.push(event),
             ColumnPart::Text { first, row, columns } => {
-                for (place, column) in (*first..).zip(columns.iter_mut()) {
-                    if let Some(text) = event.text.in_lake_place(place) {
+                let texts = event.text.in_lake_order();
+                for (text, column) in texts[*first..].iter().zip(columns.iter_mut()) {
+                    if let Some(text) = text {
                         column.push(*row, text);
                     }
                 }

@@ -48,6 +48,32 @@ c3,site_visited,2024-01-05T10:00:00Z,x3\n";
     );
 }
 
+/// JSON strings with escapes reach the lake unescaped, in every field of every record that has
+/// them, over more records than one batch holds (a batch's unescaped strings are kept while
+/// its events are written, then let go of for the next batch).
+#[test]
+fn json_escapes_reach_the_lake_unescaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records = 5_000;
+    let text: String = (0..records)
+        .map(|n| {
+            format!(
+                "{{\"event_id\":\"e\\u005f{n:05}\",\"event_type\":\"site_visited\",\"occurred_at\":\"2024-01-05T10:00:00Z\",\
+                 \"customer_id\":\"caf\\u00e9 \\\"{n}\\\"\",\"channel\":\"web\\\\{n}\"}}\n"
+            )
+        })
+        .collect();
+    let path = write_dump(dir.path(), "escapes.ndjson", &text);
+    let lake = dir.path().join("lake");
+    let report = ingest_into(&lake, &[path], &config_with(0.0));
+    assert_eq!((report.summary.read, report.summary.accepted), (records, records));
+    let events = lake_events(&lake);
+    let expected = |text: &dyn Fn(u64) -> String| (0..records).map(|n| Some(text(n))).collect::<Vec<_>>();
+    assert_eq!(strings(&events, "event_id"), expected(&|n| format!("e_{n:05}")));
+    assert_eq!(strings(&events, "customer_id"), expected(&|n| format!("café \"{n}\"")));
+    assert_eq!(strings(&events, "channel"), expected(&|n| format!("web\\{n}")));
+}
+
 /// A UTF-8 byte-order mark at the start of a file is not part of its first record, in NDJSON
 /// as in CSV.
 #[test]
