@@ -25,8 +25,9 @@ use crate::source::{DumpFile, Format, open};
 use crate::validate::{EventView, RejectReason, validate};
 
 /// Records per batch handed from the reader thread to the parsers. Its parsed records (about
-/// 310 bytes each, their text borrowed) are read several times after parsing (their ids filtered, their columns
-/// filled, then dropped): 4,096 of them measured 3% faster than 8,192 on 2 cores.
+/// 310 bytes each, their text borrowed) are read several times after parsing (their ids
+/// filtered, their columns filled, then dropped): 4,096 of them measured 3% faster than 8,192
+/// on 2 cores.
 const BATCH_RECORDS: usize = 1 << 12;
 /// Bytes read from a dump at a time.
 const READ_BYTES: usize = 1 << 17;
