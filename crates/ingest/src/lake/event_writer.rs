@@ -467,26 +467,47 @@ impl EventEncoder {
         Ok(columns.into_iter().flatten().collect())
     }
 
+    /// How the column of `array` is written.
+    fn column_options(&self, array: &ArrayRef, parquet_type: &ParquetType) -> WriteOptions {
+        match array.dtype() {
+            // A dictionary's keys in one data page: the writer gives each data page of a
+            // dictionary array the whole array's statistics, null count included, and the row
+            // group's statistics add the pages' up (a row group of 525,000 rows, 3 pages of 4-byte
+            // keys, had 3 times its nulls in its footer).
+            ArrowDataType::Dictionary(..) => WriteOptions { data_page_size: Some(usize::MAX), ..self.options },
+            _ if UNORDERED.contains(&parquet_type.name()) => {
+                WriteOptions { statistics: NULL_COUNT_ONLY, ..self.options }
+            }
+            _ => self.options,
+        }
+    }
+
     fn encode_column(
         &self,
         array: &ArrayRef,
         parquet_type: &ParquetType,
         encodings: &[Encoding],
     ) -> PolarsResult<Vec<Vec<CompressedPage>>> {
-        let options = match array.dtype() {
-            // A dictionary's keys in one data page: the writer gives each data page of a
-            // dictionary array the whole array's statistics, null count included, and the row
-            // group's statistics add the pages' up (a row group of 525,000 rows, 3 pages of 4-byte
-            // keys, had 3 times its nulls in its footer).
-            ArrowDataType::Dictionary(..) => WriteOptions { data_page_size: Some(usize::MAX), ..self.options },
-            _ => self.options,
-        };
-        array_to_columns(array, parquet_type.clone(), options, encodings)?
+        array_to_columns(array, parquet_type.clone(), self.column_options(array, parquet_type), encodings)?
             .into_iter()
             .map(|pages| pages.map(|page| compress_page(page?)).collect())
             .collect()
     }
 }
+
+/// The columns whose values have no order a reader could skip row groups by: ids, spread over
+/// every row group of a month, and the content hash. Their statistics are their null counts
+/// (a minimum and a maximum would cost a comparison of every value, twice).
+const UNORDERED: [&str; 6] = ["event_id", "customer_id", "deal_id", "order_id", "ticket_id", "content_hash"];
+
+/// The statistics of an [`UNORDERED`] column.
+const NULL_COUNT_ONLY: StatisticsOptions = StatisticsOptions {
+    min_value: false,
+    max_value: false,
+    distinct_count: false,
+    null_count: true,
+    binary_statistics_truncate_length: None,
+};
 
 /// The zstd level of the event files' pages. Level 1: a twentieth larger than the default
 /// level 3, a tenth faster to write.
@@ -765,7 +786,8 @@ mod tests {
         let mut theirs = Vec::new();
         let fields = encoder.parquet_schema.fields();
         for ((array, parquet_type), encodings) in arrays.iter().zip(fields).zip(&encoder.encodings) {
-            for pages in array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode") {
+            let options = encoder.column_options(array, parquet_type);
+            for pages in array_to_columns(array, parquet_type.clone(), options, encodings).expect("encode") {
                 let pages = pages.map(|page| {
                     page.map_err(|error| polars_parquet::read::ParquetError::FeatureNotSupported(error.to_string()))
                 });
@@ -859,6 +881,25 @@ mod tests {
         assert_eq!(arrays[place("customer_id")].null_count(), rows);
         assert_eq!(arrays[place("event_id")].validity(), None);
         assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
+    }
+
+    /// Ids and the content hash have null counts but no bounds; the other columns both (bounds
+    /// when they hold a value).
+    #[test]
+    fn unordered_columns_have_null_counts_only() {
+        use polars_parquet::parquet::page::DataPageHeader;
+        let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(1_000)).expect("pages");
+        for (column, pages) in LAKE_COLUMNS.iter().zip(&pages) {
+            for page in pages {
+                let CompressedPage::Data(page) = page else { continue };
+                let DataPageHeader::V1(header) = page.header() else { panic!("a version 1 page") };
+                let statistics = header.statistics.as_ref().expect("statistics");
+                assert!(statistics.null_count.is_some(), "{}", column.name);
+                let bounded = statistics.min_value.is_some() && statistics.max_value.is_some();
+                let has_values = statistics.null_count < Some(i64::from(header.num_values));
+                assert_eq!(bounded, has_values && !UNORDERED.contains(&column.name), "{}", column.name);
+            }
+        }
     }
 
     /// A row group's statistics count each null once, also for a dictionary column of more
