@@ -36,7 +36,7 @@ RULES = [
     ("JSON parsing", "serde_json"),
     ("JSON parsing", "parse_json_line"),
     ("JSON parsing", "record::Value"),
-    ("filling the columns", "in_lake_place"),
+    ("filling the columns", "IdColumn"),
     ("validation", "validate::"),
     ("validation", "content_hash"),
     ("validation", "parse_occurred_at"),
