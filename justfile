@@ -63,14 +63,14 @@ bench-ingest EVENTS="10000000":
     bash scripts/bench-ingest.sh {{EVENTS}}
 
 # Where ingest's CPU goes, by stage (perf with call graphs; needs Debian's linux-perf):
+# just profile-ingest bench-data/dump-10000000
+profile-ingest DUMP HZ="199":
+    bash scripts/profile-ingest.sh {{DUMP}} {{HZ}}
+
 # Instructions of one ingest under callgrind (deterministic to ~1%; compares binaries on a
 # noisy machine): just count-ingest small.ndjson target/release/crmkpi /path/to/older/crmkpi
 count-ingest DUMP *BINS:
     bash scripts/count-ingest.sh {{DUMP}} {{BINS}}
-
-# just profile-ingest bench-data/dump-10000000
-profile-ingest DUMP HZ="199":
-    bash scripts/profile-ingest.sh {{DUMP}} {{HZ}}
 
 # Compute with Spark: just spark lake out --master 'local[2]' --buckets 8 (the Python package
 # and pyspark installed: scripts/test.sh's .venv has both).

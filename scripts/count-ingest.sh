@@ -8,9 +8,12 @@
 set -euo pipefail
 dump=$(realpath "${1:?usage: scripts/count-ingest.sh DUMP [BIN...]}")
 shift
+bins=()
+for bin in "$@"; do
+    bins+=("$(realpath "$bin")")
+done
 cd "$(dirname "$0")/.."
 command -v valgrind > /dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)" >&2; exit 1; }
-bins=("$@")
 if [ ${#bins[@]} -eq 0 ]; then
     cargo build --release -q -p crmkpi
     bins=(target/release/crmkpi)

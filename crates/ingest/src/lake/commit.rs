@@ -580,11 +580,16 @@ mod tests {
         let lake = Lake::new(dir.path().join("lake"));
         let lock = lake.lock().expect("lock");
         let mut staged = lake.stage("run1", &lock).expect("stage");
-        let chunks = [
+        let mut chunks = [
             vec![event(1, "2024-01-05T10:00:00Z"), event(2, "2024-02-01T00:00:00Z"), event(3, "2024-01-31T23:59:59Z")],
             vec![event(4, "2024-02-10T10:00:00Z"), event(5, "2024-01-01T00:00:00Z")],
             vec![event(6, "2024-03-03T03:03:03Z")],
         ];
+        // Events 3 and 4 without a customer: a text column's rows, null or not, stay in place
+        // across the chunks of each month.
+        for event in chunks.iter_mut().flatten().filter(|event| ["e3", "e4"].contains(&event.event_id.as_str())) {
+            event.text.customer_id = None;
+        }
         for chunk in &chunks {
             let events: Vec<&Event> = chunk.iter().collect();
             staged.add_events(&events).expect("add");
@@ -593,13 +598,24 @@ mod tests {
         let months: Vec<&str> =
             record.event_files.iter().map(|file| file.split('/').nth(1).expect("partition")).collect();
         assert_eq!(months, ["month=2024-01", "month=2024-02", "month=2024-03"]);
-        let ids_of = |file: &String| -> Vec<String> {
+        let column_of = |file: &String, name: &str| -> Vec<Option<String>> {
             let frame = ParquetReader::new(File::open(lake.root().join(file)).expect("open")).finish().expect("read");
-            let ids = frame.column("event_id").expect("event_id").str().expect("str").clone();
-            ids.iter().map(|id| id.expect("id").to_owned()).collect()
+            let texts = frame.column(name).expect("column").str().expect("str").clone();
+            texts.iter().map(|text| text.map(str::to_owned)).collect()
         };
-        let ids: Vec<Vec<String>> = record.event_files.iter().map(ids_of).collect();
-        assert_eq!(ids, [vec!["e1", "e3", "e5"], vec!["e2", "e4"], vec!["e6"]]);
+        let texts = |name: &str| -> Vec<Vec<Option<String>>> {
+            record.event_files.iter().map(|file| column_of(file, name)).collect()
+        };
+        let some = |texts: &[&str]| texts.iter().map(|text| Some((*text).to_owned())).collect::<Vec<_>>();
+        assert_eq!(texts("event_id"), [some(&["e1", "e3", "e5"]), some(&["e2", "e4"]), some(&["e6"])]);
+        assert_eq!(
+            texts("customer_id"),
+            [
+                vec![Some("c1".to_owned()), None, Some("c5".to_owned())],
+                vec![Some("c2".to_owned()), None],
+                some(&["c6"])
+            ]
+        );
         assert_eq!(lake.event_files().expect("files").len(), 3);
     }
 }

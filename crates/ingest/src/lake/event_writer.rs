@@ -229,6 +229,7 @@ impl TextColumn {
 
     /// Sets row `row` (after every row set before) to `text`.
     fn push(&mut self, row: u32, text: &str) {
+        debug_assert!(self.rows.last().is_none_or(|last| *last < row), "rows set in ascending order");
         self.rows.push(row);
         match &mut self.values {
             TextValues::Plain { ends, bytes } => {
@@ -244,6 +245,7 @@ impl TextColumn {
 
     /// The column of `rows` rows, null in those without a value.
     fn finish(self, rows: usize) -> PolarsResult<ArrayRef> {
+        debug_assert!(self.rows.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
         let validity = validity(&self.rows, rows);
         match self.values {
             TextValues::Plain { ends, bytes } => {
@@ -287,7 +289,8 @@ fn validity(valid: &[u32], rows: usize) -> Option<Bitmap> {
 }
 
 impl EventColumns {
-    /// Empty columns with room for `capacity` events.
+    /// Empty columns, the fixed ones with room for `capacity` events (the text columns grow
+    /// with the values they are given).
     pub fn with_capacity(capacity: usize) -> EventColumns {
         EventColumns {
             fixed: FixedColumns::with_capacity(capacity),
@@ -304,8 +307,10 @@ impl EventColumns {
         self.fixed.occurred_at.len()
     }
 
-    /// The parts of the columns, each filled on its own: appending the same events to every
-    /// part appends them to the columns.
+    /// The parts of the columns, each filled on its own: appending the same events, in the same
+    /// order, to every part appends them to the columns. The columns hold fewer than 2^32 rows:
+    /// the run's events are written out at 2^19 pending events, and one call of
+    /// `StagedRun::add_events` adds a batch (4,096) or a block of replayed suspects (16,384).
     pub fn parts(&mut self) -> [ColumnPart<'_>; COLUMN_PARTS] {
         let row = self.fixed.occurred_at.len() as u32;
         [ColumnPart::Fixed(&mut self.fixed), ColumnPart::Text { row, columns: &mut self.fields }]
@@ -412,9 +417,9 @@ impl EventEncoder {
                 .iter()
                 .zip(arrow_schema.iter_values())
                 .map(|(encodings, field)| match field.name.as_str() {
-                    // Ids and the content hash written plain: smaller files than polars'
-                    // dictionaries (40 against 44 MB for 2 million events), and no cardinality
-                    // estimate or dictionary hashing while writing.
+                    // Ids and the content hash written plain: no cardinality estimate or
+                    // dictionary hashing while writing (ids and instants plain made files
+                    // smaller than polars' dictionaries: 40 against 44 MB for 2 million events).
                     name if PLAIN_TEXT.contains(&name) => vec![Encoding::Plain; encodings.len()],
                     "content_hash" => vec![Encoding::Plain; encodings.len()],
                     // Instants as deltas bit-packed: 3% smaller event files than plain, and
@@ -470,47 +475,26 @@ impl EventEncoder {
         Ok(columns.into_iter().flatten().collect())
     }
 
-    /// How the column of `array` is written.
-    fn column_options(&self, array: &ArrayRef, parquet_type: &ParquetType) -> WriteOptions {
-        match array.dtype() {
-            // A dictionary's keys in one data page: the writer gives each data page of a
-            // dictionary array the whole array's statistics, null count included, and the row
-            // group's statistics add the pages' up (a row group of 525,000 rows, 3 pages of 4-byte
-            // keys, had 3 times its nulls in its footer).
-            ArrowDataType::Dictionary(..) => WriteOptions { data_page_size: Some(usize::MAX), ..self.options },
-            _ if UNORDERED.contains(&parquet_type.name()) => {
-                WriteOptions { statistics: NULL_COUNT_ONLY, ..self.options }
-            }
-            _ => self.options,
-        }
-    }
-
     fn encode_column(
         &self,
         array: &ArrayRef,
         parquet_type: &ParquetType,
         encodings: &[Encoding],
     ) -> PolarsResult<Vec<Vec<CompressedPage>>> {
-        array_to_columns(array, parquet_type.clone(), self.column_options(array, parquet_type), encodings)?
+        let options = match array.dtype() {
+            // A dictionary's keys in one data page: the writer gives each data page of a
+            // dictionary array the whole array's statistics, null count included, and the row
+            // group's statistics add the pages' up (a row group of 525,000 rows, 3 pages of 4-byte
+            // keys, had 3 times its nulls in its footer).
+            ArrowDataType::Dictionary(..) => WriteOptions { data_page_size: Some(usize::MAX), ..self.options },
+            _ => self.options,
+        };
+        array_to_columns(array, parquet_type.clone(), options, encodings)?
             .into_iter()
             .map(|pages| pages.map(|page| compress_page(page?)).collect())
             .collect()
     }
 }
-
-/// The columns whose values have no order a reader could skip row groups by: ids, spread over
-/// every row group of a month, and the content hash. Their statistics are their null counts
-/// (a minimum and a maximum would cost a comparison of every value, twice).
-const UNORDERED: [&str; 6] = ["event_id", "customer_id", "deal_id", "order_id", "ticket_id", "content_hash"];
-
-/// The statistics of an [`UNORDERED`] column.
-const NULL_COUNT_ONLY: StatisticsOptions = StatisticsOptions {
-    min_value: false,
-    max_value: false,
-    distinct_count: false,
-    null_count: true,
-    binary_statistics_truncate_length: None,
-};
 
 /// The zstd level of the event files' pages. Level 1: a twentieth larger than the default
 /// level 3, a tenth faster to write.
@@ -789,8 +773,7 @@ mod tests {
         let mut theirs = Vec::new();
         let fields = encoder.parquet_schema.fields();
         for ((array, parquet_type), encodings) in arrays.iter().zip(fields).zip(&encoder.encodings) {
-            let options = encoder.column_options(array, parquet_type);
-            for pages in array_to_columns(array, parquet_type.clone(), options, encodings).expect("encode") {
+            for pages in array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode") {
                 let pages = pages.map(|page| {
                     page.map_err(|error| polars_parquet::read::ParquetError::FeatureNotSupported(error.to_string()))
                 });
@@ -886,10 +869,11 @@ mod tests {
         assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
     }
 
-    /// Ids and the content hash have null counts but no bounds; the other columns both (bounds
-    /// when they hold a value). Instants are delta-encoded.
+    /// Every data page that holds a value has its bounds: without them, the file's page index
+    /// would mark the page as all null (polars' writer does), and a reader that filters pages by
+    /// that index would skip it. Instants are delta-encoded.
     #[test]
-    fn unordered_columns_have_null_counts_only() {
+    fn every_page_with_values_has_its_bounds() {
         use polars_parquet::parquet::page::DataPageHeader;
         let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(1_000)).expect("pages");
         for (column, pages) in LAKE_COLUMNS.iter().zip(&pages) {
@@ -897,13 +881,12 @@ mod tests {
                 let CompressedPage::Data(page) = page else { continue };
                 let DataPageHeader::V1(header) = page.header() else { panic!("a version 1 page") };
                 let statistics = header.statistics.as_ref().expect("statistics");
-                assert!(statistics.null_count.is_some(), "{}", column.name);
                 if column.name == "occurred_at" {
                     assert_eq!(header.encoding, Encoding::DeltaBinaryPacked.into(), "instants delta-encoded");
                 }
                 let bounded = statistics.min_value.is_some() && statistics.max_value.is_some();
                 let has_values = statistics.null_count < Some(i64::from(header.num_values));
-                assert_eq!(bounded, has_values && !UNORDERED.contains(&column.name), "{}", column.name);
+                assert_eq!(bounded, has_values, "{}", column.name);
             }
         }
     }

@@ -49,12 +49,13 @@ c3,site_visited,2024-01-05T10:00:00Z,x3\n";
 }
 
 /// JSON strings with escapes reach the lake unescaped, in every field of every record that has
-/// them, over more records than one batch holds (a batch's unescaped strings are kept while
-/// its events are written, then let go of for the next batch).
+/// them, over several batches (a batch's unescaped strings are kept while its events are
+/// written, then let go of when the batch is filled again: 30,000 records are 8 batches, more
+/// than are in flight at once).
 #[test]
 fn json_escapes_reach_the_lake_unescaped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let records = 5_000;
+    let records = 30_000;
     let text: String = (0..records)
         .map(|n| {
             format!(
@@ -139,6 +140,29 @@ fn a_json_number_in_a_string_field_keeps_its_text() {
     assert_eq!(strings(&events, "event_id"), vec![Some("1.50".to_owned())]);
     assert_eq!(strings(&events, "customer_id"), vec![Some("1e3".to_owned())]);
     assert_eq!(strings(&events, "order_id"), vec![Some("-0.0".to_owned())]);
+}
+
+/// A JSON boolean in a string field is its JSON text, `true` or `false`: the same event as a CSV
+/// record with that text (a duplicate, not a conflict).
+#[test]
+fn a_json_boolean_in_a_string_field_is_its_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ndjson = write_dump(
+        dir.path(),
+        "b.ndjson",
+        r#"{"event_id":"o1","event_type":"site_visited","occurred_at":"2024-01-05T10:00:00Z","customer_id":true,"channel":false}"#,
+    );
+    let csv = write_dump(
+        dir.path(),
+        "a.csv",
+        "event_id,event_type,occurred_at,customer_id,channel\no1,site_visited,2024-01-05T10:00:00Z,true,false\n",
+    );
+    let lake = dir.path().join("lake");
+    let report = ingest_into(&lake, &[ndjson, csv], &config_with(0.0));
+    assert_eq!((report.summary.accepted, report.summary.duplicates, report.summary.rejected_total()), (1, 1, 0));
+    let events = lake_events(&lake);
+    assert_eq!(strings(&events, "customer_id"), vec![Some("true".to_owned())]);
+    assert_eq!(strings(&events, "channel"), vec![Some("false".to_owned())]);
 }
 
 /// Integer ids beyond 64 bits keep all their digits: two ids that differ only past 2^64 (and
