@@ -204,9 +204,8 @@ mod tests {
     }
 
     fn by_serde(line: &str) -> Option<RawRecord<'_>> {
-        static UNESCAPED: std::sync::LazyLock<Unescaped> = std::sync::LazyLock::new(Unescaped::default);
         let mut record = RawRecord::default();
-        parse_json_line_with_serde(line, &UNESCAPED, &mut record).then_some(record)
+        parse_json_line_with_serde(line, Unescaped::for_tests(), &mut record).then_some(record)
     }
 
     #[test]

@@ -65,6 +65,13 @@ impl Unescaped {
     pub fn clear(&mut self) {
         self.0.clear();
     }
+
+    /// The strings unescaped by the unit tests' parses, kept for the whole test run.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> &'static Unescaped {
+        static UNESCAPED: std::sync::LazyLock<Unescaped> = std::sync::LazyLock::new(Unescaped::default);
+        &UNESCAPED
+    }
 }
 
 /// The 18 field values of one record, indexed by [`Field`].
@@ -233,9 +240,8 @@ mod tests {
     use crate::csv_records::CsvSplitter;
 
     fn json(line: &str) -> Option<RawRecord<'_>> {
-        static UNESCAPED: std::sync::LazyLock<Unescaped> = std::sync::LazyLock::new(Unescaped::default);
         let mut record = RawRecord::default();
-        parse_json_line(line, &UNESCAPED, &mut record).then_some(record)
+        parse_json_line(line, Unescaped::for_tests(), &mut record).then_some(record)
     }
 
     fn csv<'a>(header: &CsvHeader, cells: &'a CsvCells) -> Option<RawRecord<'a>> {

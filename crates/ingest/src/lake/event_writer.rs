@@ -194,9 +194,7 @@ impl IdColumn {
     }
 
     fn finish(self) -> PolarsResult<ArrayRef> {
-        let array =
-            Utf8Array::<i64>::try_new(ArrowDataType::LargeUtf8, self.offsets.try_into()?, self.bytes.into(), None)?;
-        Ok(array.boxed())
+        plain_text(self.offsets, self.bytes, None)
     }
 }
 
@@ -259,9 +257,7 @@ impl TextColumn {
                     offsets.push(end);
                 }
                 offsets.resize(rows + 1, end);
-                let array =
-                    Utf8Array::<i64>::try_new(ArrowDataType::LargeUtf8, offsets.try_into()?, bytes.into(), validity)?;
-                Ok(array.boxed())
+                plain_text(offsets, bytes, validity)
             }
             TextValues::Dictionary { keys, values } => {
                 let mut row_keys = vec![0; rows];
@@ -273,6 +269,11 @@ impl TextColumn {
             }
         }
     }
+}
+
+/// A plain text column of the text `bytes` cut at `offsets` (a first 0, then each row's end).
+fn plain_text(offsets: Vec<i64>, bytes: Vec<u8>, validity: Option<Bitmap>) -> PolarsResult<ArrayRef> {
+    Ok(Utf8Array::<i64>::try_new(ArrowDataType::LargeUtf8, offsets.try_into()?, bytes.into(), validity)?.boxed())
 }
 
 /// The validity of a column of `rows` rows of which `valid` (ascending) hold a value; none
