@@ -27,13 +27,13 @@ use polars_parquet::write::{
 use rayon::prelude::*;
 
 use super::commit::parquet_writer;
+use super::text_pages::{Present, dictionary_pages, plain_pages};
 use crate::error::IngestError;
 use crate::validate::Event;
 use crmkpi_schema::{EventType, LAKE_COLUMNS, LakeColumn, LakeType};
 use polars::polars_utils::aliases::PlIndexSet;
-use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8Array, Utf8ViewArray};
-use polars_arrow::bitmap::{Bitmap, MutableBitmap};
-use polars_arrow::datatypes::{ArrowDataType, IntegerType};
+use polars_arrow::datatypes::ArrowDataType;
+use polars_parquet::parquet::schema::types::PrimitiveType;
 
 /// A UTC month: (year, month).
 pub type Month = (i32, u32);
@@ -95,8 +95,9 @@ fn is_event_text(column: &LakeColumn) -> bool {
     column.lake_type == LakeType::Str && column.name != INGEST_RUN
 }
 
-/// The text columns written plain: ids, nearly all distinct. The other text columns (names and
-/// codes, which repeat) are written as dictionaries.
+/// The text columns written plain: ids, nearly all distinct (plain made files smaller than
+/// polars' dictionaries: 40 against 44 MB for 2 million events). The other text columns (names
+/// and codes, which repeat) are written as dictionaries.
 const PLAIN_TEXT: [&str; 5] = ["event_id", "customer_id", "deal_id", "order_id", "ticket_id"];
 
 /// Accepted events being collected column by column, in the lake's columns
@@ -176,34 +177,32 @@ impl FixedColumns {
 
 /// The `event_id` column: every event's id, one after another.
 pub struct IdColumn {
-    /// Where each id ends in `bytes`, after a first 0.
-    offsets: Vec<i64>,
+    /// Where each id ends in `bytes`.
+    ends: Vec<i64>,
     bytes: Vec<u8>,
 }
 
 impl IdColumn {
     fn with_capacity(capacity: usize) -> IdColumn {
-        let mut offsets = Vec::with_capacity(capacity + 1);
-        offsets.push(0);
-        IdColumn { offsets, bytes: Vec::with_capacity(capacity * 16) }
+        IdColumn { ends: Vec::with_capacity(capacity), bytes: Vec::with_capacity(capacity * 16) }
     }
 
     fn push(&mut self, id: &str) {
         self.bytes.extend_from_slice(id.as_bytes());
-        self.offsets.push(self.bytes.len() as i64);
+        self.ends.push(self.bytes.len() as i64);
     }
 
-    fn finish(self) -> PolarsResult<ArrayRef> {
-        plain_text(self.offsets, self.bytes, None)
+    fn finish(self) -> TextColumn {
+        TextColumn { rows: None, values: TextValues::Plain { ends: self.ends, bytes: self.bytes } }
     }
 }
 
-/// A text field's column, kept as the rows that have a value and their values: an event has
-/// a few of its 13 text fields, and a column of mostly nulls costs nothing per null until it
-/// is laid out whole, once, when it is finished.
+/// A text column, kept as the rows that have a value and their values: an event has a few of
+/// its 13 text fields, and a column of mostly nulls costs nothing per null. Its pages are
+/// encoded from them ([`super::text_pages`]), without an array of every row.
 pub struct TextColumn {
-    /// The rows with a value, ascending.
-    rows: Vec<u32>,
+    /// The rows with a value, ascending; `None` when every row has one (ids, types, the run).
+    rows: Option<Vec<u32>>,
     values: TextValues,
 }
 
@@ -222,13 +221,20 @@ impl TextColumn {
         } else {
             TextValues::Dictionary { keys: Vec::new(), values: PlIndexSet::default() }
         };
-        TextColumn { rows: Vec::new(), values }
+        TextColumn { rows: Some(Vec::new()), values }
+    }
+
+    /// A column of a value in every row, the row's key into `values`.
+    fn dictionary_of_every_row(keys: Vec<u32>, values: PlIndexSet<String>) -> TextColumn {
+        TextColumn { rows: None, values: TextValues::Dictionary { keys, values } }
     }
 
     /// Sets row `row` (after every row set before) to `text`.
     fn push(&mut self, row: u32, text: &str) {
-        debug_assert!(self.rows.last().is_none_or(|last| *last < row), "rows set in ascending order");
-        self.rows.push(row);
+        if let Some(rows) = &mut self.rows {
+            debug_assert!(rows.last().is_none_or(|last| *last < row), "rows set in ascending order");
+            rows.push(row);
+        }
         match &mut self.values {
             TextValues::Plain { ends, bytes } => {
                 bytes.extend_from_slice(text.as_bytes());
@@ -241,52 +247,31 @@ impl TextColumn {
         }
     }
 
-    /// The column of `rows` rows, null in those without a value.
-    fn finish(self, rows: usize) -> PolarsResult<ArrayRef> {
-        debug_assert!(self.rows.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
-        let validity = validity(&self.rows, rows);
-        match self.values {
-            TextValues::Plain { ends, bytes } => {
-                // A null row's text ends where the text before it ended.
-                let mut offsets = Vec::with_capacity(rows + 1);
-                offsets.push(0);
-                let mut end = 0;
-                for (row, value_end) in self.rows.iter().zip(ends) {
-                    offsets.resize(*row as usize + 1, end);
-                    end = value_end;
-                    offsets.push(end);
-                }
-                offsets.resize(rows + 1, end);
-                plain_text(offsets, bytes, validity)
+    /// The column's pages, of `rows` rows, null in those without a value.
+    fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
+        let present = match &self.rows {
+            Some(present) => {
+                debug_assert!(present.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
+                Present::Rows(present)
             }
+            None => Present::Every,
+        };
+        match &self.values {
+            TextValues::Plain { ends, bytes } => plain_pages(primitive_type, rows, present, ends, bytes),
             TextValues::Dictionary { keys, values } => {
-                let mut row_keys = vec![0; rows];
-                for (row, key) in self.rows.iter().zip(keys) {
-                    row_keys[*row as usize] = key;
-                }
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
-                dictionary(PrimitiveArray::new(ArrowDataType::UInt32, row_keys.into(), validity), &values)
+                dictionary_pages(primitive_type, rows, present, keys, &values)
             }
         }
     }
 }
 
-/// A plain text column of the text `bytes` cut at `offsets` (a first 0, then each row's end).
-fn plain_text(offsets: Vec<i64>, bytes: Vec<u8>, validity: Option<Bitmap>) -> PolarsResult<ArrayRef> {
-    Ok(Utf8Array::<i64>::try_new(ArrowDataType::LargeUtf8, offsets.try_into()?, bytes.into(), validity)?.boxed())
-}
-
-/// The validity of a column of `rows` rows of which `valid` (ascending) hold a value; none
-/// when all do.
-fn validity(valid: &[u32], rows: usize) -> Option<Bitmap> {
-    if valid.len() == rows {
-        return None;
-    }
-    let mut validity = MutableBitmap::from_len_zeroed(rows);
-    for row in valid {
-        validity.set(*row as usize, true);
-    }
-    Some(validity.into())
+/// A column of a row group, as it is encoded.
+pub enum GroupColumn {
+    /// Instants, amounts, scores and content hashes, encoded by polars' writer.
+    Numbers(ArrayRef),
+    /// Text, encoded by [`super::text_pages`].
+    Text(TextColumn),
 }
 
 impl EventColumns {
@@ -325,17 +310,15 @@ impl EventColumns {
         }
     }
 
-    /// The lake's columns of the events as Arrow arrays, `ingest_run` included. Ids are plain
-    /// text; the other text columns are dictionaries of the values they hold (the types that
-    /// occur, the run's id, the names and codes met), as the Parquet writer encodes them.
-    pub fn finish(self, run_id: &str) -> PolarsResult<Vec<ArrayRef>> {
+    /// The lake's columns of the events, `ingest_run` included. Ids are plain text; the other
+    /// text columns are dictionaries of the values they hold (the types that occur, the run's
+    /// id, the names and codes met).
+    pub fn finish(self, run_id: &str) -> PolarsResult<Vec<GroupColumn>> {
         let rows = self.len();
         let array = |column: Column| column.as_materialized_series().rechunk().to_arrow(0, CompatLevel::newest());
         // The text columns in lake order: the event's id and type, then its text fields.
         let FixedColumns { event_id, event_type, occurred_at, amount, score, content_hash } = self.fixed;
-        let mut text = [event_id.finish(), event_types(&event_type)]
-            .into_iter()
-            .chain(self.fields.into_iter().map(|column| column.finish(rows)));
+        let mut text = [event_id.finish(), event_types(&event_type)].into_iter().chain(self.fields);
         let mut numbers = [
             Int64Chunked::from_vec("occurred_at".into(), occurred_at)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
@@ -348,37 +331,35 @@ impl EventColumns {
         LAKE_COLUMNS
             .iter()
             .map(|column| match column.name {
-                INGEST_RUN => Some(dictionary(PrimitiveArray::from_vec(vec![0; rows]), &[run_id])),
-                _ if is_event_text(column) => text.next(),
-                _ => numbers.next().filter(|number| number.name() == column.name).map(|number| Ok(array(number))),
+                INGEST_RUN => Some(GroupColumn::Text(TextColumn::dictionary_of_every_row(
+                    vec![0; rows],
+                    PlIndexSet::from_iter([run_id.to_owned()]),
+                ))),
+                _ if is_event_text(column) => text.next().map(GroupColumn::Text),
+                _ => numbers
+                    .next()
+                    .filter(|number| number.name() == column.name)
+                    .map(|number| GroupColumn::Numbers(array(number))),
             })
-            .collect::<Option<PolarsResult<Vec<ArrayRef>>>>()
-            .ok_or_else(|| polars_err!(ComputeError: "the event columns do not match the lake's columns"))?
+            .collect::<Option<Vec<GroupColumn>>>()
+            .ok_or_else(|| polars_err!(ComputeError: "the event columns do not match the lake's columns"))
     }
 }
 
 /// The `event_type` column of events of the types at `indices` ([`EventType::index`]): a
 /// dictionary of the types that occur, in [`EventType::ALL`]'s order.
-fn event_types(indices: &[u8]) -> PolarsResult<ArrayRef> {
+fn event_types(indices: &[u8]) -> TextColumn {
     let mut occurs = [false; EventType::ALL.len()];
     for &index in indices {
         occurs[index as usize] = true;
     }
     let mut keys = [0u32; EventType::ALL.len()];
-    let mut names = Vec::new();
+    let mut names = PlIndexSet::default();
     for (index, event_type) in EventType::ALL.iter().enumerate().filter(|(index, _)| occurs[*index]) {
         keys[index] = names.len() as u32;
-        names.push(event_type.name());
+        names.insert(event_type.name().to_owned());
     }
-    dictionary(PrimitiveArray::from_vec(indices.iter().map(|&index| keys[index as usize]).collect()), &names)
-}
-
-/// A text column of `values[key]` for each of `keys` (null where a key is), as a dictionary
-/// array.
-fn dictionary(keys: PrimitiveArray<u32>, values: &[&str]) -> PolarsResult<ArrayRef> {
-    let values = Utf8ViewArray::from_slice_values(values);
-    let dtype = ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(values.dtype().clone()), false);
-    Ok(DictionaryArray::try_new(dtype, keys, values.boxed())?.boxed())
+    TextColumn::dictionary_of_every_row(indices.iter().map(|&index| keys[index as usize]).collect(), names)
 }
 
 /// The schema of the lake's event files, as polars types.
@@ -418,10 +399,8 @@ impl EventEncoder {
                 .iter()
                 .zip(arrow_schema.iter_values())
                 .map(|(encodings, field)| match field.name.as_str() {
-                    // Ids and the content hash written plain: no cardinality estimate or
-                    // dictionary hashing while writing (ids and instants plain made files
-                    // smaller than polars' dictionaries: 40 against 44 MB for 2 million events).
-                    name if PLAIN_TEXT.contains(&name) => vec![Encoding::Plain; encodings.len()],
+                    // The content hash written plain: no cardinality estimate or dictionary
+                    // hashing while writing. (Text is encoded by `text_pages`.)
                     "content_hash" => vec![Encoding::Plain; encodings.len()],
                     // Instants as deltas bit-packed: 3% smaller event files than plain, and
                     // fewer bytes for zstd (2% fewer instructions for an ingest).
@@ -448,30 +427,29 @@ impl EventEncoder {
             .map_err(|source| IngestError::Parquet { path: path.to_owned(), source })
     }
 
-    /// One row group of `events` (the lake's columns, [`EventColumns::finish`]), its columns
-    /// encoded and compressed in parallel.
-    pub fn encode(&self, events: &[ArrayRef]) -> PolarsResult<Vec<Vec<CompressedPage>>> {
+    /// One row group of `rows` events (the lake's columns, [`EventColumns::finish`]), its
+    /// columns encoded and compressed in parallel.
+    pub fn encode(&self, columns: &[GroupColumn], rows: usize) -> PolarsResult<Vec<Vec<CompressedPage>>> {
         let fields: Vec<&ArrowField> = self.arrow_schema.iter_values().collect();
-        // Text is a dictionary or plain text with 64-bit offsets in memory, and the same
-        // Parquet strings in the file.
-        let as_stored = |dtype: &ArrowDataType| match dtype {
-            ArrowDataType::LargeUtf8 => ArrowDataType::Utf8View,
-            dtype => dtype.clone(),
-        };
-        let matches = events.len() == fields.len()
-            && events.iter().zip(&fields).all(|(array, field)| match array.dtype() {
-                ArrowDataType::Dictionary(_, values, _) => values.as_ref() == field.dtype(),
-                dtype => &as_stored(dtype) == field.dtype(),
+        let matches = columns.len() == fields.len()
+            && columns.iter().zip(&fields).all(|(column, field)| match column {
+                GroupColumn::Numbers(array) => array.dtype() == field.dtype(),
+                GroupColumn::Text(_) => field.dtype() == &ArrowDataType::Utf8View,
             });
         if !matches {
-            let dtypes: Vec<&ArrowDataType> = events.iter().map(|array| array.dtype()).collect();
-            polars_bail!(SchemaMismatch: "event columns {dtypes:?}, expected {:?}", self.arrow_schema);
+            polars_bail!(SchemaMismatch: "event columns that are not the lake's columns {:?}", self.arrow_schema);
         }
-        let columns: Vec<Vec<Vec<CompressedPage>>> = events
+        let columns: Vec<Vec<Vec<CompressedPage>>> = columns
             .par_iter()
             .zip(self.parquet_schema.fields())
             .zip(&self.encodings)
-            .map(|((array, parquet_type), encodings)| self.encode_column(array, parquet_type, encodings))
+            .map(|((column, parquet_type), encodings)| match (column, parquet_type) {
+                (GroupColumn::Numbers(array), _) => self.encode_column(array, parquet_type, encodings),
+                (GroupColumn::Text(text), ParquetType::PrimitiveType(primitive_type)) => Ok(vec![
+                    text.pages(primitive_type, rows)?.into_iter().map(compress_page).collect::<PolarsResult<_>>()?,
+                ]),
+                (GroupColumn::Text(_), _) => polars_bail!(SchemaMismatch: "a text column of a nested type"),
+            })
             .collect::<PolarsResult<_>>()?;
         Ok(columns.into_iter().flatten().collect())
     }
@@ -482,15 +460,7 @@ impl EventEncoder {
         parquet_type: &ParquetType,
         encodings: &[Encoding],
     ) -> PolarsResult<Vec<Vec<CompressedPage>>> {
-        let options = match array.dtype() {
-            // A dictionary's keys in one data page: the writer gives each data page of a
-            // dictionary array the whole array's statistics, null count included, and the row
-            // group's statistics add the pages' up (a row group of 525,000 rows, 3 pages of 4-byte
-            // keys, had 3 times its nulls in its footer).
-            ArrowDataType::Dictionary(..) => WriteOptions { data_page_size: Some(usize::MAX), ..self.options },
-            _ => self.options,
-        };
-        array_to_columns(array, parquet_type.clone(), options, encodings)?
+        array_to_columns(array, parquet_type.clone(), self.options, encodings)?
             .into_iter()
             .map(|pages| pages.map(|page| compress_page(page?)).collect())
             .collect()
@@ -662,7 +632,7 @@ fn write_chunk(
             let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
             let rows = events.len();
             let columns = events.finish(run_id).map_err(parquet_error)?;
-            Ok((month, rows, encoder.encode(&columns).map_err(parquet_error)?))
+            Ok((month, rows, encoder.encode(&columns, rows).map_err(parquet_error)?))
         })
         .collect::<Result<_, IngestError>>()?;
     let months = encoded.iter().map(|(month, _, _)| *month).collect();
@@ -703,7 +673,7 @@ mod tests {
     }
 
     /// The lake columns of `rows` deal stage changes, every third one to `won`.
-    fn won_every_third(rows: usize) -> Vec<ArrayRef> {
+    fn won_every_third(rows: usize) -> Vec<GroupColumn> {
         let event_ids: Vec<String> = (0..rows).map(|row| format!("e{row}")).collect();
         let events: Vec<_> = event_ids
             .iter()
@@ -713,6 +683,28 @@ mod tests {
         let mut columns = EventColumns::with_capacity(rows);
         columns.extend(&events);
         columns.finish("run-1").expect("columns")
+    }
+
+    /// The file of one row group of `rows` rows of `pages`.
+    fn file_of(path: &Path, rows: usize, pages: &[Vec<CompressedPage>]) -> Vec<u8> {
+        let mut writer = EventEncoder::new().expect("encoder").writer(path).expect("writer");
+        writer.write_row_group(rows as u64, pages).expect("row group");
+        writer.finish().expect("finish");
+        std::fs::read(path).expect("read")
+    }
+
+    /// The lake's columns of `rows` rows as a reader of the file written of them reads them.
+    fn read_back(columns: &[GroupColumn], rows: usize) -> DataFrame {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.parquet");
+        file_of(&path, rows, &EventEncoder::new().expect("encoder").encode(columns, rows).expect("pages"));
+        ParquetReader::new(File::open(&path).expect("open")).finish().expect("read")
+    }
+
+    /// The text of column `name` of `frame`, row by row.
+    fn text_of(frame: &DataFrame, name: &str) -> Vec<Option<String>> {
+        let column = frame.column(name).expect("column");
+        column.str().expect("text").iter().map(|text| text.map(str::to_owned)).collect()
     }
 
     /// The month of an instant is the same whether months' bounds are kept or not: at the
@@ -768,13 +760,23 @@ mod tests {
     fn pages_compressed_with_a_kept_context_are_polars_pages() {
         use polars_parquet::write::Compressor;
         let rows = 20_000;
-        let arrays = won_every_third(rows);
+        let columns = won_every_third(rows);
         let encoder = EventEncoder::new().expect("encoder");
-        let ours = encoder.encode(&arrays).expect("pages");
+        let ours = encoder.encode(&columns, rows).expect("pages");
         let mut theirs = Vec::new();
         let fields = encoder.parquet_schema.fields();
-        for ((array, parquet_type), encodings) in arrays.iter().zip(fields).zip(&encoder.encodings) {
-            for pages in array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode") {
+        for ((column, parquet_type), encodings) in columns.iter().zip(fields).zip(&encoder.encodings) {
+            let pages = match (column, parquet_type) {
+                (GroupColumn::Numbers(array), _) => {
+                    array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode")
+                }
+                (GroupColumn::Text(text), ParquetType::PrimitiveType(primitive_type)) => {
+                    let pages = text.pages(primitive_type, rows).expect("text pages").into_iter().map(Ok);
+                    vec![polars_parquet::parquet::write::DynIter::new(pages)]
+                }
+                (GroupColumn::Text(_), _) => panic!("a nested text column"),
+            };
+            for pages in pages {
                 let pages = pages.map(|page| {
                     page.map_err(|error| polars_parquet::read::ParquetError::FeatureNotSupported(error.to_string()))
                 });
@@ -786,14 +788,8 @@ mod tests {
         assert!(dictionary_pages > 0, "dictionary pages compared too");
         // The pages' bytes are private: the files written of them are compared.
         let dir = tempfile::tempdir().expect("tempdir");
-        let file_of = |name: &str, pages: &[Vec<CompressedPage>]| {
-            let path = dir.path().join(name);
-            let mut writer = encoder.writer(&path).expect("writer");
-            writer.write_row_group(rows as u64, pages).expect("row group");
-            writer.finish().expect("finish");
-            std::fs::read(&path).expect("read")
-        };
-        assert!(file_of("ours.parquet", &ours) == file_of("theirs.parquet", &theirs), "the files differ");
+        let ours = file_of(&dir.path().join("ours.parquet"), rows, &ours);
+        assert!(ours == file_of(&dir.path().join("theirs.parquet"), rows, &theirs), "the files differ");
     }
 
     /// Names and codes are dictionaries of the values that occur, ids plain text; both read
@@ -809,22 +805,23 @@ mod tests {
         ]
         .map(|(event_id, event_type, stage)| event(event_id, event_type, stage));
         columns.extend(&events);
-        let arrays = columns.finish("run-1").expect("columns");
-        let place = |name: &str| LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
-        let dictionary_text = |name: &str| -> (Vec<Option<String>>, usize) {
-            let dictionary = arrays[place(name)].as_any().downcast_ref::<DictionaryArray<u32>>().expect("a dictionary");
-            let values = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().expect("text values");
-            let text =
-                dictionary.iter_typed::<Utf8ViewArray>().expect("typed").map(|text| text.map(str::to_owned)).collect();
-            (text, values.len())
+        let columns = columns.finish("run-1").expect("columns");
+        let dictionary = |name: &str| {
+            let place = LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
+            match &columns[place] {
+                GroupColumn::Text(TextColumn { values: TextValues::Dictionary { values, .. }, .. }) => values.len(),
+                _ => panic!("{name} is not a dictionary"),
+            }
         };
+        assert_eq!((dictionary("event_type"), dictionary("ingest_run"), dictionary("stage")), (2, 1, 1));
+        let frame = read_back(&columns, 4);
+        let some = |texts: &[&str]| texts.iter().map(|text| Some((*text).to_owned())).collect::<Vec<_>>();
         let types = ["ticket_opened", "deal_stage_changed", "ticket_opened", "deal_stage_changed"];
-        assert_eq!(dictionary_text("event_type"), (types.map(|name| Some(name.to_owned())).to_vec(), 2));
-        assert_eq!(dictionary_text("ingest_run"), (vec![Some("run-1".to_owned()); 4], 1));
-        assert_eq!(dictionary_text("stage"), (vec![None, Some("won".into()), None, Some("won".into())], 1));
-        let customers = arrays[place("customer_id")].as_any().downcast_ref::<Utf8Array<i64>>().expect("plain text");
-        assert_eq!(customers.values_iter().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
-        assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
+        assert_eq!(text_of(&frame, "event_type"), some(&types));
+        assert_eq!(text_of(&frame, "ingest_run"), some(&["run-1"; 4]));
+        assert_eq!(text_of(&frame, "stage"), vec![None, Some("won".into()), None, Some("won".into())]);
+        assert_eq!(text_of(&frame, "customer_id"), some(&["a", "b", "c", "d"]));
+        assert_eq!(text_of(&frame, "event_id"), some(&["a", "b", "c", "d"]));
     }
 
     /// A column of mostly nulls, filled over several batches, holds each row's value where it
@@ -846,28 +843,118 @@ mod tests {
         for batch in events.chunks(4) {
             columns.extend(batch);
         }
-        let arrays = columns.finish("run-1").expect("columns");
-        let place = |name: &str| LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
-        let plain = |name: &str| -> Vec<Option<String>> {
-            let array = arrays[place(name)].as_any().downcast_ref::<Utf8Array<i64>>().expect("plain text");
-            array.iter().map(|text| text.map(str::to_owned)).collect()
-        };
-        let stages: Vec<Option<String>> = arrays[place("stage")]
-            .as_any()
-            .downcast_ref::<DictionaryArray<u32>>()
-            .expect("a dictionary")
-            .iter_typed::<Utf8ViewArray>()
-            .expect("typed")
-            .map(|text| text.map(str::to_owned))
-            .collect();
+        let frame = read_back(&columns.finish("run-1").expect("columns"), rows);
         let expected = |every, value| (0..rows).map(|row| text(row, every, value)).collect::<Vec<_>>();
-        assert_eq!(plain("event_id"), (0..rows).map(|row| Some(format!("e{row}"))).collect::<Vec<_>>());
-        assert_eq!(plain("deal_id"), expected(5, "d"));
-        assert_eq!(stages, expected(3, "won"));
-        assert_eq!(plain("customer_id"), vec![None; rows]);
-        assert_eq!(arrays[place("customer_id")].null_count(), rows);
-        assert_eq!(arrays[place("event_id")].validity(), None);
-        assert!(EventEncoder::new().expect("encoder").encode(&arrays).is_ok());
+        assert_eq!(text_of(&frame, "event_id"), (0..rows).map(|row| Some(format!("e{row}"))).collect::<Vec<_>>());
+        assert_eq!(text_of(&frame, "deal_id"), expected(5, "d"));
+        assert_eq!(text_of(&frame, "stage"), expected(3, "won"));
+        assert_eq!(text_of(&frame, "customer_id"), vec![None; rows]);
+    }
+
+    /// Events of every density of every text column (none, some, in runs, all), over several
+    /// plain pages: the file written of their pages reads back as the file polars' writer
+    /// writes of the same text laid out row by row, and its row group has the same statistics
+    /// (minimum, maximum and null count of every text column).
+    #[test]
+    fn text_pages_read_as_polars_pages_with_its_statistics() {
+        use polars_parquet::parquet::statistics::Statistics;
+        let rows = 150_000;
+        let value = |column: usize, row: usize| -> Option<String> {
+            let spread = (row * 7_919 + column * 104_729) % 1_000;
+            match column % 5 {
+                0 => None,
+                1 => (spread < 3).then(|| format!("rare é{}", spread)),
+                2 => (row / 700).is_multiple_of(3).then(|| format!("run{}", row / 700)),
+                3 => (spread < 500).then(|| format!("half-{column}-{}", spread % 17)),
+                _ => Some(format!("{:x}", spread * row)),
+            }
+        };
+        let fields: Vec<Vec<Option<String>>> =
+            (0..13).map(|column| (0..rows).map(|row| value(column, row)).collect()).collect();
+        let event_ids: Vec<String> = (0..rows).map(|row| format!("ev-{}", rows - row)).collect();
+        let events: Vec<Event<&str>> = (0..rows)
+            .map(|row| {
+                let field = |column: usize| fields[column][row].as_deref();
+                let text = TextFields {
+                    customer_id: field(0),
+                    deal_id: field(1),
+                    order_id: field(2),
+                    ticket_id: field(3),
+                    campaign_id: field(4),
+                    owner_id: field(5),
+                    stage: field(6),
+                    currency: field(7),
+                    channel: field(8),
+                    kind: field(9),
+                    category: field(10),
+                    survey: field(11),
+                    reason: field(12),
+                };
+                Event { text, ..event(&event_ids[row], EventType::ALL[row % EventType::ALL.len()], None) }
+            })
+            .collect();
+        let mut columns = EventColumns::with_capacity(rows);
+        for batch in events.chunks(4_096) {
+            columns.extend(batch);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ours_path = dir.path().join("ours.parquet");
+        let columns = columns.finish("run-1").expect("columns");
+        let pages = EventEncoder::new().expect("encoder").encode(&columns, rows).expect("pages");
+        let plain_pages = pages[0].iter().filter(|page| matches!(page, CompressedPage::Data(_))).count();
+        assert!(plain_pages >= 2, "event ids over {plain_pages} pages");
+        file_of(&ours_path, rows, &pages);
+        let ours = ParquetReader::new(File::open(&ours_path).expect("open")).finish().expect("read ours");
+
+        // The same text, a row at a time, written by polars' writer.
+        let text_names: Vec<&str> =
+            LAKE_COLUMNS.iter().filter(|column| column.lake_type == LakeType::Str).map(|column| column.name).collect();
+        let mut reference = DataFrame::new(
+            rows,
+            text_names
+                .iter()
+                .map(|name| {
+                    let texts: Vec<Option<String>> = match *name {
+                        "event_id" => event_ids.iter().cloned().map(Some).collect(),
+                        "event_type" => (0..rows).map(|row| Some(EventType::ALL[row % 23].name().to_owned())).collect(),
+                        INGEST_RUN => vec![Some("run-1".to_owned()); rows],
+                        name => {
+                            let field =
+                                text_names.iter().filter(|name| !["event_id", "event_type", INGEST_RUN].contains(name));
+                            let place = field.clone().position(|other| *other == name).expect("a text field");
+                            fields[place].clone()
+                        }
+                    };
+                    Column::new((*name).into(), texts)
+                })
+                .collect(),
+        )
+        .expect("reference frame");
+        let theirs_path = dir.path().join("theirs.parquet");
+        ParquetWriter::new(File::create(&theirs_path).expect("create"))
+            .with_statistics(StatisticsOptions::default())
+            .finish(&mut reference)
+            .expect("write reference");
+        assert_eq!(ours.select(text_names.iter().copied()).expect("text columns"), reference);
+
+        let statistics = |path: &Path| {
+            let metadata = polars_parquet::read::read_metadata(&mut File::open(path).expect("open")).expect("metadata");
+            let row_group = &metadata.row_groups[0];
+            text_names
+                .iter()
+                .map(|name| {
+                    let column = row_group.columns_under_root_iter(name).expect("column").next().expect("leaf");
+                    match column.statistics(&metadata.footer_buf).expect("statistics").expect("valid statistics") {
+                        Statistics::Binary(binary) => (binary.min_value, binary.max_value, binary.null_count),
+                        other => panic!("{name}: {other:?}"),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let ours_statistics = statistics(&ours_path);
+        assert_eq!(ours_statistics, statistics(&theirs_path));
+        assert!(ours_statistics.iter().any(|(_, _, nulls)| *nulls == Some(rows as i64)), "an empty column");
+        assert!(ours_statistics.iter().any(|(_, _, nulls)| *nulls == Some(0)), "a full column");
     }
 
     /// Every data page that holds a value has its bounds: without them, the file's page index
@@ -876,7 +963,7 @@ mod tests {
     #[test]
     fn every_page_with_values_has_its_bounds() {
         use polars_parquet::parquet::page::DataPageHeader;
-        let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(1_000)).expect("pages");
+        let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(1_000), 1_000).expect("pages");
         for (column, pages) in LAKE_COLUMNS.iter().zip(&pages) {
             for page in pages {
                 let CompressedPage::Data(page) = page else { continue };
@@ -897,7 +984,7 @@ mod tests {
     #[test]
     fn a_large_row_groups_null_count_is_its_nulls() {
         use polars_parquet::parquet::page::DataPageHeader;
-        let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(300_000)).expect("pages");
+        let pages = EventEncoder::new().expect("encoder").encode(&won_every_third(300_000), 300_000).expect("pages");
         let stage = LAKE_COLUMNS.iter().position(|column| column.name == "stage").expect("stage");
         let null_counts: i64 = pages[stage]
             .iter()

@@ -38,6 +38,7 @@ mod commit;
 mod compact;
 mod event_writer;
 mod snapshot;
+mod text_pages;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

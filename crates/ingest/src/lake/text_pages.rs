@@ -1,0 +1,382 @@
+//! The Parquet pages of the lake's text columns, encoded straight from the rows that hold a
+//! value and their values, where polars' writer takes an Arrow array laid out row by row and
+//! goes over every row again: its definition levels one row at a time, its values through the
+//! validity bitmap, its bounds over the whole array. Here the definition levels are the rows'
+//! bitmap, written 8 rows (a byte) at a time, the values are copied once and the bounds are
+//! found among the values. The pages are the ones polars writes: version 1; ids plain, in pages
+//! of about 1 MiB; names and codes a dictionary page and one data page of keys; each data page
+//! with its minimum, maximum and null count (exact: long values are not truncated).
+
+use polars::prelude::{PolarsResult, polars_err};
+use polars_parquet::parquet::CowBuffer;
+use polars_parquet::parquet::encoding::{Encoding, uleb128};
+use polars_parquet::parquet::metadata::Descriptor;
+use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, DictPage};
+use polars_parquet::parquet::schema::types::PrimitiveType;
+use polars_parquet::parquet::statistics::BinaryStatistics;
+use polars_parquet::write::Page;
+
+/// Which rows of a column chunk hold a value.
+#[derive(Debug, Clone, Copy)]
+pub enum Present<'a> {
+    /// Every row.
+    Every,
+    /// These rows, ascending; the others are null.
+    Rows(&'a [u32]),
+}
+
+/// The data size a page of plain text is cut at, as polars' writer cuts it.
+const PAGE_BYTES: usize = 1024 * 1024;
+
+/// The pages of a chunk of `rows` rows of plain text: the values of the rows `present`, one
+/// after another in `bytes`, each ending at its entry of `ends`.
+pub fn plain_pages(
+    primitive_type: &PrimitiveType,
+    rows: usize,
+    present: Present<'_>,
+    ends: &[i64],
+    bytes: &[u8],
+) -> PolarsResult<Vec<Page>> {
+    let value_bytes = bytes.len() + ends.len() * size_of::<u32>();
+    let rows_per_page = (PAGE_BYTES / (value_bytes / rows.max(1) + 1)).max(1);
+    let mut pages = Vec::with_capacity(rows.div_ceil(rows_per_page).max(1));
+    let mut first_value = 0;
+    let mut first_row = 0;
+    loop {
+        let end_row = (first_row + rows_per_page).min(rows);
+        // The values of the page's rows, and those rows counted from the page's first.
+        let (end_value, page_present) = match present {
+            Present::Every => (end_row, Present::Every),
+            Present::Rows(all) => {
+                let end_value = first_value + all[first_value..].partition_point(|row| (*row as usize) < end_row);
+                (end_value, Present::Rows(&all[first_value..end_value]))
+            }
+        };
+        let start = match first_value {
+            0 => 0,
+            value => offset(ends[value - 1])?,
+        };
+        let values = ends[first_value..end_value].iter().scan(start, |start, end| {
+            let text = offset(*end).map(|end| &bytes[std::mem::replace(start, end)..end]);
+            Some(text)
+        });
+        let values = values.collect::<PolarsResult<Vec<&[u8]>>>()?;
+        let page_rows = end_row - first_row;
+        let mut buffer =
+            Vec::with_capacity(page_rows / 8 + 16 + values.iter().map(|value| value.len() + 4).sum::<usize>());
+        put_definition_levels(&mut buffer, page_rows, page_present, first_row);
+        for value in &values {
+            put_value(&mut buffer, value)?;
+        }
+        let statistics = bounds(primitive_type, values.iter().copied(), page_rows - values.len());
+        pages.push(data_page(primitive_type, buffer, page_rows, statistics, Encoding::Plain)?);
+        (first_row, first_value) = (end_row, end_value);
+        if first_row >= rows {
+            return Ok(pages);
+        }
+    }
+}
+
+/// The pages of a chunk of `rows` rows of names or codes: the dictionary of `values`, then one
+/// data page of the rows `present`, whose `keys` are places in `values` (every value of which
+/// some row holds).
+pub fn dictionary_pages(
+    primitive_type: &PrimitiveType,
+    rows: usize,
+    present: Present<'_>,
+    keys: &[u32],
+    values: &[&str],
+) -> PolarsResult<Vec<Page>> {
+    let mut dictionary = Vec::with_capacity(values.iter().map(|value| value.len() + 4).sum());
+    for value in values {
+        put_value(&mut dictionary, value.as_bytes())?;
+    }
+    let statistics = bounds(primitive_type, values.iter().map(|value| value.as_bytes()), rows - keys.len());
+    let mut buffer = Vec::with_capacity(rows / 8 + 16 + keys.len() * 4);
+    put_definition_levels(&mut buffer, rows, present, 0);
+    put_keys(&mut buffer, keys, bit_width(values.len().saturating_sub(1)));
+    Ok(vec![
+        Page::Dict(DictPage::new(CowBuffer::Owned(dictionary), values.len(), false)),
+        data_page(primitive_type, buffer, rows, statistics, Encoding::RleDictionary)?,
+    ])
+}
+
+/// A version 1 data page of `rows` rows, its definition levels and values in `buffer`.
+fn data_page(
+    primitive_type: &PrimitiveType,
+    buffer: Vec<u8>,
+    rows: usize,
+    statistics: BinaryStatistics,
+    encoding: Encoding,
+) -> PolarsResult<Page> {
+    let num_values = i32::try_from(rows).map_err(|_| polars_err!(ComputeError: "a page of {rows} rows"))?;
+    let header = DataPageHeaderV1 {
+        num_values,
+        encoding: encoding.into(),
+        definition_level_encoding: Encoding::Rle.into(),
+        repetition_level_encoding: Encoding::Rle.into(),
+        statistics: Some(statistics.serialize()),
+    };
+    // The levels' maxima as polars' writer leaves them (the levels are read from the schema).
+    let descriptor = Descriptor { primitive_type: primitive_type.clone(), max_def_level: 0, max_rep_level: 0 };
+    Ok(Page::Data(DataPage::new(DataPageHeader::V1(header), CowBuffer::Owned(buffer), descriptor, rows)))
+}
+
+/// The statistics of a page whose values are `values`, with `nulls` rows without one.
+fn bounds<'a>(
+    primitive_type: &PrimitiveType,
+    values: impl Iterator<Item = &'a [u8]>,
+    nulls: usize,
+) -> BinaryStatistics {
+    let mut min_max: Option<(&[u8], &[u8])> = None;
+    for value in values {
+        min_max = Some(match min_max {
+            None => (value, value),
+            Some((min, max)) => (min.min(value), max.max(value)),
+        });
+    }
+    BinaryStatistics {
+        primitive_type: primitive_type.clone(),
+        null_count: Some(nulls as i64),
+        distinct_count: None,
+        max_value: min_max.map(|(_, max)| max.to_vec()),
+        min_value: min_max.map(|(min, _)| min.to_vec()),
+    }
+}
+
+/// Appends a value as Parquet's plain encoding writes a byte array: its length, then its bytes.
+fn put_value(buffer: &mut Vec<u8>, value: &[u8]) -> PolarsResult<()> {
+    let length =
+        u32::try_from(value.len()).map_err(|_| polars_err!(ComputeError: "a text of {} bytes", value.len()))?;
+    buffer.extend_from_slice(&length.to_le_bytes());
+    buffer.extend_from_slice(value);
+    Ok(())
+}
+
+/// A place in a text column's bytes.
+fn offset(end: i64) -> PolarsResult<usize> {
+    usize::try_from(end).map_err(|_| polars_err!(ComputeError: "a text column ending at {end}"))
+}
+
+/// The bits a key up to `max` takes.
+fn bit_width(max: usize) -> u32 {
+    usize::BITS - max.leading_zeros()
+}
+
+/// The fewest bytes of 8 rows' equal levels that are written as a run rather than with the
+/// levels around them.
+const LEVEL_RUN_BYTES: usize = 2;
+
+/// Appends the definition levels of a page of `rows` rows of which `present` hold a value
+/// (rows of the chunk, the page's first being `first_row`): their length in 4 bytes, then the
+/// levels (1 with a value, 0 null) in Parquet's hybrid of runs and bit-packed groups, of bit
+/// width 1. A group of 8 levels bit-packed is a byte of the page's validity bitmap.
+fn put_definition_levels(buffer: &mut Vec<u8>, rows: usize, present: Present<'_>, first_row: usize) {
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; 4]);
+    match present {
+        _ if rows == 0 => {}
+        Present::Rows(present) if present.len() < rows => {
+            let mut bitmap = vec![0u8; rows.div_ceil(8)];
+            for row in present {
+                let row = *row as usize - first_row;
+                bitmap[row / 8] |= 1 << (row % 8);
+            }
+            put_bitmap(buffer, &bitmap, rows);
+        }
+        // Every row: one run of ones.
+        _ => put_run(buffer, rows, 1, 1),
+    }
+    let length = (buffer.len() - start - 4) as u32;
+    buffer[start..start + 4].copy_from_slice(&length.to_le_bytes());
+}
+
+/// Appends the levels of `rows` rows whose bitmap is `bitmap`: bytes of equal levels (0x00 or
+/// 0xff) of at least [`LEVEL_RUN_BYTES`] as runs, the others bit-packed as they are. Only the
+/// last byte may hold fewer than 8 rows; its spare bits are 0, so it ends a run of nulls
+/// or is bit-packed last (a reader reads only the page's rows).
+fn put_bitmap(buffer: &mut Vec<u8>, bitmap: &[u8], rows: usize) {
+    let mut packed_from = 0;
+    let mut at = 0;
+    while at < bitmap.len() {
+        let byte = bitmap[at];
+        if byte != 0x00 && byte != 0xff {
+            at += 1;
+            continue;
+        }
+        let run_end = at + bitmap[at..].iter().take_while(|next| **next == byte).count();
+        if run_end - at >= LEVEL_RUN_BYTES {
+            put_bit_packed(buffer, &bitmap[packed_from..at]);
+            put_run(buffer, (run_end * 8).min(rows) - at * 8, u32::from(byte & 1), 1);
+            packed_from = run_end;
+        }
+        at = run_end;
+    }
+    put_bit_packed(buffer, &bitmap[packed_from..]);
+}
+
+/// Appends a bit-packed group of levels of bit width 1, 8 to a byte of `bitmap`.
+fn put_bit_packed(buffer: &mut Vec<u8>, bitmap: &[u8]) {
+    if !bitmap.is_empty() {
+        put_uleb128(buffer, ((bitmap.len() as u64) << 1) | 1);
+        buffer.extend_from_slice(bitmap);
+    }
+}
+
+/// Appends a run of `count` times `value`, of `bit_width` bits.
+fn put_run(buffer: &mut Vec<u8>, count: usize, value: u32, bit_width: u32) {
+    put_uleb128(buffer, (count as u64) << 1);
+    buffer.extend_from_slice(&value.to_le_bytes()[..bit_width.div_ceil(8) as usize]);
+}
+
+/// Appends the dictionary keys of a data page: their bit width in a byte, then the keys, as one
+/// run when they are all equal, else bit-packed, 8 keys to `bit_width` bytes (the last 8 filled
+/// with zeros).
+fn put_keys(buffer: &mut Vec<u8>, keys: &[u32], bit_width: u32) {
+    buffer.push(bit_width as u8);
+    let Some(&first) = keys.first() else { return };
+    if keys.iter().all(|key| *key == first) {
+        put_run(buffer, keys.len(), first, bit_width);
+        return;
+    }
+    let groups = keys.len().div_ceil(8);
+    put_uleb128(buffer, ((groups as u64) << 1) | 1);
+    let padding = std::iter::repeat_n(&0, groups * 8 - keys.len());
+    let (mut bits, mut pending) = (0u64, 0u32);
+    for key in keys.iter().chain(padding) {
+        bits |= u64::from(*key) << pending;
+        pending += bit_width;
+        while pending >= 8 {
+            buffer.push(bits as u8);
+            bits >>= 8;
+            pending -= 8;
+        }
+    }
+}
+
+/// Appends `value` as an unsigned LEB128 integer (a run's header).
+fn put_uleb128(buffer: &mut Vec<u8>, value: u64) {
+    let mut bytes = [0; 10];
+    let used = uleb128::encode(value, &mut bytes);
+    buffer.extend_from_slice(&bytes[..used]);
+}
+
+#[cfg(test)]
+mod tests {
+    use polars_parquet::parquet::encoding::hybrid_rle::HybridRleDecoder;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The values of Parquet's hybrid encoding of bit width `bit_width`, read by the spec's
+    /// rules a run at a time: a run header (count, then the value in whole bytes), or a
+    /// bit-packed header (groups of 8 values, `bit_width` bytes each, least significant bit
+    /// first). Panics when the data ends inside a run. Only a last bit-packed group may hold
+    /// values past `count`, its padding; anything else past `count` fails the test.
+    fn decode(mut data: &[u8], bit_width: u32, count: usize) -> Vec<u32> {
+        let mut values = Vec::new();
+        let mut padded = false;
+        while !data.is_empty() {
+            assert!(values.len() < count, "a run after the last value");
+            let (header, used) = uleb128::decode(data);
+            data = &data[used..];
+            if header & 1 == 0 {
+                let width = bit_width.div_ceil(8) as usize;
+                let mut value = [0; 4];
+                value[..width].copy_from_slice(&data[..width]);
+                data = &data[width..];
+                values.extend(std::iter::repeat_n(u32::from_le_bytes(value), (header >> 1) as usize));
+                padded = false;
+            } else {
+                let bytes = (header >> 1) as usize * bit_width as usize;
+                let (packed, rest) = data.split_at(bytes);
+                let bit = |at: usize| u32::from(packed[at / 8] >> (at % 8) & 1);
+                let count = (header >> 1) as usize * 8;
+                values.extend((0..count).map(|value| {
+                    (0..bit_width as usize).map(|place| bit(value * bit_width as usize + place) << place).sum::<u32>()
+                }));
+                data = rest;
+                padded = true;
+            }
+        }
+        let spare = values.len().checked_sub(count).expect("every value");
+        assert!(spare == 0 || (padded && spare < 8), "{spare} values past the last");
+        assert!(values[count..].iter().all(|value| *value == 0), "padding of zeros");
+        values.truncate(count);
+        values
+    }
+
+    /// Rows from the lengths of alternating runs of rows without and with a value.
+    fn rows_of_runs(runs: &[usize]) -> (Vec<u32>, usize) {
+        let (mut present, mut row) = (Vec::new(), 0);
+        for (place, length) in runs.iter().enumerate() {
+            if place % 2 == 1 {
+                present.extend(row as u32..(row + length) as u32);
+            }
+            row += length;
+        }
+        (present, row)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The levels of a page read back, by the spec and by polars' reader, as 1 for each
+        /// row with a value and 0 for the others: runs of any length, at any place, a last
+        /// byte of fewer than 8 rows, a page that starts past the chunk's first row.
+        #[test]
+        fn definition_levels_read_back_as_the_rows(
+            runs in prop::collection::vec(prop_oneof![1..4usize, 1..40usize, 60..200usize], 0..12),
+            first_row in 0..20usize,
+        ) {
+            let (present, rows) = rows_of_runs(&runs);
+            let shifted: Vec<u32> = present.iter().map(|row| row + first_row as u32).collect();
+            let mut buffer = vec![7];
+            put_definition_levels(&mut buffer, rows, Present::Rows(&shifted), first_row);
+            let levels = &buffer[5..];
+            prop_assert_eq!(u32::from_le_bytes(buffer[1..5].try_into().expect("4 bytes")) as usize, levels.len());
+            let mut expected = vec![0; rows];
+            for row in &present {
+                expected[*row as usize] = 1;
+            }
+            prop_assert_eq!(decode(levels, 1, rows), expected.clone());
+            let by_polars = HybridRleDecoder::new(levels, 1, rows).collect().expect("polars reads the levels");
+            prop_assert_eq!(by_polars, expected);
+        }
+
+        /// Keys of every bit width read back as the keys, by the spec and by polars' reader.
+        #[test]
+        fn keys_read_back_as_the_keys(
+            bit_width in 0..=20u32,
+            seeds in prop::collection::vec(any::<u32>(), 0..100),
+            repeated in any::<bool>(),
+        ) {
+            let mask = ((1u64 << bit_width) - 1) as u32;
+            let keys: Vec<u32> = if repeated {
+                vec![seeds.first().copied().unwrap_or(0) & mask; seeds.len()]
+            } else {
+                seeds.iter().map(|seed| seed & mask).collect()
+            };
+            let mut buffer = Vec::new();
+            put_keys(&mut buffer, &keys, bit_width);
+            prop_assert_eq!(u32::from(buffer[0]), bit_width);
+            prop_assert_eq!(decode(&buffer[1..], bit_width, keys.len()), keys.clone());
+            let by_polars = HybridRleDecoder::new(&buffer[1..], bit_width, keys.len()).collect().expect("polars reads the keys");
+            prop_assert_eq!(by_polars, keys);
+        }
+    }
+
+    /// A page of every row has one run of ones; of no row, runs of zeros only.
+    #[test]
+    fn full_and_empty_pages_are_runs() {
+        let mut every = Vec::new();
+        put_definition_levels(&mut every, 1_000, Present::Every, 0);
+        assert_eq!(every, [3, 0, 0, 0, 0xd0, 0x0f, 1]);
+        let mut none = Vec::new();
+        put_definition_levels(&mut none, 1_000, Present::Rows(&[]), 0);
+        assert_eq!(none, [3, 0, 0, 0, 0xd0, 0x0f, 0]);
+        assert_eq!(bit_width(0), 0);
+        assert_eq!(bit_width(1), 1);
+        assert_eq!(bit_width(22), 5);
+    }
+}
