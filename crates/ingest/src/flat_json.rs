@@ -24,12 +24,18 @@ pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) ->
         let mut given = GivenFields::default();
         loop {
             cursor.expect(b'"')?;
-            let key = cursor.string()?;
+            let field = match field_key(line.as_bytes(), cursor.at) {
+                Some(key) => {
+                    cursor.at += key.length;
+                    Some(key.field)
+                }
+                None => Field::from_name(cursor.string()?),
+            };
             cursor.skip_whitespace();
             cursor.expect(b':')?;
             cursor.skip_whitespace();
             let value = cursor.value()?;
-            if let Some(field) = Field::from_name(key) {
+            if let Some(field) = field {
                 if !given.first_time(field) {
                     return None;
                 }
@@ -45,6 +51,72 @@ pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) ->
     }
     cursor.skip_whitespace();
     (cursor.at == line.len()).then_some(())
+}
+
+/// A field's name as a key spells it: the name and its closing quote, as the first bytes of
+/// 16 read little-endian, and the mask of those bytes.
+#[derive(Debug, Clone, Copy)]
+struct FieldKey {
+    field: Field,
+    /// The name's bytes and the closing quote's.
+    length: usize,
+    bytes: u128,
+    mask: u128,
+}
+
+impl FieldKey {
+    const fn of(field: Field) -> FieldKey {
+        let name = field.name().as_bytes();
+        let mut bytes = (b'"' as u128) << (8 * name.len());
+        let mut at = 0;
+        while at < name.len() {
+            bytes |= (name[at] as u128) << (8 * at);
+            at += 1;
+        }
+        let length = name.len() + 1;
+        // Every name is shorter than 15 bytes (`FieldKey`'s test).
+        FieldKey { field, length, bytes, mask: (1 << (8 * length)) - 1 }
+    }
+}
+
+/// The keys of the fields, by their first letter, the common ones first.
+const A_KEYS: [FieldKey; 1] = [FieldKey::of(Field::Amount)];
+const C_KEYS: [FieldKey; 5] = [
+    FieldKey::of(Field::CustomerId),
+    FieldKey::of(Field::CampaignId),
+    FieldKey::of(Field::Channel),
+    FieldKey::of(Field::Currency),
+    FieldKey::of(Field::Category),
+];
+const D_KEYS: [FieldKey; 1] = [FieldKey::of(Field::DealId)];
+const E_KEYS: [FieldKey; 2] = [FieldKey::of(Field::EventType), FieldKey::of(Field::EventId)];
+const K_KEYS: [FieldKey; 1] = [FieldKey::of(Field::Kind)];
+const O_KEYS: [FieldKey; 3] =
+    [FieldKey::of(Field::OccurredAt), FieldKey::of(Field::OwnerId), FieldKey::of(Field::OrderId)];
+const R_KEYS: [FieldKey; 1] = [FieldKey::of(Field::Reason)];
+const S_KEYS: [FieldKey; 3] = [FieldKey::of(Field::Stage), FieldKey::of(Field::Survey), FieldKey::of(Field::Score)];
+const T_KEYS: [FieldKey; 1] = [FieldKey::of(Field::TicketId)];
+
+/// The field whose name, with its closing quote, starts at `at` (just after a key's opening
+/// quote), told from the 16 bytes there without looking for the key's end: a key of a field
+/// spelled plainly, the common key. `None` for any other key (another name, an escape) and
+/// when fewer than 16 bytes are left: [`Cursor::string`] and [`Field::from_name`] then read it.
+#[inline]
+fn field_key(bytes: &[u8], at: usize) -> Option<FieldKey> {
+    let window = u128::from_le_bytes(bytes.get(at..at + 16)?.try_into().ok()?);
+    let keys: &[FieldKey] = match window as u8 {
+        b'a' => &A_KEYS,
+        b'c' => &C_KEYS,
+        b'd' => &D_KEYS,
+        b'e' => &E_KEYS,
+        b'k' => &K_KEYS,
+        b'o' => &O_KEYS,
+        b'r' => &R_KEYS,
+        b's' => &S_KEYS,
+        b't' => &T_KEYS,
+        _ => return None,
+    };
+    keys.iter().find(|key| window & key.mask == key.bytes).copied()
 }
 
 /// A place in the line being scanned.
@@ -228,6 +300,28 @@ mod tests {
         assert_eq!(scanned(" { } "), Some(RawRecord::default()));
     }
 
+    /// Every field's key is told from the bytes at its start, and only a key that is exactly a
+    /// field's name: not one a byte longer or shorter, nor one with an escape, nor one too near
+    /// the end of the line (which the scanner reads to its end instead).
+    #[test]
+    fn a_fields_key_is_told_from_its_first_bytes() {
+        for field in Field::ALL {
+            let name = field.name();
+            assert!(name.len() < 15, "{name}");
+            let key = |text: &str| field_key(text.as_bytes(), 0).map(|key| (key.field, key.length));
+            assert_eq!(key(&format!("{name}\": \"a long value\"}}")), Some((field, name.len() + 1)), "{name}");
+            assert_eq!(key(&format!("{name}x\": \"a long value\"}}")), None, "{name}");
+            assert_eq!(key(&format!("{}\": \"a long value\"}}", &name[..name.len() - 1])), None, "{name}");
+            assert_eq!(key(&format!("{}\\u0041\": \"a long value\"}}", &name[..1])), None, "{name}");
+            assert_eq!(key(&format!("{name}\":1}}")), None, "{name}");
+            let line = format!("{{\"{name}\": \"a\", \"{name}x\": \"b\"}}");
+            let mut record = RawRecord::default();
+            assert_eq!(scan_flat_object(&line, &mut record), Some(()), "{line}");
+            assert_eq!(record.get(field), &Value::Text("a"), "{line}");
+            assert_eq!(Some(record), by_serde(&line), "{line}");
+        }
+    }
+
     /// Lines the scanner leaves to serde_json: some are valid JSON (an escape, a nested value),
     /// some are not (serde then reports the record malformed).
     #[test]
@@ -348,8 +442,12 @@ mod tests {
         assert_eq!(cases, 256 * 7 * 190 * 5 * 2);
     }
 
-    const KEYS: [&str; 9] = [
+    const KEYS: [&str; 13] = [
         r#""event_id""#,
+        r#""event_idx""#,
+        r#""event_i""#,
+        r#""occurred_at""#,
+        r#""a key longer than sixteen bytes""#,
         r#""amount""#,
         r#""stage""#,
         r#""score""#,
