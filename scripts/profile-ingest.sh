@@ -47,7 +47,7 @@ RULES = [
     ("zstd compression", "HUF_"),
     ("zstd compression", "compress_page"),
     ("Parquet encoding", "polars_parquet"),
-    ("Parquet encoding", "text_pages"),
+    ("Parquet encoding", "column_pages"),
     ("Parquet encoding", "EventColumns::finish"),
     ("Parquet encoding", "write_chunk"),
     ("filling the columns", "ColumnPart"),

@@ -26,14 +26,15 @@ use polars_parquet::write::{
 };
 use rayon::prelude::*;
 
+use super::column_pages::{Present, dictionary_pages, number_pages, plain_pages};
 use super::commit::parquet_writer;
-use super::text_pages::{Present, dictionary_pages, plain_pages};
 use crate::error::IngestError;
 use crate::validate::Event;
 use crmkpi_schema::{EventType, LAKE_COLUMNS, LakeColumn, LakeType};
 use polars::polars_utils::aliases::PlIndexSet;
 use polars_arrow::datatypes::ArrowDataType;
 use polars_parquet::parquet::schema::types::PrimitiveType;
+use polars_parquet::parquet::types::NativeType;
 
 /// A UTC month: (year, month).
 pub type Month = (i32, u32);
@@ -117,9 +118,40 @@ pub struct FixedColumns {
     /// Each event's type, by its [`EventType::index`].
     event_type: Vec<u8>,
     occurred_at: Vec<i64>,
-    amount: Vec<Option<f64>>,
-    score: Vec<Option<i64>>,
+    amount: NumberColumn<f64>,
+    score: NumberColumn<i64>,
     content_hash: Vec<u64>,
+}
+
+/// A column of numbers that few events have (amounts, scores): the rows that have one, and
+/// their numbers.
+pub struct NumberColumn<T> {
+    /// The rows with a number, ascending.
+    rows: Vec<u32>,
+    values: Vec<T>,
+}
+
+impl<T: Copy> NumberColumn<T> {
+    fn new() -> NumberColumn<T> {
+        NumberColumn { rows: Vec::new(), values: Vec::new() }
+    }
+
+    /// Sets row `row` (after every row set before) to `value`, when there is one.
+    fn push(&mut self, row: u32, value: Option<T>) {
+        if let Some(value) = value {
+            debug_assert!(self.rows.last().is_none_or(|last| *last < row), "rows set in ascending order");
+            self.rows.push(row);
+            self.values.push(value);
+        }
+    }
+}
+
+impl<T: NativeType + PartialOrd> NumberColumn<T> {
+    /// The column's pages, of `rows` rows, null in those without a number.
+    fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
+        debug_assert!(self.rows.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
+        number_pages(primitive_type, rows, Present::Rows(&self.rows), &self.values)
+    }
 }
 
 /// How many parts [`EventColumns::parts`] makes: the columns every event has a value in, and
@@ -159,8 +191,8 @@ impl FixedColumns {
             event_id: IdColumn::with_capacity(capacity),
             event_type: Vec::with_capacity(capacity),
             occurred_at: Vec::with_capacity(capacity),
-            amount: Vec::with_capacity(capacity),
-            score: Vec::with_capacity(capacity),
+            amount: NumberColumn::new(),
+            score: NumberColumn::new(),
             content_hash: Vec::with_capacity(capacity),
         }
     }
@@ -168,9 +200,10 @@ impl FixedColumns {
     fn push<S: Deref<Target = str>>(&mut self, event: &Event<S>) {
         self.event_id.push(&event.event_id);
         self.event_type.push(event.event_type.index() as u8);
+        let row = self.occurred_at.len() as u32;
         self.occurred_at.push(event.occurred_at);
-        self.amount.push(event.amount);
-        self.score.push(event.score);
+        self.amount.push(row, event.amount);
+        self.score.push(row, event.score);
         self.content_hash.push(event.content_hash);
     }
 }
@@ -199,7 +232,7 @@ impl IdColumn {
 
 /// A text column, kept as the rows that have a value and their values: an event has a few of
 /// its 13 text fields, and a column of mostly nulls costs nothing per null. Its pages are
-/// encoded from them ([`super::text_pages`]), without an array of every row.
+/// encoded from them ([`super::column_pages`]), without an array of every row.
 pub struct TextColumn {
     /// The rows with a value, ascending; `None` when every row has one (ids, types, the run).
     rows: Option<Vec<u32>>,
@@ -268,10 +301,26 @@ impl TextColumn {
 
 /// A column of a row group, as it is encoded.
 pub enum GroupColumn {
-    /// Instants, amounts, scores and content hashes, encoded by polars' writer.
+    /// Instants and content hashes, encoded by polars' writer.
     Numbers(ArrayRef),
-    /// Text, encoded by [`super::text_pages`].
+    /// Text, encoded by [`super::column_pages`].
     Text(TextColumn),
+    /// Amounts, encoded by [`super::column_pages`].
+    Amounts(NumberColumn<f64>),
+    /// Scores, encoded by [`super::column_pages`].
+    Scores(NumberColumn<i64>),
+}
+
+impl GroupColumn {
+    /// The pages of a column that is not encoded by polars' writer, of `rows` rows.
+    fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
+        match self {
+            GroupColumn::Text(text) => text.pages(primitive_type, rows),
+            GroupColumn::Amounts(amounts) => amounts.pages(primitive_type, rows),
+            GroupColumn::Scores(scores) => scores.pages(primitive_type, rows),
+            GroupColumn::Numbers(_) => polars_bail!(ComputeError: "an array's pages are polars' writer's"),
+        }
+    }
 }
 
 impl EventColumns {
@@ -319,15 +368,8 @@ impl EventColumns {
         // The text columns in lake order: the event's id and type, then its text fields.
         let FixedColumns { event_id, event_type, occurred_at, amount, score, content_hash } = self.fixed;
         let mut text = [event_id.finish(), event_types(&event_type)].into_iter().chain(self.fields);
-        let mut numbers = [
-            Int64Chunked::from_vec("occurred_at".into(), occurred_at)
-                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                .into_column(),
-            Column::new("amount".into(), amount),
-            Column::new("score".into(), score),
-            Column::new("content_hash".into(), content_hash),
-        ]
-        .into_iter();
+        let (mut occurred_at, mut amount, mut score, mut content_hash) =
+            (Some(occurred_at), Some(amount), Some(score), Some(content_hash));
         LAKE_COLUMNS
             .iter()
             .map(|column| match column.name {
@@ -336,10 +378,17 @@ impl EventColumns {
                     PlIndexSet::from_iter([run_id.to_owned()]),
                 ))),
                 _ if is_event_text(column) => text.next().map(GroupColumn::Text),
-                _ => numbers
-                    .next()
-                    .filter(|number| number.name() == column.name)
-                    .map(|number| GroupColumn::Numbers(array(number))),
+                "occurred_at" => occurred_at.take().map(|instants| {
+                    let instants = Int64Chunked::from_vec("occurred_at".into(), instants)
+                        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+                    GroupColumn::Numbers(array(instants.into_column()))
+                }),
+                "amount" => amount.take().map(GroupColumn::Amounts),
+                "score" => score.take().map(GroupColumn::Scores),
+                "content_hash" => content_hash
+                    .take()
+                    .map(|hashes| GroupColumn::Numbers(array(Column::new("content_hash".into(), hashes)))),
+                _ => None,
             })
             .collect::<Option<Vec<GroupColumn>>>()
             .ok_or_else(|| polars_err!(ComputeError: "the event columns do not match the lake's columns"))
@@ -400,7 +449,7 @@ impl EventEncoder {
                 .zip(arrow_schema.iter_values())
                 .map(|(encodings, field)| match field.name.as_str() {
                     // The content hash written plain: no cardinality estimate or dictionary
-                    // hashing while writing. (Text is encoded by `text_pages`.)
+                    // hashing while writing. (Text, amounts and scores are encoded by `column_pages`.)
                     "content_hash" => vec![Encoding::Plain; encodings.len()],
                     // Instants as deltas bit-packed: 3% smaller event files than plain, and
                     // fewer bytes for zstd (2% fewer instructions for an ingest).
@@ -435,6 +484,8 @@ impl EventEncoder {
             && columns.iter().zip(&fields).all(|(column, field)| match column {
                 GroupColumn::Numbers(array) => array.dtype() == field.dtype(),
                 GroupColumn::Text(_) => field.dtype() == &ArrowDataType::Utf8View,
+                GroupColumn::Amounts(_) => field.dtype() == &ArrowDataType::Float64,
+                GroupColumn::Scores(_) => field.dtype() == &ArrowDataType::Int64,
             });
         if !matches {
             polars_bail!(SchemaMismatch: "event columns that are not the lake's columns {:?}", self.arrow_schema);
@@ -445,10 +496,11 @@ impl EventEncoder {
             .zip(&self.encodings)
             .map(|((column, parquet_type), encodings)| match (column, parquet_type) {
                 (GroupColumn::Numbers(array), _) => self.encode_column(array, parquet_type, encodings),
-                (GroupColumn::Text(text), ParquetType::PrimitiveType(primitive_type)) => Ok(vec![
-                    text.pages(primitive_type, rows)?.into_iter().map(compress_page).collect::<PolarsResult<_>>()?,
-                ]),
-                (GroupColumn::Text(_), _) => polars_bail!(SchemaMismatch: "a text column of a nested type"),
+                (column, ParquetType::PrimitiveType(primitive_type)) => {
+                    let pages = column.pages(primitive_type, rows)?;
+                    Ok(vec![pages.into_iter().map(compress_page).collect::<PolarsResult<_>>()?])
+                }
+                (_, _) => polars_bail!(SchemaMismatch: "a column of a nested type"),
             })
             .collect::<PolarsResult<_>>()?;
         Ok(columns.into_iter().flatten().collect())
@@ -672,13 +724,18 @@ mod tests {
         }
     }
 
-    /// The lake columns of `rows` deal stage changes, every third one to `won`.
+    /// The lake columns of `rows` deal stage changes, every third one to `won`, every fourth
+    /// with an amount and every fifth with a score.
     fn won_every_third(rows: usize) -> Vec<GroupColumn> {
         let event_ids: Vec<String> = (0..rows).map(|row| format!("e{row}")).collect();
         let events: Vec<_> = event_ids
             .iter()
             .enumerate()
-            .map(|(row, event_id)| event(event_id, EventType::DealStageChanged, (row % 3 == 0).then_some("won")))
+            .map(|(row, event_id)| Event {
+                amount: (row % 4 == 0).then_some(row as f64 / 2.0),
+                score: (row % 5 == 0).then_some(row as i64 % 11),
+                ..event(event_id, EventType::DealStageChanged, (row % 3 == 0).then_some("won"))
+            })
             .collect();
         let mut columns = EventColumns::with_capacity(rows);
         columns.extend(&events);
@@ -770,11 +827,11 @@ mod tests {
                 (GroupColumn::Numbers(array), _) => {
                     array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode")
                 }
-                (GroupColumn::Text(text), ParquetType::PrimitiveType(primitive_type)) => {
-                    let pages = text.pages(primitive_type, rows).expect("text pages").into_iter().map(Ok);
+                (column, ParquetType::PrimitiveType(primitive_type)) => {
+                    let pages = column.pages(primitive_type, rows).expect("column pages").into_iter().map(Ok);
                     vec![polars_parquet::parquet::write::DynIter::new(pages)]
                 }
-                (GroupColumn::Text(_), _) => panic!("a nested text column"),
+                (_, _) => panic!("a nested column"),
             };
             for pages in pages {
                 let pages = pages.map(|page| {
@@ -851,12 +908,13 @@ mod tests {
         assert_eq!(text_of(&frame, "customer_id"), vec![None; rows]);
     }
 
-    /// Events of every density of every text column (none, some, in runs, all), over several
-    /// plain pages: the file written of their pages reads back as the file polars' writer
-    /// writes of the same text laid out row by row, and its row group has the same statistics
-    /// (minimum, maximum and null count of every text column).
+    /// Events of every density of every text column (none, some, in runs, all), with amounts
+    /// and scores now and then, over several plain pages: the file written of their pages
+    /// reads back as the file polars' writer writes of the same values laid out row by row,
+    /// and its row group has the same statistics (minimum, maximum and null count of every
+    /// text column, of the amounts and of the scores).
     #[test]
-    fn text_pages_read_as_polars_pages_with_its_statistics() {
+    fn column_pages_read_as_polars_pages_with_its_statistics() {
         use polars_parquet::parquet::statistics::Statistics;
         let rows = 150_000;
         let value = |column: usize, row: usize| -> Option<String> {
@@ -872,6 +930,9 @@ mod tests {
         let fields: Vec<Vec<Option<String>>> =
             (0..13).map(|column| (0..rows).map(|row| value(column, row)).collect()).collect();
         let event_ids: Vec<String> = (0..rows).map(|row| format!("ev-{}", rows - row)).collect();
+        let amounts: Vec<Option<f64>> =
+            (0..rows).map(|row| (row % 3 == 1).then_some((row % 1_000) as f64 * 1.25)).collect();
+        let scores: Vec<Option<i64>> = (0..rows).map(|row| (row % 17 == 0).then_some((row % 13) as i64 - 2)).collect();
         let events: Vec<Event<&str>> = (0..rows)
             .map(|row| {
                 let field = |column: usize| fields[column][row].as_deref();
@@ -890,7 +951,12 @@ mod tests {
                     survey: field(11),
                     reason: field(12),
                 };
-                Event { text, ..event(&event_ids[row], EventType::ALL[row % EventType::ALL.len()], None) }
+                Event {
+                    text,
+                    amount: amounts[row],
+                    score: scores[row],
+                    ..event(&event_ids[row], EventType::ALL[row % EventType::ALL.len()], None)
+                }
             })
             .collect();
         let mut columns = EventColumns::with_capacity(rows);
@@ -927,25 +993,38 @@ mod tests {
                     };
                     Column::new((*name).into(), texts)
                 })
+                .chain([Column::new("amount".into(), &amounts), Column::new("score".into(), &scores)])
                 .collect(),
         )
         .expect("reference frame");
+        let names: Vec<&str> = text_names.iter().copied().chain(["amount", "score"]).collect();
         let theirs_path = dir.path().join("theirs.parquet");
         ParquetWriter::new(File::create(&theirs_path).expect("create"))
             .with_statistics(StatisticsOptions::default())
             .finish(&mut reference)
             .expect("write reference");
-        assert_eq!(ours.select(text_names.iter().copied()).expect("text columns"), reference);
+        assert_eq!(ours.select(names.iter().copied()).expect("columns"), reference);
 
         let statistics = |path: &Path| {
             let metadata = polars_parquet::read::read_metadata(&mut File::open(path).expect("open")).expect("metadata");
             let row_group = &metadata.row_groups[0];
-            text_names
+            names
                 .iter()
                 .map(|name| {
                     let column = row_group.columns_under_root_iter(name).expect("column").next().expect("leaf");
+                    let bytes = |value: Option<[u8; 8]>| value.map(|value| value.to_vec());
                     match column.statistics(&metadata.footer_buf).expect("statistics").expect("valid statistics") {
                         Statistics::Binary(binary) => (binary.min_value, binary.max_value, binary.null_count),
+                        Statistics::Double(numbers) => (
+                            bytes(numbers.min_value.map(f64::to_le_bytes)),
+                            bytes(numbers.max_value.map(f64::to_le_bytes)),
+                            numbers.null_count,
+                        ),
+                        Statistics::Int64(numbers) => (
+                            bytes(numbers.min_value.map(i64::to_le_bytes)),
+                            bytes(numbers.max_value.map(i64::to_le_bytes)),
+                            numbers.null_count,
+                        ),
                         other => panic!("{name}: {other:?}"),
                     }
                 })

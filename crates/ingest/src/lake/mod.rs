@@ -34,11 +34,11 @@
 //! of format 1 (real `events/`, `rejects/`, `_runs/` directories) is upgraded in place by the
 //! next writer: readers see the same files throughout.
 
+mod column_pages;
 mod commit;
 mod compact;
 mod event_writer;
 mod snapshot;
-mod text_pages;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

@@ -1,11 +1,14 @@
-//! The Parquet pages of the lake's text columns, encoded straight from the rows that hold a
-//! value and their values, where polars' writer takes an Arrow array laid out row by row and
-//! goes over every row again: its definition levels one row at a time, its values through the
-//! validity bitmap, its bounds over the whole array. Here the definition levels are the rows'
-//! bitmap, written 8 rows (a byte) at a time, the values are copied once and the bounds are
-//! found among the values. The pages are the ones polars writes: version 1; ids plain, in pages
-//! of about 1 MiB; names and codes a dictionary page and one data page of keys; each data page
-//! with its minimum, maximum and null count (exact: long values are not truncated).
+//! The Parquet pages of the lake's text columns and of its amounts and scores, encoded straight
+//! from the rows that hold a value and their values, where polars' writer takes an Arrow array
+//! laid out row by row and goes over every row again: its definition levels one row at a time,
+//! its values through the validity bitmap, its bounds over the whole array. Here the
+//! definition levels are the rows' bitmap, written 8 rows (a byte) at a time, the values are
+//! copied once and the bounds are found among the values. The pages are the ones polars
+//! writes: version 1; ids, amounts and scores plain, in pages of about 1 MiB; names and codes a
+//! dictionary page and one data page of keys; each data page with its minimum, maximum and
+//! null count (exact: long text is not truncated).
+
+use std::ops::Range;
 
 use polars::prelude::{PolarsResult, polars_err};
 use polars_parquet::parquet::CowBuffer;
@@ -13,7 +16,8 @@ use polars_parquet::parquet::encoding::{Encoding, uleb128};
 use polars_parquet::parquet::metadata::Descriptor;
 use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, DictPage};
 use polars_parquet::parquet::schema::types::PrimitiveType;
-use polars_parquet::parquet::statistics::BinaryStatistics;
+use polars_parquet::parquet::statistics::{BinaryStatistics, ParquetStatistics, PrimitiveStatistics};
+use polars_parquet::parquet::types::NativeType;
 use polars_parquet::write::Page;
 
 /// Which rows of a column chunk hold a value.
@@ -38,30 +42,16 @@ pub fn plain_pages(
     bytes: &[u8],
 ) -> PolarsResult<Vec<Page>> {
     let value_bytes = bytes.len() + ends.len() * size_of::<u32>();
-    let rows_per_page = (PAGE_BYTES / (value_bytes / rows.max(1) + 1)).max(1);
-    let mut pages = Vec::with_capacity(rows.div_ceil(rows_per_page).max(1));
-    let mut first_value = 0;
-    let mut first_row = 0;
-    loop {
-        let end_row = (first_row + rows_per_page).min(rows);
-        // The values of the page's rows, and those rows counted from the page's first.
-        let (end_value, page_present) = match present {
-            Present::Every => (end_row, Present::Every),
-            Present::Rows(all) => {
-                let end_value = first_value + all[first_value..].partition_point(|row| (*row as usize) < end_row);
-                (end_value, Present::Rows(&all[first_value..end_value]))
-            }
-        };
-        let start = match first_value {
+    paged(rows, present, value_bytes, |first_row, page_rows, page_present, values| {
+        let start = match values.start {
             0 => 0,
             value => offset(ends[value - 1])?,
         };
-        let values = ends[first_value..end_value].iter().scan(start, |start, end| {
+        let values = ends[values].iter().scan(start, |start, end| {
             let text = offset(*end).map(|end| &bytes[std::mem::replace(start, end)..end]);
             Some(text)
         });
         let values = values.collect::<PolarsResult<Vec<&[u8]>>>()?;
-        let page_rows = end_row - first_row;
         let mut buffer =
             Vec::with_capacity(page_rows / 8 + 16 + values.iter().map(|value| value.len() + 4).sum::<usize>());
         put_definition_levels(&mut buffer, page_rows, page_present, first_row);
@@ -69,7 +59,65 @@ pub fn plain_pages(
             put_value(&mut buffer, value)?;
         }
         let statistics = bounds(primitive_type, values.iter().copied(), page_rows - values.len());
-        pages.push(data_page(primitive_type, buffer, page_rows, statistics, Encoding::Plain)?);
+        data_page(primitive_type, buffer, page_rows, statistics.serialize(), Encoding::Plain)
+    })
+}
+
+/// The pages of a chunk of `rows` rows of numbers (amounts, scores): `values` of the rows
+/// `present`, plain.
+pub fn number_pages<T: NativeType + PartialOrd>(
+    primitive_type: &PrimitiveType,
+    rows: usize,
+    present: Present<'_>,
+    values: &[T],
+) -> PolarsResult<Vec<Page>> {
+    paged(rows, present, std::mem::size_of_val(values), |first_row, page_rows, page_present, range| {
+        let values = &values[range];
+        let mut buffer = Vec::with_capacity(page_rows / 8 + 16 + std::mem::size_of_val(values));
+        put_definition_levels(&mut buffer, page_rows, page_present, first_row);
+        let mut min_max: Option<(T, T)> = None;
+        for value in values {
+            buffer.extend_from_slice(value.to_le_bytes().as_ref());
+            min_max = Some(match min_max {
+                None => (*value, *value),
+                Some((min, max)) => (if *value < min { *value } else { min }, if *value > max { *value } else { max }),
+            });
+        }
+        let statistics = PrimitiveStatistics {
+            primitive_type: primitive_type.clone(),
+            null_count: Some((page_rows - values.len()) as i64),
+            distinct_count: None,
+            min_value: min_max.map(|(min, _)| min),
+            max_value: min_max.map(|(_, max)| max),
+        };
+        data_page(primitive_type, buffer, page_rows, statistics.serialize(), Encoding::Plain)
+    })
+}
+
+/// The pages of a chunk of `rows` rows, of which those `present` hold values of `value_bytes`
+/// in all, cut as polars' writer cuts them (about [`PAGE_BYTES`] each): `page` makes a page of
+/// its first row, its number of rows, its rows with a value (rows of the chunk) and the range
+/// of those values.
+fn paged(
+    rows: usize,
+    present: Present<'_>,
+    value_bytes: usize,
+    mut page: impl FnMut(usize, usize, Present<'_>, Range<usize>) -> PolarsResult<Page>,
+) -> PolarsResult<Vec<Page>> {
+    let rows_per_page = (PAGE_BYTES / (value_bytes / rows.max(1) + 1)).max(1);
+    let mut pages = Vec::with_capacity(rows.div_ceil(rows_per_page).max(1));
+    let mut first_value = 0;
+    let mut first_row = 0;
+    loop {
+        let end_row = (first_row + rows_per_page).min(rows);
+        let (end_value, page_present) = match present {
+            Present::Every => (end_row, Present::Every),
+            Present::Rows(all) => {
+                let end_value = first_value + all[first_value..].partition_point(|row| (*row as usize) < end_row);
+                (end_value, Present::Rows(&all[first_value..end_value]))
+            }
+        };
+        pages.push(page(first_row, end_row - first_row, page_present, first_value..end_value)?);
         (first_row, first_value) = (end_row, end_value);
         if first_row >= rows {
             return Ok(pages);
@@ -97,7 +145,7 @@ pub fn dictionary_pages(
     put_keys(&mut buffer, keys, bit_width(values.len().saturating_sub(1)));
     Ok(vec![
         Page::Dict(DictPage::new(CowBuffer::Owned(dictionary), values.len(), false)),
-        data_page(primitive_type, buffer, rows, statistics, Encoding::RleDictionary)?,
+        data_page(primitive_type, buffer, rows, statistics.serialize(), Encoding::RleDictionary)?,
     ])
 }
 
@@ -106,7 +154,7 @@ fn data_page(
     primitive_type: &PrimitiveType,
     buffer: Vec<u8>,
     rows: usize,
-    statistics: BinaryStatistics,
+    statistics: ParquetStatistics,
     encoding: Encoding,
 ) -> PolarsResult<Page> {
     let num_values = i32::try_from(rows).map_err(|_| polars_err!(ComputeError: "a page of {rows} rows"))?;
@@ -115,7 +163,7 @@ fn data_page(
         encoding: encoding.into(),
         definition_level_encoding: Encoding::Rle.into(),
         repetition_level_encoding: Encoding::Rle.into(),
-        statistics: Some(statistics.serialize()),
+        statistics: Some(statistics),
     };
     // The levels' maxima as polars' writer leaves them (the levels are read from the schema).
     let descriptor = Descriptor { primitive_type: primitive_type.clone(), max_def_level: 0, max_rep_level: 0 };
