@@ -3,18 +3,20 @@
 //! laid out row by row and goes over every row again: its definition levels one row at a time,
 //! its values through the validity bitmap, its bounds over the whole array. Here the
 //! definition levels are the rows' bitmap, written 8 rows (a byte) at a time, the values are
-//! copied once and the bounds are found among the values. The pages are the ones polars
-//! writes: version 1; ids, amounts and scores plain, in pages of about 1 MiB; names and codes a
-//! dictionary page and one data page of keys; each data page with its minimum, maximum and
-//! null count (exact: long text is not truncated).
+//! copied once and the bounds are found among the values. The pages are of the kinds polars
+//! writes: version 1; ids plain, in pages of about 1 MiB of values; names and codes a
+//! dictionary page and one data page of keys; amounts and scores plain (polars' writer tries a
+//! dictionary for them); each data page with its minimum, maximum and null count, text bounds
+//! cut to 64 bytes as polars' writer cuts them and float bounds of zero signed as Parquet asks.
 
 use std::ops::Range;
 
-use polars::prelude::{PolarsResult, polars_err};
+use polars::prelude::{PolarsResult, polars_bail, polars_err};
 use polars_parquet::parquet::CowBuffer;
 use polars_parquet::parquet::encoding::{Encoding, uleb128};
 use polars_parquet::parquet::metadata::Descriptor;
 use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, DictPage};
+use polars_parquet::parquet::schema::Repetition;
 use polars_parquet::parquet::schema::types::PrimitiveType;
 use polars_parquet::parquet::statistics::{BinaryStatistics, ParquetStatistics, PrimitiveStatistics};
 use polars_parquet::parquet::types::NativeType;
@@ -29,8 +31,11 @@ pub enum Present<'a> {
     Rows(&'a [u32]),
 }
 
-/// The data size a page of plain text is cut at, as polars' writer cuts it.
+/// The size of the values a data page is cut at (polars' writer's page size).
 const PAGE_BYTES: usize = 1024 * 1024;
+
+/// The bytes a text bound is cut to (polars' writer's default).
+const BOUND_BYTES: usize = 64;
 
 /// The pages of a chunk of `rows` rows of plain text: the values of the rows `present`, one
 /// after another in `bytes`, each ending at its entry of `ends`.
@@ -54,7 +59,7 @@ pub fn plain_pages(
         let values = values.collect::<PolarsResult<Vec<&[u8]>>>()?;
         let mut buffer =
             Vec::with_capacity(page_rows / 8 + 16 + values.iter().map(|value| value.len() + 4).sum::<usize>());
-        put_definition_levels(&mut buffer, page_rows, page_present, first_row);
+        put_levels(&mut buffer, primitive_type, page_rows, page_present, first_row)?;
         for value in &values {
             put_value(&mut buffer, value)?;
         }
@@ -74,7 +79,7 @@ pub fn number_pages<T: NativeType + PartialOrd>(
     paged(rows, present, std::mem::size_of_val(values), |first_row, page_rows, page_present, range| {
         let values = &values[range];
         let mut buffer = Vec::with_capacity(page_rows / 8 + 16 + std::mem::size_of_val(values));
-        put_definition_levels(&mut buffer, page_rows, page_present, first_row);
+        put_levels(&mut buffer, primitive_type, page_rows, page_present, first_row)?;
         let mut min_max: Option<(T, T)> = None;
         for value in values {
             buffer.extend_from_slice(value.to_le_bytes().as_ref());
@@ -87,17 +92,17 @@ pub fn number_pages<T: NativeType + PartialOrd>(
             primitive_type: primitive_type.clone(),
             null_count: Some((page_rows - values.len()) as i64),
             distinct_count: None,
-            min_value: min_max.map(|(min, _)| min),
-            max_value: min_max.map(|(_, max)| max),
+            min_value: min_max.map(|(min, _)| min.norm_min()),
+            max_value: min_max.map(|(_, max)| max.norm_max()),
         };
         data_page(primitive_type, buffer, page_rows, statistics.serialize(), Encoding::Plain)
     })
 }
 
 /// The pages of a chunk of `rows` rows, of which those `present` hold values of `value_bytes`
-/// in all, cut as polars' writer cuts them (about [`PAGE_BYTES`] each): `page` makes a page of
-/// its first row, its number of rows, its rows with a value (rows of the chunk) and the range
-/// of those values.
+/// in all, cut into pages of as many rows as hold about [`PAGE_BYTES`] of values on average
+/// (none for no rows, as polars' writer does): `page` makes a page of its first row, its number
+/// of rows, its rows with a value (rows of the chunk) and the range of those values.
 fn paged(
     rows: usize,
     present: Present<'_>,
@@ -105,10 +110,10 @@ fn paged(
     mut page: impl FnMut(usize, usize, Present<'_>, Range<usize>) -> PolarsResult<Page>,
 ) -> PolarsResult<Vec<Page>> {
     let rows_per_page = (PAGE_BYTES / (value_bytes / rows.max(1) + 1)).max(1);
-    let mut pages = Vec::with_capacity(rows.div_ceil(rows_per_page).max(1));
+    let mut pages = Vec::with_capacity(rows.div_ceil(rows_per_page));
     let mut first_value = 0;
     let mut first_row = 0;
-    loop {
+    while first_row < rows {
         let end_row = (first_row + rows_per_page).min(rows);
         let (end_value, page_present) = match present {
             Present::Every => (end_row, Present::Every),
@@ -119,15 +124,13 @@ fn paged(
         };
         pages.push(page(first_row, end_row - first_row, page_present, first_value..end_value)?);
         (first_row, first_value) = (end_row, end_value);
-        if first_row >= rows {
-            return Ok(pages);
-        }
     }
+    Ok(pages)
 }
 
 /// The pages of a chunk of `rows` rows of names or codes: the dictionary of `values`, then one
-/// data page of the rows `present`, whose `keys` are places in `values` (every value of which
-/// some row holds).
+/// data page of the rows `present` (none for no rows), whose `keys` are places in `values`
+/// (every value of which some row holds).
 pub fn dictionary_pages(
     primitive_type: &PrimitiveType,
     rows: usize,
@@ -139,14 +142,15 @@ pub fn dictionary_pages(
     for value in values {
         put_value(&mut dictionary, value.as_bytes())?;
     }
-    let statistics = bounds(primitive_type, values.iter().map(|value| value.as_bytes()), rows - keys.len());
-    let mut buffer = Vec::with_capacity(rows / 8 + 16 + keys.len() * 4);
-    put_definition_levels(&mut buffer, rows, present, 0);
-    put_keys(&mut buffer, keys, bit_width(values.len().saturating_sub(1)));
-    Ok(vec![
-        Page::Dict(DictPage::new(CowBuffer::Owned(dictionary), values.len(), false)),
-        data_page(primitive_type, buffer, rows, statistics.serialize(), Encoding::RleDictionary)?,
-    ])
+    let mut pages = vec![Page::Dict(DictPage::new(CowBuffer::Owned(dictionary), values.len(), false))];
+    if rows > 0 {
+        let statistics = bounds(primitive_type, values.iter().map(|value| value.as_bytes()), rows - keys.len());
+        let mut buffer = Vec::with_capacity(rows / 8 + 16 + keys.len() * 4);
+        put_levels(&mut buffer, primitive_type, rows, present, 0)?;
+        put_keys(&mut buffer, keys, bit_width(values.len().saturating_sub(1)));
+        pages.push(data_page(primitive_type, buffer, rows, statistics.serialize(), Encoding::RleDictionary)?);
+    }
+    Ok(pages)
 }
 
 /// A version 1 data page of `rows` rows, its definition levels and values in `buffer`.
@@ -170,7 +174,8 @@ fn data_page(
     Ok(Page::Data(DataPage::new(DataPageHeader::V1(header), CowBuffer::Owned(buffer), descriptor, rows)))
 }
 
-/// The statistics of a page whose values are `values`, with `nulls` rows without one.
+/// The statistics of a page whose values (text) are `values`, with `nulls` rows without one:
+/// the bounds cut to [`BOUND_BYTES`] ([`lower_bound`], [`upper_bound`]).
 fn bounds<'a>(
     primitive_type: &PrimitiveType,
     values: impl Iterator<Item = &'a [u8]>,
@@ -187,8 +192,44 @@ fn bounds<'a>(
         primitive_type: primitive_type.clone(),
         null_count: Some(nulls as i64),
         distinct_count: None,
-        max_value: min_max.map(|(_, max)| max.to_vec()),
-        min_value: min_max.map(|(min, _)| min.to_vec()),
+        max_value: min_max.map(|(_, max)| upper_bound(max)),
+        min_value: min_max.map(|(min, _)| lower_bound(min).to_vec()),
+    }
+}
+
+/// The longest prefix of the text `value` of at most [`BOUND_BYTES`] that ends between two
+/// characters: no greater than `value`.
+fn lower_bound(value: &[u8]) -> &[u8] {
+    if value.len() <= BOUND_BYTES {
+        return value;
+    }
+    // A character starts at a byte that is not a continuation byte (0b10xx_xxxx).
+    let end = (1..=BOUND_BYTES).rev().find(|end| (value[*end] as i8) >= -0x40).unwrap_or(0);
+    &value[..end]
+}
+
+/// A text of at most [`BOUND_BYTES`] no less than the text `value`, as polars' writer makes
+/// it: the [`lower_bound`] prefix with its last character that can be incremented within its
+/// encoded length incremented, the characters after it dropped; `value` itself when there is
+/// no such character.
+fn upper_bound(value: &[u8]) -> Vec<u8> {
+    let prefix = lower_bound(value);
+    if prefix.len() == value.len() {
+        return value.to_vec();
+    }
+    let Ok(prefix) = std::str::from_utf8(prefix) else { return value.to_vec() };
+    let incremented = prefix.char_indices().rev().find_map(|(place, character)| {
+        char::from_u32(character as u32 + 1)
+            .filter(|next| next.len_utf8() == character.len_utf8())
+            .map(|next| (place, next))
+    });
+    match incremented {
+        Some((place, next)) => {
+            let mut bound = prefix.as_bytes()[..place].to_vec();
+            bound.extend_from_slice(next.encode_utf8(&mut [0; 4]).as_bytes());
+            bound
+        }
+        None => value.to_vec(),
     }
 }
 
@@ -214,6 +255,27 @@ fn bit_width(max: usize) -> u32 {
 /// The fewest bytes of 8 rows' equal levels that are written as a run rather than with the
 /// levels around them.
 const LEVEL_RUN_BYTES: usize = 2;
+
+/// Appends the definition levels of a page of `rows` rows of which `present` hold a value, as
+/// a column of `primitive_type` has them: an optional column's ([`put_definition_levels`]), a
+/// required column's none (and then every row has a value).
+fn put_levels(
+    buffer: &mut Vec<u8>,
+    primitive_type: &PrimitiveType,
+    rows: usize,
+    present: Present<'_>,
+    first_row: usize,
+) -> PolarsResult<()> {
+    match (&primitive_type.field_info.repetition, present) {
+        (Repetition::Optional, _) => put_definition_levels(buffer, rows, present, first_row),
+        (_, Present::Every) => {}
+        (_, Present::Rows(present)) if present.len() == rows => {}
+        (_, Present::Rows(_)) => {
+            polars_bail!(ComputeError: "nulls in the required column {}", primitive_type.field_info.name)
+        }
+    }
+    Ok(())
+}
 
 /// Appends the definition levels of a page of `rows` rows of which `present` hold a value
 /// (rows of the chunk, the page's first being `first_row`): their length in 4 bytes, then the
@@ -312,6 +374,7 @@ fn put_uleb128(buffer: &mut Vec<u8>, value: u64) {
 #[cfg(test)]
 mod tests {
     use polars_parquet::parquet::encoding::hybrid_rle::HybridRleDecoder;
+    use polars_parquet::parquet::page::DataPageHeader;
     use proptest::prelude::*;
 
     use super::*;
@@ -412,6 +475,112 @@ mod tests {
             let by_polars = HybridRleDecoder::new(&buffer[1..], bit_width, keys.len()).collect().expect("polars reads the keys");
             prop_assert_eq!(by_polars, keys);
         }
+    }
+
+    /// Text bounds are cut as polars' writer cuts them: at most 64 bytes, between characters,
+    /// the upper bound's last character that keeps its length incremented; a bound that cannot
+    /// be cut is the whole value. Each is a bound: lower no greater, upper no less.
+    #[test]
+    fn text_bounds_are_cut_to_64_bytes() {
+        let a70 = "a".repeat(70);
+        assert_eq!(lower_bound(a70.as_bytes()), &a70.as_bytes()[..64]);
+        assert_eq!(upper_bound(a70.as_bytes()), format!("{}b", "a".repeat(63)).into_bytes());
+        // 'é' is 2 bytes: 63 of 'a' then 'é' crosses byte 64, so the cut is after 63 bytes.
+        let crossing = format!("{}é{}", "a".repeat(63), "z".repeat(10));
+        assert_eq!(lower_bound(crossing.as_bytes()), "a".repeat(63).as_bytes());
+        assert_eq!(upper_bound(crossing.as_bytes()), format!("{}b", "a".repeat(62)).into_bytes());
+        // DEL (0x7f) would become a 2-byte character: the character before it is incremented.
+        let delete = format!("{}x\u{7f}{}", "a".repeat(62), "z".repeat(10));
+        assert_eq!(upper_bound(delete.as_bytes()), format!("{}y", "a".repeat(62)).into_bytes());
+        // No character can be incremented: the whole value.
+        let last = "\u{10FFFF}".repeat(20);
+        assert_eq!(upper_bound(last.as_bytes()), last.as_bytes());
+        let short = "short é";
+        assert_eq!(
+            (lower_bound(short.as_bytes()), upper_bound(short.as_bytes())),
+            (short.as_bytes(), short.as_bytes().to_vec())
+        );
+        for value in
+            [&a70, &crossing, &delete, &last, &"ü".repeat(50), &format!("{}\u{D7FF}{}", "a".repeat(60), "b".repeat(9))]
+        {
+            let (lower, upper) = (lower_bound(value.as_bytes()), upper_bound(value.as_bytes()));
+            assert!(lower <= value.as_bytes() && upper.as_slice() >= value.as_bytes(), "{value}");
+            assert!(std::str::from_utf8(lower).is_ok() && std::str::from_utf8(&upper).is_ok(), "{value}");
+        }
+    }
+
+    /// Plain text over many pages, a value in every seventh row: each page holds exactly the
+    /// rows of its range, its levels and values are theirs, its null count and bounds are theirs
+    /// (cut to 64 bytes), and the pages' rows add up to the chunk's.
+    #[test]
+    fn every_page_holds_the_values_of_its_rows() {
+        use polars_parquet::parquet::schema::types::{PhysicalType, PrimitiveLogicalType};
+        let mut primitive_type = PrimitiveType::from_physical("text".into(), PhysicalType::ByteArray);
+        primitive_type.logical_type = Some(PrimitiveLogicalType::String);
+        primitive_type.field_info.repetition = Repetition::Optional;
+        let rows = 30_000;
+        let present: Vec<u32> = (0..rows as u32).filter(|row| row % 7 == 3).collect();
+        let texts: Vec<String> =
+            present.iter().map(|row| format!("{:05}-{}", (row * 7_919) % 30_011, "é".repeat(1_000))).collect();
+        let mut ends = Vec::new();
+        let mut bytes = Vec::new();
+        for text in &texts {
+            bytes.extend_from_slice(text.as_bytes());
+            ends.push(bytes.len() as i64);
+        }
+        let pages = plain_pages(&primitive_type, rows, Present::Rows(&present), &ends, &bytes).expect("pages");
+        assert!(pages.len() > 5, "{} pages", pages.len());
+        let mut first_row = 0;
+        for page in &pages {
+            let Page::Data(page) = page else { panic!("a data page") };
+            let DataPageHeader::V1(header) = page.header() else { panic!("a version 1 page") };
+            let page_rows = header.num_values as usize;
+            let rows_here: Vec<usize> = present
+                .iter()
+                .map(|row| *row as usize)
+                .filter(|row| (first_row..first_row + page_rows).contains(row))
+                .collect();
+            let values: Vec<&str> = rows_here.iter().map(|row| texts[(row - 3) / 7].as_str()).collect();
+            let buffer = page.buffer();
+            let levels_length = u32::from_le_bytes(buffer[..4].try_into().expect("4 bytes")) as usize;
+            let levels = decode(&buffer[4..4 + levels_length], 1, page_rows);
+            let expected_levels: Vec<u32> =
+                (first_row..first_row + page_rows).map(|row| u32::from(rows_here.contains(&row))).collect();
+            assert_eq!(levels, expected_levels);
+            let mut rest = &buffer[4 + levels_length..];
+            for value in &values {
+                let length = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                assert_eq!(&rest[4..4 + length], value.as_bytes());
+                rest = &rest[4 + length..];
+            }
+            assert!(rest.is_empty());
+            let statistics = header.statistics.as_ref().expect("statistics");
+            assert_eq!(statistics.null_count, Some((page_rows - values.len()) as i64));
+            let min = values.iter().min().map(|min| lower_bound(min.as_bytes()).to_vec());
+            let max = values.iter().max().map(|max| upper_bound(max.as_bytes()));
+            assert_eq!((&statistics.min_value, &statistics.max_value), (&min, &max));
+            assert!(min.is_none_or(|min| min.len() <= 64), "bounds cut");
+            first_row += page_rows;
+        }
+        assert_eq!(first_row, rows);
+    }
+
+    /// A required column's pages have no definition levels, and nulls in one are an error; a
+    /// chunk of no rows has no data page.
+    #[test]
+    fn required_columns_and_empty_chunks() {
+        use polars_parquet::parquet::schema::types::PhysicalType;
+        let mut required = PrimitiveType::from_physical("score".into(), PhysicalType::Int64);
+        required.field_info.repetition = Repetition::Required;
+        let pages = number_pages(&required, 3, Present::Rows(&[0, 1, 2]), &[1i64, 2, 3]).expect("pages");
+        let [Page::Data(page)] = &pages[..] else { panic!("one data page") };
+        assert_eq!(page.buffer(), [1i64, 2, 3].iter().flat_map(|value| value.to_le_bytes()).collect::<Vec<u8>>());
+        assert!(number_pages(&required, 3, Present::Rows(&[0, 2]), &[1i64, 3]).is_err());
+        let mut optional = required.clone();
+        optional.field_info.repetition = Repetition::Optional;
+        assert!(number_pages(&optional, 0, Present::Rows(&[]), &[] as &[i64]).expect("pages").is_empty());
+        let dictionary = dictionary_pages(&optional, 0, Present::Rows(&[]), &[], &[]).expect("pages");
+        assert!(matches!(&dictionary[..], [Page::Dict(_)]));
     }
 
     /// A page of every row has one run of ones; of no row, runs of zeros only.

@@ -311,18 +311,6 @@ pub enum GroupColumn {
     Scores(NumberColumn<i64>),
 }
 
-impl GroupColumn {
-    /// The pages of a column that is not encoded by polars' writer, of `rows` rows.
-    fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
-        match self {
-            GroupColumn::Text(text) => text.pages(primitive_type, rows),
-            GroupColumn::Amounts(amounts) => amounts.pages(primitive_type, rows),
-            GroupColumn::Scores(scores) => scores.pages(primitive_type, rows),
-            GroupColumn::Numbers(_) => polars_bail!(ComputeError: "an array's pages are polars' writer's"),
-        }
-    }
-}
-
 impl EventColumns {
     /// Empty columns, the fixed ones with room for `capacity` events (the text columns grow
     /// with the values they are given).
@@ -494,13 +482,19 @@ impl EventEncoder {
             .par_iter()
             .zip(self.parquet_schema.fields())
             .zip(&self.encodings)
-            .map(|((column, parquet_type), encodings)| match (column, parquet_type) {
-                (GroupColumn::Numbers(array), _) => self.encode_column(array, parquet_type, encodings),
-                (column, ParquetType::PrimitiveType(primitive_type)) => {
-                    let pages = column.pages(primitive_type, rows)?;
-                    Ok(vec![pages.into_iter().map(compress_page).collect::<PolarsResult<_>>()?])
-                }
-                (_, _) => polars_bail!(SchemaMismatch: "a column of a nested type"),
+            .map(|((column, parquet_type), encodings)| {
+                let pages = match (column, parquet_type) {
+                    (GroupColumn::Numbers(array), _) => return self.encode_column(array, parquet_type, encodings),
+                    (GroupColumn::Text(text), ParquetType::PrimitiveType(primitive)) => text.pages(primitive, rows)?,
+                    (GroupColumn::Amounts(amounts), ParquetType::PrimitiveType(primitive)) => {
+                        amounts.pages(primitive, rows)?
+                    }
+                    (GroupColumn::Scores(scores), ParquetType::PrimitiveType(primitive)) => {
+                        scores.pages(primitive, rows)?
+                    }
+                    _ => polars_bail!(SchemaMismatch: "a column of a nested type"),
+                };
+                Ok(vec![pages.into_iter().map(compress_page).collect::<PolarsResult<_>>()?])
             })
             .collect::<PolarsResult<_>>()?;
         Ok(columns.into_iter().flatten().collect())
@@ -811,8 +805,8 @@ mod tests {
     }
 
     /// Pages compressed with a thread's kept zstd context are, byte for byte, the pages polars'
-    /// writer makes with a context of each page's own: data pages of every column and the
-    /// dictionary pages.
+    /// compressor makes of the same encoded pages with a context of each page's own: data pages
+    /// of every column (polars' own encoding for instants and hashes) and dictionary pages.
     #[test]
     fn pages_compressed_with_a_kept_context_are_polars_pages() {
         use polars_parquet::write::Compressor;
@@ -827,9 +821,14 @@ mod tests {
                 (GroupColumn::Numbers(array), _) => {
                     array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode")
                 }
-                (column, ParquetType::PrimitiveType(primitive_type)) => {
-                    let pages = column.pages(primitive_type, rows).expect("column pages").into_iter().map(Ok);
-                    vec![polars_parquet::parquet::write::DynIter::new(pages)]
+                (column, ParquetType::PrimitiveType(primitive)) => {
+                    let pages = match column {
+                        GroupColumn::Text(text) => text.pages(primitive, rows),
+                        GroupColumn::Amounts(amounts) => amounts.pages(primitive, rows),
+                        GroupColumn::Scores(scores) => scores.pages(primitive, rows),
+                        GroupColumn::Numbers(_) => panic!("an array"),
+                    };
+                    vec![polars_parquet::parquet::write::DynIter::new(pages.expect("column pages").into_iter().map(Ok))]
                 }
                 (_, _) => panic!("a nested column"),
             };
@@ -908,8 +907,9 @@ mod tests {
         assert_eq!(text_of(&frame, "customer_id"), vec![None; rows]);
     }
 
-    /// Events of every density of every text column (none, some, in runs, all), with amounts
-    /// and scores now and then, over several plain pages: the file written of their pages
+    /// Events of every density of every text column (none, some, in runs, all), text longer
+    /// than the bounds are cut to, with amounts and scores now and then, over several plain
+    /// pages: the file written of their pages
     /// reads back as the file polars' writer writes of the same values laid out row by row,
     /// and its row group has the same statistics (minimum, maximum and null count of every
     /// text column, of the amounts and of the scores).
@@ -921,8 +921,9 @@ mod tests {
             let spread = (row * 7_919 + column * 104_729) % 1_000;
             match column % 5 {
                 0 => None,
-                1 => (spread < 3).then(|| format!("rare é{}", spread)),
-                2 => (row / 700).is_multiple_of(3).then(|| format!("run{}", row / 700)),
+                // Text past the 64 bytes bounds are cut to, of characters of 1 and 2 bytes.
+                1 => (spread < 3).then(|| format!("rare é{spread}{}", "ü\u{7f}".repeat(30))),
+                2 => (row / 700).is_multiple_of(3).then(|| format!("run{}-{}", row / 700, "x".repeat(70))),
                 3 => (spread < 500).then(|| format!("half-{column}-{}", spread % 17)),
                 _ => Some(format!("{:x}", spread * row)),
             }
