@@ -126,20 +126,18 @@ pub struct FixedColumns {
 /// A column of numbers that few events have (amounts, scores): the rows that have one, and
 /// their numbers.
 pub struct NumberColumn<T> {
-    /// The rows with a number, ascending.
-    rows: Vec<u32>,
+    rows: ValueRows,
     values: Vec<T>,
 }
 
 impl<T: Copy> NumberColumn<T> {
     fn new() -> NumberColumn<T> {
-        NumberColumn { rows: Vec::new(), values: Vec::new() }
+        NumberColumn { rows: ValueRows::default(), values: Vec::new() }
     }
 
     /// Sets row `row` (after every row set before) to `value`, when there is one.
     fn push(&mut self, row: u32, value: Option<T>) {
         if let Some(value) = value {
-            debug_assert!(self.rows.last().is_none_or(|last| *last < row), "rows set in ascending order");
             self.rows.push(row);
             self.values.push(value);
         }
@@ -149,8 +147,25 @@ impl<T: Copy> NumberColumn<T> {
 impl<T: NativeType + PartialOrd> NumberColumn<T> {
     /// The column's pages, of `rows` rows, null in those without a number.
     fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
-        debug_assert!(self.rows.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
-        number_pages(primitive_type, rows, Present::Rows(&self.rows), &self.values)
+        number_pages(primitive_type, rows, self.rows.among(rows), &self.values)
+    }
+}
+
+/// The rows of a column that have a value, ascending.
+#[derive(Default)]
+struct ValueRows(Vec<u32>);
+
+impl ValueRows {
+    /// Adds row `row`, after every row added before.
+    fn push(&mut self, row: u32) {
+        debug_assert!(self.0.last().is_none_or(|last| *last < row), "rows set in ascending order");
+        self.0.push(row);
+    }
+
+    /// The rows, among a column's `rows`.
+    fn among(&self, rows: usize) -> Present<'_> {
+        debug_assert!(self.0.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
+        Present::Rows(&self.0)
     }
 }
 
@@ -208,7 +223,9 @@ impl FixedColumns {
     }
 }
 
-/// The `event_id` column: every event's id, one after another.
+/// The `event_id` column: every event's id, one after another. It becomes a plain
+/// [`TextColumn`] of every row when finished; filled as one, whose push asks which kind of
+/// values it holds, every event's id cost 0.5% more instructions.
 pub struct IdColumn {
     /// Where each id ends in `bytes`.
     ends: Vec<i64>,
@@ -234,8 +251,8 @@ impl IdColumn {
 /// its 13 text fields, and a column of mostly nulls costs nothing per null. Its pages are
 /// encoded from them ([`super::column_pages`]), without an array of every row.
 pub struct TextColumn {
-    /// The rows with a value, ascending; `None` when every row has one (ids, types, the run).
-    rows: Option<Vec<u32>>,
+    /// The rows with a value; `None` when every row has one (ids, types, the run).
+    rows: Option<ValueRows>,
     values: TextValues,
 }
 
@@ -254,7 +271,7 @@ impl TextColumn {
         } else {
             TextValues::Dictionary { keys: Vec::new(), values: PlIndexSet::default() }
         };
-        TextColumn { rows: Some(Vec::new()), values }
+        TextColumn { rows: Some(ValueRows::default()), values }
     }
 
     /// A column of a value in every row, the row's key into `values`.
@@ -265,7 +282,6 @@ impl TextColumn {
     /// Sets row `row` (after every row set before) to `text`.
     fn push(&mut self, row: u32, text: &str) {
         if let Some(rows) = &mut self.rows {
-            debug_assert!(rows.last().is_none_or(|last| *last < row), "rows set in ascending order");
             rows.push(row);
         }
         match &mut self.values {
@@ -282,13 +298,7 @@ impl TextColumn {
 
     /// The column's pages, of `rows` rows, null in those without a value.
     fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
-        let present = match &self.rows {
-            Some(present) => {
-                debug_assert!(present.last().is_none_or(|last| (*last as usize) < rows), "rows within the column");
-                Present::Rows(present)
-            }
-            None => Present::Every,
-        };
+        let present = self.rows.as_ref().map_or(Present::Every, |present| present.among(rows));
         match &self.values {
             TextValues::Plain { ends, bytes } => plain_pages(primitive_type, rows, present, ends, bytes),
             TextValues::Dictionary { keys, values } => {
