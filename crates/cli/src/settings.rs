@@ -18,6 +18,26 @@ pub fn load_config(explicit: Option<&Path>, fallback: Option<&Path>) -> anyhow::
     Config::discover(explicit, fallback).context("fix the configuration file or pass another with --config")
 }
 
+/// mimalloc's option `purge_delay` (number 15 of `mi_option_t` in mimalloc 2 and 3; the
+/// bindings name no constant for it): how long memory freed stays with the process before it
+/// is returned to the system, in milliseconds (-1: never).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps the memory the allocator frees for the process's own reuse instead of returning it
+/// to the system a second after (mimalloc's default). A run is a batch that ends: returned,
+/// the memory was taken again page by page, each page a fault and each return a TLB flush on
+/// every core (an interrupt, and a hypervisor exit on a virtual machine). Measured at 10M
+/// events: ingest 4.60 -> 4.37 s, 109k -> 85k page faults; compute 14.2-16.6 -> 12.9-13.9 s,
+/// 1.4M -> 0.8M page faults, peak RSS 3.06 -> 3.2 GB.
+pub fn keep_freed_memory() {
+    // SAFETY: `mi_option_set` stores a number in mimalloc's option table, not atomically;
+    // called first thing in main, before any other thread exists (or allocates).
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+    }
+}
+
 /// Sizes the thread pools: rayon's global pool (parsing) and polars' pool (queries).
 pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
     let Some(threads) = threads else { return Ok(()) };
@@ -60,4 +80,22 @@ fn log_level(global: &GlobalArgs, bars: bool) -> LevelFilter {
     }
     let detail = usize::from(global.verbose) + usize::from(!bars);
     LEVELS[detail.min(LEVELS.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Option number 15 is mimalloc's `purge_delay` (a second by default in mimalloc 3, a
+    /// number no other option has), and [`keep_freed_memory`] sets it to never. The only test
+    /// of this binary: no other thread reads the options while it sets them.
+    #[test]
+    fn freed_memory_is_kept() {
+        #[allow(unsafe_code)]
+        // SAFETY: reads a number of mimalloc's option table.
+        let purge_delay = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        assert_eq!(purge_delay(), 1000, "option 15 is not mimalloc 3's purge_delay");
+        keep_freed_memory();
+        assert_eq!(purge_delay(), -1);
+    }
 }
