@@ -257,10 +257,12 @@ fn write_keys(dir: &Path, batches: Receiver<KeyBatch>) -> Result<KeyBlocks, Inge
     for (first, batch) in batches {
         for (sequence, (id, content_hash)) in (first..).zip(batch) {
             let partition = partition_of(id);
+            let mut key = [0u8; KEY_BYTES];
+            key[..16].copy_from_slice(&id.to_le_bytes());
+            key[16..24].copy_from_slice(&sequence.to_le_bytes());
+            key[24..].copy_from_slice(&content_hash.to_le_bytes());
             let buffer = &mut buffers[partition];
-            buffer.extend_from_slice(&id.to_le_bytes());
-            buffer.extend_from_slice(&sequence.to_le_bytes());
-            buffer.extend_from_slice(&content_hash.to_le_bytes());
+            buffer.extend_from_slice(&key);
             keys.counts[partition] += 1;
             if buffer.len() >= KEY_BLOCK {
                 write_block(partition, buffer, &mut keys)?;
