@@ -181,8 +181,11 @@ fn bounds<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     nulls: usize,
 ) -> BinaryStatistics {
-    let mut min_max: Option<(&[u8], &[u8])> = None;
+    // Each value with its first bytes as a number, compared first: most comparisons end there,
+    // without a call to compare the bytes.
+    let mut min_max: Option<(Ranked<'_>, Ranked<'_>)> = None;
     for value in values {
+        let value = (leading_bytes(value), value);
         min_max = Some(match min_max {
             None => (value, value),
             Some((min, max)) => (min.min(value), max.max(value)),
@@ -192,9 +195,22 @@ fn bounds<'a>(
         primitive_type: primitive_type.clone(),
         null_count: Some(nulls as i64),
         distinct_count: None,
-        max_value: min_max.map(|(_, max)| upper_bound(max)),
-        min_value: min_max.map(|(min, _)| lower_bound(min).to_vec()),
+        max_value: min_max.map(|(_, (_, max))| upper_bound(max)),
+        min_value: min_max.map(|((_, min), _)| lower_bound(min).to_vec()),
     }
+}
+
+/// A text value after its [`leading_bytes`]: ordered as the value.
+type Ranked<'a> = (u64, &'a [u8]);
+
+/// The first 8 bytes of `value` (zeros past its end) as a big-endian number: of two values,
+/// the one with the smaller number is the smaller (the bytes differ first there, or the
+/// smaller ends there); equal numbers say nothing.
+fn leading_bytes(value: &[u8]) -> u64 {
+    let mut leading = [0u8; 8];
+    let length = value.len().min(leading.len());
+    leading[..length].copy_from_slice(&value[..length]);
+    u64::from_be_bytes(leading)
 }
 
 /// The longest prefix of the text `value` of at most [`BOUND_BYTES`] that ends between two
@@ -431,6 +447,30 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A page's bounds are the least and the greatest of its values compared as bytes:
+        /// values sharing their first bytes, ending inside or past the first 8, holding zero
+        /// bytes (which a value's end reads as), equal ones.
+        #[test]
+        fn bounds_are_the_least_and_greatest_values(
+            values in prop::collection::vec(
+                (prop::sample::select(vec![&b""[..], b"ev-7-", b"ev-7-64391", b"\0\0\0\0\0\0\0\0"]),
+                 prop::collection::vec(prop::sample::select(vec![0u8, 1, b'a', 0x7f, 0xff]), 0..12)),
+                1..40,
+            ),
+        ) {
+            let values: Vec<Vec<u8>> = values.into_iter().map(|(prefix, rest)| [prefix, &rest[..]].concat()).collect();
+            let primitive_type = PrimitiveType::from_physical(
+                "text".into(),
+                polars_parquet::parquet::schema::types::PhysicalType::ByteArray,
+            );
+            let statistics = bounds(&primitive_type, values.iter().map(Vec::as_slice), 3);
+            let least = values.iter().min().expect("values");
+            let greatest = values.iter().max().expect("values");
+            prop_assert_eq!(statistics.min_value.as_deref(), Some(&least[..]));
+            prop_assert_eq!(statistics.max_value.as_deref(), Some(&greatest[..]));
+            prop_assert_eq!(statistics.null_count, Some(3));
+        }
 
         /// The levels of a page read back, by the spec and by polars' reader, as 1 for each
         /// row with a value and 0 for the others: runs of any length, at any place, a last
