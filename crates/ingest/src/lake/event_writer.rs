@@ -449,10 +449,11 @@ enum PageCodec {
 impl PageCodec {
     /// The codec of a lake column's pages. The content hashes are uniform 64-bit numbers:
     /// zstd took nothing out of them (79 of 79 MB for 10M events), at 0.6% of an ingest's
-    /// instructions.
+    /// instructions. The instants are deltas bit-packed already: zstd took 4% out of them
+    /// (54 -> 52 MB), at 1.3% of an ingest's instructions (the event files are 0.3% larger).
     fn of(column: &str) -> PageCodec {
         match column {
-            "content_hash" => PageCodec::Uncompressed,
+            "content_hash" | "occurred_at" => PageCodec::Uncompressed,
             _ => PageCodec::Zstd,
         }
     }
