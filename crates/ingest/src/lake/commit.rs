@@ -42,8 +42,10 @@ pub struct StagedRun {
     run_id: String,
     /// The run's event file of each UTC month partition, written on a thread of their own.
     month_files: MonthFiles,
-    /// Accepted events of each month not yet sent to the files, and how many in all.
-    pending: BTreeMap<Month, EventColumns>,
+    /// Accepted events of each month not yet sent to the files (months in the order they were
+    /// met), the place of each month there, and how many events in all.
+    pending: Vec<(Month, EventColumns)>,
+    pending_slots: BTreeMap<Month, usize>,
     pending_events: usize,
     /// How many events each month collected in the last chunk sent: the next chunk's columns
     /// start with room for about as many (growing them by doubling costs copies and page faults).
@@ -95,7 +97,8 @@ impl StagedRun {
             dir,
             run_id: run_id.to_owned(),
             month_files,
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
+            pending_slots: BTreeMap::new(),
             pending_events: 0,
             month_bounds: MonthBounds::default(),
             last_chunk: BTreeMap::new(),
@@ -109,35 +112,34 @@ impl StagedRun {
     /// columns in parallel, [`PENDING_EVENTS`] at most, and written as a row group per month,
     /// encoded and compressed in parallel.
     pub fn add_events<S: Deref<Target = str> + Sync>(&mut self, events: &[&Event<S>]) -> Result<(), IngestError> {
-        let months: Vec<Month> = events
-            .iter()
-            .map(|event| {
-                self.month_bounds.month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
-                    path: self.dir.join("events"),
-                    source: polars_err!(ComputeError: "event {} occurred outside any calendar month", &*event.event_id),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        // A month is looked up once for each run of consecutive events in it.
-        for run in months.chunk_by(|left, right| left == right) {
-            let month = &run[0];
-            if !self.pending.contains_key(month) {
-                let expected = self.last_chunk.get(month).map_or(1 << 12, |rows| rows + rows / 8);
-                self.pending.insert(*month, EventColumns::with_capacity(expected));
-            }
+        // Each event's slot: the place of its month among the pending months, looked up once
+        // for each run of consecutive events in one month.
+        let mut slot_of = Vec::with_capacity(events.len());
+        let mut last: Option<(Month, usize)> = None;
+        for event in events {
+            let month = self.month_bounds.month_of(event.occurred_at).ok_or_else(|| IngestError::Parquet {
+                path: self.dir.join("events"),
+                source: polars_err!(ComputeError: "event {} occurred outside any calendar month", &*event.event_id),
+            })?;
+            let slot = match last {
+                Some((last_month, slot)) if last_month == month => slot,
+                _ => {
+                    let (pending, last_chunk) = (&mut self.pending, &self.last_chunk);
+                    *self.pending_slots.entry(month).or_insert_with(|| {
+                        let expected = last_chunk.get(&month).map_or(1 << 12, |rows| rows + rows / 8);
+                        pending.push((month, EventColumns::with_capacity(expected)));
+                        pending.len() - 1
+                    })
+                }
+            };
+            last = Some((month, slot));
+            slot_of.push(slot);
         }
-        // Each event's slot: the place of its month among the pending months.
-        let slots: BTreeMap<Month, usize> =
-            self.pending.keys().enumerate().map(|(slot, month)| (*month, slot)).collect();
-        let slot_of: Vec<usize> = months
-            .chunk_by(|left, right| left == right)
-            .flat_map(|run| std::iter::repeat_n(slots[&run[0]], run.len()))
-            .collect();
         // One task per part of the columns fills that part for every month, reading the events
         // in order: a batch's months change every few events, and a task that read a month's
         // events only would jump through the batch.
         let mut parts: [Vec<ColumnPart>; COLUMN_PARTS] = Default::default();
-        for columns in self.pending.values_mut() {
+        for (_, columns) in &mut self.pending {
             for (part, months_parts) in columns.parts().into_iter().zip(parts.iter_mut()) {
                 months_parts.push(part);
             }
@@ -156,7 +158,9 @@ impl StagedRun {
 
     /// Sends the collected events to the event files, a row group per month.
     fn flush_events(&mut self) -> Result<(), IngestError> {
-        let pending: Vec<(Month, EventColumns)> = std::mem::take(&mut self.pending).into_iter().collect();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable_by_key(|(month, _)| *month);
+        self.pending_slots.clear();
         self.pending_events = 0;
         self.last_chunk = pending.iter().map(|(month, columns)| (*month, columns.len())).collect();
         if pending.is_empty() {
