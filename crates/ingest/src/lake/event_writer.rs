@@ -1,8 +1,9 @@
 //! The lake's event files: the columns of accepted events, their UTC month partitions, and the
 //! row groups of a month file, encoded and compressed (zstd; see [`PageCodec`]) in parallel,
 //! column by column, before they are appended to the file in order (polars' batched writer
-//! compresses the pages one after another as it writes them). A [`MonthFiles`] writer does that on a thread of its
-//! own, so that the next events are read while the last ones are encoded.
+//! compresses the pages one after another as it writes them). A [`MonthFiles`] writer does
+//! that on a thread of its own, so that the next events are read while the last ones are
+//! encoded.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -313,12 +314,39 @@ impl TextColumn {
 pub enum GroupColumn {
     /// Instants and content hashes, encoded by polars' writer.
     Numbers(ArrayRef),
-    /// Text, encoded by [`super::column_pages`].
+    /// Text, amounts and scores, encoded by [`super::column_pages`].
+    Paged(PagedColumn),
+}
+
+/// A column whose pages [`super::column_pages`] encodes from its rows with a value and their
+/// values.
+pub enum PagedColumn {
+    /// A text column: plain (ids) or a dictionary (names and codes).
     Text(TextColumn),
-    /// Amounts, encoded by [`super::column_pages`].
+    /// The amounts.
     Amounts(NumberColumn<f64>),
-    /// Scores, encoded by [`super::column_pages`].
+    /// The scores.
     Scores(NumberColumn<i64>),
+}
+
+impl PagedColumn {
+    /// The Arrow type of the lake column it is.
+    fn dtype(&self) -> ArrowDataType {
+        match self {
+            PagedColumn::Text(_) => ArrowDataType::Utf8View,
+            PagedColumn::Amounts(_) => ArrowDataType::Float64,
+            PagedColumn::Scores(_) => ArrowDataType::Int64,
+        }
+    }
+
+    /// The column's pages, of `rows` rows.
+    fn pages(&self, primitive_type: &PrimitiveType, rows: usize) -> PolarsResult<Vec<Page>> {
+        match self {
+            PagedColumn::Text(text) => text.pages(primitive_type, rows),
+            PagedColumn::Amounts(amounts) => amounts.pages(primitive_type, rows),
+            PagedColumn::Scores(scores) => scores.pages(primitive_type, rows),
+        }
+    }
 }
 
 impl EventColumns {
@@ -371,18 +399,18 @@ impl EventColumns {
         LAKE_COLUMNS
             .iter()
             .map(|column| match column.name {
-                INGEST_RUN => Some(GroupColumn::Text(TextColumn::dictionary_of_every_row(
+                INGEST_RUN => Some(GroupColumn::Paged(PagedColumn::Text(TextColumn::dictionary_of_every_row(
                     vec![0; rows],
                     PlIndexSet::from_iter([run_id.to_owned()]),
-                ))),
-                _ if is_event_text(column) => text.next().map(GroupColumn::Text),
+                )))),
+                _ if is_event_text(column) => text.next().map(|text| GroupColumn::Paged(PagedColumn::Text(text))),
                 "occurred_at" => occurred_at.take().map(|instants| {
                     let instants = Int64Chunked::from_vec("occurred_at".into(), instants)
                         .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
                     GroupColumn::Numbers(array(instants.into_column()))
                 }),
-                "amount" => amount.take().map(GroupColumn::Amounts),
-                "score" => score.take().map(GroupColumn::Scores),
+                "amount" => amount.take().map(|amounts| GroupColumn::Paged(PagedColumn::Amounts(amounts))),
+                "score" => score.take().map(|scores| GroupColumn::Paged(PagedColumn::Scores(scores))),
                 "content_hash" => content_hash
                     .take()
                     .map(|hashes| GroupColumn::Numbers(array(Column::new("content_hash".into(), hashes)))),
@@ -507,9 +535,7 @@ impl EventEncoder {
         let matches = columns.len() == fields.len()
             && columns.iter().zip(&fields).all(|(column, field)| match column {
                 GroupColumn::Numbers(array) => array.dtype() == field.dtype(),
-                GroupColumn::Text(_) => field.dtype() == &ArrowDataType::Utf8View,
-                GroupColumn::Amounts(_) => field.dtype() == &ArrowDataType::Float64,
-                GroupColumn::Scores(_) => field.dtype() == &ArrowDataType::Int64,
+                GroupColumn::Paged(paged) => &paged.dtype() == field.dtype(),
             });
         if !matches {
             polars_bail!(SchemaMismatch: "event columns that are not the lake's columns {:?}", self.arrow_schema);
@@ -524,12 +550,8 @@ impl EventEncoder {
                     (GroupColumn::Numbers(array), _) => {
                         return self.encode_column(array, parquet_type, encodings, codec);
                     }
-                    (GroupColumn::Text(text), ParquetType::PrimitiveType(primitive)) => text.pages(primitive, rows)?,
-                    (GroupColumn::Amounts(amounts), ParquetType::PrimitiveType(primitive)) => {
-                        amounts.pages(primitive, rows)?
-                    }
-                    (GroupColumn::Scores(scores), ParquetType::PrimitiveType(primitive)) => {
-                        scores.pages(primitive, rows)?
+                    (GroupColumn::Paged(paged), ParquetType::PrimitiveType(primitive)) => {
+                        paged.pages(primitive, rows)?
                     }
                     _ => polars_bail!(SchemaMismatch: "a column of a nested type"),
                 };
@@ -869,14 +891,9 @@ mod tests {
                 (GroupColumn::Numbers(array), _) => {
                     array_to_columns(array, parquet_type.clone(), encoder.options, encodings).expect("encode")
                 }
-                (column, ParquetType::PrimitiveType(primitive)) => {
-                    let pages = match column {
-                        GroupColumn::Text(text) => text.pages(primitive, rows),
-                        GroupColumn::Amounts(amounts) => amounts.pages(primitive, rows),
-                        GroupColumn::Scores(scores) => scores.pages(primitive, rows),
-                        GroupColumn::Numbers(_) => panic!("an array"),
-                    };
-                    vec![polars_parquet::parquet::write::DynIter::new(pages.expect("column pages").into_iter().map(Ok))]
+                (GroupColumn::Paged(paged), ParquetType::PrimitiveType(primitive)) => {
+                    let pages = paged.pages(primitive, rows).expect("column pages");
+                    vec![polars_parquet::parquet::write::DynIter::new(pages.into_iter().map(Ok))]
                 }
                 (_, _) => panic!("a nested column"),
             };
@@ -931,7 +948,10 @@ mod tests {
         let dictionary = |name: &str| {
             let place = LAKE_COLUMNS.iter().position(|column| column.name == name).expect("column");
             match &columns[place] {
-                GroupColumn::Text(TextColumn { values: TextValues::Dictionary { values, .. }, .. }) => values.len(),
+                GroupColumn::Paged(PagedColumn::Text(TextColumn {
+                    values: TextValues::Dictionary { values, .. },
+                    ..
+                })) => values.len(),
                 _ => panic!("{name} is not a dictionary"),
             }
         };
