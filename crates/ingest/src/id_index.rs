@@ -581,6 +581,20 @@ impl IndexWriter {
     }
 }
 
+/// Starts writing the bytes of `file` at `range` to the disk, without waiting: the disk writes
+/// them while the run goes on, and the commit's fsync finds less left to write (10M ids are a
+/// 240 MB segment, whose fsync took 0.15 s at the end of a run that wrote it at once).
+/// `POSIX_FADV_DONTNEED` starts the writeback of the range's dirty pages (it lets go of the
+/// clean ones only; the run does not read a segment it writes).
+pub(crate) fn start_writeback(file: &File, range: std::ops::Range<u64>) -> std::io::Result<()> {
+    match std::num::NonZeroU64::new(range.end.saturating_sub(range.start)) {
+        Some(len) => {
+            rustix::fs::fadvise(file, range.start, Some(len), rustix::fs::Advice::DontNeed).map_err(Into::into)
+        }
+        None => Ok(()),
+    }
+}
+
 /// Writes one partition of an index file; entries must come in ascending id order, no more
 /// than the region's capacity.
 pub struct PartitionWriter<'a> {
@@ -622,10 +636,15 @@ impl PartitionWriter<'_> {
         Ok(())
     }
 
-    /// Writes the rest of the partition and its fences, and records its count.
+    /// Writes the rest of the partition and its fences, records its count, and starts writing
+    /// them to the disk.
     pub fn finish(mut self) -> Result<(), IngestError> {
         self.flush()?;
         self.index.file.write_all_at(&self.fences, self.fences_at).map_err(io_error(&self.index.path))?;
+        let start = self.index.regions[self.partition].0;
+        start_writeback(&self.index.file, start..self.offset).map_err(io_error(&self.index.path))?;
+        start_writeback(&self.index.file, self.fences_at..self.fences_at + self.fences.len() as u64)
+            .map_err(io_error(&self.index.path))?;
         self.index.counts[self.partition].store(self.count, Ordering::Relaxed);
         self.index.digests[self.partition].store(self.digest.digest(), Ordering::Relaxed);
         Ok(())

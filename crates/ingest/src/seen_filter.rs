@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::IngestError;
+use crate::id_index::start_writeback;
 
 /// Bits per id the filter aims for (a false positive rate of about 0.02%).
 const BITS_PER_ID: u64 = 32;
@@ -92,6 +93,9 @@ impl SeenFilter {
             checksum.update(&chunk);
             writer.write_all(&chunk).map_err(io_error)?;
         }
+        // The words go to the disk while the run goes on (the commit fsyncs the file).
+        writer.flush().map_err(io_error)?;
+        start_writeback(writer.get_ref(), 0..writer.get_ref().metadata().map_err(io_error)?.len()).map_err(io_error)?;
         Ok(SavingFilter { path: path.to_owned(), writer, checksum })
     }
 

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
@@ -638,22 +639,34 @@ pub struct MonthFile {
     pub writer: BatchedWriter<BufWriter<File>>,
 }
 
-/// The event files of a run, a file per UTC month, written on a thread of their own: each
-/// chunk of events sent is encoded (in parallel, on the rayon pool) and appended as a row group
-/// per month while the caller collects the next chunk. One chunk waits at most. A third thread
+/// The event files of a run, a file per UTC month. Each chunk of events sent is encoded in
+/// parallel on the rayon pool by the caller, then appended as a row group per month by a thread
+/// of its own while the caller collects the next chunk; one chunk waits at most. A third thread
 /// fsyncs the files as their row groups are written, so that the commit's fsync finds little
 /// left to write.
+///
+/// The writing thread never waits for the pool: the caller may be a worker of the pool (ingest
+/// hands its batches on from one), and a worker waiting for a thread that waits for the pool
+/// could be the worker that thread's work needs (the pool's workers run one another's work
+/// while they wait).
 pub struct MonthFiles {
-    sender: Option<SyncSender<Vec<(Month, EventColumns)>>>,
+    encoder: Arc<EventEncoder>,
+    dir: PathBuf,
+    run_id: String,
+    sender: Option<SyncSender<EncodedChunk>>,
     thread: Option<JoinHandle<Result<BTreeMap<Month, MonthFile>, IngestError>>>,
 }
+
+/// A chunk's months encoded: each month's rows and its row group's pages.
+type EncodedChunk = Vec<(Month, usize, Vec<Vec<CompressedPage>>)>;
 
 impl MonthFiles {
     /// Starts the writer of run `run_id`'s event files under the snapshot `dir`.
     pub fn start(dir: &Path, run_id: &str) -> Result<MonthFiles, IngestError> {
         let encoder = EventEncoder::new().map_err(|source| IngestError::Parquet { path: dir.to_owned(), source })?;
-        let (sender, receiver) = sync_channel::<Vec<(Month, EventColumns)>>(0);
-        let (dir, run_id) = (dir.to_owned(), run_id.to_owned());
+        let encoder = Arc::new(encoder);
+        let (sender, receiver) = sync_channel::<EncodedChunk>(0);
+        let (thread_encoder, thread_dir, thread_run_id) = (Arc::clone(&encoder), dir.to_owned(), run_id.to_owned());
         let thread = std::thread::Builder::new()
             .name("crmkpi-event-files".to_owned())
             .spawn(move || {
@@ -664,8 +677,8 @@ impl MonthFiles {
                     .map_err(thread_error)?;
                 let mut files = BTreeMap::new();
                 for chunk in receiver {
-                    let months = write_chunk(&encoder, &dir, &run_id, chunk, &mut files)?;
-                    let paths = months.iter().map(|month| dir.join(&files[month].relative)).collect();
+                    let months = write_chunk(&thread_encoder, &thread_dir, &thread_run_id, chunk, &mut files)?;
+                    let paths = months.iter().map(|month| thread_dir.join(&files[month].relative)).collect();
                     if written.send(paths).is_err() {
                         // The syncer stopped at an error, reported below: no more writing.
                         break;
@@ -676,12 +689,20 @@ impl MonthFiles {
                 Ok(files)
             })
             .map_err(thread_error)?;
-        Ok(MonthFiles { sender: Some(sender), thread: Some(thread) })
+        Ok(MonthFiles {
+            encoder,
+            dir: dir.to_owned(),
+            run_id: run_id.to_owned(),
+            sender: Some(sender),
+            thread: Some(thread),
+        })
     }
 
-    /// Hands a chunk of events, by month, to the writer; waits while it still encodes the last.
+    /// Encodes a chunk of events, by month, and hands it to the writer; waits while it still
+    /// writes the last.
     pub fn send(&mut self, chunk: Vec<(Month, EventColumns)>) -> Result<(), IngestError> {
-        if self.sender.as_ref().is_some_and(|sender| sender.send(chunk).is_ok()) {
+        let encoded = encode_chunk(&self.encoder, &self.dir, &self.run_id, chunk)?;
+        if self.sender.as_ref().is_some_and(|sender| sender.send(encoded).is_ok()) {
             return Ok(());
         }
         // The writer stopped at an error (reported by `finish`), or was finished already.
@@ -729,16 +750,14 @@ impl Drop for MonthFiles {
     }
 }
 
-/// Encodes a chunk's months in parallel and appends each as a row group to its month's file;
-/// the months written.
-fn write_chunk(
+/// Encodes a chunk's months in parallel.
+fn encode_chunk(
     encoder: &EventEncoder,
     dir: &Path,
     run_id: &str,
     chunk: Vec<(Month, EventColumns)>,
-    files: &mut BTreeMap<Month, MonthFile>,
-) -> Result<Vec<Month>, IngestError> {
-    let encoded: Vec<(Month, usize, Vec<Vec<CompressedPage>>)> = chunk
+) -> Result<EncodedChunk, IngestError> {
+    chunk
         .into_par_iter()
         .map(|(month, events)| {
             let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
@@ -746,7 +765,17 @@ fn write_chunk(
             let columns = events.finish(run_id).map_err(parquet_error)?;
             Ok((month, rows, encoder.encode(&columns, rows).map_err(parquet_error)?))
         })
-        .collect::<Result<_, IngestError>>()?;
+        .collect()
+}
+
+/// Appends each encoded month as a row group to its month's file; the months written.
+fn write_chunk(
+    encoder: &EventEncoder,
+    dir: &Path,
+    run_id: &str,
+    encoded: EncodedChunk,
+    files: &mut BTreeMap<Month, MonthFile>,
+) -> Result<Vec<Month>, IngestError> {
     let months = encoded.iter().map(|(month, _, _)| *month).collect();
     for (month, rows, pages) in encoded {
         let number = files.len();
