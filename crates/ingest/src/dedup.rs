@@ -243,7 +243,8 @@ const KEY_BLOCK: usize = 1 << 15;
 /// partition and appended to the one key file a block at a time.
 fn write_keys(dir: &Path, batches: Receiver<KeyBatch>) -> Result<KeyBlocks, IngestError> {
     let path = dir.join(KEYS);
-    let mut file = BufWriter::with_capacity(BUFFER_BYTES, File::create(&path).map_err(spill_io(&path))?);
+    // Blocks are written as they are: through a buffer, each was copied once more.
+    let mut file = File::create(&path).map_err(spill_io(&path))?;
     let mut written = 0u64;
     let mut keys = KeyBlocks { blocks: vec![Vec::new(); PARTITIONS], counts: vec![0; PARTITIONS] };
     let mut buffers: Vec<Vec<u8>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
@@ -274,7 +275,6 @@ fn write_keys(dir: &Path, batches: Receiver<KeyBatch>) -> Result<KeyBlocks, Inge
             write_block(partition, buffer, &mut keys)?;
         }
     }
-    file.flush().map_err(spill_io(&path))?;
     Ok(keys)
 }
 
