@@ -93,9 +93,11 @@ impl SeenFilter {
             checksum.update(&chunk);
             writer.write_all(&chunk).map_err(io_error)?;
         }
-        // The words go to the disk while the run goes on (the commit fsyncs the file).
+        // The words go to the disk while the run's ids are decided ([`SavingFilter::finish`]
+        // fsyncs the file).
         writer.flush().map_err(io_error)?;
-        start_writeback(writer.get_ref(), 0..writer.get_ref().metadata().map_err(io_error)?.len()).map_err(io_error)?;
+        let written = MAGIC.len() + 8 + self.words.len() * 8;
+        start_writeback(writer.get_ref(), 0..written as u64);
         Ok(SavingFilter { path: path.to_owned(), writer, checksum })
     }
 

@@ -1,9 +1,9 @@
 //! The lake's event files: the columns of accepted events, their UTC month partitions, and the
 //! row groups of a month file, encoded and compressed (zstd; see [`PageCodec`]) in parallel,
 //! column by column, before they are appended to the file in order (polars' batched writer
-//! compresses the pages one after another as it writes them). A [`MonthFiles`] writer does
-//! that on a thread of its own, so that the next events are read while the last ones are
-//! encoded.
+//! compresses the pages one after another as it writes them). A [`MonthFiles`] writer has each
+//! chunk encoded by its caller and appends it on a thread of its own, so that the next events
+//! are collected while the last ones are written.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
