@@ -16,7 +16,7 @@
 //! from the index.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,8 +96,8 @@ impl SeenFilter {
         // The words go to the disk while the run's ids are decided ([`SavingFilter::finish`]
         // fsyncs the file).
         writer.flush().map_err(io_error)?;
-        let written = MAGIC.len() + 8 + self.words.len() * 8;
-        start_writeback(writer.get_ref(), 0..written as u64);
+        let written = writer.get_mut().stream_position().map_err(io_error)?;
+        start_writeback(writer.get_ref(), 0..written);
         Ok(SavingFilter { path: path.to_owned(), writer, checksum })
     }
 
