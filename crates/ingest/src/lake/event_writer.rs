@@ -52,6 +52,9 @@ fn month_of(micros: i64) -> Option<Month> {
 pub struct MonthBounds {
     /// The months met, by their first instant; their bounds do not overlap.
     known: Vec<(Range<i64>, Month)>,
+    /// The place in `known` of the month found last, looked at first: a dump's events come
+    /// mostly in the order they occurred, a month's one after another.
+    last: usize,
 }
 
 /// The months whose bounds a [`MonthBounds`] keeps at most (instants spread over more months
@@ -61,7 +64,13 @@ const KNOWN_MONTHS: usize = 1_024;
 impl MonthBounds {
     /// The UTC month of an instant in microseconds since the epoch ([`month_of`]).
     pub fn month_of(&mut self, micros: i64) -> Option<Month> {
+        if let Some((bounds, month)) = self.known.get(self.last)
+            && bounds.contains(&micros)
+        {
+            return Some(*month);
+        }
         let place = self.known.partition_point(|(bounds, _)| bounds.end <= micros);
+        self.last = place;
         match self.known.get(place) {
             Some((bounds, month)) if bounds.contains(&micros) => Some(*month),
             _ => {
