@@ -589,23 +589,25 @@ impl Intake {
     /// ([`SeenFilter::insert`]); the one that found it unseen is then made a suspect because
     /// another record of the batch is one.
     fn classify(&self, parsed: &[Parsed<'_>]) -> Vec<Class> {
-        let mut classes: Vec<Class> = parsed
-            .par_chunks(FILTER_CHUNK)
-            .flat_map_iter(|chunk| {
-                // The chunk's ids, their words of the filter loaded first: the loads' cache misses
-                // overlap, where each insert (a locked update) would wait for the one before.
-                let mut ids = [None; FILTER_CHUNK];
-                for (id, record) in ids.iter_mut().zip(chunk) {
-                    *id = record.verdict.as_ref().ok().map(|event| id_hash(event.event_id));
-                }
-                self.filter.load_words(ids.iter().flatten().copied());
-                ids.into_iter().take(chunk.len()).map(|id| match id {
+        // Each chunk's classes written into their places (collected from an iterator of
+        // unknown length, they were gathered in pieces and copied together).
+        let mut classes = vec![Class::Invalid; parsed.len()];
+        classes.par_chunks_mut(FILTER_CHUNK).zip(parsed.par_chunks(FILTER_CHUNK)).for_each(|(classes, chunk)| {
+            // The chunk's ids, their words of the filter loaded first: the loads' cache misses
+            // overlap, where each insert (a locked update) would wait for the one before.
+            let mut ids = [None; FILTER_CHUNK];
+            for (id, record) in ids.iter_mut().zip(chunk) {
+                *id = record.verdict.as_ref().ok().map(|event| id_hash(event.event_id));
+            }
+            self.filter.load_words(ids.iter().flatten().copied());
+            for (class, id) in classes.iter_mut().zip(ids) {
+                *class = match id {
                     None => Class::Invalid,
                     Some(id) if self.filter.insert(id) => Class::Suspect(id),
                     Some(id) => Class::Unseen(id),
-                })
-            })
-            .collect();
+                };
+            }
+        });
         let suspect_ids: IdSet = classes
             .iter()
             .filter_map(|class| match class {
