@@ -48,17 +48,21 @@ pub fn plain_pages(
 ) -> PolarsResult<Vec<Page>> {
     let value_bytes = bytes.len() + ends.len() * size_of::<u32>();
     paged(rows, present, value_bytes, |first_row, page_rows, page_present, values| {
-        let start = match values.start {
+        let mut start = match values.start {
             0 => 0,
             value => offset(ends[value - 1])?,
         };
-        let values = ends[values].iter().scan(start, |start, end| {
-            let text = offset(*end).map(|end| &bytes[std::mem::replace(start, end)..end]);
-            Some(text)
-        });
-        let values = values.collect::<PolarsResult<Vec<&[u8]>>>()?;
-        let mut buffer =
-            Vec::with_capacity(page_rows / 8 + 16 + values.iter().map(|value| value.len() + 4).sum::<usize>());
+        // Collected with room for every value: collecting results, the vector grew as it went.
+        let mut texts = Vec::with_capacity(values.len());
+        for end in &ends[values] {
+            let end = offset(*end)?;
+            texts.push(&bytes[start..end]);
+            start = end;
+        }
+        let values = texts;
+        let mut buffer = Vec::with_capacity(
+            definition_level_bytes(page_rows) + values.iter().map(|value| value.len() + 4).sum::<usize>(),
+        );
         put_levels(&mut buffer, primitive_type, page_rows, page_present, first_row)?;
         for value in &values {
             put_value(&mut buffer, value)?;
@@ -78,7 +82,7 @@ pub fn number_pages<T: NativeType + PartialOrd>(
 ) -> PolarsResult<Vec<Page>> {
     paged(rows, present, std::mem::size_of_val(values), |first_row, page_rows, page_present, range| {
         let values = &values[range];
-        let mut buffer = Vec::with_capacity(page_rows / 8 + 16 + std::mem::size_of_val(values));
+        let mut buffer = Vec::with_capacity(definition_level_bytes(page_rows) + std::mem::size_of_val(values));
         put_levels(&mut buffer, primitive_type, page_rows, page_present, first_row)?;
         let mut min_max: Option<(T, T)> = None;
         for value in values {
@@ -145,7 +149,8 @@ pub fn dictionary_pages(
     let mut pages = vec![Page::Dict(DictPage::new(CowBuffer::Owned(dictionary), values.len(), false))];
     if rows > 0 {
         let statistics = bounds(primitive_type, values.iter().map(|value| value.as_bytes()), rows - keys.len());
-        let mut buffer = Vec::with_capacity(rows / 8 + 16 + keys.len() * 4);
+        // The keys: their bit width, a group's header and at most 4 bytes a key, the last 8 padded.
+        let mut buffer = Vec::with_capacity(definition_level_bytes(rows) + 1 + 10 + (keys.len() + 7) * 4);
         put_levels(&mut buffer, primitive_type, rows, present, 0)?;
         put_keys(&mut buffer, keys, bit_width(values.len().saturating_sub(1)));
         pages.push(data_page(primitive_type, buffer, rows, statistics.serialize(), Encoding::RleDictionary)?);
@@ -291,6 +296,15 @@ fn put_levels(
         }
     }
     Ok(())
+}
+
+/// At most how many bytes [`put_definition_levels`] appends for `rows` rows: their length, the
+/// bitmap, and the headers of a bit-packed group and of a run (up to 10 bytes each, and a run's
+/// value) for every run of whole bytes the bitmap can hold. Pages are laid out in buffers of
+/// this room and their values': growing them as they filled copied them again.
+fn definition_level_bytes(rows: usize) -> usize {
+    let bitmap = rows.div_ceil(8);
+    4 + bitmap + (bitmap / LEVEL_RUN_BYTES + 1) * 21
 }
 
 /// Appends the definition levels of a page of `rows` rows of which `present` hold a value
