@@ -58,6 +58,9 @@ contenders=(crmkpi duckdb)
 for run in $(seq "$runs"); do
     for contender in "${contenders[@]}"; do
         rm -rf "$data/lake-bench" "$data/duckdb.parquet"
+        # Every run starts with nothing left to write back: DuckDB does not sync its output,
+        # which the kernel would otherwise write back during a later contender's run.
+        sync
         case $contender in
             crmkpi) result=$(measure "$bin" -q --config "$config" ingest "$dump" --lake "$data/lake-bench") ;;
             old) result=$(measure "$OLD_BIN" -q --config "$config" ingest "$dump" --lake "$data/lake-bench") ;;
