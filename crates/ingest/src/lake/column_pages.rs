@@ -47,19 +47,18 @@ pub fn plain_pages(
     bytes: &[u8],
 ) -> PolarsResult<Vec<Page>> {
     let value_bytes = bytes.len() + ends.len() * size_of::<u32>();
-    paged(rows, present, value_bytes, |first_row, page_rows, page_present, values| {
-        let mut start = match values.start {
+    paged(rows, present, value_bytes, |first_row, page_rows, page_present, range| {
+        let mut start = match range.start {
             0 => 0,
             value => offset(ends[value - 1])?,
         };
         // Collected with room for every value: collecting results, the vector grew as it went.
-        let mut texts = Vec::with_capacity(values.len());
-        for end in &ends[values] {
+        let mut values = Vec::with_capacity(range.len());
+        for end in &ends[range] {
             let end = offset(*end)?;
-            texts.push(&bytes[start..end]);
+            values.push(&bytes[start..end]);
             start = end;
         }
-        let values = texts;
         let mut buffer = Vec::with_capacity(
             definition_level_bytes(page_rows) + values.iter().map(|value| value.len() + 4).sum::<usize>(),
         );

@@ -52,8 +52,8 @@ fn month_of(micros: i64) -> Option<Month> {
 pub struct MonthBounds {
     /// The months met, by their first instant; their bounds do not overlap.
     known: Vec<(Range<i64>, Month)>,
-    /// The place in `known` of the month found last, looked at first: a dump's events come
-    /// mostly in the order they occurred, a month's one after another.
+    /// The place in `known` of the month found last, looked at first: in a dump whose events
+    /// come in the order they occurred, a month's come one after another.
     last: usize,
 }
 
