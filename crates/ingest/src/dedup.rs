@@ -32,9 +32,9 @@
 //!
 //! Memory: the filter (at most 128 MiB; while its words are saved it overlaps the start of
 //! phase 2), one partition's keys per thread (a 256th of the run's valid records, 40 bytes
-//! each; twice while they are sorted, with their runs' starts, up to 2 MiB), the fences of the partition being decided (16 bytes per
-//! 64 ids of each kept segment), three bits per valid record for the decisions, and I/O
-//! buffers (64 KiB per segment merged).
+//! each; twice while they are sorted, with their runs' starts, up to 2 MiB), the fences of the
+//! partition being decided (16 bytes per 64 ids of each kept segment), three bits per valid
+//! record for the decisions, and I/O buffers (64 KiB per segment merged).
 //!
 //! Rejects are remembered by their 128-bit key (see [`crate::lake::reject_key`]) in a
 //! [`RejectIndex`], so that a record rejected by an earlier run is not written to the lake's

@@ -659,9 +659,7 @@ pub struct MonthFile {
 /// could be the worker that thread's work needs (the pool's workers run one another's work
 /// while they wait).
 pub struct MonthFiles {
-    encoder: Arc<EventEncoder>,
-    dir: PathBuf,
-    run_id: String,
+    run: Arc<RunFiles>,
     sender: Option<SyncSender<EncodedChunk>>,
     thread: Option<JoinHandle<Result<BTreeMap<Month, MonthFile>, IngestError>>>,
 }
@@ -669,13 +667,21 @@ pub struct MonthFiles {
 /// A chunk's months encoded: each month's rows and its row group's pages.
 type EncodedChunk = Vec<(Month, usize, Vec<Vec<CompressedPage>>)>;
 
+/// What both sides of [`MonthFiles`] work with: the encoder, the run's snapshot directory and
+/// the run's id (in its files' names).
+struct RunFiles {
+    encoder: EventEncoder,
+    dir: PathBuf,
+    run_id: String,
+}
+
 impl MonthFiles {
     /// Starts the writer of run `run_id`'s event files under the snapshot `dir`.
     pub fn start(dir: &Path, run_id: &str) -> Result<MonthFiles, IngestError> {
         let encoder = EventEncoder::new().map_err(|source| IngestError::Parquet { path: dir.to_owned(), source })?;
-        let encoder = Arc::new(encoder);
+        let run = Arc::new(RunFiles { encoder, dir: dir.to_owned(), run_id: run_id.to_owned() });
         let (sender, receiver) = sync_channel::<EncodedChunk>(0);
-        let (thread_encoder, thread_dir, thread_run_id) = (Arc::clone(&encoder), dir.to_owned(), run_id.to_owned());
+        let written_run = Arc::clone(&run);
         let thread = std::thread::Builder::new()
             .name("crmkpi-event-files".to_owned())
             .spawn(move || {
@@ -686,8 +692,8 @@ impl MonthFiles {
                     .map_err(thread_error)?;
                 let mut files = BTreeMap::new();
                 for chunk in receiver {
-                    let months = write_chunk(&thread_encoder, &thread_dir, &thread_run_id, chunk, &mut files)?;
-                    let paths = months.iter().map(|month| thread_dir.join(&files[month].relative)).collect();
+                    let months = written_run.write(chunk, &mut files)?;
+                    let paths = months.iter().map(|month| written_run.dir.join(&files[month].relative)).collect();
                     if written.send(paths).is_err() {
                         // The syncer stopped at an error, reported below: no more writing.
                         break;
@@ -698,19 +704,13 @@ impl MonthFiles {
                 Ok(files)
             })
             .map_err(thread_error)?;
-        Ok(MonthFiles {
-            encoder,
-            dir: dir.to_owned(),
-            run_id: run_id.to_owned(),
-            sender: Some(sender),
-            thread: Some(thread),
-        })
+        Ok(MonthFiles { run, sender: Some(sender), thread: Some(thread) })
     }
 
     /// Encodes a chunk of events, by month, and hands it to the writer; waits while it still
     /// writes the last.
     pub fn send(&mut self, chunk: Vec<(Month, EventColumns)>) -> Result<(), IngestError> {
-        let encoded = encode_chunk(&self.encoder, &self.dir, &self.run_id, chunk)?;
+        let encoded = self.run.encode(chunk)?;
         if self.sender.as_ref().is_some_and(|sender| sender.send(encoded).is_ok()) {
             return Ok(());
         }
@@ -759,50 +759,41 @@ impl Drop for MonthFiles {
     }
 }
 
-/// Encodes a chunk's months in parallel.
-fn encode_chunk(
-    encoder: &EventEncoder,
-    dir: &Path,
-    run_id: &str,
-    chunk: Vec<(Month, EventColumns)>,
-) -> Result<EncodedChunk, IngestError> {
-    chunk
-        .into_par_iter()
-        .map(|(month, events)| {
-            let parquet_error = |source| IngestError::Parquet { path: dir.join(month_dir(month)), source };
-            let rows = events.len();
-            let columns = events.finish(run_id).map_err(parquet_error)?;
-            Ok((month, rows, encoder.encode(&columns, rows).map_err(parquet_error)?))
-        })
-        .collect()
-}
-
-/// Appends each encoded month as a row group to its month's file; the months written.
-fn write_chunk(
-    encoder: &EventEncoder,
-    dir: &Path,
-    run_id: &str,
-    encoded: EncodedChunk,
-    files: &mut BTreeMap<Month, MonthFile>,
-) -> Result<Vec<Month>, IngestError> {
-    let months = encoded.iter().map(|(month, _, _)| *month).collect();
-    for (month, rows, pages) in encoded {
-        let number = files.len();
-        let month_file = match files.entry(month) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let relative = format!("{}/part-{run_id}-{number:05}.parquet", month_dir(month));
-                let writer = encoder.writer(&dir.join(&relative))?;
-                entry.insert(MonthFile { relative, writer })
-            }
-        };
-        let path = dir.join(&month_file.relative);
-        month_file
-            .writer
-            .write_row_group(rows as u64, &pages)
-            .map_err(|source| IngestError::Parquet { path, source })?;
+impl RunFiles {
+    /// Encodes a chunk's months in parallel.
+    fn encode(&self, chunk: Vec<(Month, EventColumns)>) -> Result<EncodedChunk, IngestError> {
+        chunk
+            .into_par_iter()
+            .map(|(month, events)| {
+                let parquet_error = |source| IngestError::Parquet { path: self.dir.join(month_dir(month)), source };
+                let rows = events.len();
+                let columns = events.finish(&self.run_id).map_err(parquet_error)?;
+                Ok((month, rows, self.encoder.encode(&columns, rows).map_err(parquet_error)?))
+            })
+            .collect()
     }
-    Ok(months)
+
+    /// Appends each encoded month as a row group to its month's file; the months written.
+    fn write(&self, encoded: EncodedChunk, files: &mut BTreeMap<Month, MonthFile>) -> Result<Vec<Month>, IngestError> {
+        let months = encoded.iter().map(|(month, _, _)| *month).collect();
+        for (month, rows, pages) in encoded {
+            let number = files.len();
+            let month_file = match files.entry(month) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let relative = format!("{}/part-{}-{number:05}.parquet", month_dir(month), self.run_id);
+                    let writer = self.encoder.writer(&self.dir.join(&relative))?;
+                    entry.insert(MonthFile { relative, writer })
+                }
+            };
+            let path = self.dir.join(&month_file.relative);
+            month_file
+                .writer
+                .write_row_group(rows as u64, &pages)
+                .map_err(|source| IngestError::Parquet { path, source })?;
+        }
+        Ok(months)
+    }
 }
 
 #[cfg(test)]
