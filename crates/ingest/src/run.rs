@@ -380,20 +380,23 @@ fn read_with_filter(
     progress.run_started(files.len(), sizes.iter().sum());
     let mut stats: Vec<FileStats> =
         files.iter().map(|file| FileStats { path: file.display_path(), ..FileStats::default() }).collect();
-    let mut intake = Intake { filter, spill: Spill::create(&places.spill)?, unseen: Unseen::default() };
+    let mut intake = Intake { spill: Spill::create(&places.spill)?, unseen: Unseen::default() };
     for (index, (file, size)) in files.iter().zip(sizes.iter().copied()).enumerate() {
         progress.file_started(&stats[index].path, size);
         sink.file_started(file);
         let file_stats = &mut stats[index];
+        // A batch's records are classified as it is parsed, beside the handing on of the batch
+        // before: batches reach the filter in file order all the same.
         let identity = read_dump(
             file,
             config,
-            |parsed| intake.take(index as u32, file, parsed, file_stats, &mut *sink),
+            |parsed| classify(&filter, parsed),
+            |parsed, classes| intake.take(index as u32, file, parsed, &classes, file_stats, &mut *sink),
             |bytes, records| progress.file_progress(bytes, records),
         )?;
         sink.file_read(file, identity)?;
     }
-    let Intake { filter, spill, unseen } = intake;
+    let Intake { spill, unseen } = intake;
     let run = spill.finish()?;
     let suspects = run.suspects();
     tracing::debug!(suspects, "every file read; the suspects are decided next");
@@ -489,10 +492,9 @@ fn reject(
     sink.reject(file, reject)
 }
 
-/// What a run keeps while it reads: the filter of the ids seen, the spill of keys and
+/// What a run keeps while it reads, besides the filter of the ids seen: the spill of keys and
 /// suspects, and which records were written unseen.
 struct Intake {
-    filter: SeenFilter,
     spill: Spill,
     unseen: Unseen,
 }
@@ -509,22 +511,23 @@ enum Class {
 }
 
 impl Intake {
-    /// Takes a batch of file `file`'s parsed records (number `index` of the run): rejects go to
-    /// `sink` with their reasons, unseen events to `sink` as accepted, suspects to the spill.
+    /// Takes a batch of file `file`'s parsed records (number `index` of the run) and their
+    /// `classes` ([`classify`]): rejects go to `sink` with their reasons, unseen events to
+    /// `sink` as accepted, suspects to the spill.
     fn take(
         &mut self,
         index: u32,
         file: &DumpFile,
         parsed: &[Parsed<'_>],
+        classes: &[Class],
         file_stats: &mut FileStats,
         sink: &mut impl RecordSink,
     ) -> Result<(), IngestError> {
-        let classes = self.classify(parsed);
         // One pass in order: the keys of the valid records, the unseen events, the suspects.
         let mut keys = Vec::with_capacity(parsed.len());
         let mut unseen = Vec::with_capacity(parsed.len());
         let mut suspects = Vec::new();
-        for (record, class) in parsed.iter().zip(&classes) {
+        for (record, class) in parsed.iter().zip(classes) {
             match (&record.verdict, *class) {
                 (Ok(event), Class::Unseen(id)) => {
                     keys.push((id, event.content_hash));
@@ -549,7 +552,7 @@ impl Intake {
         file_stats.accepted += unseen.len() as u64;
         let mut sequence = first;
         let mut suspects = suspects.into_iter();
-        for (record, class) in parsed.iter().zip(&classes) {
+        for (record, class) in parsed.iter().zip(classes) {
             match (&record.verdict, class) {
                 (Err(reason), _) => reject(sink, file, file_stats, record.line, reason.to_string(), &record.raw)?,
                 (Ok(_), Class::Unseen(_)) => {
@@ -581,51 +584,51 @@ impl Intake {
             |error| IngestError::Spill { path: self.spill.suspects_path(), source: std::io::Error::other(error) },
         )
     }
+}
 
-    /// Classifies a batch's records, adding their ids to the filter. An id repeated within the
-    /// batch makes every one of its records a suspect: the filter is filled in parallel, so the
-    /// record that found the id unseen may not be the first. Of the records of an id repeated
-    /// within the batch, all but the first to reach the filter find it there
-    /// ([`SeenFilter::insert`]); the one that found it unseen is then made a suspect because
-    /// another record of the batch is one.
-    fn classify(&self, parsed: &[Parsed<'_>]) -> Vec<Class> {
-        // Each chunk's classes written into their places (collected from an iterator of
-        // unknown length, they were gathered in pieces and copied together).
-        let mut classes = vec![Class::Invalid; parsed.len()];
-        classes.par_chunks_mut(FILTER_CHUNK).zip(parsed.par_chunks(FILTER_CHUNK)).for_each(|(classes, chunk)| {
-            // The chunk's ids, their words of the filter loaded first: the loads' cache misses
-            // overlap, where each insert (a locked update) would wait for the one before.
-            let mut ids = [None; FILTER_CHUNK];
-            for (id, record) in ids.iter_mut().zip(chunk) {
-                *id = record.verdict.as_ref().ok().map(|event| id_hash(event.event_id));
-            }
-            self.filter.load_words(ids.iter().flatten().copied());
-            for (class, id) in classes.iter_mut().zip(ids) {
-                *class = match id {
-                    None => Class::Invalid,
-                    Some(id) if self.filter.insert(id) => Class::Suspect(id),
-                    Some(id) => Class::Unseen(id),
-                };
-            }
-        });
-        let suspect_ids: IdSet = classes
-            .iter()
-            .filter_map(|class| match class {
-                Class::Suspect(id) => Some(*id),
-                Class::Invalid | Class::Unseen(_) => None,
-            })
-            .collect();
-        if !suspect_ids.is_empty() {
-            for class in &mut classes {
-                if let Class::Unseen(id) = *class
-                    && suspect_ids.contains(&id)
-                {
-                    *class = Class::Suspect(id);
-                }
+/// Classifies a batch's records, adding their ids to `filter` (batch after batch, in the run's
+/// order). An id repeated within the batch makes every one of its records a suspect: the
+/// filter is filled in parallel, so the record that found the id unseen may not be the first.
+/// Of the records of an id repeated within the batch, all but the first to reach the filter
+/// find it there ([`SeenFilter::insert`]); the one that found it unseen is then made a suspect
+/// because another record of the batch is one.
+fn classify(filter: &SeenFilter, parsed: &[Parsed<'_>]) -> Vec<Class> {
+    // Each chunk's classes written into their places (collected from an iterator of
+    // unknown length, they were gathered in pieces and copied together).
+    let mut classes = vec![Class::Invalid; parsed.len()];
+    classes.par_chunks_mut(FILTER_CHUNK).zip(parsed.par_chunks(FILTER_CHUNK)).for_each(|(classes, chunk)| {
+        // The chunk's ids, their words of the filter loaded first: the loads' cache misses
+        // overlap, where each insert (a locked update) would wait for the one before.
+        let mut ids = [None; FILTER_CHUNK];
+        for (id, record) in ids.iter_mut().zip(chunk) {
+            *id = record.verdict.as_ref().ok().map(|event| id_hash(event.event_id));
+        }
+        filter.load_words(ids.iter().flatten().copied());
+        for (class, id) in classes.iter_mut().zip(ids) {
+            *class = match id {
+                None => Class::Invalid,
+                Some(id) if filter.insert(id) => Class::Suspect(id),
+                Some(id) => Class::Unseen(id),
+            };
+        }
+    });
+    let suspect_ids: IdSet = classes
+        .iter()
+        .filter_map(|class| match class {
+            Class::Suspect(id) => Some(*id),
+            Class::Invalid | Class::Unseen(_) => None,
+        })
+        .collect();
+    if !suspect_ids.is_empty() {
+        for class in &mut classes {
+            if let Class::Unseen(id) = *class
+                && suspect_ids.contains(&id)
+            {
+                *class = Class::Suspect(id);
             }
         }
-        classes
     }
+    classes
 }
 
 #[cfg(test)]
