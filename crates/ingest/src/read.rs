@@ -157,11 +157,12 @@ impl Parsed<'_> {
 /// Reads `file` to its end. The records of a batch are parsed and validated in parallel, then
 /// `prepare`d; batch after batch in file order, each is handed to `on_batch` with what
 /// `prepare` made of it, on a rayon worker, while the next batch is parsed and prepared and the
-/// reader thread splits the one after. `on_batch` waits for the batch before, so it is the
-/// run's critical path: work moved from it to `prepare` shortens the run as long as the parse
-/// side has time to spare (see the README's measurements). `on_progress` gets the compressed
-/// bytes and the records handed on so far after each batch. Returns the file's content identity
-/// when it was read whole as it was opened (see [`crate::source::RawBytes::identity`]).
+/// reader thread splits the one after. Each batch's join waits for both sides, so work moved
+/// between `on_batch` (which must take the batches one after another) and `prepare` pays only
+/// while the side it leaves ends last (see the README's measurements: the parse side does in
+/// most joins now). `on_progress` gets the compressed bytes and the records handed on so far
+/// after each batch. Returns the file's content identity when it was read whole as it was
+/// opened (see [`crate::source::RawBytes::identity`]).
 pub fn read_dump<P: Send>(
     file: &DumpFile,
     config: &Config,
