@@ -16,7 +16,7 @@ use crmkpi_ingest::Snapshot;
 use crmkpi_ingest::lake::lake_schema;
 use crmkpi_schema::{Config, EventType};
 use polars::prelude::*;
-use xxhash_rust::xxh64::xxh64;
+use twox_hash::XxHash64;
 
 use crate::error::ComputeError;
 use crate::time::calendar::Calendar;
@@ -82,7 +82,7 @@ impl Entity {
 
 /// Spark's `xxhash64` of a string: XXH64 with seed 42 over its UTF-8 bytes, as a signed number.
 pub fn spark_xxhash64(key: &str) -> i64 {
-    i64::from_ne_bytes(xxh64(key.as_bytes(), SPARK_XXHASH64_SEED).to_ne_bytes())
+    i64::from_ne_bytes(XxHash64::oneshot(SPARK_XXHASH64_SEED, key.as_bytes()).to_ne_bytes())
 }
 
 /// The bucket of an entity key among `buckets`: `pmod(xxhash64(key), buckets)`.
@@ -518,8 +518,8 @@ mod tests {
     /// hashes strings), read as signed numbers like Spark's `xxhash64`.
     #[test]
     fn spark_hash_and_buckets() {
-        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
-        assert_eq!(spark_xxhash64(""), i64::from_ne_bytes(xxh64(b"", 42).to_ne_bytes()));
+        assert_eq!(XxHash64::oneshot(0, b""), 0xEF46_DB37_51D8_E999);
+        assert_eq!(spark_xxhash64(""), i64::from_ne_bytes(XxHash64::oneshot(42, b"").to_ne_bytes()));
         for key in ["c-1", "deal-77", "", "é-ünicode"] {
             for buckets in [1, 2, 7, 64] {
                 let bucket = bucket_of(key, buckets);

@@ -16,12 +16,13 @@
 //! from the index.
 
 use std::fs::File;
+use std::hash::Hasher;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
-use xxhash_rust::xxh3::Xxh3;
+use twox_hash::XxHash3_64;
 
 use crate::error::IngestError;
 use crate::id_index::start_writeback;
@@ -85,12 +86,12 @@ impl SeenFilter {
         let mut writer = BufWriter::with_capacity(CHUNK_BYTES, File::create(path).map_err(io_error)?);
         writer.write_all(MAGIC).map_err(io_error)?;
         writer.write_all(&(self.words.len() as u64).to_le_bytes()).map_err(io_error)?;
-        let mut checksum = Xxh3::new();
+        let mut checksum = XxHash3_64::new();
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         for words in self.words.chunks(CHUNK_BYTES / 8) {
             chunk.clear();
             chunk.extend(words.iter().flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes()));
-            checksum.update(&chunk);
+            checksum.write(&chunk);
             writer.write_all(&chunk).map_err(io_error)?;
         }
         // The words go to the disk while the run's ids are decided ([`SavingFilter::finish`]
@@ -130,11 +131,11 @@ impl SeenFilter {
         }
         let mut loaded = Vec::with_capacity(words as usize);
         let mut chunk = vec![0u8; CHUNK_BYTES];
-        let mut checksum = Xxh3::new();
+        let mut checksum = XxHash3_64::new();
         while loaded.len() < words as usize {
             let bytes = CHUNK_BYTES.min((words as usize - loaded.len()) * 8);
             reader.read_exact(&mut chunk[..bytes]).map_err(io_error)?;
-            checksum.update(&chunk[..bytes]);
+            checksum.write(&chunk[..bytes]);
             loaded.extend(
                 chunk[..bytes]
                     .chunks_exact(8)
@@ -148,10 +149,10 @@ impl SeenFilter {
         }
         let mut covers = vec![0u8; covers_bytes as usize];
         reader.read_exact(&mut covers).map_err(io_error)?;
-        checksum.update(&covers);
+        checksum.write(&covers);
         let covers = String::from_utf8(covers).map_err(|_| corrupt("its text is not UTF-8"))?;
         reader.read_exact(&mut number).map_err(io_error)?;
-        if u64::from_le_bytes(number) != checksum.digest() {
+        if u64::from_le_bytes(number) != checksum.finish() {
             return Err(corrupt("its checksum does not match its words and text"));
         }
         if reader.read(&mut [0u8; 1]).map_err(io_error)? != 0 {
@@ -189,7 +190,7 @@ impl SeenFilter {
 pub struct SavingFilter {
     path: PathBuf,
     writer: BufWriter<File>,
-    checksum: Xxh3,
+    checksum: XxHash3_64,
 }
 
 impl SavingFilter {
@@ -197,10 +198,10 @@ impl SavingFilter {
     /// first (u64 LE), then the checksum; and makes it durable.
     pub fn finish(mut self, covers: &str) -> Result<(), IngestError> {
         let io_error = |source| IngestError::LakeIo { path: self.path.clone(), source };
-        self.checksum.update(covers.as_bytes());
+        self.checksum.write(covers.as_bytes());
         self.writer.write_all(&(covers.len() as u64).to_le_bytes()).map_err(io_error)?;
         self.writer.write_all(covers.as_bytes()).map_err(io_error)?;
-        self.writer.write_all(&self.checksum.digest().to_le_bytes()).map_err(io_error)?;
+        self.writer.write_all(&self.checksum.finish().to_le_bytes()).map_err(io_error)?;
         let file = self.writer.into_inner().map_err(|error| io_error(error.into_error()))?;
         file.sync_data().map_err(io_error)
     }

@@ -10,7 +10,7 @@ use std::ops::Deref;
 use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 use crmkpi_schema::{Config, EventType, Field};
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 use crate::record::{RawRecord, Value};
 
@@ -266,9 +266,11 @@ pub fn validate<'a>(record: &mut RawRecord<'a>, config: &Config) -> Result<Event
 }
 
 /// A stable 64-bit hash of an event's parsed content (amount as given, before conversion): XXH3
-/// of the fields in lake order, each text as a presence byte, its length and its bytes. The
-/// bytes are laid out in a reused buffer and hashed at once (the same digest as feeding them to
-/// a streaming hasher piece by piece, faster: no copy into its block buffer per piece).
+/// of the fields in lake order, each text as a presence byte, its length and its bytes, then
+/// the time, the amount and the score. The bytes are laid out in one buffer and hashed at once
+/// (the same digest as feeding them to a streaming hasher piece by piece, faster: no copy into
+/// its block buffer per piece); the buffer is on the stack when the content fits, as nearly
+/// every event's does.
 fn content_hash<S: Deref<Target = str>>(
     event_id: &str,
     event_type: EventType,
@@ -277,41 +279,77 @@ fn content_hash<S: Deref<Target = str>>(
     amount: Option<f64>,
     score: Option<i64>,
 ) -> u64 {
-    thread_local! {
-        static CONTENT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    const ON_STACK: usize = 256;
+    let mut texts = [None; 15];
+    texts[0] = Some(event_id);
+    texts[1] = Some(event_type.name());
+    texts[2..].copy_from_slice(&fields.in_lake_order());
+    let content = Content { texts: &texts, occurred_at, amount, score };
+    let most = content.most_bytes();
+    if most <= ON_STACK {
+        let mut buffer = [0; ON_STACK];
+        let length = content.lay_out(&mut buffer);
+        XxHash3_64::oneshot(&buffer[..length])
+    } else {
+        let mut buffer = vec![0; most];
+        let length = content.lay_out(&mut buffer);
+        XxHash3_64::oneshot(&buffer[..length])
     }
-    CONTENT.with_borrow_mut(|content| {
-        content.clear();
-        let mut put_text = |text: Option<&str>| match text {
-            Some(text) => {
-                content.push(1);
-                content.extend_from_slice(&(text.len() as u64).to_le_bytes());
-                content.extend_from_slice(text.as_bytes());
-            }
-            None => content.push(0),
+}
+
+/// What an event's content hash covers, in the order it is laid out.
+struct Content<'a> {
+    texts: &'a [Option<&'a str>; 15],
+    occurred_at: i64,
+    amount: Option<f64>,
+    score: Option<i64>,
+}
+
+impl Content<'_> {
+    /// The most bytes the content can take: every text present (a presence byte and a length
+    /// before its bytes), then the time, and the amount and the score present.
+    fn most_bytes(&self) -> usize {
+        let text_bytes: usize = self.texts.iter().map(|text| text.map_or(0, str::len)).sum();
+        self.texts.len() * (1 + 8) + text_bytes + 8 + 2 * (1 + 8)
+    }
+
+    /// Writes the content at the start of `out` (at least [`Self::most_bytes`] long) and returns
+    /// its length.
+    #[inline]
+    fn lay_out(&self, out: &mut [u8]) -> usize {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
         };
-        put_text(Some(event_id));
-        put_text(Some(event_type.name()));
-        for text in fields.in_lake_order() {
-            put_text(text);
-        }
-        content.extend_from_slice(&occurred_at.to_le_bytes());
-        match amount {
-            Some(amount) => {
-                content.push(1);
-                content.extend_from_slice(&amount.to_bits().to_le_bytes());
+        for text in self.texts {
+            match text {
+                Some(text) => {
+                    put(&present(text.len() as u64));
+                    put(text.as_bytes());
+                }
+                None => put(&[0]),
             }
-            None => content.push(0),
         }
-        match score {
-            Some(score) => {
-                content.push(1);
-                content.extend_from_slice(&score.to_le_bytes());
-            }
-            None => content.push(0),
+        put(&self.occurred_at.to_le_bytes());
+        match self.amount {
+            Some(amount) => put(&present(amount.to_bits())),
+            None => put(&[0]),
         }
-        xxh3_64(content)
-    })
+        match self.score {
+            Some(score) => put(&present(score as u64)),
+            None => put(&[0]),
+        }
+        at
+    }
+}
+
+/// A presence byte followed by eight little-endian bytes (a text's length, or a value).
+#[inline]
+fn present(value: u64) -> [u8; 9] {
+    let mut bytes = [1; 9];
+    bytes[1..].copy_from_slice(&value.to_le_bytes());
+    bytes
 }
 
 /// `amount`: a JSON number or a numeric string, finite and >= 0; `Ok(None)` when absent.
@@ -495,6 +533,18 @@ mod tests {
                 streamed_content_hash(event_id, event_type, occurred_at, &fields, amount, score),
                 "{event_id}"
             );
+        }
+        // Every length around the stack buffer's end (256 bytes): an id of 83 bytes in an
+        // `order_placed` without other texts is where the most bytes the content can take reach it.
+        for length in 0..=200 {
+            let event_id = "i".repeat(length);
+            for (amount, score) in [(None, None), (Some(1.5), Some(7))] {
+                assert_eq!(
+                    content_hash(&event_id, EventType::OrderPlaced, 9, &TextFields::<String>::default(), amount, score),
+                    streamed_content_hash(&event_id, EventType::OrderPlaced, 9, &TextFields::default(), amount, score),
+                    "an id of {length} bytes"
+                );
+            }
         }
         // One value pinned: a change of the layout (or of the hash) would make every id of an
         // existing lake look like a conflicting duplicate.

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::event_writer::{COLUMN_PARTS, ColumnPart, EventColumns, Month, MonthBounds, MonthFiles};
 use super::snapshot::list_files;
 use super::{CURRENT, Lake, READERS, RunRecord, RunStatus, SNAPSHOTS, VISIBLE, lake_io};
-use xxhash_rust::xxh3::Xxh3;
+use twox_hash::XxHash3_128;
 
 use crate::dedup::{NextIndex, build_index};
 use crate::error::IngestError;
@@ -77,13 +77,13 @@ pub const REJECT_KEY: &str = "reject_key";
 /// identity ([`crate::source::content_identity`]), line, reason and text. The file's path is
 /// left out, so that the same dump ingested again from another path is recognised.
 pub fn reject_key(source_identity: u128, reject: &Reject) -> u128 {
-    let mut hasher = Xxh3::new();
-    hasher.update(&source_identity.to_le_bytes());
-    hasher.update(&reject.line.to_le_bytes());
-    hasher.update(&(reject.reason.len() as u64).to_le_bytes());
-    hasher.update(reject.reason.as_bytes());
-    hasher.update(reject.raw.as_bytes());
-    hasher.digest128()
+    let mut hasher = XxHash3_128::new();
+    hasher.write(&source_identity.to_le_bytes());
+    hasher.write(&reject.line.to_le_bytes());
+    hasher.write(&(reject.reason.len() as u64).to_le_bytes());
+    hasher.write(reject.reason.as_bytes());
+    hasher.write(reject.raw.as_bytes());
+    hasher.finish_128()
 }
 
 impl StagedRun {
