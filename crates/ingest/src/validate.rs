@@ -280,26 +280,29 @@ fn content_hash<S: Deref<Target = str>>(
     score: Option<i64>,
 ) -> u64 {
     const ON_STACK: usize = 256;
-    let mut texts = [None; 15];
-    texts[0] = Some(event_id);
-    texts[1] = Some(event_type.name());
-    texts[2..].copy_from_slice(&fields.in_lake_order());
-    let content = Content { texts: &texts, occurred_at, amount, score };
+    let mut content = Content { texts: [None; CONTENT_TEXTS], occurred_at, amount, score };
+    content.texts[0] = Some(event_id);
+    content.texts[1] = Some(event_type.name());
+    content.texts[2..].copy_from_slice(&fields.in_lake_order());
     let most = content.most_bytes();
-    if most <= ON_STACK {
-        let mut buffer = [0; ON_STACK];
-        let length = content.lay_out(&mut buffer);
-        XxHash3_64::oneshot(&buffer[..length])
+    let mut on_stack = [0; ON_STACK];
+    let mut on_heap = Vec::new();
+    let buffer: &mut [u8] = if most <= ON_STACK {
+        &mut on_stack
     } else {
-        let mut buffer = vec![0; most];
-        let length = content.lay_out(&mut buffer);
-        XxHash3_64::oneshot(&buffer[..length])
-    }
+        on_heap.resize(most, 0);
+        &mut on_heap
+    };
+    let length = content.lay_out(buffer);
+    XxHash3_64::oneshot(&buffer[..length])
 }
+
+/// The texts an event's content hash covers: the id, the type and the 13 fields in lake order.
+const CONTENT_TEXTS: usize = 15;
 
 /// What an event's content hash covers, in the order it is laid out.
 struct Content<'a> {
-    texts: &'a [Option<&'a str>; 15],
+    texts: [Option<&'a str>; CONTENT_TEXTS],
     occurred_at: i64,
     amount: Option<f64>,
     score: Option<i64>,
@@ -322,7 +325,7 @@ impl Content<'_> {
             out[at..at + bytes.len()].copy_from_slice(bytes);
             at += bytes.len();
         };
-        for text in self.texts {
+        for text in &self.texts {
             match text {
                 Some(text) => {
                     put(&present(text.len() as u64));
