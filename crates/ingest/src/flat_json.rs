@@ -31,9 +31,7 @@ pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) ->
                 }
                 None => Field::from_name(cursor.string()?),
             };
-            cursor.skip_whitespace();
-            cursor.expect(b':')?;
-            cursor.skip_whitespace();
+            cursor.separator(b':')?;
             let value = cursor.value()?;
             if let Some(field) = field {
                 if !given.first_time(field) {
@@ -41,11 +39,10 @@ pub(crate) fn scan_flat_object<'a>(line: &'a str, record: &mut RawRecord<'a>) ->
                 }
                 record.set(field, value);
             }
-            cursor.skip_whitespace();
-            match cursor.next()? {
-                b',' => cursor.skip_whitespace(),
-                b'}' => break,
-                _ => return None,
+            if cursor.separator(b',').is_none() {
+                cursor.skip_whitespace();
+                cursor.expect(b'}')?;
+                break;
             }
         }
     }
@@ -151,6 +148,28 @@ impl<'a> Cursor<'a> {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
         }
+    }
+
+    /// Steps past `separator` and the whitespace around it; `None` (the cursor where it was)
+    /// when another byte comes first. The common `: ` and `, ` are told at once.
+    #[inline]
+    fn separator(&mut self, separator: u8) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        if let Some(&[first, b' ']) = bytes.get(self.at..self.at + 2)
+            && first == separator
+        {
+            self.at += 2;
+        } else {
+            let at = self.at;
+            self.skip_whitespace();
+            if self.peek() != Some(separator) {
+                self.at = at;
+                return None;
+            }
+            self.at += 1;
+        }
+        self.skip_whitespace();
+        Some(())
     }
 
     /// A string's text, the cursor just after its opening quote; gives up at an escape or a
@@ -298,6 +317,38 @@ mod tests {
         assert_eq!(Some(record), by_serde(line));
         assert_eq!(scanned("{}"), Some(RawRecord::default()));
         assert_eq!(scanned(" { } "), Some(RawRecord::default()));
+    }
+
+    /// Separators with no whitespace, the common single space (told at once) and more
+    /// whitespace around them: read as serde reads them; a separator missing or doubled is
+    /// for serde to reject.
+    #[test]
+    fn separators_with_any_whitespace_are_read_as_serde_reads_them() {
+        let read = [
+            r#"{"stage":"a","reason":"b"}"#,
+            r#"{"stage": "a", "reason": "b"}"#,
+            r#"{"stage" : "a" , "reason" :"b" }"#,
+            "{\"stage\":  \"a\",\t\t\"reason\":\r\n\"b\"}",
+            r#"{"stage": 1, "amount": 2.5, "kind": null, "reason": true}"#,
+            r#"{"stage": "a",  "reason": "b"}"#,
+        ];
+        for line in read {
+            let record = scanned(line).unwrap_or_else(|| panic!("not scanned: {line}"));
+            assert_eq!(Some(record), by_serde(line), "{line}");
+        }
+        let rejected = [
+            r#"{"stage" "a"}"#,
+            r#"{"stage":: "a"}"#,
+            r#"{"stage": "a" "reason": "b"}"#,
+            r#"{"stage": "a",, "reason": "b"}"#,
+            r#"{"stage": "a", }"#,
+            r#"{"stage": "a";"reason": "b"}"#,
+            r#"{"stage": "a" ,}"#,
+        ];
+        for line in rejected {
+            assert_eq!(scanned(line), None, "{line}");
+            assert_eq!(by_serde(line), None, "{line}");
+        }
     }
 
     /// Every field's key is told from the bytes at its start, and only a key that is exactly a
