@@ -284,17 +284,14 @@ fn content_hash<S: Deref<Target = str>>(
     content.texts[0] = Some(event_id);
     content.texts[1] = Some(event_type.name());
     content.texts[2..].copy_from_slice(&fields.in_lake_order());
-    let most = content.most_bytes();
     let mut on_stack = [0; ON_STACK];
-    let mut on_heap = Vec::new();
-    let buffer: &mut [u8] = if most <= ON_STACK {
-        &mut on_stack
-    } else {
-        on_heap.resize(most, 0);
-        &mut on_heap
-    };
-    let length = content.lay_out(buffer);
-    XxHash3_64::oneshot(&buffer[..length])
+    if let Some(length) = content.lay_out(&mut on_stack) {
+        return XxHash3_64::oneshot(&on_stack[..length]);
+    }
+    // Longer than the stack buffer: laid out again in a buffer of the most bytes it can take.
+    let mut on_heap = vec![0; content.most_bytes()];
+    let length = content.lay_out(&mut on_heap).expect("the most bytes the content can take hold it");
+    XxHash3_64::oneshot(&on_heap[..length])
 }
 
 /// The texts an event's content hash covers: the id, the type and the 13 fields in lake order.
@@ -316,34 +313,35 @@ impl Content<'_> {
         self.texts.len() * (1 + 8) + text_bytes + 8 + 2 * (1 + 8)
     }
 
-    /// Writes the content at the start of `out` (at least [`Self::most_bytes`] long) and returns
-    /// its length.
+    /// Writes the content at the start of `out`, zeroed before, and returns its length; `None`
+    /// when `out` is too short (never when it is [`Self::most_bytes`] long). An absent text or
+    /// number is a zero byte: `out`'s own, stepped over.
     #[inline]
-    fn lay_out(&self, out: &mut [u8]) -> usize {
+    fn lay_out(&self, out: &mut [u8]) -> Option<usize> {
         let mut at = 0;
-        let mut put = |bytes: &[u8]| {
-            out[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
+        // Writes `bytes` next, or steps over a zero byte for `None`.
+        let mut put = |bytes: Option<&[u8]>| -> Option<()> {
+            match bytes {
+                Some(bytes) => {
+                    out.get_mut(at..at + bytes.len())?.copy_from_slice(bytes);
+                    at += bytes.len();
+                }
+                None => at += 1,
+            }
+            Some(())
         };
         for text in &self.texts {
-            match text {
-                Some(text) => {
-                    put(&present(text.len() as u64));
-                    put(text.as_bytes());
-                }
-                None => put(&[0]),
+            if let Some(text) = text {
+                put(Some(&present(text.len() as u64)))?;
             }
+            put(text.map(str::as_bytes))?;
         }
-        put(&self.occurred_at.to_le_bytes());
-        match self.amount {
-            Some(amount) => put(&present(amount.to_bits())),
-            None => put(&[0]),
-        }
-        match self.score {
-            Some(score) => put(&present(score as u64)),
-            None => put(&[0]),
-        }
-        at
+        put(Some(&self.occurred_at.to_le_bytes()))?;
+        let amount = self.amount.map(|amount| present(amount.to_bits()));
+        let score = self.score.map(|score| present(score as u64));
+        put(amount.as_ref().map(|bytes| bytes.as_slice()))?;
+        put(score.as_ref().map(|bytes| bytes.as_slice()))?;
+        (at <= out.len()).then_some(at)
     }
 }
 
@@ -537,9 +535,20 @@ mod tests {
                 "{event_id}"
             );
         }
-        // Every length around the stack buffer's end (256 bytes): an id of 83 bytes in an
-        // `order_placed` without other texts is where the most bytes the content can take reach it.
-        for length in 0..=200 {
+        // Every length around the stack buffer's end (256 bytes): the content of an
+        // `order_placed` without other texts fills it with an id of 187 bytes when it has an
+        // amount and a score (of 203 bytes without), and is laid out again on the heap past it.
+        for (length, amount, score) in [(187, Some(1.5), Some(7)), (203, None, None)] {
+            let laid_out = |event_id: &str| {
+                let mut texts = [None; CONTENT_TEXTS];
+                texts[0] = Some(event_id);
+                texts[1] = Some(EventType::OrderPlaced.name());
+                Content { texts, occurred_at: 9, amount, score }.lay_out(&mut [0; 256])
+            };
+            assert_eq!(laid_out(&"i".repeat(length)), Some(256), "an id of {length} bytes");
+            assert_eq!(laid_out(&"i".repeat(length + 1)), None, "an id of {} bytes", length + 1);
+        }
+        for length in 0..=220 {
             let event_id = "i".repeat(length);
             for (amount, score) in [(None, None), (Some(1.5), Some(7))] {
                 assert_eq!(
