@@ -404,66 +404,153 @@ pub fn parse_occurred_at(value: &Value<'_>, source_timezone: Tz) -> Option<i64> 
 /// Parses `YYYY-MM-DD(T| )HH:MM:SS[.fraction][Z|+HH:MM|-HH:MM]` into UTC microseconds.
 /// Fractions beyond microseconds are truncated; second 60 is invalid; a timestamp without an
 /// offset is local time in `zone`, the earlier instant when ambiguous, invalid in a DST gap.
+/// Every event's instant is read: the date and the time are read eight bytes at a time and
+/// turned into an instant by arithmetic; only a local time goes through chrono-tz.
 pub fn parse_timestamp(text: &str, zone: Tz) -> Option<i64> {
-    let bytes = text.as_bytes();
-    if bytes.len() < 19 {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        let digits = bytes.get(range)?;
-        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
-    };
-    if bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || !matches!(bytes[10], b'T' | b't' | b' ')
-        || bytes[13] != b':'
-        || bytes[16] != b':'
-    {
-        return None;
-    }
-    let date = NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)?;
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if second >= 60 {
-        return None;
-    }
-    let mut rest = &bytes[19..];
-    let mut micros = 0u32;
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let digits = fraction.iter().take_while(|byte| byte.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
+    let (prefix, rest) = text.as_bytes().split_first_chunk::<19>()?;
+    let DateTime { year, month, day, hour, minute, second } = DateTime::read(prefix)?;
+    let (micros, rest) = fraction_micros(rest)?;
+    let seconds = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3_600 + minute * 60 + second);
+    let instant = seconds * 1_000_000 + i64::from(micros);
+    match rest {
+        [] => {
+            let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+            let local = NaiveDateTime::new(date, NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?);
+            let utc = match zone.from_local_datetime(&local) {
+                LocalResult::Single(instant) => instant.naive_utc(),
+                LocalResult::Ambiguous(earlier, _) => earlier.naive_utc(),
+                LocalResult::None => return None,
+            };
+            Some(utc.and_utc().timestamp_micros())
         }
-        for position in 0..6 {
-            let digit = fraction.get(position).filter(|_| position < digits).map_or(0, |d| u32::from(d - b'0'));
-            micros = micros * 10 + digit;
-        }
-        rest = &fraction[digits..];
-    }
-    let time = NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?;
-    let local = NaiveDateTime::new(date, time);
-    let utc = match rest {
-        [] => match zone.from_local_datetime(&local) {
-            LocalResult::Single(instant) => instant.naive_utc(),
-            LocalResult::Ambiguous(earlier, _) => earlier.naive_utc(),
-            LocalResult::None => return None,
-        },
-        [b'Z' | b'z'] => local,
+        [b'Z' | b'z'] => Some(instant),
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let digits = [*h1, *h2, *m1, *m2];
-            if !digits.iter().all(u8::is_ascii_digit) {
+            let digits = [*h1, *h2, *m1, *m2].map(|byte| byte.wrapping_sub(b'0'));
+            if digits.iter().any(|digit| *digit > 9) {
                 return None;
             }
-            let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
-            let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+            let hours = i64::from(digits[0] * 10 + digits[1]);
+            let minutes = i64::from(digits[2] * 10 + digits[3]);
             if hours > 23 || minutes > 59 {
                 return None;
             }
-            let offset = chrono::Duration::minutes(hours * 60 + minutes);
-            if *sign == b'+' { local - offset } else { local + offset }
+            let offset = (hours * 60 + minutes) * 60_000_000;
+            Some(if *sign == b'+' { instant - offset } else { instant + offset })
         }
-        _ => return None,
+        _ => None,
+    }
+}
+
+/// The microseconds of the `.fraction` that `text` starts with (digits beyond the sixth
+/// truncated; 0 without a fraction), and the text after it; `None` for a dot without digits.
+fn fraction_micros(text: &[u8]) -> Option<(u32, &[u8])> {
+    let Some(fraction) = text.strip_prefix(b".") else {
+        return Some((0, text));
     };
-    Some(utc.and_utc().timestamp_micros())
+    let digits = fraction.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut micros = 0;
+    for position in 0..6 {
+        let digit = fraction.get(position).filter(|_| position < digits).map_or(0, |d| u32::from(d - b'0'));
+        micros = micros * 10 + digit;
+    }
+    Some((micros, &fraction[digits..]))
+}
+
+/// A valid date of the proleptic Gregorian calendar and a time of day without leap seconds.
+struct DateTime {
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+impl DateTime {
+    /// Reads `YYYY-MM-DD(T| )HH:MM:SS`: the date's first eight bytes and the time's eight as
+    /// two words whose digits are checked and paired at once; `None` unless every digit and
+    /// separator is in its place and the date and time exist.
+    fn read(text: &[u8; 19]) -> Option<DateTime> {
+        let (date, rest) = text.split_first_chunk::<8>()?;
+        let (&[day_tens, day_ones, separator], time) = rest.split_first_chunk::<3>()?;
+        let time: &[u8; 8] = time.try_into().ok()?;
+        // `YYYY-MM-`: digits in bytes 0 to 3, 5 and 6; dashes in bytes 4 and 7.
+        let date = digit_pairs(
+            u64::from_le_bytes(*date),
+            0x00ff_ff00_ffff_ffff,
+            0xff00_00ff_0000_0000,
+            0x2d00_002d_0000_0000,
+        )?;
+        // `HH:MM:SS`: digits in bytes 0, 1, 3, 4, 6 and 7; colons in bytes 2 and 5.
+        let time = digit_pairs(
+            u64::from_le_bytes(*time),
+            0xffff_00ff_ff00_ffff,
+            0x0000_ff00_00ff_0000,
+            0x0000_3a00_003a_0000,
+        )?;
+        let day = [day_tens, day_ones].map(|byte| byte.wrapping_sub(b'0'));
+        if day.iter().any(|digit| *digit > 9) || !matches!(separator, b'T' | b't' | b' ') {
+            return None;
+        }
+        let pair = |pairs: u64, byte: u32| (pairs >> (8 * byte)) as u32 & 0xff;
+        let date_time = DateTime {
+            year: pair(date, 0) * 100 + pair(date, 2),
+            month: pair(date, 5),
+            day: u32::from(day[0] * 10 + day[1]),
+            hour: pair(time, 0),
+            minute: pair(time, 3),
+            second: pair(time, 6),
+        };
+        let exists = (1..=12).contains(&date_time.month)
+            && (1..=days_in_month(date_time.year, date_time.month)).contains(&date_time.day)
+            && date_time.hour < 24
+            && date_time.minute < 60
+            && date_time.second < 60;
+        exists.then_some(date_time)
+    }
+}
+
+/// The two-digit numbers of `word` (eight text bytes, little-endian): byte `i` of the result
+/// is the number written in bytes `i` and `i + 1`, where both are digits. `None` unless the
+/// bytes of `digits` (a mask) are ASCII digits and those of `separators` (a mask) are `expected`.
+fn digit_pairs(word: u64, digits: u64, separators: u64, expected: u64) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    if word & separators != expected {
+        return None;
+    }
+    // A digit becomes its value (0 to 9); a byte that is not one has its high bit set here,
+    // or after adding 0x76 (a carry out of such a byte only flags the byte above it too).
+    let values = word ^ (ONES * u64::from(b'0'));
+    if (values | values.wrapping_add(ONES * 0x76)) & (ONES * 0x80) & digits != 0 {
+        return None;
+    }
+    // Each byte times ten plus the byte above: at most 99, no carry between bytes.
+    Some((values & digits) * 10 + ((values & digits) >> 8))
+}
+
+/// The days in `month` (1 to 12) of `year` in the proleptic Gregorian calendar.
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`: years counted from March, in eras of 400 years).
+fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let year = i64::from(year) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -590,6 +677,131 @@ mod tests {
 
     fn micros(text: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(text).expect("reference instant").timestamp_micros()
+    }
+
+    /// [`parse_timestamp`] as it read every instant with chrono's types before: the reference
+    /// it must agree with.
+    fn parse_timestamp_by_chrono(text: &str, zone: Tz) -> Option<i64> {
+        let bytes = text.as_bytes();
+        if bytes.len() < 19 {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<u32> {
+            let digits = bytes.get(range)?;
+            digits
+                .iter()
+                .all(u8::is_ascii_digit)
+                .then(|| digits.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0')))
+        };
+        if bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || !matches!(bytes[10], b'T' | b't' | b' ')
+            || bytes[13] != b':'
+            || bytes[16] != b':'
+        {
+            return None;
+        }
+        let date = NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)?;
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        if second >= 60 {
+            return None;
+        }
+        let (micros, rest) = fraction_micros(&bytes[19..])?;
+        let time = NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?;
+        let local = NaiveDateTime::new(date, time);
+        let utc = match rest {
+            [] => match zone.from_local_datetime(&local) {
+                LocalResult::Single(instant) => instant.naive_utc(),
+                LocalResult::Ambiguous(earlier, _) => earlier.naive_utc(),
+                LocalResult::None => return None,
+            },
+            [b'Z' | b'z'] => local,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let digits = [*h1, *h2, *m1, *m2];
+                if !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
+                let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let offset = chrono::Duration::minutes(hours * 60 + minutes);
+                if *sign == b'+' { local - offset } else { local + offset }
+            }
+            _ => return None,
+        };
+        Some(utc.and_utc().timestamp_micros())
+    }
+
+    /// Every day of years around the calendar's turns (leap years by 4, 100 and 400, year 0 and
+    /// 9999), days 0 and 32 and months 0 and 13 besides, at every hour, minute and second from
+    /// 0 to 61 of one day: read as chrono reads them.
+    #[test]
+    fn every_date_and_time_is_read_as_chrono_reads_it() {
+        let mut valid = 0;
+        for year in [0, 1, 4, 100, 400, 1582, 1899, 1900, 1969, 1970, 1999, 2000, 2023, 2024, 2100, 2400, 9999] {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let text = format!("{year:04}-{month:02}-{day:02}T23:59:59.999999Z");
+                    let read = parse_timestamp(&text, Tz::UTC);
+                    assert_eq!(read, parse_timestamp_by_chrono(&text, Tz::UTC), "{text}");
+                    valid += usize::from(read.is_some());
+                }
+            }
+        }
+        // 17 years of 365 days, 6 of them leap years (0, 4, 400, 2000, 2024 and 2400).
+        assert_eq!(valid, 17 * 365 + 6);
+        for hour in 0..=61 {
+            for minute in 0..=61 {
+                for second in 0..=61 {
+                    let text = format!("2024-02-29 {hour:02}:{minute:02}:{second:02}+01:30");
+                    assert_eq!(parse_timestamp(&text, Tz::UTC), parse_timestamp_by_chrono(&text, Tz::UTC), "{text}");
+                }
+            }
+        }
+    }
+
+    /// Every byte value in every place of a timestamp: read as chrono reads it.
+    #[test]
+    fn any_byte_anywhere_is_read_as_chrono_reads_it() {
+        let text = *b"2024-12-31T23:59:58.5Z";
+        for place in 0..text.len() {
+            for byte in 0..=255u8 {
+                let mut bytes = text;
+                bytes[place] = byte;
+                let text = String::from_utf8_lossy(&bytes);
+                assert_eq!(parse_timestamp(&text, Tz::UTC), parse_timestamp_by_chrono(&text, Tz::UTC), "{text}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20_000, failure_persistence: None, ..Default::default() })]
+
+        /// Timestamps of every part in and out of range, every separator and suffix, and one
+        /// byte changed anywhere: read as chrono reads them, in UTC and in a zone with DST.
+        #[test]
+        fn timestamps_are_read_as_chrono_reads_them(
+            parts in (0u32..10_000, 0u32..14, 0u32..33, 0u32..26, 0u32..62, 0u32..62),
+            separator in proptest::sample::select(vec!["T", "t", " ", "_"]),
+            fraction in proptest::sample::select(vec!["", ".", ".5", ".123456", ".1234567", ".12x"]),
+            suffix in proptest::sample::select(vec!["", "Z", "z", "+01:00", "-02:30", "+23:59", "+24:00", "-00:60", "+0100", "Zjunk", "+1a:00"]),
+            edit in proptest::option::of((0usize..40, proptest::sample::select(vec![b'0', b'9', b'-', b':', b'/', b'a', 0x00, 0xff]))),
+        ) {
+            let (year, month, day, hour, minute, second) = parts;
+            let text = format!("{year:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}{fraction}{suffix}");
+            let mut bytes = text.into_bytes();
+            if let Some((place, byte)) = edit
+                && let Some(at) = bytes.get_mut(place)
+            {
+                *at = byte;
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            for zone in [Tz::UTC, Berlin] {
+                proptest::prop_assert_eq!(parse_timestamp(&text, zone), parse_timestamp_by_chrono(&text, zone), "{}", text);
+            }
+        }
     }
 
     #[test]
