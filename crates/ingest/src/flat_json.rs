@@ -213,27 +213,27 @@ impl<'a> Cursor<'a> {
 
 /// Where the string starting at `start` (after its opening quote) ends: the place of its closing
 /// quote; `None` at an escape, a control character or the end of the line. Eight bytes are
-/// looked at a time.
+/// looked at a time, the last few of the line as a word padded with zero bytes (control
+/// characters: the line's end).
 #[inline]
 fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let (words, last) = bytes.get(start..)?.as_chunks::<8>();
     let mut at = start;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(word.try_into().ok()?);
-        let special = special_bytes(word);
+    for word in words {
+        let special = special_bytes(u64::from_le_bytes(*word));
         if special != 0 {
-            at += (special.trailing_zeros() / 8) as usize;
-            return (bytes[at] == b'"').then_some(at);
+            return quote_at(bytes, at + (special.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    while let Some(&byte) = bytes.get(at) {
-        match byte {
-            b'"' => return Some(at),
-            b'\\' | 0..=0x1f => return None,
-            _ => at += 1,
-        }
-    }
-    None
+    let word = last.iter().rev().fold(0, |word, &byte| word << 8 | u64::from(byte));
+    quote_at(bytes, at + (special_bytes(word).trailing_zeros() / 8) as usize)
+}
+
+/// `at` when the byte there is a quote.
+#[inline]
+fn quote_at(bytes: &[u8], at: usize) -> Option<usize> {
+    (bytes.get(at) == Some(&b'"')).then_some(at)
 }
 
 /// The high bit of each byte of `word` (read little-endian) that is a quote, a backslash or a
