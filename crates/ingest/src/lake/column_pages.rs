@@ -52,21 +52,24 @@ pub fn plain_pages(
             0 => 0,
             value => offset(ends[value - 1])?,
         };
-        // Collected with room for every value: collecting results, the vector grew as it went.
-        let mut values = Vec::with_capacity(range.len());
+        // Each value's place in `bytes`, collected with room for every value (collecting
+        // results, the vector grew as it went).
+        let mut places = Vec::with_capacity(range.len());
         for end in &ends[range] {
             let end = offset(*end)?;
-            values.push(&bytes[start..end]);
+            places.push(start..end);
             start = end;
         }
+        // Room for every value and its length, and for one short copy past the last.
         let mut buffer = Vec::with_capacity(
-            definition_level_bytes(page_rows) + values.iter().map(|value| value.len() + 4).sum::<usize>(),
+            definition_level_bytes(page_rows) + places.iter().map(|place| place.len() + 4).sum::<usize>() + SHORT_VALUE,
         );
         put_levels(&mut buffer, primitive_type, page_rows, page_present, first_row)?;
-        for value in &values {
-            put_value(&mut buffer, value)?;
+        for place in &places {
+            put_plain_value(&mut buffer, bytes, place.clone())?;
         }
-        let statistics = bounds(primitive_type, values.iter().copied(), page_rows - values.len());
+        let values = places.iter().map(|place| &bytes[place.clone()]);
+        let statistics = bounds(primitive_type, values, page_rows - places.len());
         data_page(primitive_type, buffer, page_rows, statistics.serialize(), Encoding::Plain)
     })
 }
@@ -250,6 +253,27 @@ fn upper_bound(value: &[u8]) -> Vec<u8> {
             bound
         }
         None => value.to_vec(),
+    }
+}
+
+/// The longest value [`put_plain_value`] copies as a block of this many bytes.
+const SHORT_VALUE: usize = 16;
+
+/// Appends the value at `place` in `bytes` as [`put_value`] does. A short value (nearly every
+/// id) is copied as the [`SHORT_VALUE`] bytes from its start, when `bytes` has them, and the
+/// bytes past it dropped again: one copy of a known size instead of a call to copy its bytes
+/// (`buffer` has room for that many bytes past the value).
+fn put_plain_value(buffer: &mut Vec<u8>, bytes: &[u8], place: Range<usize>) -> PolarsResult<()> {
+    let length = place.len();
+    match bytes.get(place.start..).and_then(<[u8]>::first_chunk::<SHORT_VALUE>) {
+        Some(block) if length <= SHORT_VALUE && buffer.capacity() - buffer.len() >= 4 + SHORT_VALUE => {
+            buffer.extend_from_slice(&(length as u32).to_le_bytes());
+            let end = buffer.len() + length;
+            buffer.extend_from_slice(block);
+            buffer.truncate(end);
+            Ok(())
+        }
+        _ => put_value(buffer, &bytes[place]),
     }
 }
 
@@ -616,6 +640,33 @@ mod tests {
             first_row += page_rows;
         }
         assert_eq!(first_row, rows);
+    }
+
+    /// Values of every length from 0 to 40 bytes, short ones last (fewer than 16 bytes after
+    /// them in the column's bytes), in a required column: the page holds each value's length
+    /// and bytes, one after another, and nothing after the last.
+    #[test]
+    fn short_and_long_values_are_written_whole() {
+        use polars_parquet::parquet::schema::types::PhysicalType;
+        let mut primitive_type = PrimitiveType::from_physical("text".into(), PhysicalType::ByteArray);
+        primitive_type.field_info.repetition = Repetition::Required;
+        let texts: Vec<Vec<u8>> =
+            (0..=40u8).rev().chain(0..=16).map(|length| (0..length).map(|byte| b'a' + byte % 26).collect()).collect();
+        let mut ends = Vec::new();
+        let mut bytes = Vec::new();
+        for text in &texts {
+            bytes.extend_from_slice(text);
+            ends.push(bytes.len() as i64);
+        }
+        let pages = plain_pages(&primitive_type, texts.len(), Present::Every, &ends, &bytes).expect("pages");
+        let [Page::Data(page)] = &pages[..] else { panic!("one data page") };
+        let mut rest = page.buffer();
+        for text in &texts {
+            let length = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            assert_eq!(&rest[4..4 + length], &text[..]);
+            rest = &rest[4 + length..];
+        }
+        assert!(rest.is_empty(), "{} bytes after the last value", rest.len());
     }
 
     /// A required column's pages have no definition levels, and nulls in one are an error; a
