@@ -679,8 +679,8 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(text).expect("reference instant").timestamp_micros()
     }
 
-    /// [`parse_timestamp`] as it read every instant with chrono's types before: the reference
-    /// it must agree with.
+    /// [`parse_timestamp`] as it read every instant with chrono's types before (its fraction
+    /// read as it still is, by [`fraction_micros`]): the reference it must agree with.
     fn parse_timestamp_by_chrono(text: &str, zone: Tz) -> Option<i64> {
         let bytes = text.as_bytes();
         if bytes.len() < 19 {
