@@ -339,8 +339,8 @@ impl Content<'_> {
         put(Some(&self.occurred_at.to_le_bytes()))?;
         let amount = self.amount.map(|amount| present(amount.to_bits()));
         let score = self.score.map(|score| present(score as u64));
-        put(amount.as_ref().map(|bytes| bytes.as_slice()))?;
-        put(score.as_ref().map(|bytes| bytes.as_slice()))?;
+        put(amount.as_ref().map(<[u8; 9]>::as_slice))?;
+        put(score.as_ref().map(<[u8; 9]>::as_slice))?;
         (at <= out.len()).then_some(at)
     }
 }
@@ -425,10 +425,7 @@ pub fn parse_timestamp(text: &str, zone: Tz) -> Option<i64> {
         }
         [b'Z' | b'z'] => Some(instant),
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let digits = [*h1, *h2, *m1, *m2].map(|byte| byte.wrapping_sub(b'0'));
-            if digits.iter().any(|digit| *digit > 9) {
-                return None;
-            }
+            let digits = digit_values([*h1, *h2, *m1, *m2])?;
             let hours = i64::from(digits[0] * 10 + digits[1]);
             let minutes = i64::from(digits[2] * 10 + digits[3]);
             if hours > 23 || minutes > 59 {
@@ -491,8 +488,8 @@ impl DateTime {
             0x0000_ff00_00ff_0000,
             0x0000_3a00_003a_0000,
         )?;
-        let day = [day_tens, day_ones].map(|byte| byte.wrapping_sub(b'0'));
-        if day.iter().any(|digit| *digit > 9) || !matches!(separator, b'T' | b't' | b' ') {
+        let day = digit_values([day_tens, day_ones])?;
+        if !matches!(separator, b'T' | b't' | b' ') {
             return None;
         }
         let pair = |pairs: u64, byte: u32| (pairs >> (8 * byte)) as u32 & 0xff;
@@ -511,6 +508,12 @@ impl DateTime {
             && date_time.second < 60;
         exists.then_some(date_time)
     }
+}
+
+/// The values of ASCII digits; `None` when a byte is not one.
+fn digit_values<const N: usize>(bytes: [u8; N]) -> Option<[u8; N]> {
+    let values = bytes.map(|byte| byte.wrapping_sub(b'0'));
+    values.iter().all(|value| *value <= 9).then_some(values)
 }
 
 /// The two-digit numbers of `word` (eight text bytes, little-endian): byte `i` of the result
