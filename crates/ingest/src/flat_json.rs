@@ -76,23 +76,43 @@ impl FieldKey {
     }
 }
 
-/// The keys of the fields, by their first letter, the common ones first.
-const A_KEYS: [FieldKey; 1] = [FieldKey::of(Field::Amount)];
-const C_KEYS: [FieldKey; 5] = [
-    FieldKey::of(Field::CustomerId),
-    FieldKey::of(Field::CampaignId),
-    FieldKey::of(Field::Channel),
-    FieldKey::of(Field::Currency),
-    FieldKey::of(Field::Category),
-];
-const D_KEYS: [FieldKey; 1] = [FieldKey::of(Field::DealId)];
-const E_KEYS: [FieldKey; 2] = [FieldKey::of(Field::EventType), FieldKey::of(Field::EventId)];
-const K_KEYS: [FieldKey; 1] = [FieldKey::of(Field::Kind)];
-const O_KEYS: [FieldKey; 3] =
-    [FieldKey::of(Field::OccurredAt), FieldKey::of(Field::OwnerId), FieldKey::of(Field::OrderId)];
-const R_KEYS: [FieldKey; 1] = [FieldKey::of(Field::Reason)];
-const S_KEYS: [FieldKey; 3] = [FieldKey::of(Field::Stage), FieldKey::of(Field::Survey), FieldKey::of(Field::Score)];
-const T_KEYS: [FieldKey; 1] = [FieldKey::of(Field::TicketId)];
+/// How many bits of a key's first four bytes pick its slot in [`KEY_TABLE`].
+const KEY_SLOT_BITS: u32 = 5;
+
+/// The multiplier that sends the first four bytes of every field's name to a slot of its own
+/// (found by a search; [`key_table`] does not compile with one that does not). Only `event_id`
+/// and `event_type` share their first four bytes, and so their slot.
+const KEY_SLOT_MULTIPLIER: u32 = 0x4e11_7f95;
+
+/// The slot of a key whose first four bytes, read little-endian, are `first_bytes`.
+const fn key_slot(first_bytes: u32) -> usize {
+    (first_bytes.wrapping_mul(KEY_SLOT_MULTIPLIER) >> (32 - KEY_SLOT_BITS)) as usize
+}
+
+/// A slot's place for no field: its mask keeps no byte, so no window matches its bytes.
+const NO_KEY: FieldKey = FieldKey { field: Field::EventId, length: 0, bytes: 1, mask: 0 };
+
+/// The fields' keys by [`key_slot`], two places a slot.
+static KEY_TABLE: [[FieldKey; 2]; 1 << KEY_SLOT_BITS] = key_table();
+
+const fn key_table() -> [[FieldKey; 2]; 1 << KEY_SLOT_BITS] {
+    let mut table = [[NO_KEY; 2]; 1 << KEY_SLOT_BITS];
+    let mut at = 0;
+    while at < Field::ALL.len() {
+        let key = FieldKey::of(Field::ALL[at]);
+        assert!(key.length > 4, "a field's name of four bytes or more");
+        let slot = &mut table[key_slot(key.bytes as u32)];
+        if slot[0].mask == 0 {
+            slot[0] = key;
+        } else if slot[1].mask == 0 && slot[0].bytes as u32 == key.bytes as u32 {
+            slot[1] = key;
+        } else {
+            panic!("fields whose first four bytes differ share a slot of the key table");
+        }
+        at += 1;
+    }
+    table
+}
 
 /// The field whose name, with its closing quote, starts at `at` (just after a key's opening
 /// quote), told from the 16 bytes there without looking for the key's end: a key of a field
@@ -101,19 +121,12 @@ const T_KEYS: [FieldKey; 1] = [FieldKey::of(Field::TicketId)];
 #[inline]
 fn field_key(bytes: &[u8], at: usize) -> Option<FieldKey> {
     let window = u128::from_le_bytes(bytes.get(at..at + 16)?.try_into().ok()?);
-    let keys: &[FieldKey] = match window as u8 {
-        b'a' => &A_KEYS,
-        b'c' => &C_KEYS,
-        b'd' => &D_KEYS,
-        b'e' => &E_KEYS,
-        b'k' => &K_KEYS,
-        b'o' => &O_KEYS,
-        b'r' => &R_KEYS,
-        b's' => &S_KEYS,
-        b't' => &T_KEYS,
-        _ => return None,
-    };
-    keys.iter().find(|key| window & key.mask == key.bytes).copied()
+    let [first, second] = &KEY_TABLE[key_slot(window as u32)];
+    if window & first.mask == first.bytes {
+        Some(*first)
+    } else {
+        (window & second.mask == second.bytes).then_some(*second)
+    }
 }
 
 /// A place in the line being scanned.
@@ -370,6 +383,10 @@ mod tests {
             assert_eq!(scan_flat_object(&line, &mut record), Some(()), "{line}");
             assert_eq!(record.get(field), &Value::Text("a"), "{line}");
             assert_eq!(Some(record), by_serde(&line), "{line}");
+        }
+        // Names of no field, in empty slots of the key table and in the fields' own slots.
+        for name in ["zzzzz", "a", "event", "events", "event_ids", "even_id", "kin", "kindly", "stage_id"] {
+            assert!(field_key(format!("{name}\": \"a long value\"}}").as_bytes(), 0).is_none(), "{name}");
         }
     }
 
