@@ -45,7 +45,7 @@ pub struct StagedRun {
     /// Accepted events of each month not yet sent to the files (months in the order they were
     /// met), the place of each month there, and how many events in all.
     pending: Vec<(Month, EventColumns)>,
-    pending_slots: BTreeMap<Month, usize>,
+    pending_slots: PlHashMap<Month, usize>,
     pending_events: usize,
     /// How many events each month collected in the last chunk sent: the next chunk's columns
     /// start with room for about as many (growing them by doubling costs copies and page faults).
@@ -98,7 +98,7 @@ impl StagedRun {
             run_id: run_id.to_owned(),
             month_files,
             pending: Vec::new(),
-            pending_slots: BTreeMap::new(),
+            pending_slots: PlHashMap::default(),
             pending_events: 0,
             month_bounds: MonthBounds::default(),
             last_chunk: BTreeMap::new(),
