@@ -300,7 +300,7 @@ fn parse_record<'a>(
     };
     parsed.line = record.line;
     parsed.raw = raw;
-    parsed.verdict = if well_formed { validate(&mut raw_record, config) } else { Err(RejectReason::MalformedRecord) };
+    parsed.verdict = if well_formed { validate(&raw_record, config) } else { Err(RejectReason::MalformedRecord) };
 }
 
 /// The reader thread of an NDJSON dump: reads the decompressed stream straight into batches

@@ -14,7 +14,7 @@ use crate::flat_json::scan_flat_object;
 
 /// The value of one field as the dump wrote it, borrowed from the record's text (a JSON string
 /// with escapes is unescaped into a string kept in the batch's [`Unescaped`]).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Value<'a> {
     /// Absent, JSON `null`, JSON `""` or an empty CSV cell.
     #[default]
@@ -85,12 +85,6 @@ impl<'a> RawRecord<'a> {
     #[inline]
     pub fn get(&self, field: Field) -> &Value<'a> {
         &self.values[field as usize]
-    }
-
-    /// Takes the value of `field` out of the record, leaving null.
-    #[inline]
-    pub fn take(&mut self, field: Field) -> Value<'a> {
-        std::mem::take(&mut self.values[field as usize])
     }
 
     /// Sets the value of `field`; empty text is null.
