@@ -590,8 +590,9 @@ enum PageCodec {
 }
 
 impl PageCodec {
-    /// The codec of a lake column's pages: none for the columns zstd takes less than a fifth
-    /// out of, whose many small pages cost its set-up (tables built for each page) for little.
+    /// The codec of a lake column's pages: none for the columns zstd takes about a fifth or
+    /// less out of, whose many small pages cost its set-up (tables built for each page) for
+    /// little.
     /// The content hashes are uniform 64-bit numbers: zstd took nothing out of them (79 of 79
     /// MB for 10M events), at 0.6% of an ingest's instructions. The instants are deltas
     /// bit-packed already: zstd took 3% out of them (54.1 -> 52.4 MB), at 1.3% of an ingest's
@@ -964,13 +965,11 @@ mod tests {
         column.str().expect("text").iter().map(|text| text.map(str::to_owned)).collect()
     }
 
-    /// The month of an instant is the same whether months' bounds are kept or not: at the
-    /// edges of months and years, before 1970, in any order, past the months kept.
+    /// A dictionary's keys are those of a plain set of its values: for values of every length
+    /// around the short texts' limit, and each with one byte changed at every place, each
+    /// value's key is the one it got first, whether it is found by its words or by the set.
     #[test]
     fn a_dictionary_gives_each_distinct_value_one_key() {
-        // Values of every length around the short texts' limits, and each with one byte
-        // changed at every place: as many keys as distinct values, each value's key the one it
-        // got first, whether it is looked up by its words or by the set.
         let mut values: Vec<String> = Vec::new();
         for length in 0..=20 {
             let base: String = (0..length).map(|at| char::from(b'a' + (at % 26) as u8)).collect();
@@ -993,6 +992,8 @@ mod tests {
         assert!(ShortText::of(&[b'x'; 16]).is_some() && ShortText::of(&[b'x'; 17]).is_none());
     }
 
+    /// The month of an instant is the same whether months' bounds are kept or not: at the
+    /// edges of months and years, before 1970, in any order, past the months kept.
     #[test]
     fn kept_month_bounds_give_each_instants_month() {
         let micros = |text: &str| DateTime::parse_from_rfc3339(text).expect("instant").timestamp_micros();
