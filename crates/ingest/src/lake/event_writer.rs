@@ -352,32 +352,32 @@ impl ShortKeys {
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
         }
+        let at = self.slot_of(text);
+        if let Some((_, key)) = self.slots[at] {
+            return key;
+        }
+        let key = add();
+        self.slots[at] = Some((text, key));
+        self.len += 1;
+        key
+    }
+
+    /// The slot holding `text`, or the empty slot its search ends at.
+    fn slot_of(&self, text: ShortText) -> usize {
         let mask = self.slots.len() - 1;
         let mut at = text.slot(mask);
-        loop {
-            match &mut self.slots[at] {
-                Some((held, key)) if *held == text => return *key,
-                Some(_) => at = (at + 1) & mask,
-                empty @ None => {
-                    let key = add();
-                    *empty = Some((text, key));
-                    self.len += 1;
-                    return key;
-                }
-            }
+        while self.slots[at].is_some_and(|(held, _)| held != text) {
+            at = (at + 1) & mask;
         }
+        at
     }
 
     /// Twice the slots (16 at first), the texts held moved to their places in them.
     fn grow(&mut self) {
         let slots = (2 * self.slots.len()).max(16);
         let held = std::mem::replace(&mut self.slots, vec![None; slots]);
-        let mask = slots - 1;
         for (text, key) in held.into_iter().flatten() {
-            let mut at = text.slot(mask);
-            while self.slots[at].is_some() {
-                at = (at + 1) & mask;
-            }
+            let at = self.slot_of(text);
             self.slots[at] = Some((text, key));
         }
     }
