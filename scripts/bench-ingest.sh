@@ -92,7 +92,10 @@ for kind in ndjson csv ndjson.gz ndjson.zst; do
     kind_dump="$data/kind-$part-$kind"
     generate "$part" 7 "$kind_dump" --format "$format" --compress "$compress"
     kind_bytes=$(du -sb "$kind_dump" | cut -f1)
-    rm -rf "$data/lake-kind"
+    # As in the rounds above: nothing of an earlier run (DuckDB's unsynced output, the last
+    # lake) left for the kernel to write back during this one.
+    rm -rf "$data/lake-kind" "$data/lake-bench" "$data/duckdb.parquet"
+    sync
     result=$(measure "$bin" -q --config "$config" ingest "$kind_dump" --lake "$data/lake-kind")
     t=${result% *}
     printf 'throughput %-10s %6d MB  %5.1f s  %6.1f MB/s  %7.0f events/s  peak RSS %5d MiB\n' "$kind" \
