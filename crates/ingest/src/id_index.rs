@@ -560,9 +560,10 @@ impl IndexWriter {
             offset,
             capacity,
             count: 0,
-            buffer: Vec::with_capacity(BUFFER_BYTES),
+            // Room for the entry that takes the buffer past BUFFER_BYTES (it is written then).
+            buffer: Vec::with_capacity(BUFFER_BYTES + ENTRY_BYTES),
             fences_at,
-            fences: Vec::new(),
+            fences: Vec::with_capacity(capacity.div_ceil(FENCE_STEP) as usize * FENCE_BYTES),
             digest: XxHash3_64::new(),
         }
     }
