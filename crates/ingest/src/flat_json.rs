@@ -318,15 +318,15 @@ mod tests {
                     \"owner_id\":true,\"channel\":\"plain é\",\"extra\":1,\"extra\":\"twice\",\"kind\":false,\
                     \"deal_id\":123456789012345678901234567890} ";
         let record = scanned(line).expect("a flat object");
-        assert_eq!(record.get(Field::EventId), &Value::Text("e1"));
-        assert_eq!(record.get(Field::Amount), &Value::Number("-1.50e+3"));
-        assert_eq!(record.get(Field::Score), &Value::Number("7"));
-        assert_eq!(record.get(Field::Stage), &Value::Null);
-        assert_eq!(record.get(Field::Reason), &Value::Null);
-        assert_eq!(record.get(Field::OwnerId), &Value::Bool(true));
-        assert_eq!(record.get(Field::Kind), &Value::Bool(false));
-        assert_eq!(record.get(Field::Channel), &Value::Text("plain é"));
-        assert_eq!(record.get(Field::DealId), &Value::Number("123456789012345678901234567890"));
+        assert_eq!(record.get(Field::EventId), Value::Text("e1"));
+        assert_eq!(record.get(Field::Amount), Value::Number("-1.50e+3"));
+        assert_eq!(record.get(Field::Score), Value::Number("7"));
+        assert_eq!(record.get(Field::Stage), Value::Null);
+        assert_eq!(record.get(Field::Reason), Value::Null);
+        assert_eq!(record.get(Field::OwnerId), Value::Bool(true));
+        assert_eq!(record.get(Field::Kind), Value::Bool(false));
+        assert_eq!(record.get(Field::Channel), Value::Text("plain é"));
+        assert_eq!(record.get(Field::DealId), Value::Number("123456789012345678901234567890"));
         assert_eq!(Some(record), by_serde(line));
         assert_eq!(scanned("{}"), Some(RawRecord::default()));
         assert_eq!(scanned(" { } "), Some(RawRecord::default()));
@@ -381,7 +381,7 @@ mod tests {
             let line = format!("{{\"{name}\": \"a\", \"{name}x\": \"b\"}}");
             let mut record = RawRecord::default();
             assert_eq!(scan_flat_object(&line, &mut record), Some(()), "{line}");
-            assert_eq!(record.get(field), &Value::Text("a"), "{line}");
+            assert_eq!(record.get(field), Value::Text("a"), "{line}");
             assert_eq!(Some(record), by_serde(&line), "{line}");
         }
         // Names of no field, in empty slots of the key table and in the fields' own slots.
