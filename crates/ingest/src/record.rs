@@ -96,12 +96,12 @@ impl<'a> RawRecord<'a> {
     /// The value of `field`.
     #[inline]
     pub fn get(&self, field: Field) -> Value<'a> {
-        let text = self.texts[field as usize].unwrap_or_default();
-        match self.kinds[field as usize] {
-            ValueKind::Null => Value::Null,
-            ValueKind::Text => Value::Text(text),
-            ValueKind::Number => Value::Number(text),
-            ValueKind::Bool => Value::Bool(text == "true"),
+        match (self.kinds[field as usize], self.texts[field as usize]) {
+            (ValueKind::Text, Some(text)) => Value::Text(text),
+            (ValueKind::Number, Some(text)) => Value::Number(text),
+            (ValueKind::Bool, text) => Value::Bool(text == Some("true")),
+            // Only `set` writes both, a text with every kind but null.
+            (ValueKind::Null | ValueKind::Text | ValueKind::Number, _) => Value::Null,
         }
     }
 
