@@ -137,6 +137,11 @@ trait RecordSink: Send {
     fn file_read(&mut self, _file: &DumpFile, _identity: Option<u128>) -> Result<(), IngestError> {
         Ok(())
     }
+    /// Every file was read: what the sink collected may be written while the run's ids are
+    /// decided (the suspects found new follow).
+    fn files_read(&mut self) -> Result<(), IngestError> {
+        Ok(())
+    }
 }
 
 /// `crmkpi validate`: the checks of ingest, deduplicating within the inputs only, writing
@@ -326,6 +331,10 @@ impl RecordSink for LakeSink {
         self.reading = Some(file.path.clone());
     }
 
+    fn files_read(&mut self) -> Result<(), IngestError> {
+        self.staged.flush_events()
+    }
+
     fn file_read(&mut self, file: &DumpFile, identity: Option<u128>) -> Result<(), IngestError> {
         self.reading = None;
         match identity {
@@ -402,14 +411,21 @@ fn read_with_filter(
     tracing::debug!(suspects, "every file read; the suspects are decided next");
     // The filter is saved for the next run (its words on a thread of their own while the run's
     // ids are decided, then let go of; what it covers once the index is written, while the
-    // suspects are added).
+    // suspects are added). The events collected are written while the ids are decided: writing
+    // the next index is most of deciding, and one thread at a time writes into its file.
     let next_index = places.next_index.as_ref();
-    let (saving, decisions) = side_by_side(
+    let (saving, (decisions, written)) = side_by_side(
         move || next_index.map(|next_index| dedup::save_filter(filter, next_index)).transpose(),
-        || dedup::decide(&run, places.lake_index.as_deref(), next_index, Some(&unseen)),
+        || {
+            rayon::join(
+                || dedup::decide(&run, places.lake_index.as_deref(), next_index, Some(&unseen)),
+                || sink.files_read(),
+            )
+        },
     );
     let saving = saving?;
     let decisions = decisions?;
+    written?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
     let (saved, replayed) = side_by_side(

@@ -156,8 +156,9 @@ impl StagedRun {
         Ok(())
     }
 
-    /// Sends the collected events to the event files, a row group per month.
-    fn flush_events(&mut self) -> Result<(), IngestError> {
+    /// Sends the collected events to the event files, a row group per month (also once every
+    /// file is read, before the run's last events, the suspects that turn out new, are added).
+    pub fn flush_events(&mut self) -> Result<(), IngestError> {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable_by_key(|(month, _)| *month);
         self.pending_slots.clear();
