@@ -428,9 +428,14 @@ fn read_with_filter(
     written?;
     unseen.check(&decisions)?;
     tracing::debug!("every id decided");
+    // The keys' file, read by deciding only, goes while the suspects are added.
+    let spilled = &run;
     let (saved, replayed) = side_by_side(
-        move || saving.zip(next_index).map_or(Ok(()), |(saving, next_index)| dedup::finish_filter(saving, next_index)),
-        || replay(&run, &decisions, files, &mut stats, sink),
+        move || {
+            saving.zip(next_index).map_or(Ok(()), |(saving, next_index)| dedup::finish_filter(saving, next_index))?;
+            spilled.remove_keys()
+        },
+        || replay(spilled, &decisions, files, &mut stats, sink),
     );
     saved?;
     replayed?;
