@@ -59,10 +59,20 @@ contenders=(crmkpi duckdb)
 # from the disk into the page cache, which would otherwise slow whoever runs first (crmkpi
 # took 26 s instead of 4 once, the dump evicted; 7.9 s with only its binary to read).
 for run in $(seq 0 "$runs"); do
-    # Each contender takes each place in the round in turn: a place's own luck (what the
-    # round before left to the kernel) is shared out instead of going to one contender.
-    shift_by=$(((run + ${#contenders[@]} - 1) % ${#contenders[@]}))
+    # Each contender takes each place in the round in turn, and follows each of the others:
+    # the rounds go through the rotations of the contenders, then through those of their
+    # reversed order (with three, the six orders). A place's own luck is shared out instead
+    # of going to one contender: the one right after DuckDB was faster in most script runs,
+    # whichever binary it was, and rotations alone always put the same one there.
+    count=${#contenders[@]}
+    # Round 1 is the first rotation (the warm-up round 0 the last reversed one).
+    turn=$((run + 2 * count - 1))
+    shift_by=$((turn % count))
     order=("${contenders[@]:shift_by}" "${contenders[@]:0:shift_by}")
+    if [ $((turn / count % 2)) = 1 ]; then
+        for ((i = 0; i < count; i++)); do reversed[i]=${order[count - 1 - i]}; done
+        order=("${reversed[@]}")
+    fi
     for contender in "${order[@]}"; do
         rm -rf "$data/lake-bench" "$data/duckdb.parquet"
         # Every run starts with nothing left to write back: DuckDB does not sync its output,
