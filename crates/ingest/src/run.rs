@@ -656,11 +656,13 @@ fn classify(filter: &SeenFilter, parsed: &[Parsed<'_>]) -> Vec<Class> {
 mod tests {
     use super::*;
 
-    /// What a run handed on: the accepted events' ids and the rejects' lines and reasons.
+    /// What a run handed on: the accepted events' ids and the rejects' lines and reasons, and
+    /// how many events were accepted when it was told that every file was read.
     #[derive(Default)]
     struct Collected {
         accepted: Vec<String>,
         rejected: Vec<(i64, String)>,
+        accepted_when_files_read: Option<usize>,
     }
 
     impl RecordSink for Collected {
@@ -670,6 +672,11 @@ mod tests {
         }
         fn reject(&mut self, _file: &DumpFile, reject: Reject) -> Result<(), IngestError> {
             self.rejected.push((reject.line, reject.reason));
+            Ok(())
+        }
+        fn files_read(&mut self) -> Result<(), IngestError> {
+            assert_eq!(self.accepted_when_files_read, None, "told once");
+            self.accepted_when_files_read = Some(self.accepted.len());
             Ok(())
         }
     }
@@ -720,5 +727,12 @@ mod tests {
         assert!(large_suspects >= 5_000, "every repeat is a suspect: {large_suspects}");
         // About 650 false positives: the filter fills up as the run goes.
         assert!(small_suspects > large_suspects + 500, "the small filter's false positives: {small_suspects}");
+        // The sink hears that every file was read before the suspects are decided (it writes
+        // what it collected meanwhile): only the suspects that turn out new, the false
+        // positives (every repeat is a duplicate or a conflict), are accepted after.
+        for (handed, suspects) in [(&small_handed, small_suspects), (&large_handed, large_suspects)] {
+            let before = handed.accepted_when_files_read.expect("told that every file was read");
+            assert_eq!(handed.accepted.len() - before, suspects as usize - 5_000);
+        }
     }
 }
