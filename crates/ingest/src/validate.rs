@@ -201,17 +201,16 @@ pub fn validate<'a>(record: &RawRecord<'a>, config: &Config) -> Result<EventView
     let given_score = record.get(Field::Score);
     // A string field's text: JSON numbers and booleans as their JSON text as written (`1.50`
     // stays `1.50`). (Objects and arrays make a record malformed when it is parsed.)
-    let text = |field: Field| record.text(field);
-    let event_id = text(Field::EventId).unwrap_or_default();
+    let event_id = record.text(Field::EventId).unwrap_or_default();
     let (survey, score) = if event_type == EventType::SurveyAnswered {
-        let survey = text(Field::Survey).unwrap_or_default();
+        let survey = record.text(Field::Survey).unwrap_or_default();
         let score = parse_score(survey, &given_score).ok_or(RejectReason::InvalidScore)?;
         (Some(survey), Some(score))
     } else {
         (None, None)
     };
     let category = if event_type == EventType::SpendRecorded {
-        let category = text(Field::Category).unwrap_or_default();
+        let category = record.text(Field::Category).unwrap_or_default();
         if !matches!(category, "acquisition" | "retention" | "crm") {
             return Err(RejectReason::InvalidCategory);
         }
@@ -219,25 +218,25 @@ pub fn validate<'a>(record: &RawRecord<'a>, config: &Config) -> Result<EventView
     } else {
         None
     };
-    let currency = text(Field::Currency);
+    let currency = record.text(Field::Currency);
     let rate = match &currency {
         Some(code) => config.fx_rate(code).ok_or(RejectReason::UnknownCurrency)?,
         None => 1.0,
     };
     let fields = TextFields {
-        customer_id: text(Field::CustomerId),
-        deal_id: text(Field::DealId),
-        order_id: text(Field::OrderId),
-        ticket_id: text(Field::TicketId),
-        campaign_id: text(Field::CampaignId),
-        owner_id: text(Field::OwnerId),
-        stage: text(Field::Stage),
+        customer_id: record.text(Field::CustomerId),
+        deal_id: record.text(Field::DealId),
+        order_id: record.text(Field::OrderId),
+        ticket_id: record.text(Field::TicketId),
+        campaign_id: record.text(Field::CampaignId),
+        owner_id: record.text(Field::OwnerId),
+        stage: record.text(Field::Stage),
         currency,
-        channel: text(Field::Channel),
-        kind: text(Field::Kind),
+        channel: record.text(Field::Channel),
+        kind: record.text(Field::Kind),
         category,
         survey,
-        reason: text(Field::Reason),
+        reason: record.text(Field::Reason),
     };
     let content_hash = content_hash(event_id, event_type, occurred_at, &fields, given_amount, score);
     Ok(Event {
