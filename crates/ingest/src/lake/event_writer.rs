@@ -486,7 +486,7 @@ impl EventColumns {
     /// The parts of the columns, each filled on its own: appending the same events, in the same
     /// order, to every part appends them to the columns. The columns hold fewer than 2^32 rows:
     /// the run's events are written out at 2^19 pending events, and one call of
-    /// `StagedRun::add_events` adds a batch (4,096) or a block of replayed suspects (16,384).
+    /// `StagedRun::add_events` adds a batch (8,192) or a block of replayed suspects (16,384).
     pub fn parts(&mut self) -> [ColumnPart<'_>; COLUMN_PARTS] {
         let row = self.fixed.occurred_at.len() as u32;
         [ColumnPart::Fixed(&mut self.fixed), ColumnPart::Text { row, columns: &mut self.fields }]
