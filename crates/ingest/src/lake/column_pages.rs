@@ -48,28 +48,26 @@ pub fn plain_pages(
 ) -> PolarsResult<Vec<Page>> {
     let value_bytes = bytes.len() + ends.len() * size_of::<u32>();
     paged(rows, present, value_bytes, |first_row, page_rows, page_present, range| {
-        let mut start = match range.start {
-            0 => 0,
-            value => offset(ends[value - 1])?,
+        let place_of = |value: usize| match value {
+            0 => Ok(0),
+            value => offset(ends[value - 1]),
         };
-        // Each value's place in `bytes`, collected with room for every value (collecting
-        // results, the vector grew as it went).
-        let mut places = Vec::with_capacity(range.len());
-        for end in &ends[range] {
-            let end = offset(*end)?;
-            places.push(start..end);
-            start = end;
-        }
+        let (start, end) = (place_of(range.start)?, place_of(range.end)?);
+        let values = range.len();
         // Room for every value and its length, and for one short copy past the last.
-        let mut buffer = Vec::with_capacity(
-            definition_level_bytes(page_rows) + places.iter().map(|place| place.len() + 4).sum::<usize>() + SHORT_VALUE,
-        );
+        let mut buffer =
+            Vec::with_capacity(definition_level_bytes(page_rows) + (end - start) + values * 4 + SHORT_VALUE);
         put_levels(&mut buffer, primitive_type, page_rows, page_present, first_row)?;
-        for place in &places {
-            put_plain_value(&mut buffer, bytes, place.clone())?;
+        // Each value copied and ranked in one pass: its bytes are read once.
+        let mut bounds = Bounds::default();
+        let mut value_start = start;
+        for value_end in &ends[range] {
+            let value_end = offset(*value_end)?;
+            put_plain_value(&mut buffer, bytes, value_start..value_end)?;
+            bounds.add(&bytes[value_start..value_end]);
+            value_start = value_end;
         }
-        let values = places.iter().map(|place| &bytes[place.clone()]);
-        let statistics = bounds(primitive_type, values, page_rows - places.len());
+        let statistics = bounds.statistics(primitive_type, page_rows - values);
         data_page(primitive_type, buffer, page_rows, statistics.serialize(), Encoding::Plain)
     })
 }
@@ -188,22 +186,39 @@ fn bounds<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     nulls: usize,
 ) -> BinaryStatistics {
-    // Each value with its first bytes as a number, compared first: most comparisons end there,
-    // without a call to compare the bytes.
-    let mut min_max: Option<(Ranked<'_>, Ranked<'_>)> = None;
-    for value in values {
+    let mut bounds = Bounds::default();
+    values.for_each(|value| bounds.add(value));
+    bounds.statistics(primitive_type, nulls)
+}
+
+/// The least and the greatest of the text values added so far.
+#[derive(Default)]
+struct Bounds<'a> {
+    min_max: Option<(Ranked<'a>, Ranked<'a>)>,
+}
+
+impl<'a> Bounds<'a> {
+    /// Adds `value`, its first bytes as a number compared first: most comparisons end there,
+    /// without a call to compare the bytes.
+    #[inline(always)]
+    fn add(&mut self, value: &'a [u8]) {
         let value = (leading_bytes(value), value);
-        min_max = Some(match min_max {
+        self.min_max = Some(match self.min_max {
             None => (value, value),
             Some((min, max)) => (min.min(value), max.max(value)),
         });
     }
-    BinaryStatistics {
-        primitive_type: primitive_type.clone(),
-        null_count: Some(nulls as i64),
-        distinct_count: None,
-        max_value: min_max.map(|(_, (_, max))| upper_bound(max)),
-        min_value: min_max.map(|((_, min), _)| lower_bound(min).to_vec()),
+
+    /// The statistics of a page of the values added and `nulls` rows without one: the bounds
+    /// cut to [`BOUND_BYTES`] ([`lower_bound`], [`upper_bound`]).
+    fn statistics(self, primitive_type: &PrimitiveType, nulls: usize) -> BinaryStatistics {
+        BinaryStatistics {
+            primitive_type: primitive_type.clone(),
+            null_count: Some(nulls as i64),
+            distinct_count: None,
+            max_value: self.min_max.map(|(_, (_, max))| upper_bound(max)),
+            min_value: self.min_max.map(|((_, min), _)| lower_bound(min).to_vec()),
+        }
     }
 }
 
@@ -214,10 +229,14 @@ type Ranked<'a> = (u64, &'a [u8]);
 /// the one with the smaller number is the smaller (the bytes differ first there, or the
 /// smaller ends there); equal numbers say nothing.
 fn leading_bytes(value: &[u8]) -> u64 {
-    let mut leading = [0u8; 8];
-    let length = value.len().min(leading.len());
-    leading[..length].copy_from_slice(&value[..length]);
-    u64::from_be_bytes(leading)
+    match value.first_chunk::<8>() {
+        Some(leading) => u64::from_be_bytes(*leading),
+        None => {
+            let mut leading = [0u8; 8];
+            leading[..value.len()].copy_from_slice(value);
+            u64::from_be_bytes(leading)
+        }
+    }
 }
 
 /// The longest prefix of the text `value` of at most [`BOUND_BYTES`] that ends between two
