@@ -1,12 +1,10 @@
 //! The scanner of the NDJSON lines dumps are made of: one flat object whose keys and string
 //! values have no escapes and whose values are strings, numbers, booleans and nulls. It fills a
 //! record exactly as serde_json does ([`crate::record::parse_json_line`]), in one pass over the
-//! line and without serde's machinery, and gives up on anything else: an escape, a nested
-//! value, a field given twice, any syntax error. What it gives up on goes to serde_json, which
-//! decides; so the scanner never judges a line malformed, it only takes the common case off
-//! serde's hands.
-//!
-//! A line's string ends are found 32 bytes at a time before it is scanned (see [`StopMap`]).
+//! line once its string ends are found 32 bytes at a time ([`StopMap`]), without serde's
+//! machinery, and gives up on anything else: an escape, a nested value, a field given twice,
+//! any syntax error. What it gives up on goes to serde_json, which decides; so the scanner
+//! never judges a line malformed, it only takes the common case off serde's hands.
 
 use crmkpi_schema::Field;
 use wide::{CmpEq, u8x32};
